@@ -1,0 +1,48 @@
+# Developer tasks for ComfyUI-UniAVGen.
+#
+# The .venv built here is for development and tests only. torch/torchaudio are
+# pinned in this file and nowhere else: inside ComfyUI the pack uses whatever
+# torch ComfyUI already has.
+#
+# Golden vectors are read from ../shared/golden by default; the test suite
+# honours UNIAVGEN_GOLDEN=/path/to/golden as an override.
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.setup-stamp
+TORCH_PINS  := torch==2.11.0 torchaudio==2.11.0
+DEV_DEPS    := safetensors einops numpy kornia pytest
+PYTEST_ARGS ?=
+
+.PHONY: setup test golden demo clean distclean
+
+setup: $(STAMP)
+
+# Create the venv only if it is missing; an existing one is reused as is.
+$(PY):
+	python3 -m venv $(VENV)
+
+# Reinstall only when the dependency declarations change.
+$(STAMP): Makefile pyproject.toml requirements.txt | $(PY)
+	$(PY) -m pip install $(TORCH_PINS)
+	$(PY) -m pip install $(DEV_DEPS)
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+golden: setup
+	$(PY) -m uniavgen_core.golden ../shared/golden/public --out build/golden
+
+demo:
+	@echo "make demo: not available yet." >&2
+	@echo "The demo needs the small shipped model, which is not in the project yet;" >&2
+	@echo "a later issue adds it." >&2
+	@exit 1
+
+clean:
+	rm -rf build .pytest_cache
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

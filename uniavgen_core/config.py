@@ -1,0 +1,137 @@
+"""Model hyperparameters (spec §1) and their inference from a checkpoint's tensor shapes."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+# Fields of the official diffusers `config.json` that map 1:1 onto ours.
+_OFFICIAL_JSON_FIELDS = (
+    "patch_size", "text_len", "in_dim", "in_audio_dim", "dim", "ffn_dim", "audio_dim",
+    "audio_ffn_dim", "freq_dim", "text_dim", "out_dim", "out_dim_audio", "num_heads",
+    "audio_num_heads", "num_layers", "window_size", "qk_norm", "cross_attn_norm", "eps",
+)
+
+
+@dataclass(frozen=True)
+class UniAVGenConfig:
+    # video branch (Wan2.2-TI2V-5B layout, spec §1.1)
+    dim: int = 3072
+    ffn_dim: int = 14336
+    num_heads: int = 24
+    num_layers: int = 30
+    patch_size: tuple = (1, 2, 2)
+    in_dim: int = 48
+    out_dim: int = 48
+    text_dim: int = 4096          # caption (umT5) feature width
+    text_len: int = 512           # caption rows after zero padding
+    freq_dim: int = 256           # sinusoidal timestep width
+    eps: float = 1e-6
+    qk_norm: bool = True
+    cross_attn_norm: bool = True
+    window_size: tuple = (-1, -1)  # self-attention window; only global (-1, -1) exists
+    # audio branch (spec §1.2)
+    audio_dim: int = 1536
+    audio_ffn_dim: int = 8960
+    audio_num_heads: int = 12
+    in_audio_dim: int = 80
+    out_dim_audio: int = 80
+    # speech-text embedding (spec §1.3)
+    speech_vocab_size: int = 2545
+    speech_dim: int = 512
+    speech_conv_layers: int = 4
+    speech_conv_mult: int = 2
+    # cross-modal interaction (spec §1.4)
+    interaction_layers: tuple = field(default_factory=lambda: tuple(range(0, 30, 2)))
+    a2v_window: int = 5            # pixel frames; half-window = window // 2 after making it odd
+
+    def __post_init__(self):
+        for name in ("patch_size", "window_size", "interaction_layers"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.dim % self.num_heads or self.audio_dim % self.audio_num_heads:
+            raise ValueError(f"dim {self.dim} / audio_dim {self.audio_dim} must divide by their head counts "
+                             f"{self.num_heads} / {self.audio_num_heads}")
+        if self.head_dim % 2 or self.audio_head_dim % 2:
+            raise ValueError("head dims must be even for rotary embeddings")
+        if tuple(self.window_size) != (-1, -1):
+            raise ValueError(f"window_size {self.window_size}: only global attention (-1, -1) is supported")
+        if any(not 0 <= i < self.num_layers for i in self.interaction_layers):
+            raise ValueError(f"interaction_layers {self.interaction_layers} outside 0..{self.num_layers - 1}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def audio_head_dim(self) -> int:
+        return self.audio_dim // self.audio_num_heads
+
+    @classmethod
+    def official(cls) -> "UniAVGenConfig":
+        """The released UniAVGen model (spec §1)."""
+        return cls()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "UniAVGenConfig":
+        """Our own field names, or the official `config.json` (unknown keys such as
+        `_class_name`, `model_type`, `audio_cond_dim` are ignored: inference never uses them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_shapes(cls, shapes: Mapping[str, Sequence[int]], hints: Mapping | None = None) -> "UniAVGenConfig":
+        """Infer the configuration from a state dict's tensor shapes (official key names).
+
+        Head counts are not visible in any shape. Unless `hints` (an official config.json)
+        gives them, both branches are assumed to share one head dim: the largest power of two
+        <= 128 dividing both widths (128 for the released model, 32 for the golden tiny one).
+        """
+        def shape(key):
+            if key not in shapes:
+                raise KeyError(key)
+            return tuple(shapes[key])
+
+        pe = shape("patch_embedding.weight")           # [dim, in_dim, pt, ph, pw]
+        dim, in_dim, patch = pe[0], pe[1], tuple(pe[2:])
+        audio_dim, in_audio = shape("audio_embedding.0.weight")
+        num_layers = _count_indexed(shapes, "blocks")
+        n_inter = _count_indexed(shapes, "a2v_blocks")
+        speech_rows, speech_dim = shape("text_embedding.text_embed.weight")
+        values = dict(
+            dim=dim, in_dim=in_dim, patch_size=patch,
+            ffn_dim=shape("blocks.0.ffn.0.weight")[0],
+            num_layers=num_layers,
+            text_dim=shape("text_embedding_video.0.weight")[1],
+            freq_dim=shape("time_embedding.0.weight")[1],
+            out_dim=shape("head.head.weight")[0] // math.prod(patch),
+            audio_dim=audio_dim, in_audio_dim=in_audio,
+            audio_ffn_dim=shape("audio_blocks.0.ffn.0.weight")[0],
+            out_dim_audio=shape("head_audio.head.weight")[0],
+            qk_norm="blocks.0.self_attn.norm_q.weight" in shapes,
+            cross_attn_norm="blocks.0.norm3.weight" in shapes,
+            speech_vocab_size=speech_rows - 1,
+            speech_dim=speech_dim,
+            speech_conv_layers=_count_indexed(shapes, "text_embedding.text_blocks"),
+            speech_conv_mult=shape("text_embedding.text_blocks.0.pwconv1.weight")[0] // speech_dim,
+            # The release hard-codes layers 0, 2, ..., 28: one interaction block after every even layer.
+            interaction_layers=tuple(range(0, 2 * n_inter, 2)),
+        )
+        head_dim = 128
+        while head_dim > 1 and (dim % head_dim or audio_dim % head_dim):
+            head_dim //= 2
+        values["num_heads"], values["audio_num_heads"] = dim // head_dim, audio_dim // head_dim
+        for key in ("num_heads", "audio_num_heads", "text_len", "eps", "window_size"):
+            if hints and key in hints:
+                values[key] = hints[key]
+        return cls(**values)
+
+
+def _count_indexed(shapes: Mapping, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
+    indices = {int(m.group(1)) for k in shapes if (m := pattern.match(k))}
+    return max(indices) + 1 if indices else 0

@@ -1,0 +1,111 @@
+"""Golden-vector runner (contract: ../shared/golden/README.md).
+
+    python -m uniavgen_core.golden GOLDEN_DIR --out OUT_DIR [--vocab VOCAB]
+    python -m uniavgen_core.golden --official-keys
+
+Reads only the inputs of each case (never the expected outputs) and writes what this
+implementation computes, under the same names. Comparing is the tests' job.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .conditioning import Condition, ConditionBatch
+from .loading import load_model, official_key_shapes
+from .sampler import Request, SamplingParams, Task, pass_switches, sample
+
+FWD_TIMESTEP = 700.0
+
+
+def case_inputs(tensors: dict, name: str) -> dict:
+    prefix = f"{name}.in."
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def case_request(case: dict, inputs: dict) -> Request:
+    def condition(text, caption):
+        return Condition(speech_ids=inputs[text].reshape(-1), caption=inputs[caption],
+                         ref_latent=inputs["ref_img"], cond_latent=inputs["cond_video"],
+                         ref_mel=inputs.get("ref_audio"), cond_mel=inputs.get("cond_audio"))
+    return Request(task=Task(case["task"]), condition=condition("text", "caption"),
+                   null_condition=condition("neg_text", "neg_caption"),
+                   latent_frames=case["lat_frames"], mel_frames=case["n_audio"], seed=case["seed"])
+
+
+def case_params(case: dict) -> SamplingParams:
+    return SamplingParams(steps=case["steps"], shift=case["shift"], video_cfg=case["video_cfg"],
+                          audio_cfg=case["audio_cfg"], macfg_prop=case["macfg_prop"], slg_layer=case["slg_layer"])
+
+
+def forward_passes(model, request: Request, params: SamplingParams, noise) -> dict:
+    """The three single evaluations at t = 700 on the initial noise, as one batch of three."""
+    cond_sw, _ = pass_switches(request.task, 0, params)
+    _, null_macfg = pass_switches(request.task, 0, replace(params, macfg_prop=1.0))
+    _, null_plain = pass_switches(request.task, 0, replace(params, macfg_prop=0.0))
+    stack = lambda c: ConditionBatch.stack([c], request.latent_frames, request.mel_frames, model.config.text_len,
+                                           noise[0].device, model.compute_dtype)
+    batch = ConditionBatch.cat([stack(request.condition), stack(request.null_condition),
+                                stack(request.null_condition)])
+    video, audio = (x.expand(3, *x.shape[1:]).to(model.compute_dtype) for x in noise)
+    out = model(video, audio, torch.full((3,), FWD_TIMESTEP), batch, cond_sw + null_macfg + null_plain)
+    names = ("cond", "null_macfg", "null_plain")
+    result = {f"fwd.{p}.video": out.video[i] for i, p in enumerate(names)}
+    result.update({f"fwd.{p}.audio": out.audio[i: i + 1] for i, p in enumerate(names)})
+    return result
+
+
+def run_model_cases(golden_dir: Path, out_dir: Path) -> None:
+    cases = json.loads((golden_dir / "golden.json").read_text())["cases"]
+    with safe_open(golden_dir / "golden.safetensors", framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys() if ".in." in k}
+    model = load_model(golden_dir, dtype=torch.float32)
+    results = {}
+    for name, case in cases.items():
+        inputs = case_inputs(tensors, name)
+        request, params = case_request(case, inputs), case_params(case)
+        noise = (inputs["noise_video"], inputs["noise_audio"])
+        for key, value in forward_passes(model, request, params, noise).items():
+            results[f"{name}.{key}"] = value
+        start = time.perf_counter()
+        out = sample(model, [request], params, noise=noise)
+        video, audio = out.video.cpu(), out.audio.cpu()
+        print(f"sampling_seconds {name} {time.perf_counter() - start:.3f}", flush=True)
+        results[f"{name}.out.video"], results[f"{name}.out.audio"] = video, audio
+    save_file({k: v.detach().float().contiguous().cpu() for k, v in results.items()}, out_dir / "golden.safetensors")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.golden", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("golden_dir", nargs="?", type=Path, help="folder with golden.json etc.")
+    parser.add_argument("--out", type=Path, help="folder to write results into")
+    parser.add_argument("--vocab", type=Path, help="speech vocabulary (vocab.txt) for tokenizer cases")
+    parser.add_argument("--official-keys", action="store_true",
+                        help="print {key: shape} of the official configuration as JSON and exit")
+    args = parser.parse_args(argv)
+    if args.official_keys:
+        json.dump(official_key_shapes(), sys.stdout)
+        print()
+        return 0
+    if args.golden_dir is None or args.out is None:
+        parser.error("GOLDEN_DIR and --out are required")
+    if not args.golden_dir.is_dir():
+        parser.error(f"{args.golden_dir} is not a folder")
+    torch.set_grad_enabled(False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if (args.golden_dir / "golden.json").is_file():
+        run_model_cases(args.golden_dir, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

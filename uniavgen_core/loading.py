@@ -1,0 +1,191 @@
+"""Load the official checkpoint (Hugging Face folder or one .safetensors file) strictly.
+
+The model is built on the meta device and every tensor is read lazily from the safetensors
+files and assigned, so peak memory is about one copy of the model. Nothing is ever
+unpickled: only safetensors files are accepted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .config import UniAVGenConfig
+from .model import UniAVGenModel
+
+INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+# Prefixes other tools put in front of the official names (ComfyUI, DDP, torch.compile).
+KNOWN_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "module.", "_orig_mod.", "model.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded, with a readable explanation of why."""
+
+
+def checkpoint_files(path: str | os.PathLike) -> tuple[list[Path], dict | None]:
+    """The safetensors files of a checkpoint and its official config.json (or None)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: put the UniAVGen folder (with {INDEX_NAME} and its "
+                              f"shards) or a single .safetensors file there")
+    if path.is_file():
+        if path.suffix in PICKLE_SUFFIXES:
+            raise CheckpointError(f"{path.name} is a pickle file; UniAVGen only loads .safetensors (pickles can run "
+                                  f"code). Use the official safetensors release or convert it first.")
+        if path.suffix != ".safetensors":
+            raise CheckpointError(f"{path.name} is not a .safetensors file")
+        config = path.with_name("config.json")
+        return [path], _read_json(config) if config.is_file() else None
+    config = _read_json(path / "config.json") if (path / "config.json").is_file() else None
+    index = path / INDEX_NAME
+    if index.is_file():
+        names = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        missing = [n for n in names if not (path / n).is_file()]
+        if missing:
+            raise CheckpointError(f"{path} is incomplete: {len(missing)} shard(s) named in {INDEX_NAME} are missing "
+                                  f"({', '.join(missing[:4])}); finish the download")
+        return [path / n for n in names], config
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        hint = f" (found only pickle files: {', '.join(pickles[:3])}; they are not loaded)" if pickles else ""
+        raise CheckpointError(f"{path} holds no .safetensors files{hint}")
+    return files, config
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from None
+
+
+def read_shapes(files: list[Path]) -> dict[str, tuple]:
+    """{key: shape} without reading any tensor data."""
+    shapes = {}
+    for f in files:
+        try:
+            with safe_open(f, framework="pt") as handle:
+                for key in handle.keys():
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        except Exception as err:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"{f.name} is not a readable safetensors file ({err}); re-download it") from None
+    return shapes
+
+
+def _strip_prefix(keys) -> str:
+    for prefix in KNOWN_PREFIXES:
+        if keys and all(k.startswith(prefix) for k in keys):
+            return prefix
+    return ""
+
+
+def identify_foreign(shapes: dict) -> str | None:
+    """Name a common wrong input recognised by its keys, or None."""
+    keys = shapes.keys()
+    has = lambda pattern: any(re.search(pattern, k) for k in keys)
+    if has(r"^audio_blocks\.") or has(r"^a2v_blocks\."):
+        return None
+    if has(r"(^|\.)encoder\.block\.\d+\.layer\.") or has(r"^shared\.weight$") or (
+            has(r"^token_embedding\.") and has(r"^blocks\.\d+\.attn\.")):
+        return "a text encoder (umT5/T5), not the UniAVGen model: load it with ComfyUI's CLIPLoader (type wan)"
+    if has(r"^(encoder|decoder)\.(conv|down|up|mid|head)") or has(r"^(encoder|decoder)\.") and has(r"^conv[12]\."):
+        return "a VAE, not the UniAVGen model: load it with ComfyUI's VAELoader"
+    if has(r"^(ups|resblocks|conv_pre|conv_post)\.") or has(r"activation_post\."):
+        return "a vocoder (BigVGAN), not the UniAVGen model"
+    if "patch_embedding.weight" in shapes and has(r"^blocks\.\d+\.self_attn\."):
+        in_dim = shapes["patch_embedding.weight"][1]
+        if in_dim == 48:
+            return ("a plain Wan2.2-TI2V-5B video model (no audio branch), not UniAVGen: download the UniAVGen "
+                    "checkpoint (MCG-NJU/UniAVGen), which contains audio_blocks, a2v_blocks and v2a_blocks")
+        return (f"a Wan2.1/Wan2.2-14B video model (latent channels {in_dim}), not UniAVGen: download the UniAVGen "
+                f"checkpoint (MCG-NJU/UniAVGen)")
+    return None
+
+
+def _group(keys) -> str:
+    """'blocks.{0..29}.ffn.0.weight'-style summary of a key list, most frequent first."""
+    patterns = Counter(re.sub(r"\.\d+\.", ".N.", k) for k in keys)
+    parts = [f"{p} (x{c})" if c > 1 else p for p, c in patterns.most_common(8)]
+    more = len(patterns) - 8
+    return ", ".join(parts) + (f", and {more} more kinds" if more > 0 else "")
+
+
+def check_keys(model_shapes: dict, file_shapes: dict, source: str) -> None:
+    """Raise a CheckpointError listing missing, unexpected and mis-shaped keys."""
+    missing = [k for k in model_shapes if k not in file_shapes]
+    unexpected = [k for k in file_shapes if k not in model_shapes]
+    mismatched = [f"{k}: file {list(file_shapes[k])} vs model {list(model_shapes[k])}"
+                  for k in model_shapes if k in file_shapes and tuple(file_shapes[k]) != tuple(model_shapes[k])]
+    if not (missing or unexpected or mismatched):
+        return
+    lines = [f"{source} does not match the UniAVGen model:"]
+    if missing:
+        lines.append(f"  missing keys ({len(missing)}): {_group(missing)}")
+    if unexpected:
+        lines.append(f"  unexpected keys ({len(unexpected)}): {_group(unexpected)}")
+    if mismatched:
+        lines.append(f"  shape mismatches ({len(mismatched)}): " + "; ".join(mismatched[:5])
+                     + (f"; and {len(mismatched) - 5} more" if len(mismatched) > 5 else ""))
+    if any(k.startswith("text_embedding.0.") for k in unexpected):
+        lines.append("  text_embedding.0.* is the upstream Wan name of the caption MLP; UniAVGen names it "
+                     "text_embedding_video.* - this file was converted with the wrong names")
+    lines.append("  The file is incomplete, converted with other key names, or a different model; "
+                 "use the official MCG-NJU/UniAVGen release.")
+    raise CheckpointError("\n".join(lines))
+
+
+def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, compute_dtype: torch.dtype | None = None,
+               device: str | torch.device = "cpu", ops=None, config: UniAVGenConfig | None = None) -> UniAVGenModel:
+    """Load UniAVGen strictly from an official folder (index json + shards) or one .safetensors.
+
+    dtype: storage dtype of the weights (None keeps the file's). compute_dtype: activation dtype
+    (default: dtype, or bfloat16 for 8-bit weights, or the file's). The configuration comes from
+    `config`, else from tensor shapes, with an official config.json next to the weights honoured.
+    """
+    files, config_json = checkpoint_files(path)
+    source = str(path)
+    shapes = read_shapes(files)
+    prefix = _strip_prefix(list(shapes))
+    shapes = {k[len(prefix):]: v for k, v in shapes.items()}
+    foreign = identify_foreign(shapes)
+    if foreign:
+        raise CheckpointError(f"{source} is {foreign}.")
+    if config is None:
+        try:
+            config = (UniAVGenConfig.from_shapes(shapes, hints=config_json))
+        except KeyError as err:
+            check_keys(_meta_shapes(UniAVGenConfig.official(), ops), shapes, source)
+            raise CheckpointError(f"{source}: cannot infer the model size, key {err} is missing") from None
+        except ValueError as err:
+            raise CheckpointError(f"{source}: inconsistent model configuration ({err})") from None
+    with torch.device("meta"):
+        model = UniAVGenModel(config, ops=ops)
+    check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes, source)
+
+    state = {}
+    for f in files:
+        with safe_open(f, framework="pt", device=str(device)) as handle:
+            for key in handle.keys():
+                tensor = handle.get_tensor(key)
+                state[key[len(prefix):]] = tensor if dtype is None else tensor.to(dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    stored = next(iter(state.values())).dtype
+    model.compute_dtype = compute_dtype or dtype or (torch.bfloat16 if stored.itemsize == 1 else stored)
+    return model.eval().requires_grad_(False)
+
+
+def _meta_shapes(config: UniAVGenConfig, ops=None) -> dict:
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in UniAVGenModel(config, ops=ops).state_dict().items()}
+
+
+def official_key_shapes() -> dict[str, list[int]]:
+    """{state-dict key: shape} of the released configuration, built on the meta device."""
+    return {k: list(v) for k, v in _meta_shapes(UniAVGenConfig.official()).items()}

@@ -1,0 +1,237 @@
+"""The UniAVGen dual-branch DiT (spec §2-§5), batched, with the official state-dict keys."""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attention import length_mask
+from .conditioning import ConditionBatch, Switches
+from .config import UniAVGenConfig
+from .interaction import AudioToVideo, VideoToAudio, a2v_windows, v2a_interpolation
+from .layers import DiTBlock, ModulatedHead
+from .ops import default_ops
+from .rope import a2v_key_table, audio_table, video_table
+from .speech_text import SpeechTextEmbedding
+
+
+class ModelOutput(NamedTuple):
+    video: torch.Tensor                  # [B, C, 1 + F, h, w] float32 velocity, reference frame included
+    audio: torch.Tensor                  # [B, S, 80] float32 velocity
+    face_masks: torch.Tensor | None      # [B, interaction layers, F, h/2, w/2] float32, when captured
+
+
+def _mlp(ops, d_in, d_hidden, d_out, act):
+    return nn.Sequential(ops.Linear(d_in, d_hidden), act, ops.Linear(d_hidden, d_out))
+
+
+@functools.lru_cache(maxsize=8)
+def _sinusoid_freqs(half: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy((10000.0 ** (-np.arange(half) / half)).astype(np.float32)).to(device)
+
+
+def timestep_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """[..., dim] = [cos(t*v_k) | sin(t*v_k)], v_k = 10000^(-k/(dim/2)), float32 (spec §3.4)."""
+    angles = t.float()[..., None] * _sinusoid_freqs(dim // 2, t.device)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+@functools.lru_cache(maxsize=32)
+def _window_index(n_audio, latent_frames, window, device):
+    return torch.tensor(a2v_windows(n_audio, latent_frames, window), device=device)
+
+
+class AudioLayout:
+    """Where each sample's tokens sit in the audio stream [ref (L_ref) | target (S) | padding].
+    Samples may differ in reference length; with equal lengths everything is a slice."""
+
+    def __init__(self, ref_lens: tuple, n_audio: int, device):
+        self.ref_lens, self.n_audio = ref_lens, n_audio
+        self.length = max(ref_lens) + n_audio
+        self.uniform = len(set(ref_lens)) == 1
+        self.key_mask = length_mask([r + n_audio for r in ref_lens], self.length, device)
+        if not self.uniform:
+            r_max, pos = max(ref_lens), np.arange(self.length)
+            seq = [np.where(pos < r, pos, np.where(pos < r + n_audio, r_max + pos - r, 0)) for r in ref_lens]
+            self.seq_index = torch.tensor(np.stack(seq), device=device)
+            self.target_index = torch.tensor([[r + j for j in range(n_audio)] for r in ref_lens], device=device)
+
+    def assemble(self, ref, target):
+        """ref [B, R, C] (zero padded), target [B, S, C] -> [B, length, C]."""
+        if self.uniform:
+            return torch.cat([ref[:, : self.ref_lens[0]], target], dim=1)
+        both = torch.cat([ref, target], dim=1)
+        return torch.gather(both, 1, self.seq_index[..., None].expand(-1, -1, both.shape[-1]))
+
+    def target(self, x):
+        if self.uniform:
+            return x[:, self.ref_lens[0]: self.ref_lens[0] + self.n_audio]
+        return torch.gather(x, 1, self.target_index[..., None].expand(-1, -1, x.shape[-1]))
+
+    def add_to_target(self, x, delta):
+        if self.uniform:
+            x[:, self.ref_lens[0]: self.ref_lens[0] + self.n_audio] += delta
+        else:
+            x.scatter_add_(1, self.target_index[..., None].expand(-1, -1, x.shape[-1]), delta)
+        return x
+
+
+class UniAVGenModel(nn.Module):
+    def __init__(self, config: UniAVGenConfig | None = None, ops=None):
+        super().__init__()
+        cfg = self.config = config or UniAVGenConfig.official()
+        ops = ops or default_ops()
+        if cfg.head_dim != cfg.audio_head_dim:
+            raise ValueError(f"video and audio head dims differ ({cfg.head_dim} vs {cfg.audio_head_dim}): "
+                             "the cross-modal rotary tables need one head dim")
+        gelu, silu = nn.GELU(approximate="tanh"), nn.SiLU()
+        d, da = cfg.dim, cfg.audio_dim
+        self.compute_dtype = torch.float32
+        # video embeddings
+        self.patch_embedding = ops.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (naming trap, spec §2.1)
+        self.time_embedding = _mlp(ops, cfg.freq_dim, d, d, silu)
+        self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(d, 6 * d))
+        # audio embeddings
+        self.audio_embedding = _mlp(ops, cfg.in_audio_dim, da, da, gelu)
+        self.audio_padding = nn.Parameter(torch.zeros(da))
+        self.text_embedding = SpeechTextEmbedding(cfg.speech_vocab_size, cfg.speech_dim, cfg.speech_conv_layers,
+                                                  cfg.speech_conv_mult, ops)
+        self.text_proj = ops.Linear(cfg.speech_dim, da, bias=False)
+        self.time_embedding_audio = _mlp(ops, cfg.freq_dim, da, da, silu)
+        self.time_projection_audio = nn.Sequential(nn.SiLU(), ops.Linear(da, 6 * da))
+        # transformer stacks and interactions
+        block = lambda dim, ffn, heads: DiTBlock(dim, ffn, heads, cfg.qk_norm, cfg.cross_attn_norm, cfg.eps, ops)
+        self.blocks = nn.ModuleList(block(d, cfg.ffn_dim, cfg.num_heads) for _ in range(cfg.num_layers))
+        self.audio_blocks = nn.ModuleList(block(da, cfg.audio_ffn_dim, cfg.audio_num_heads)
+                                          for _ in range(cfg.num_layers))
+        n_inter = len(cfg.interaction_layers)
+        self.a2v_blocks = nn.ModuleList(AudioToVideo(d, da, cfg.num_heads, cfg.qk_norm, cfg.eps, ops)
+                                        for _ in range(n_inter))
+        self.v2a_blocks = nn.ModuleList(VideoToAudio(da, d, cfg.audio_num_heads, cfg.qk_norm, cfg.eps, ops)
+                                        for _ in range(n_inter))
+        self.head = ModulatedHead(d, cfg.out_dim * int(np.prod(cfg.patch_size)), cfg.eps, ops)
+        self.head_audio = ModulatedHead(da, cfg.out_dim_audio, cfg.eps, ops)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, cond: ConditionBatch,
+                switches: Switches, capture_masks: bool = False) -> ModelOutput:
+        """One DiT evaluation (spec §3) for a batch.
+
+        video [B, C, F, h, w] noisy latents; audio [B, S, 80] noisy normalised mel; t [B] or a
+        scalar timestep in [0, 1000]; cond: padded conditioning (`ConditionBatch.stack`);
+        switches: per-sample interaction switches and skipped layer.
+        """
+        cfg, dtype, dev = self.config, self.compute_dtype, video.device
+        b, _, frames, h, w = video.shape
+        n_audio = audio.shape[1]
+        self._check_inputs(video, audio, cond, switches)
+        pt, ph, pw = cfg.patch_size
+        hp, wp = h // ph, w // pw
+        n = hp * wp                                     # tokens per latent frame
+        t = t.to(dev).float().expand(b) if t.dim() == 0 or t.numel() == 1 else t.to(dev).float()
+
+        # video tokens [ref | cond frames | noisy frames] (spec §3.1)
+        video_cond = torch.tensor(cond.video_cond, device=dev)
+        frame = torch.arange(frames, device=dev)
+        is_cond = (frame[None] < video_cond[:, None])[:, None, :, None, None]
+        x = torch.where(is_cond, cond.cond_latent.to(dtype), video.to(dtype))
+        x = self.patch_embedding(torch.cat([cond.ref_latent.to(dtype), x], dim=2))
+        xv = x.flatten(2).transpose(1, 2)                                               # [B, (1+F)*n, d]
+        caption = self.text_embedding_video(cond.caption.to(dtype))
+
+        # audio tokens [ref mel | cond mel[:audio_cond] | noisy[audio_cond:]] (spec §3.2)
+        layout = AudioLayout(cond.ref_lens, n_audio, dev)
+        audio_cond = torch.tensor(cond.audio_cond, device=dev)
+        is_cond_a = (torch.arange(n_audio, device=dev)[None] < audio_cond[:, None])[..., None]
+        target = torch.where(is_cond_a, cond.cond_mel.to(dtype), audio.to(dtype))
+        xa = self.audio_embedding(layout.assemble(cond.ref_mel.to(dtype), target))
+        if layout.key_mask is not None:
+            xa = torch.where(layout.key_mask[..., None], xa, self.audio_padding.to(xa))
+        speech_valid = length_mask(list(cond.speech_lens), cond.speech_ids.shape[1], dev)
+        speech = self.text_proj(self.text_embedding(
+            cond.speech_ids, None if speech_valid is None else speech_valid[..., None], dtype))
+
+        # time embeddings, float32 (spec §3.4): one per latent frame for video (the reference and
+        # conditional frames are clean, t = 0), one per sample for audio (0 in A2V).
+        tv = torch.where(torch.arange(1 + frames, device=dev)[None] < 1 + video_cond[:, None], 0.0, t[:, None])
+        ta = torch.where(audio_cond >= 1, 0.0, t)[:, None]
+        e_v = self.time_embedding(timestep_sinusoid(tv, cfg.freq_dim))                  # [B, 1+F, d]
+        e0_v = self.time_projection(e_v).unflatten(-1, (6, cfg.dim))
+        e_a = self.time_embedding_audio(timestep_sinusoid(ta, cfg.freq_dim))           # [B, 1, da]
+        e0_a = self.time_projection_audio(e_a).unflatten(-1, (6, cfg.audio_dim))
+
+        # rotary tables, cached per shape
+        hd = cfg.head_dim
+        v_rope = video_table(hd, 1 + frames, hp, wp, dev)
+        a_table = audio_table(cfg.audio_head_dim, max(layout.length, speech.shape[1]), dev)
+        a_rope = tuple(x[: layout.length] for x in a_table)
+        s_rope = tuple(x[: speech.shape[1]] for x in a_table)
+        spatial = video_table(hd, 1, hp, wp, dev)
+        windows = _window_index(n_audio, frames, cfg.a2v_window, dev)
+        k_a2v = a2v_key_table(hd, cfg.audio_head_dim, windows.shape[1], dev)
+        interp = v2a_interpolation(n_audio, frames, dtype, dev)
+
+        # per-sample residual gains: interactions write only to generated (non-conditional) tokens
+        a2v_on = torch.tensor(switches.a2v, device=dev)
+        v2a_on = torch.tensor(switches.v2a, device=dev)
+        gain_v = ((frame[None] >= video_cond[:, None]) & a2v_on[:, None]).to(dtype)[..., None, None]  # [B, F, 1, 1]
+        gain_a = (is_cond_a.logical_not() & v2a_on[:, None, None]).to(dtype)                          # [B, S, 1]
+        a2v_needed = any(a and vc < frames for a, vc in zip(switches.a2v, cond.video_cond))
+        v2a_needed = any(v and ac < n_audio for v, ac in zip(switches.v2a, cond.audio_cond))
+        inter_index = {layer: i for i, layer in enumerate(cfg.interaction_layers)}
+        masks = []
+
+        for layer in range(cfg.num_layers):
+            skip = [0 < s == layer for s in switches.skip_layer]
+            if all(skip):
+                continue
+            before = (xv, xa) if any(skip) else None
+            xa = self.audio_blocks[layer](xa, e0_a, a_rope, layout.key_mask, speech, (a_rope, s_rope), speech_valid)
+            xv = self.blocks[layer](xv, e0_v, v_rope, None, caption, None, None)
+            k = inter_index.get(layer)
+            if k is not None and (a2v_needed or v2a_needed or capture_masks):
+                # both directions read the post-block states of this layer (spec §3.7)
+                v_tgt, a_tgt = xv[:, n:], layout.target(xa)
+                a2v, v2a = self.a2v_blocks[k], self.v2a_blocks[k]
+                mask = a2v.face_mask(v_tgt, e_v[:, 1:])
+                if capture_masks:
+                    masks.append(mask.float().view(b, frames, hp, wp))
+                dv = a2v(v_tgt, a_tgt, mask, windows, spatial, k_a2v) if a2v_needed else None
+                da = v2a(a_tgt, v_tgt, mask, interp, spatial) if v2a_needed else None
+                if dv is not None:
+                    xv[:, n:] += (dv.view(b, frames, n, -1) * gain_v).view(b, frames * n, -1)
+                if da is not None:
+                    xa = layout.add_to_target(xa, da * gain_a)
+            if before is not None:
+                keep = torch.tensor(skip, device=dev)[:, None, None]
+                xv, xa = torch.where(keep, before[0], xv), torch.where(keep, before[1], xa)
+
+        out_v = self.head(xv, e_v)                                                     # [B, (1+F)*n, p*C]
+        out_v = out_v.view(b, 1 + frames, hp, wp, pt, ph, pw, cfg.out_dim)
+        out_v = out_v.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, cfg.out_dim, (1 + frames) * pt, h, w)
+        out_a = self.head_audio(layout.target(xa), e_a)
+        face = torch.stack(masks, dim=1) if capture_masks else None
+        return ModelOutput(out_v, out_a, face)
+
+    def _check_inputs(self, video, audio, cond: ConditionBatch, switches: Switches):
+        cfg = self.config
+        b = video.shape[0]
+        if video.dim() != 5 or video.shape[1] != cfg.in_dim:
+            raise ValueError(f"video latents must be [batch, {cfg.in_dim}, frames, h, w], got {tuple(video.shape)}")
+        _, _, frames, h, w = video.shape
+        if h % cfg.patch_size[1] or w % cfg.patch_size[2]:
+            raise ValueError(f"latent size {h}x{w} must be a multiple of {cfg.patch_size[1]}x{cfg.patch_size[2]} "
+                             f"(the picture size a multiple of 32 pixels)")
+        if frames < 2:
+            raise ValueError(f"{frames} latent frame(s): UniAVGen needs at least 2 (5 video frames)")
+        if audio.dim() != 3 or audio.shape[0] != b or audio.shape[2] != cfg.in_audio_dim or audio.shape[1] < 1:
+            raise ValueError(f"audio must be [batch={b}, mel frames >= 1, {cfg.in_audio_dim}], got {tuple(audio.shape)}")
+        if len(cond) != b or len(switches.a2v) != b:
+            raise ValueError(f"batch of {b} latents but {len(cond)} conditions and {len(switches.a2v)} switch sets")
+        if cond.cond_latent.shape[2:] != video.shape[2:] or cond.cond_mel.shape[1] != audio.shape[1]:
+            raise ValueError("conditioning was stacked for another latent shape or duration; "
+                             "rebuild it with ConditionBatch.stack for these latents")

@@ -1,0 +1,191 @@
+"""Flow-matching sampler with per-modality and modality-aware CFG (spec §6)."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .conditioning import Condition, ConditionBatch, Switches
+from .model import UniAVGenModel
+
+NUM_TIMESTEPS = 1000
+
+
+class Task(enum.IntEnum):
+    AVG = 0    # joint audio + video from a reference face, caption and transcript
+    RAVG = 1   # the same with a reference voice
+    A2V = 2    # audio-driven video
+    V2A = 3    # video-driven audio (dubbing)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    steps: int = 50
+    shift: float = 5.0
+    video_cfg: float = 3.0
+    audio_cfg: float = 2.0
+    macfg_prop: float = 0.5     # fraction of steps whose unconditional pass has both interactions off
+    slg_layer: int = 11         # layer pair skipped in the unconditional pass; <= 0 turns it off
+    # The release turns V2A off in RAVG's conditional pass only (spec §6.3, §9 item 1), so late
+    # guidance pushes the audio away from the video. False reproduces the release; True keeps V2A
+    # on in that pass, consistent with AVG.
+    ravg_cond_v2a: bool = False
+    batch_cfg: bool = True      # conditional and unconditional passes as one batched forward
+    schedule_dtype: torch.dtype | None = None   # None: the model's compute dtype, as released
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.macfg_prop <= 1.0:
+            raise ValueError(f"macfg_prop must be within [0, 1], got {self.macfg_prop}")
+        if self.shift <= 0:
+            raise ValueError(f"shift must be > 0, got {self.shift}")
+
+
+@dataclass
+class Request:
+    """One generation job. Latents are normalised Wan2.2 latents, mels normalised (spec §7.3).
+
+    `condition` / `null_condition` hold the prompts of the conditional and unconditional passes
+    (null: the negative caption and speech text; the same reference and conditioning inputs)."""
+    task: Task
+    condition: Condition
+    null_condition: Condition
+    latent_frames: int      # F, generated latent frames including the first (reference) one
+    mel_frames: int         # S, generated mel frames
+    seed: int = 2025
+
+    @property
+    def latent_size(self) -> tuple:
+        return tuple(self.condition.ref_latent.shape[2:])
+
+
+@dataclass
+class StepInfo:
+    step: int                          # 0-based index of the finished step
+    steps: int
+    timestep: float
+    video: torch.Tensor                # [N, C, F, h, w] latents after this step (float32)
+    audio: torch.Tensor                # [N, S, 80]
+    denoised_video: torch.Tensor       # current estimate of the clean latents, for previews
+    denoised_audio: torch.Tensor
+    face_masks: torch.Tensor | None    # [N, layers, F, h/2, w/2] from the conditional pass, if requested
+
+
+@dataclass
+class SampleResult:
+    video: torch.Tensor                # [N, C, F, h, w] float32, conditions written back (spec §6.5)
+    audio: torch.Tensor                # [N, S, 80] float32
+    face_masks: torch.Tensor | None = None   # last step's conditional-pass masks, if requested
+
+
+def timesteps(steps: int, shift: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[steps + 1] shifted timesteps from 1000 to 0 (spec §6.2): linspace(1000, 1) in float32,
+    a final 0, the shift in float32, then rounded to `dtype` (bf16 in the release)."""
+    base = np.append(np.linspace(NUM_TIMESTEPS, 1, steps, dtype=np.float32), np.float32(0.0))
+    s = torch.from_numpy(base) / NUM_TIMESTEPS
+    return (shift * s / (1 + (shift - 1) * s) * NUM_TIMESTEPS).to(dtype)
+
+
+def pass_switches(task: Task, step: int, params: SamplingParams) -> tuple[Switches, Switches]:
+    """(conditional, unconditional) switches of one request at one step (spec §6.3)."""
+    a2v = task != Task.V2A
+    v2a_cond = task in (Task.AVG, Task.V2A) or (task == Task.RAVG and params.ravg_cond_v2a)
+    v2a_null = task != Task.A2V
+    cond = Switches((a2v,), (v2a_cond,), (-1,))
+    if step < int(params.macfg_prop * params.steps):       # MA-CFG: interaction-free null pass
+        null = Switches((False,), (False,), (params.slg_layer,))
+    else:
+        null = Switches((a2v,), (v2a_null,), (params.slg_layer,))
+    return cond, null
+
+
+def seeded_noise(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 CPU noise: video [1, 48, F, h, w] then audio [1, S, 80] from one generator seeded
+    with the request's seed, so a seed gives the same result on any device."""
+    gen = torch.Generator("cpu").manual_seed(request.seed)
+    video = torch.randn((1, request.condition.ref_latent.shape[0], request.latent_frames, *request.latent_size),
+                        generator=gen)
+    return video, torch.randn((1, request.mel_frames, 80), generator=gen)
+
+
+def _check_batch(requests: list[Request]):
+    if not requests:
+        raise ValueError("no requests to sample")
+    first = requests[0]
+    for r in requests[1:]:
+        if (r.latent_frames, r.mel_frames, r.latent_size) != (first.latent_frames, first.mel_frames, first.latent_size):
+            raise ValueError("requests in one batch must share frames, mel frames and latent size; "
+                             f"got {(first.latent_frames, first.mel_frames, first.latent_size)} and "
+                             f"{(r.latent_frames, r.mel_frames, r.latent_size)}")
+    for r in requests:
+        if r.task == Task.V2A and r.condition.video_cond != r.latent_frames:
+            raise ValueError(f"V2A needs the whole conditioning video ({r.latent_frames} latent frames), "
+                             f"got {r.condition.video_cond}")
+        if r.task == Task.A2V and r.condition.audio_cond == 0:
+            raise ValueError("A2V needs driving audio (cond_mel)")
+        if r.task == Task.RAVG and r.condition.ref_len == 0:
+            raise ValueError("RAVG needs a reference voice (ref_mel)")
+
+
+@torch.no_grad()
+def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams = SamplingParams(),
+           noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+           callback: Callable[[StepInfo], None] | None = None, capture_face_masks: bool = False) -> SampleResult:
+    """Euler flow-matching from noise to clean latents for a batch of requests.
+
+    noise: (video [N, C, F, h, w], audio [N, S, 80]); default: each request's seeded noise.
+    callback: called after every step with a StepInfo; raise from it to cancel.
+    """
+    _check_batch(requests)
+    device = next(model.parameters()).device
+    dtype = model.compute_dtype
+    first = requests[0]
+    stack = lambda conds: ConditionBatch.stack(conds, first.latent_frames, first.mel_frames,
+                                               model.config.text_len, device, dtype)
+    cond_batch, null_batch = stack([r.condition for r in requests]), stack([r.null_condition for r in requests])
+    both = ConditionBatch.cat([cond_batch, null_batch]) if params.batch_cfg else None
+    if noise is None:
+        pairs = [seeded_noise(r) for r in requests]
+        noise = (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
+    x_v, x_a = (n.to(device=device, dtype=torch.float32) for n in noise)
+    sched_host = timesteps(params.steps, params.shift, params.schedule_dtype or dtype)
+    sched = sched_host.to(device)
+    n = len(requests)
+    masks = None
+
+    for i in range(params.steps):
+        per_request = [pass_switches(r.task, i, params) for r in requests]
+        sw_c = sum((p[0] for p in per_request[1:]), per_request[0][0])
+        sw_u = sum((p[1] for p in per_request[1:]), per_request[0][1])
+        t = sched[i].expand(n)
+        v_in, a_in = x_v.to(dtype), x_a.to(dtype)
+        if params.batch_cfg:
+            out = model(torch.cat([v_in, v_in]), torch.cat([a_in, a_in]), torch.cat([t, t]), both, sw_c + sw_u,
+                        capture_masks=capture_face_masks)
+            vel_v_c, vel_v_u = out.video.split(n)
+            vel_a_c, vel_a_u = out.audio.split(n)
+            masks = None if out.face_masks is None else out.face_masks[:n]
+        else:
+            out_c = model(v_in, a_in, t, cond_batch, sw_c, capture_masks=capture_face_masks)
+            out_u = model(v_in, a_in, t, null_batch, sw_u)
+            (vel_v_c, vel_a_c, masks), (vel_v_u, vel_a_u, _) = out_c, out_u
+        vel_v = vel_v_u + params.video_cfg * (vel_v_c - vel_v_u)
+        vel_a = vel_a_u + params.audio_cfg * (vel_a_c - vel_a_u)
+        dt = (sched[i] - sched[i + 1]) / NUM_TIMESTEPS
+        x_a = x_a + (-vel_a) * dt
+        x_v = x_v + (-vel_v[:, :, 1:]) * dt           # the reference frame's prediction is dropped
+        if callback is not None:
+            sigma = float(sched_host[i]) / NUM_TIMESTEPS
+            callback(StepInfo(i, params.steps, float(sched_host[i]), x_v, x_a,
+                              v_in.float() - sigma * vel_v[:, :, 1:], a_in.float() - sigma * vel_a, masks))
+
+    # write the conditions back (spec §6.5)
+    for j, r in enumerate(requests):
+        x_v[j, :, : r.condition.video_cond] = r.condition.cond_latent.to(x_v)
+        if r.condition.audio_cond:
+            x_a[j, : r.condition.audio_cond] = r.condition.cond_mel.to(x_a)
+    return SampleResult(x_v, x_a, masks)
