@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -109,12 +108,28 @@ def identify_foreign(shapes: dict) -> str | None:
     return None
 
 
+_INDEXED = re.compile(r"^(.*?(?:blocks|audio_blocks|a2v_blocks|v2a_blocks|text_blocks))\.(\d+)\.(.+)$")
+
+
 def _group(keys) -> str:
-    """'blocks.{0..29}.ffn.0.weight'-style summary of a key list, most frequent first."""
-    patterns = Counter(re.sub(r"\.\d+\.", ".N.", k) for k in keys)
-    parts = [f"{p} (x{c})" if c > 1 else p for p, c in patterns.most_common(8)]
-    more = len(patterns) - 8
-    return ", ".join(parts) + (f", and {more} more kinds" if more > 0 else "")
+    """Summarise keys by block index: 'blocks.{0..29}.ffn.0.weight, head.head.bias', largest groups first."""
+    groups: dict[tuple, list[int]] = {}
+    for key in keys:
+        m = _INDEXED.match(key)
+        name = (m.group(1), m.group(3)) if m else (key, None)
+        groups.setdefault(name, []).append(int(m.group(2)) if m else 0)
+    parts = []
+    for (head, tail), idx in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        parts.append(head if tail is None else f"{head}.{_span(sorted(idx))}.{tail}")
+    return ", ".join(parts[:8]) + (f", and {len(parts) - 8} more" if len(parts) > 8 else "")
+
+
+def _span(idx: list[int]) -> str:
+    if len(idx) == 1:
+        return str(idx[0])
+    if idx == list(range(idx[0], idx[-1] + 1)):
+        return f"{{{idx[0]}..{idx[-1]}}}"
+    return "{" + ",".join(map(str, idx[:6])) + (",..." if len(idx) > 6 else "") + "}"
 
 
 def check_keys(model_shapes: dict, file_shapes: dict, source: str) -> None:

@@ -54,10 +54,11 @@ class AudioLayout:
         self.uniform = len(set(ref_lens)) == 1
         self.key_mask = length_mask([r + n_audio for r in ref_lens], self.length, device)
         if not self.uniform:
-            r_max, pos = max(ref_lens), np.arange(self.length)
-            seq = [np.where(pos < r, pos, np.where(pos < r + n_audio, r_max + pos - r, 0)) for r in ref_lens]
-            self.seq_index = torch.tensor(np.stack(seq), device=device)
-            self.target_index = torch.tensor([[r + j for j in range(n_audio)] for r in ref_lens], device=device)
+            refs, pos = np.asarray(ref_lens)[:, None], np.arange(self.length)[None]
+            # index into [ref padded to max(ref_lens) | target]; padding positions read row 0
+            seq = np.where(pos < refs, pos, np.where(pos < refs + n_audio, max(ref_lens) + pos - refs, 0))
+            self.seq_index = torch.tensor(seq, device=device)
+            self.target_index = torch.tensor(refs + np.arange(n_audio)[None], device=device)
 
     def assemble(self, ref, target):
         """ref [B, R, C] (zero padded), target [B, S, C] -> [B, length, C]."""
@@ -184,9 +185,10 @@ class UniAVGenModel(nn.Module):
         v2a_needed = any(v and ac < n_audio for v, ac in zip(switches.v2a, cond.audio_cond))
         inter_index = {layer: i for i, layer in enumerate(cfg.interaction_layers)}
         masks = []
+        skipped = {layer: [0 < s == layer for s in switches.skip_layer] for layer in set(switches.skip_layer)}
 
         for layer in range(cfg.num_layers):
-            skip = [0 < s == layer for s in switches.skip_layer]
+            skip = skipped.get(layer, [False])
             if all(skip):
                 continue
             before = (xv, xa) if any(skip) else None

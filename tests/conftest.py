@@ -1,0 +1,39 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def golden_root() -> Path:
+    root = Path(os.environ.get("UNIAVGEN_GOLDEN", REPO.parent / "shared" / "golden"))
+    if not (root / "public" / "golden.json").is_file():
+        pytest.fail(f"golden vectors not found at {root} (expected public/golden.json there); "
+                    f"put the shared folder beside the repo or set UNIAVGEN_GOLDEN=/path/to/golden", pytrace=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return golden_root() / "public"
+
+
+@pytest.fixture(scope="session")
+def vocab_path() -> Path:
+    path = golden_root().parent / "reference" / "vocab.txt"
+    if not path.is_file():
+        pytest.fail(f"vocab.txt not found at {path}", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(golden_dir):
+    from uniavgen_core.loading import load_model
+    torch.set_grad_enabled(False)
+    return load_model(golden_dir, dtype=torch.float32)
+
+
+def rel_l2(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((ours.double() - ref.double()).norm() / ref.double().norm())

@@ -1,0 +1,77 @@
+"""The golden runner against vectors produced by the official code (tolerances: golden/README.md)."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import REPO, rel_l2
+
+FWD_TOL, OUT_TOL = 1e-4, 1e-3
+
+
+@pytest.fixture(scope="module")
+def runner_output(golden_dir, tmp_path_factory):
+    """Run the CLI on a copy of the golden folder that holds the inputs only, so that the
+    runner provably computes everything itself."""
+    inputs_only = tmp_path_factory.mktemp("golden_inputs")
+    for f in golden_dir.iterdir():
+        if f.name != "golden.safetensors":
+            shutil.copy(f, inputs_only / f.name)
+    tensors = load_file(golden_dir / "golden.safetensors")
+    save_file({k: v for k, v in tensors.items() if ".in." in k}, inputs_only / "golden.safetensors")
+    out = tmp_path_factory.mktemp("golden_out")
+    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.golden", str(inputs_only), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return load_file(out / "golden.safetensors"), tensors, proc.stdout
+
+
+def test_every_expected_tensor_is_produced_within_tolerance(runner_output):
+    ours, golden, _ = runner_output
+    expected = [k for k in golden if ".fwd." in k or ".out." in k]
+    assert expected and sorted(ours) == sorted(expected)
+    report = {}
+    for key in expected:
+        assert ours[key].shape == golden[key].shape, key
+        err = rel_l2(ours[key], golden[key])
+        report[key] = err
+        assert err <= (FWD_TOL if ".fwd." in key else OUT_TOL), f"{key}: relative L2 {err:.3e}"
+    print(json.dumps(report, indent=1))
+
+
+def test_runner_prints_sampling_seconds_per_case(runner_output, golden_dir):
+    _, _, stdout = runner_output
+    cases = json.loads((golden_dir / "golden.json").read_text())["cases"]
+    lines = [line.split() for line in stdout.splitlines() if line.startswith("sampling_seconds")]
+    assert sorted(parts[1] for parts in lines) == sorted(cases)
+    assert all(float(parts[2]) > 0 for parts in lines)
+
+
+def test_seeded_cpu_noise_matches_the_official_draw(golden_dir):
+    """Golden noise was drawn as manual_seed(seed); randn video then randn audio, float32, CPU."""
+    from uniavgen_core.golden import case_inputs, case_request
+    cases = json.loads((golden_dir / "golden.json").read_text())["cases"]
+    tensors = load_file(golden_dir / "golden.safetensors")
+    from uniavgen_core.sampler import seeded_noise
+    for name, case in cases.items():
+        inputs = case_inputs(tensors, name)
+        video, audio = seeded_noise(case_request(case, inputs))
+        assert torch.equal(video, inputs["noise_video"]) and torch.equal(audio, inputs["noise_audio"])
+
+
+def test_official_keys_cli_prints_the_full_configuration():
+    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.golden", "--official-keys"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    shapes = json.loads(proc.stdout)
+    assert len(shapes) == 2036
+    assert shapes["patch_embedding.weight"] == [3072, 48, 1, 2, 2]
+    assert shapes["a2v_blocks.14.k.weight"] == [3072, 1536]
+    assert shapes["v2a_blocks.0.v.weight"] == [1536, 3072]
+    assert shapes["text_embedding.text_blocks.3.grn.gamma"] == [1, 1, 1024]
+    assert shapes["head.head.weight"] == [192, 3072]
+    assert "text_embedding.freqs_cis" not in shapes

@@ -1,0 +1,126 @@
+"""Official configuration, config inference, forward-path invariants and precision modes."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from conftest import REPO, rel_l2
+from helpers import random_request
+from uniavgen_core.conditioning import ConditionBatch, Switches
+from uniavgen_core.config import UniAVGenConfig
+from uniavgen_core.loading import load_model, read_shapes, checkpoint_files
+from uniavgen_core.model import UniAVGenModel
+from uniavgen_core.sampler import Task
+
+
+def test_official_configuration_key_set_and_parameter_count():
+    with torch.device("meta"):
+        model = UniAVGenModel(UniAVGenConfig.official())
+    state = model.state_dict()
+    assert len(state) == 2036
+    assert sum(t.numel() for t in state.values()) == 7_056_424_223
+    assert tuple(state["time_projection.1.weight"].shape) == (18432, 3072)
+    assert tuple(state["time_projection_audio.1.weight"].shape) == (9216, 1536)
+    assert tuple(state["text_embedding.text_embed.weight"].shape) == (2546, 512)
+    assert tuple(state["text_proj.weight"].shape) == (1536, 512) and "text_proj.bias" not in state
+    assert tuple(state["a2v_blocks.0.mask_head.modulation"].shape) == (1, 2, 3072)
+    assert "blocks.0.norm1.weight" not in state and "audio_padding" in state
+
+
+def test_config_inferred_from_shapes_alone_equals_config_json(golden_dir):
+    files, config_json = checkpoint_files(golden_dir)
+    inferred = UniAVGenConfig.from_shapes(read_shapes(files))       # no hints: heads from shapes
+    assert inferred == UniAVGenConfig.from_dict(config_json)
+    assert (inferred.num_heads, inferred.audio_num_heads, inferred.head_dim) == (3, 2, 32)
+    with torch.device("meta"):
+        official = UniAVGenModel(UniAVGenConfig.official())
+    shapes = {k: tuple(v.shape) for k, v in official.state_dict().items()}
+    assert UniAVGenConfig.from_shapes(shapes) == UniAVGenConfig.official()
+
+
+def test_config_json_heads_are_honoured(golden_dir, tmp_path):
+    import json
+    for f in golden_dir.iterdir():
+        (tmp_path / f.name).symlink_to(f)
+    (tmp_path / "config.json").unlink()
+    cfg = json.loads((golden_dir / "config.json").read_text())
+    cfg.update(num_heads=1, audio_num_heads=1)        # head dim 96 / 64 would differ: rejected clearly
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="head dims differ"):
+        load_model(tmp_path)
+
+
+class DtypeRecorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves((args, kwargs, out)):
+            if isinstance(t, torch.Tensor):
+                self.seen.add((t.dtype, str(func)))
+        return out
+
+
+def _forward(model, requests, dtype=torch.float32):
+    batch = ConditionBatch.stack([r.condition for r in requests], requests[0].latent_frames, requests[0].mel_frames,
+                                 model.config.text_len, "cpu", dtype)
+    gen = torch.Generator().manual_seed(3)
+    video = torch.randn(len(requests), 48, requests[0].latent_frames, *requests[0].latent_size, generator=gen)
+    audio = torch.randn(len(requests), requests[0].mel_frames, 80, generator=gen)
+    return model(video, audio, torch.tensor([640.0] * len(requests)), batch,
+                 Switches.uniform(len(requests), skip_layer=3), capture_masks=True)
+
+
+def test_forward_has_no_float64_or_complex_arithmetic(tiny_model):
+    reqs = [random_request(Task.RAVG, 1, ref_len=20), random_request(Task.A2V, 2, cond_len=30)]
+    _forward(tiny_model, reqs)                         # warm the shape caches first
+    with DtypeRecorder() as rec:
+        _forward(tiny_model, reqs)
+    bad = sorted({(str(d), f) for d, f in rec.seen if d in (torch.float64, torch.complex64, torch.complex128)})
+    assert not bad, bad
+
+
+def test_forward_modules_have_no_host_syncs():
+    pattern = re.compile(r"\.item\(\)|\.tolist\(\)|\.cpu\(\)|\.numpy\(\)|torch\.cuda\.synchronize")
+    for name in ("model", "layers", "interaction", "speech_text", "attention", "rope", "ops"):
+        source = (REPO / "uniavgen_core" / f"{name}.py").read_text()
+        assert not pattern.search(source), f"{name}.py: {pattern.search(source).group()}"
+
+
+def test_face_masks_are_returned_for_display(tiny_model):
+    out = _forward(tiny_model, [random_request(Task.AVG, 4)])
+    masks = out.face_masks
+    assert masks.shape == (1, 15, 4, 2, 3)
+    assert masks.dtype == torch.float32 and bool(((masks > 0) & (masks < 1)).all())
+
+
+def test_bf16_weights_with_float32_compute_and_bf16_compute(golden_dir, tiny_model):
+    reqs = [random_request(Task.AVG, 5)]
+    ref = _forward(tiny_model, reqs)
+    upcast = load_model(golden_dir, compute_dtype=torch.float32)          # weights stay bf16 as stored
+    assert upcast.patch_embedding.weight.dtype == torch.bfloat16
+    same = _forward(upcast, reqs)
+    assert rel_l2(same.video, ref.video) < 1e-6 and rel_l2(same.audio, ref.audio) < 1e-6
+    bf16 = load_model(golden_dir)                                          # the file's dtype, bf16 compute
+    assert bf16.compute_dtype == torch.bfloat16
+    low = _forward(bf16, reqs, torch.bfloat16)
+    assert low.video.dtype == torch.float32 and torch.isfinite(low.video).all()
+    assert rel_l2(low.video, ref.video) < 0.05 and rel_l2(low.audio, ref.audio) < 0.05
+
+
+def test_bad_latent_shapes_are_reported(tiny_model):
+    req = random_request(Task.AVG, 6)
+    batch = ConditionBatch.stack([req.condition], 4, 70, 512)
+    with pytest.raises(ValueError, match="multiple of 2x2"):
+        tiny_model(torch.randn(1, 48, 4, 5, 6), torch.randn(1, 70, 80), torch.tensor(500.0), batch,
+                   Switches.uniform(1))
+    with pytest.raises(ValueError, match="stacked for another latent shape"):
+        tiny_model(torch.randn(1, 48, 6, 4, 6), torch.randn(1, 70, 80), torch.tensor(500.0), batch,
+                   Switches.uniform(1))
+    with pytest.raises(ValueError, match=r"audio must be \[batch=1"):
+        tiny_model(torch.randn(1, 48, 4, 4, 6), torch.randn(1, 70, 40), torch.tensor(500.0), batch,
+                   Switches.uniform(1))

@@ -1,0 +1,124 @@
+"""Schedule, per-task switches, batched CFG, batching of different requests, callbacks."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import rel_l2
+from helpers import random_request
+from uniavgen_core.sampler import SamplingParams, Task, pass_switches, sample, timesteps
+
+# spec §6.2: the 51 released timesteps (50 steps, shift 5, bf16)
+RELEASED_BF16 = [1000, 996, 992, 988, 984, 976, 972, 968, 964, 956, 952, 944, 940, 932, 928, 920, 912, 904, 896,
+                 888, 880, 868, 860, 848, 840, 828, 816, 804, 788, 776, 760, 744, 728, 708, 688, 668, 644, 620, 592,
+                 564, 532, 496, 456, 412, 364, 310, 249, 179, 98.5, 4.96875, 0]
+
+
+def test_released_bf16_schedule_bit_for_bit():
+    sched = timesteps(50, 5.0, torch.bfloat16)
+    assert sched.dtype == torch.bfloat16 and sched.tolist() == RELEASED_BF16
+
+
+def test_float32_schedule_any_step_count():
+    for steps in (1, 7, 30):
+        sched = timesteps(steps, 3.0)
+        assert sched.shape == (steps + 1,) and float(sched[0]) == 1000 and float(sched[-1]) == 0
+        assert bool((sched[1:] < sched[:-1]).all())
+
+
+@pytest.mark.parametrize("task, cond, late_null", [
+    (Task.AVG, (True, True), (True, True)),
+    (Task.RAVG, (True, False), (True, True)),
+    (Task.A2V, (True, False), (True, False)),
+    (Task.V2A, (False, True), (False, True)),
+])
+def test_released_switch_table(task, cond, late_null):
+    params = SamplingParams(steps=10, macfg_prop=0.5, slg_layer=11)
+    for step in range(10):
+        c, u = pass_switches(task, step, params)
+        assert (c.a2v[0], c.v2a[0], c.skip_layer[0]) == (*cond, -1)
+        expected = (False, False) if step < 5 else late_null
+        assert (u.a2v[0], u.v2a[0], u.skip_layer[0]) == (*expected, 11)
+
+
+def test_ravg_cond_v2a_option():
+    c, _ = pass_switches(Task.RAVG, 0, SamplingParams(ravg_cond_v2a=True))
+    assert c.v2a == (True,)
+
+
+def test_macfg_fraction_rounds_down_like_the_release():
+    params = SamplingParams(steps=7, macfg_prop=0.3)            # int(2.1) = 2 interaction-free steps
+    off = [not pass_switches(Task.AVG, i, params)[1].a2v[0] for i in range(7)]
+    assert off == [True, True] + [False] * 5
+
+
+PARAMS = SamplingParams(steps=3, macfg_prop=0.34, slg_layer=5)
+
+
+def test_batched_cfg_equals_two_passes(tiny_model):
+    reqs = [random_request(Task.RAVG, 11, ref_len=23)]
+    one = sample(tiny_model, reqs, PARAMS)
+    two = sample(tiny_model, reqs, replace(PARAMS, batch_cfg=False))
+    assert rel_l2(one.video, two.video) < 1e-5 and rel_l2(one.audio, two.audio) < 1e-5
+
+
+def test_batch_of_different_requests_equals_each_alone(tiny_model):
+    reqs = [random_request(Task.RAVG, 21, text_len=31, ref_len=17),
+            random_request(Task.A2V, 22, text_len=12, cond_len=40, caption_len=30),
+            random_request(Task.V2A, 23, text_len=5),
+            random_request(Task.AVG, 24, text_len=18)]
+    together = sample(tiny_model, reqs, PARAMS)
+    for i, r in enumerate(reqs):
+        alone = sample(tiny_model, [r], PARAMS)
+        assert rel_l2(together.video[i: i + 1], alone.video) < 1e-5, r.task
+        assert rel_l2(together.audio[i: i + 1], alone.audio) < 1e-5, r.task
+
+
+def test_conditions_are_written_back(tiny_model):
+    a2v = random_request(Task.A2V, 31, cond_len=25)
+    v2a = random_request(Task.V2A, 32)
+    out = sample(tiny_model, [a2v, v2a], SamplingParams(steps=2))
+    assert torch.equal(out.video[0, :, :1], a2v.condition.cond_latent)
+    assert torch.equal(out.audio[0, :25], a2v.condition.cond_mel)
+    assert torch.equal(out.video[1], v2a.condition.cond_latent)
+
+
+def test_seed_reproduces_and_differs(tiny_model):
+    a = sample(tiny_model, [random_request(Task.AVG, 41)], SamplingParams(steps=2))
+    b = sample(tiny_model, [random_request(Task.AVG, 41)], SamplingParams(steps=2))
+    c = random_request(Task.AVG, 41)
+    c.seed = 42
+    c = sample(tiny_model, [c], SamplingParams(steps=2))
+    assert torch.equal(a.video, b.video) and not torch.equal(a.video, c.video)
+
+
+def test_callback_sees_every_step_and_can_cancel(tiny_model):
+    seen = []
+    out = sample(tiny_model, [random_request(Task.AVG, 51)], SamplingParams(steps=3),
+                 callback=seen.append, capture_face_masks=True)
+    assert [s.step for s in seen] == [0, 1, 2] and seen[0].timestep == 1000.0
+    assert seen[-1].face_masks.shape == (1, 15, 4, 2, 3) and out.face_masks is not None
+    assert seen[0].denoised_video.shape == out.video.shape
+
+    class Stop(Exception):
+        pass
+
+    def cancel(info):
+        if info.step == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        sample(tiny_model, [random_request(Task.AVG, 52)], SamplingParams(steps=5), callback=cancel)
+
+
+def test_bad_requests_are_rejected_with_a_reason(tiny_model):
+    with pytest.raises(ValueError, match="RAVG needs a reference voice"):
+        sample(tiny_model, [random_request(Task.RAVG, 61)], PARAMS)
+    with pytest.raises(ValueError, match="A2V needs driving audio"):
+        sample(tiny_model, [random_request(Task.A2V, 62)], PARAMS)
+    with pytest.raises(ValueError, match="must share frames"):
+        sample(tiny_model, [random_request(Task.AVG, 63), random_request(Task.AVG, 64, mel=71)], PARAMS)
+    with pytest.raises(ValueError, match="only 70 are generated"):
+        sample(tiny_model, [random_request(Task.A2V, 65, cond_len=90)], PARAMS)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        SamplingParams(steps=0)
