@@ -16,10 +16,17 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch
     return out.transpose(1, 2).flatten(2)
 
 
+def to_device(values, device) -> torch.Tensor:
+    """A small tensor of host-side metadata on `device` without a host sync: a plain
+    `torch.tensor(values, device="cuda")` is a blocking copy that waits for the stream."""
+    t = torch.as_tensor(values)
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def length_mask(lengths: list[int], max_len: int, device) -> torch.Tensor | None:
-    """[B, max_len] bool mask of positions < each length; None when nothing is masked.
-    Built from host-side lengths, so it costs no device synchronisation."""
+    """[B, max_len] bool mask of positions < each length; None when nothing is masked."""
     if all(n == max_len for n in lengths):
         return None
-    lens = torch.tensor(lengths, device=device)
-    return torch.arange(max_len, device=device)[None, :] < lens[:, None]
+    return torch.arange(max_len, device=device)[None, :] < to_device(list(lengths), device)[:, None]

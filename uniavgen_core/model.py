@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attention import length_mask
+from .attention import length_mask, to_device
 from .conditioning import ConditionBatch, Switches
 from .config import UniAVGenConfig
 from .interaction import AudioToVideo, VideoToAudio, a2v_windows, v2a_interpolation
@@ -41,7 +41,7 @@ def timestep_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=32)
 def _window_index(n_audio, latent_frames, window, device):
-    return torch.tensor(a2v_windows(n_audio, latent_frames, window), device=device)
+    return to_device(a2v_windows(n_audio, latent_frames, window), device)
 
 
 class AudioLayout:
@@ -57,8 +57,8 @@ class AudioLayout:
             refs, pos = np.asarray(ref_lens)[:, None], np.arange(self.length)[None]
             # index into [ref padded to max(ref_lens) | target]; padding positions read row 0
             seq = np.where(pos < refs, pos, np.where(pos < refs + n_audio, max(ref_lens) + pos - refs, 0))
-            self.seq_index = torch.tensor(seq, device=device)
-            self.target_index = torch.tensor(refs + np.arange(n_audio)[None], device=device)
+            self.seq_index = to_device(seq, device)
+            self.target_index = to_device(refs + np.arange(n_audio)[None], device)
 
     def assemble(self, ref, target):
         """ref [B, R, C] (zero padded), target [B, S, C] -> [B, length, C]."""
@@ -136,7 +136,7 @@ class UniAVGenModel(nn.Module):
         t = t.to(dev).float().expand(b) if t.dim() == 0 or t.numel() == 1 else t.to(dev).float()
 
         # video tokens [ref | cond frames | noisy frames] (spec §3.1)
-        video_cond = torch.tensor(cond.video_cond, device=dev)
+        video_cond = to_device(cond.video_cond, dev)
         frame = torch.arange(frames, device=dev)
         is_cond = (frame[None] < video_cond[:, None])[:, None, :, None, None]
         x = torch.where(is_cond, cond.cond_latent.to(dtype), video.to(dtype))
@@ -146,7 +146,7 @@ class UniAVGenModel(nn.Module):
 
         # audio tokens [ref mel | cond mel[:audio_cond] | noisy[audio_cond:]] (spec §3.2)
         layout = AudioLayout(cond.ref_lens, n_audio, dev)
-        audio_cond = torch.tensor(cond.audio_cond, device=dev)
+        audio_cond = to_device(cond.audio_cond, dev)
         is_cond_a = (torch.arange(n_audio, device=dev)[None] < audio_cond[:, None])[..., None]
         target = torch.where(is_cond_a, cond.cond_mel.to(dtype), audio.to(dtype))
         xa = self.audio_embedding(layout.assemble(cond.ref_mel.to(dtype), target))
@@ -177,8 +177,8 @@ class UniAVGenModel(nn.Module):
         interp = v2a_interpolation(n_audio, frames, dtype, dev)
 
         # per-sample residual gains: interactions write only to generated (non-conditional) tokens
-        a2v_on = torch.tensor(switches.a2v, device=dev)
-        v2a_on = torch.tensor(switches.v2a, device=dev)
+        a2v_on = to_device(switches.a2v, dev)
+        v2a_on = to_device(switches.v2a, dev)
         gain_v = ((frame[None] >= video_cond[:, None]) & a2v_on[:, None]).to(dtype)[..., None, None]  # [B, F, 1, 1]
         gain_a = (is_cond_a.logical_not() & v2a_on[:, None, None]).to(dtype)                          # [B, S, 1]
         a2v_needed = any(a and vc < frames for a, vc in zip(switches.a2v, cond.video_cond))
@@ -209,7 +209,7 @@ class UniAVGenModel(nn.Module):
                 if da is not None:
                     xa = layout.add_to_target(xa, da * gain_a)
             if before is not None:
-                keep = torch.tensor(skip, device=dev)[:, None, None]
+                keep = to_device(skip, dev)[:, None, None]
                 xv, xa = torch.where(keep, before[0], xv), torch.where(keep, before[1], xa)
 
         out_v = self.head(xv, e_v)                                                     # [B, (1+F)*n, p*C]
