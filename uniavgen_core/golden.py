@@ -32,9 +32,14 @@ def case_inputs(tensors: dict, name: str) -> dict:
 
 
 def case_request(case: dict, inputs: dict) -> Request:
+    # As the official run_sample: no reference image means the video's first frame (V2A); no
+    # conditional video means the reference latent.
+    ref = inputs["ref_img"] if "ref_img" in inputs else inputs["cond_video"][:, :1]
+    cond_video = inputs.get("cond_video", ref)
+
     def condition(text, caption):
         return Condition(speech_ids=inputs[text].reshape(-1), caption=inputs[caption],
-                         ref_latent=inputs["ref_img"], cond_latent=inputs["cond_video"],
+                         ref_latent=ref, cond_latent=cond_video,
                          ref_mel=inputs.get("ref_audio"), cond_mel=inputs.get("cond_audio"))
     return Request(task=Task(case["task"]), condition=condition("text", "caption"),
                    null_condition=condition("neg_text", "neg_caption"),
