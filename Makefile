@@ -11,7 +11,7 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.setup-stamp
 TORCH_PINS  := torch==2.11.0 torchaudio==2.11.0
-DEV_DEPS    := safetensors einops numpy kornia pytest
+DEV_DEPS    := safetensors einops numpy kornia transformers pypinyin jieba pytest
 PYTEST_ARGS ?=
 
 .PHONY: setup test golden demo clean distclean

@@ -14,20 +14,51 @@ FWD_TOL, OUT_TOL = 1e-4, 1e-3
 
 
 @pytest.fixture(scope="module")
-def runner_output(golden_dir, tmp_path_factory):
+def runner(golden_dir, vocab_path, tmp_path_factory):
     """Run the CLI on a copy of the golden folder that holds the inputs only, so that the
-    runner provably computes everything itself."""
+    runner provably computes everything itself. Returns (output folder, stdout)."""
     inputs_only = tmp_path_factory.mktemp("golden_inputs")
     for f in golden_dir.iterdir():
-        if f.name != "golden.safetensors":
+        if f.name not in ("golden.safetensors", "frontend.safetensors", "tokenizer.json"):
             shutil.copy(f, inputs_only / f.name)
     tensors = load_file(golden_dir / "golden.safetensors")
     save_file({k: v for k, v in tensors.items() if ".in." in k}, inputs_only / "golden.safetensors")
+    waves = load_file(golden_dir / "frontend.safetensors")
+    save_file({k: v for k, v in waves.items() if k.endswith(".wave")}, inputs_only / "frontend.safetensors")
+    cases = json.loads((golden_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    for case in cases["cases"]:
+        del case["chars"], case["ids"]
+    (inputs_only / "tokenizer.json").write_text(json.dumps(cases, ensure_ascii=False), encoding="utf-8")
     out = tmp_path_factory.mktemp("golden_out")
-    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.golden", str(inputs_only), "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.golden", str(inputs_only), "--out", str(out),
+                           "--vocab", str(vocab_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    return load_file(out / "golden.safetensors"), tensors, proc.stdout
+    return out, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def runner_output(runner, golden_dir):
+    out, stdout = runner
+    return load_file(out / "golden.safetensors"), load_file(golden_dir / "golden.safetensors"), stdout
+
+
+def test_frontend_logmel_within_tolerance(runner, golden_dir):
+    ours, golden = load_file(runner[0] / "frontend.safetensors"), load_file(golden_dir / "frontend.safetensors")
+    names = [k[: -len(".wave")] for k in golden if k.endswith(".wave")]
+    assert names and sorted(ours) == sorted([f"{n}.logmel" for n in names] + [f"{n}.mel_normalised" for n in names])
+    for n in names:
+        assert ours[f"{n}.logmel"].shape == golden[f"{n}.logmel"].shape
+        err = float((ours[f"{n}.logmel"] - golden[f"{n}.logmel"]).abs().max())
+        assert err <= 1e-3, f"{n}: log-mel max abs error {err:.2e}"
+        assert torch.allclose(ours[f"{n}.mel_normalised"], golden[f"{n}.mel_normalised"], atol=1e-3 / 2.1544)
+
+
+def test_tokenizer_cases_exact(runner, golden_dir):
+    ours = json.loads((runner[0] / "tokenizer.json").read_text(encoding="utf-8"))["cases"]
+    golden = json.loads((golden_dir / "tokenizer.json").read_text(encoding="utf-8"))["cases"]
+    assert len(ours) == len(golden)
+    for a, b in zip(ours, golden):
+        assert (a["chars"], a["ids"]) == (b["chars"], b["ids"]), b["text"]
 
 
 def test_every_expected_tensor_is_produced_within_tolerance(runner_output):

@@ -8,20 +8,30 @@ implementation computes, under the same names. Comparing is the tests' job.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import os
+
+# Intel MKL picks its FFT kernels by CPU instruction set, and float32 results differ in the last
+# bits between them. In the near-silent bins of a pure tone that rounding noise is all there is
+# (log-mel differences up to 5e-3 on AVX-512 vs the reference). The compatible code path makes
+# the runner's FFTs round as the reference's did, on any x86 CPU. It must be set before MKL loads.
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-from safetensors import safe_open
+import torch  # noqa: E402
+from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file
 
-from .conditioning import Condition, ConditionBatch
-from .loading import load_model, official_key_shapes
-from .sampler import Request, SamplingParams, Task, pass_switches, sample
+from .conditioning import Condition, ConditionBatch  # noqa: E402
+from .loading import load_model, official_key_shapes  # noqa: E402
+from .mel import log_mel, normalise  # noqa: E402
+from .sampler import Request, SamplingParams, Task, pass_switches, sample  # noqa: E402
+from .speech_tokenizer import SpeechTokenizer  # noqa: E402
 
 FWD_TIMESTEP = 700.0
 
@@ -88,6 +98,33 @@ def run_model_cases(golden_dir: Path, out_dir: Path) -> None:
     save_file({k: v.detach().float().contiguous().cpu() for k, v in results.items()}, out_dir / "golden.safetensors")
 
 
+def run_frontend_cases(golden_dir: Path, out_dir: Path) -> None:
+    with safe_open(golden_dir / "frontend.safetensors", framework="pt") as f:
+        waves = {k[: -len(".wave")]: f.get_tensor(k) for k in f.keys() if k.endswith(".wave")}
+    results = {}
+    for name, wave in waves.items():
+        mel = log_mel(wave)
+        results[f"{name}.logmel"], results[f"{name}.mel_normalised"] = mel, normalise(mel)
+    save_file({k: v.contiguous() for k, v in results.items()}, out_dir / "frontend.safetensors")
+
+
+def run_tokenizer_cases(golden_dir: Path, out_dir: Path, vocab: Path) -> None:
+    tokenizer = SpeechTokenizer.from_file(vocab)
+    data = json.loads((golden_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    for case in data["cases"]:
+        tokens = tokenizer.encode(case["text"], case.get("lang", "auto"), case.get("ref_text"))
+        case["chars"], case["ids"] = tokens.chars, tokens.ids
+    (out_dir / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def default_vocab(golden_dir: Path) -> Path:
+    """The golden layout keeps the vocabulary at ../../reference/vocab.txt."""
+    for candidate in (golden_dir / "vocab.txt", golden_dir.parent.parent / "reference" / "vocab.txt"):
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(f"tokenizer.json needs the speech vocabulary: pass --vocab PATH/TO/vocab.txt")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uniavgen_core.golden", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,6 +146,10 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if (args.golden_dir / "golden.json").is_file():
         run_model_cases(args.golden_dir, args.out)
+    if (args.golden_dir / "frontend.safetensors").is_file():
+        run_frontend_cases(args.golden_dir, args.out)
+    if (args.golden_dir / "tokenizer.json").is_file():
+        run_tokenizer_cases(args.golden_dir, args.out, args.vocab or default_vocab(args.golden_dir))
     return 0
 
 

@@ -13,10 +13,7 @@ import torch
 from .attention import attention
 from .layers import Attention, ModulatedHead
 from .rope import apply_rope
-
-
-def pixel_frames(latent_frames: int) -> int:
-    return 4 * (latent_frames - 1) + 1
+from .timing import video_frames as pixel_frames
 
 
 @functools.lru_cache(maxsize=64)

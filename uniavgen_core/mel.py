@@ -1,0 +1,51 @@
+"""The official log-mel front end (spec §7.3) and the model's mel normalisation."""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+SAMPLE_RATE = 24_000
+HOP = 240                    # 100 mel frames per second
+N_FFT = WIN = 1024
+N_MELS = 80
+F_MAX = 8000.0
+MEL_MEAN, MEL_STD = -5.1753, 2.1544
+
+
+@functools.lru_cache(maxsize=8)
+def _basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    import torchaudio.functional as AF
+    # Slaney mel scale and Slaney area normalisation: the librosa filter the release uses.
+    fb = AF.melscale_fbanks(N_FFT // 2 + 1, 0.0, F_MAX, N_MELS, SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+    return fb.T.contiguous().to(device), torch.hann_window(WIN, device=device)
+
+
+def log_mel(wave: torch.Tensor) -> torch.Tensor:
+    """wave [N] or [B, N] at 24 kHz -> log-mel [80, T] or [B, 80, T], T = N // 240, float32.
+
+    Reflect-pad (n_fft - hop)/2 on both sides, STFT without centring, magnitude
+    sqrt(re^2 + im^2 + 1e-9), Slaney mel filter, natural log clamped at 1e-5."""
+    single = wave.dim() == 1
+    y = wave.float().reshape(1, -1) if single else wave.float()
+    if y.shape[-1] < HOP:
+        raise ValueError(f"audio of {y.shape[-1]} samples is shorter than one mel frame ({HOP} samples = 10 ms)")
+    basis, window = _basis(y.device)
+    pad = (N_FFT - HOP) // 2
+    y = F.pad(y[:, None], (pad, pad), mode="reflect")[:, 0]
+    spec = torch.stft(y, N_FFT, hop_length=HOP, win_length=WIN, window=window, center=False,
+                      return_complex=True)
+    mag = torch.sqrt(torch.view_as_real(spec).pow(2).sum(-1) + 1e-9)
+    mel = torch.log(torch.clamp(basis @ mag, min=1e-5))
+    return mel[0] if single else mel
+
+
+def normalise(logmel: torch.Tensor) -> torch.Tensor:
+    """[..., 80, T] log-mel -> [..., T, 80] model-space mel."""
+    return ((logmel - MEL_MEAN) / MEL_STD).transpose(-1, -2)
+
+
+def denormalise(mel: torch.Tensor) -> torch.Tensor:
+    """[..., T, 80] model-space mel -> [..., 80, T] log-mel (what the vocoder takes)."""
+    return (mel.float() * MEL_STD + MEL_MEAN).transpose(-1, -2)

@@ -1,0 +1,54 @@
+"""Relations between seconds, video frames (16 fps), latent frames and mel frames (100/s).
+
+The release generates 81 video frames = 5.0625 s = 21 latent frames = 506 mel frames."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+FPS = 16
+MEL_RATE = 100               # mel frames per second (24 kHz / hop 240)
+TEMPORAL_STRIDE = 4          # Wan2.2 VAE: latent frame i >= 1 covers 4 video frames
+
+
+def latent_frames(video_frames: int) -> int:
+    if video_frames < 5 or (video_frames - 1) % TEMPORAL_STRIDE:
+        raise ValueError(f"{video_frames} video frames: the count must be 4k+1 and at least 5 (e.g. 81)")
+    return (video_frames - 1) // TEMPORAL_STRIDE + 1
+
+
+def video_frames(latent: int) -> int:
+    return TEMPORAL_STRIDE * (latent - 1) + 1
+
+
+def mel_frames(video_frames: int) -> int:
+    """Mel frames covering `video_frames` at 16 fps (81 -> 506)."""
+    return math.floor(video_frames * MEL_RATE / FPS)
+
+
+@dataclass(frozen=True)
+class Duration:
+    video_frames: int
+    latent_frames: int
+    mel_frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.video_frames / FPS
+
+    @property
+    def samples(self) -> int:
+        """Waveform samples at 24 kHz after the vocoder (240 per mel frame)."""
+        return self.mel_frames * 240
+
+    @classmethod
+    def from_video_frames(cls, frames: int) -> "Duration":
+        return cls(frames, latent_frames(frames), mel_frames(frames))
+
+    @classmethod
+    def from_seconds(cls, seconds: float) -> "Duration":
+        """The nearest 4k+1 frame count (at least 5) for a wanted length in seconds."""
+        if not seconds > 0:
+            raise ValueError(f"duration must be positive, got {seconds} s")
+        k = max(1, round((seconds * FPS - 1) / TEMPORAL_STRIDE))
+        return cls.from_video_frames(TEMPORAL_STRIDE * k + 1)

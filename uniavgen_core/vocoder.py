@@ -1,0 +1,80 @@
+"""BigVGAN vocoder of Qwen2.5-Omni (transformers `Qwen2_5OmniToken2WavBigVGANModel`), as used by
+the release (spec §7.6): log-mel [B, 80, T] in, 24 kHz waveform (240 samples per frame) out."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .mel import HOP, N_MELS, SAMPLE_RATE
+
+MIN_TRANSFORMERS = "4.52"
+CHUNK_FRAMES = 1024          # longer inputs are decoded piecewise ...
+CONTEXT_FRAMES = 64          # ... with this much mel context on each side (beyond the receptive field)
+
+
+class VocoderError(RuntimeError):
+    pass
+
+
+def _model_class():
+    try:
+        import transformers
+    except ImportError:
+        raise VocoderError(f"the vocoder needs the transformers package (>= {MIN_TRANSFORMERS}): "
+                           f"pip install -U transformers") from None
+    cls = getattr(transformers, "Qwen2_5OmniToken2WavBigVGANModel", None)
+    if cls is None:
+        raise VocoderError(f"transformers {transformers.__version__} is too old for the Qwen2.5-Omni BigVGAN "
+                           f"vocoder; it needs >= {MIN_TRANSFORMERS}: pip install -U transformers")
+    return cls
+
+
+class Vocoder:
+    def __init__(self, model: torch.nn.Module):
+        cfg = model.config
+        rate = 1
+        for r in cfg.upsample_rates:
+            rate *= r
+        if cfg.mel_dim != N_MELS or rate != HOP:
+            raise VocoderError(f"this BigVGAN takes {cfg.mel_dim} mel bins and makes {rate} samples per frame; "
+                               f"UniAVGen needs {N_MELS} and {HOP} (the code2wav_bigvgan_model of the release)")
+        self.model = model.eval().requires_grad_(False)
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.float32) -> "Vocoder":
+        """A Hugging Face folder: config.json + *.safetensors (pickled weights are never loaded)."""
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise VocoderError(f"no vocoder at {folder}: expected the release's code2wav_bigvgan_model folder "
+                               f"with config.json and its .safetensors weights")
+        if not any(folder.glob("*.safetensors")):
+            raise VocoderError(f"{folder} has config.json but no .safetensors weights (pickled .bin files are "
+                               f"not loaded); download the safetensors version")
+        model_cls = _model_class()
+        try:
+            model = model_cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+        except (OSError, ValueError) as err:
+            raise VocoderError(f"cannot load the vocoder from {folder}: {err}") from None
+        return cls(model.to(device=device, dtype=dtype))
+
+    @torch.no_grad()
+    def decode(self, log_mel: torch.Tensor, chunk_frames: int = CHUNK_FRAMES) -> dict:
+        """log-mel [B, 80, T] (de-normalised, see mel.denormalise) -> AUDIO dict with waveform
+        [B, 1, T*240] float32 on the CPU, clamped to [-1, 1]."""
+        if log_mel.dim() == 2:
+            log_mel = log_mel[None]
+        if log_mel.dim() != 3 or log_mel.shape[1] != N_MELS:
+            raise ValueError(f"vocoder input must be a log-mel [batch, {N_MELS}, frames], got {tuple(log_mel.shape)}")
+        param = next(self.model.parameters())
+        mel = log_mel.to(device=param.device, dtype=param.dtype)
+        frames = mel.shape[-1]
+        pieces = []
+        for start in range(0, frames, chunk_frames):
+            lo, hi = max(0, start - CONTEXT_FRAMES), min(frames, start + chunk_frames + CONTEXT_FRAMES)
+            wave = self.model(mel[..., lo:hi]).reshape(mel.shape[0], -1)
+            keep = (start - lo) * HOP
+            pieces.append(wave[:, keep: keep + (min(frames, start + chunk_frames) - start) * HOP])
+        wave = torch.cat(pieces, dim=-1).clamp(-1, 1).float().cpu()
+        return {"waveform": wave[:, None], "sample_rate": SAMPLE_RATE}
