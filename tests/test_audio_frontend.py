@@ -22,8 +22,10 @@ def test_log_mel_frames_batching_and_float32_for_bf16_input():
     assert torch.allclose(batch[1], log_mel(wave[1]), atol=1e-5)
     low = log_mel(wave.to(torch.bfloat16))
     assert low.dtype == torch.float32
-    with pytest.raises(ValueError, match="shorter than one mel frame"):
-        log_mel(torch.zeros(100))
+    for n in (100, 240, 392):
+        with pytest.raises(ValueError, match="needs at least 393 samples"):
+            log_mel(torch.zeros(n))
+    assert log_mel(torch.randn(393)).shape == (80, 1)
 
 
 def test_normalisation_round_trip():

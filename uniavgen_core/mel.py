@@ -29,10 +29,11 @@ def log_mel(wave: torch.Tensor) -> torch.Tensor:
     sqrt(re^2 + im^2 + 1e-9), Slaney mel filter, natural log clamped at 1e-5."""
     single = wave.dim() == 1
     y = wave.float().reshape(1, -1) if single else wave.float()
-    if y.shape[-1] < HOP:
-        raise ValueError(f"audio of {y.shape[-1]} samples is shorter than one mel frame ({HOP} samples = 10 ms)")
-    basis, window = _basis(y.device)
     pad = (N_FFT - HOP) // 2
+    if y.shape[-1] <= pad:      # reflect padding needs more samples than it pads
+        raise ValueError(f"audio of {y.shape[-1]} samples is too short for the mel front end: it needs at least "
+                         f"{pad + 1} samples ({(pad + 1) / SAMPLE_RATE * 1000:.1f} ms at 24 kHz)")
+    basis, window = _basis(y.device)
     y = F.pad(y[:, None], (pad, pad), mode="reflect")[:, 0]
     spec = torch.stft(y, N_FFT, hop_length=HOP, win_length=WIN, window=window, center=False,
                       return_complex=True)
