@@ -1,9 +1,21 @@
-"""ComfyUI-UniAVGen: ComfyUI entry point.
+"""ComfyUI-UniAVGen: the ComfyUI entry point.
 
-ComfyUI imports this package from custom_nodes/ and reads the two mappings
-below. Nothing here imports ComfyUI itself.
+ComfyUI imports this folder as a package and reads the two mappings below. The model code lives
+in `uniavgen_core` (plain PyTorch, no ComfyUI imports) next to this file.
 """
+import os
+import sys
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    # appended, not prepended: our `nodes` package must never shadow ComfyUI's own `nodes` module
+    sys.path.append(_HERE)
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, register_folders  # noqa: E402
+
+try:
+    register_folders()
+except ImportError:  # imported outside ComfyUI (no folder_paths): nothing to register
+    pass
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

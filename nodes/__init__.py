@@ -1,10 +1,23 @@
-"""ComfyUI node adapters for UniAVGen.
+"""ComfyUI node adapters (classic V1 API). Thin: validate, convert, call uniavgen_core."""
+from .decoding import UniAVGenAudioDecode
+from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
+from .loaders import UniAVGenModelLoader, UniAVGenVocoderLoader
+from .sampling import UniAVGenSampler
 
-Empty for now: the node adapters arrive with the node-pack issue. The mappings
-exist so that ComfyUI can load the pack without errors in the meantime.
-"""
+_NODES = {
+    UniAVGenModelLoader: "UniAVGen Model Loader",
+    UniAVGenVocoderLoader: "UniAVGen Vocoder Loader",
+    UniAVGenSpeechText: "UniAVGen Speech Text",
+    UniAVGenReferenceImage: "UniAVGen Reference Image",
+    UniAVGenAudioEncode: "UniAVGen Audio Encode",
+    UniAVGenVideoEncode: "UniAVGen Video Encode",
+    UniAVGenSampler: "UniAVGen Sampler",
+    UniAVGenAudioDecode: "UniAVGen Audio Decode",
+}
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
+NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: name for cls, name in _NODES.items()}
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+def register_folders():
+    from .folders import register
+    register()

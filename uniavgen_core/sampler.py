@@ -134,14 +134,17 @@ def _check_batch(requests: list[Request]):
 @torch.no_grad()
 def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams = SamplingParams(),
            noise: tuple[torch.Tensor, torch.Tensor] | None = None,
-           callback: Callable[[StepInfo], None] | None = None, capture_face_masks: bool = False) -> SampleResult:
+           callback: Callable[[StepInfo], None] | None = None, capture_face_masks: bool = False,
+           device: torch.device | str | None = None) -> SampleResult:
     """Euler flow-matching from noise to clean latents for a batch of requests.
 
     noise: (video [N, C, F, h, w], audio [N, S, 80]); default: each request's seeded noise.
     callback: called after every step with a StepInfo; raise from it to cancel.
+    device: where to compute (default: where the model's first weight is; a memory manager
+    that streams weights passes its compute device).
     """
     _check_batch(requests)
-    device = next(model.parameters()).device
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = model.compute_dtype
     first = requests[0]
     stack = lambda conds: ConditionBatch.stack(conds, first.latent_frames, first.mel_frames,

@@ -1,0 +1,26 @@
+"""Shared bits of the node adapters."""
+import logging
+
+CATEGORY = "UniAVGen"
+log = logging.getLogger("UniAVGen")
+
+RESOLUTIONS = ["official (short side 736)", "short side"]
+CROPS = ["none", "face", "center"]
+ASPECTS = ["keep", "1:1", "3:4", "4:3", "9:16", "16:9"]
+
+
+def with_messages(result: tuple, messages: list[str]) -> dict:
+    """A node return value that also shows `messages` (and logs them)."""
+    for m in messages:
+        log.warning(m)
+    return {"ui": {"text": list(messages)}, "result": result}
+
+
+def resolution_inputs() -> dict:
+    return {
+        "resolution": (RESOLUTIONS, {"default": RESOLUTIONS[0], "tooltip":
+                       "official: scale the short side to 736 px and round both sides up to multiples of 32, "
+                       "as the release does. short side: use the short_side value below."}),
+        "short_side": ("INT", {"default": 480, "min": 64, "max": 2048, "step": 32, "tooltip":
+                       "Short side in pixels when resolution is 'short side' (a multiple of 32)."}),
+    }

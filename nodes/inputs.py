@@ -1,0 +1,208 @@
+"""Conditioning inputs: transcript, reference face, voice / driving audio, driving video."""
+import functools
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from uniavgen_core import image_prep
+from uniavgen_core.audio_input import PreparedAudio, reference_voice, to_mono_24k
+from uniavgen_core.face import FaceDetectorUnavailable, box_mask, detect_face
+from uniavgen_core.jobs import Speech
+from uniavgen_core.speech_tokenizer import SpeechTokenizer
+from uniavgen_core.timing import TEMPORAL_STRIDE
+
+from . import folders, host
+from .common import ASPECTS, CATEGORY, CROPS, resolution_inputs, with_messages
+
+VOICE, DRIVING = "reference voice (RAVG)", "driving audio (A2V)"
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str) -> SpeechTokenizer:
+    return SpeechTokenizer.from_file(path)
+
+
+class UniAVGenSpeechText:
+    DESCRIPTION = ("The words to speak. English is read letter by letter, Chinese is converted to pinyin. "
+                   "Characters the speech vocabulary does not know are listed (they are read as a pause). "
+                   "For voice cloning, give the reference recording's transcript too.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("UNIAVGEN_SPEECH",)
+    RETURN_NAMES = ("speech",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("UNIAVGEN_MODEL", {"tooltip": "The UniAVGen model; its folder holds vocab.txt."}),
+            "text": ("STRING", {"multiline": True, "default": "", "tooltip": "Transcript of the speech to generate."}),
+            "language": (["auto", "en", "zh"], {"default": "auto", "tooltip":
+                         "auto: Chinese if the text has Chinese characters, else English."}),
+        }, "optional": {
+            "reference_text": ("STRING", {"multiline": True, "default": "", "tooltip":
+                               "Transcript of the reference voice recording (voice cloning only)."}),
+        }}
+
+    def encode(self, model, text, language, reference_text=""):
+        tokenizer = _tokenizer(str(folders.vocab_for(model.model.path)))
+        ref = reference_text.strip()
+        tokens = tokenizer.encode(text, language, ref_text=ref or None)
+        null = tokenizer.null(ref_text=ref or None, lang=language)
+        messages = [m for m in (tokens.warning(),) if m]
+        if not text.strip():
+            messages.append("the transcript is empty: the generated audio will have no words")
+        return with_messages((Speech(tokens, null, text, ref),), messages)
+
+
+@dataclass
+class Reference:
+    latent: torch.Tensor                 # [48, 1, h, w] normalised Wan2.2 latent
+    image: torch.Tensor                  # [1, H, W, 3] what the model sees
+    messages: list = field(default_factory=list)
+
+
+def target_size(height, width, resolution, short_side):
+    if resolution == "short side":
+        return image_prep.short_side_size(height, width, short_side)
+    return image_prep.official_size(height, width)
+
+
+def encode_frames(vae, frames: torch.Tensor) -> torch.Tensor:
+    """IMAGE frames -> normalised Wan2.2 latent [48, T, h, w] through the native VAE."""
+    channels = getattr(vae, "latent_channels", None)
+    if channels != 48:
+        raise ValueError(f"this VAE has {channels} latent channels; UniAVGen needs the Wan2.2 VAE "
+                         f"(48 channels, e.g. wan2.2_vae.safetensors in models/vae), not the Wan2.1 VAE")
+    raw = vae.encode(frames[..., :3])
+    return host.wan22_format().process_in(raw)[0].float()
+
+
+class UniAVGenReferenceImage:
+    DESCRIPTION = ("The face to animate: resizes the picture the way the model expects (optionally cropped "
+                   "around the detected face) and encodes it with the Wan2.2 VAE. Outputs the image the model "
+                   "sees and a mask of the detected face.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("UNIAVGEN_REFERENCE", "IMAGE", "MASK")
+    RETURN_NAMES = ("reference", "image", "face_mask")
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": ("IMAGE", {"tooltip": "Reference picture of the person (the first image of a batch is used)."}),
+            "vae": ("VAE", {"tooltip": "The Wan2.2 VAE (VAELoader with wan2.2_vae.safetensors)."}),
+            **resolution_inputs(),
+            "crop": (CROPS, {"default": "none", "tooltip": "none: keep the whole picture. face: crop to the "
+                     "aspect below around the face found by insightface (centre crop if none is found). "
+                     "center: crop around the picture's centre."}),
+            "aspect": (ASPECTS, {"default": "keep", "tooltip": "Width:height of the crop; keep = no crop."}),
+        }}
+
+    def encode(self, image, vae, resolution, short_side, crop, aspect):
+        if image.dim() != 4 or image.shape[0] == 0:
+            raise ValueError("image must be an IMAGE batch [frames, height, width, 3]")
+        messages = ["only the first image of the batch is used"] if image.shape[0] > 1 else []
+        frame = image[:1, ..., :3].float()
+        _, height, width, _ = frame.shape
+        box = None
+        if crop == "face":
+            try:
+                box = detect_face(frame[0], os.path.join(host.folder_paths().models_dir, "insightface"))
+                if box is None:
+                    messages.append("no face found in the reference image: cropped around the centre instead")
+            except FaceDetectorUnavailable as err:
+                messages.append(f"face crop unavailable ({err}): cropped around the centre instead")
+        if crop != "none" and aspect != "keep":
+            w_ratio, h_ratio = (int(v) for v in aspect.split(":"))
+            centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
+            top, left, h, w = image_prep.crop_box(height, width, w_ratio / h_ratio, centre)
+            frame = frame[:, top: top + h, left: left + w]
+            if box:
+                box = (box[0] - top, box[1] - left, box[2] - top, box[3] - left)
+            height, width = h, w
+        out_h, out_w = target_size(height, width, resolution, short_side)
+        prepared = image_prep.resize(frame, out_h, out_w)
+        latent = encode_frames(vae, prepared)
+        mask = box_mask(out_h, out_w, None if box is None else
+                        (box[0] * out_h / height, box[1] * out_w / width, box[2] * out_h / height,
+                         box[3] * out_w / width))
+        return with_messages((Reference(latent, prepared, messages), prepared, mask[None]), messages)
+
+
+@dataclass
+class AudioInput:
+    role: str
+    prepared: PreparedAudio
+
+
+class UniAVGenAudioEncode:
+    DESCRIPTION = ("Prepares audio for the model: a reference voice to clone (RAVG) or the speech that drives "
+                   "the video (A2V). Any sample rate or channel count; converted to 24 kHz mono and levelled.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("UNIAVGEN_AUDIO",)
+    RETURN_NAMES = ("audio",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "audio": ("AUDIO", {"tooltip": "Audio from LoadAudio or any node producing AUDIO."}),
+            "role": ([VOICE, DRIVING], {"default": VOICE, "tooltip": "reference voice: whose voice to speak "
+                     "with. driving audio: the speech the video is lip-synced to (trimmed or padded to the "
+                     "sampler's duration)."}),
+        }}
+
+    def encode(self, audio, role):
+        if role == VOICE:
+            prepared = reference_voice(audio)
+        else:
+            wave, messages = to_mono_24k(audio, "driving audio")
+            prepared = PreparedAudio(wave, messages)
+        return with_messages((AudioInput(role, prepared),), prepared.messages)
+
+
+@dataclass
+class DrivingVideo:
+    latent: torch.Tensor                 # [48, T, h, w] normalised, 4(T-1)+1 frames at 16 fps
+    reference: Reference                 # its first frame
+    frames: int
+
+
+class UniAVGenVideoEncode:
+    DESCRIPTION = ("A video to dub (V2A): resampled to 16 fps, cut to 4k+1 frames, resized like the reference "
+                   "and encoded with the Wan2.2 VAE. Its first frame is the reference face.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("UNIAVGEN_VIDEO", "IMAGE")
+    RETURN_NAMES = ("video", "frames")
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "The video's frames (e.g. from GetVideoComponents or a video loader)."}),
+            "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": 240.0, "step": 0.001, "tooltip":
+                    "Frame rate of the input frames; they are resampled to the model's 16 fps."}),
+            "vae": ("VAE", {"tooltip": "The Wan2.2 VAE (VAELoader with wan2.2_vae.safetensors)."}),
+            **resolution_inputs(),
+        }}
+
+    def encode(self, images, fps, vae, resolution, short_side):
+        if images.dim() != 4 or images.shape[0] == 0:
+            raise ValueError("images must be an IMAGE batch [frames, height, width, 3]")
+        clip = image_prep.resample_frames(images[..., :3].float(), fps)
+        messages = [] if abs(fps - 16) < 1e-6 else [f"resampled {images.shape[0]} frames at {fps:g} fps to "
+                                                    f"{clip.shape[0]} frames at 16 fps"]
+        usable = (clip.shape[0] - 1) // TEMPORAL_STRIDE * TEMPORAL_STRIDE + 1
+        if clip.shape[0] < 5:
+            raise ValueError(f"the video has {clip.shape[0]} frame(s) at 16 fps; dubbing needs at least 5 "
+                             f"(0.31 s)")
+        if usable != clip.shape[0]:
+            messages.append(f"used the first {usable} of {clip.shape[0]} frames (the model needs 4k+1 frames)")
+        clip = clip[:usable]
+        out_h, out_w = target_size(clip.shape[1], clip.shape[2], resolution, short_side)
+        clip = image_prep.resize(clip, out_h, out_w)
+        latent = encode_frames(vae, clip)
+        # the Wan2.2 VAE is causal: the first latent frame encodes the first picture alone
+        reference = Reference(latent[:, :1], clip[:1])
+        return with_messages((DrivingVideo(latent, reference, usable), clip), messages)

@@ -1,0 +1,80 @@
+"""Model and vocoder loaders."""
+import torch
+
+from uniavgen_core.loading import load_model
+from uniavgen_core.vocoder import Vocoder
+
+from . import folders, host
+from .common import CATEGORY
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class UniAVGenHandle(torch.nn.Module):
+    """What ComfyUI's ModelPatcher manages: the DiT plus where it came from."""
+
+    def __init__(self, model, path, weight_dtype):
+        super().__init__()
+        self.diffusion_model = model
+        self.path = path
+        self.weight_dtype = weight_dtype
+
+
+def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
+    if choice != "auto":
+        return DTYPES[choice]
+    if device.type == "cpu":
+        return torch.float32
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+class UniAVGenModelLoader:
+    DESCRIPTION = ("Loads the UniAVGen audio-video DiT (official Hugging Face folder or one .safetensors file) "
+                   "from models/uniavgen or models/diffusion_models. ComfyUI's memory manager moves it to the "
+                   "GPU when sampling and back when other models need the room.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("UNIAVGEN_MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (folders.dit_choices(), {"tooltip": "An official UniAVGen folder (shown as 'Name/', with "
+                      "diffusion_pytorch_model.safetensors.index.json and its shards) or a single .safetensors."}),
+            "weight_dtype": (["auto", "bf16", "fp16", "fp32"], {"default": "auto", "tooltip":
+                             "Storage and compute precision. auto: bf16 on GPUs that support it (as released), "
+                             "fp32 on the CPU."}),
+        }}
+
+    def load(self, model, weight_dtype):
+        path = folders.resolve(model, folders.DIT_KEYS, "UniAVGen model")
+        mm = host.mm()
+        device, offload = mm.get_torch_device(), mm.unet_offload_device()
+        dtype = pick_dtype(weight_dtype, device)
+        net = load_model(path, dtype=dtype, device=offload, ops=host.cast_ops())
+        return (host.model_patcher(UniAVGenHandle(net, path, dtype), device, offload),)
+
+
+class UniAVGenVocoderLoader:
+    DESCRIPTION = ("Loads the release's BigVGAN vocoder (the code2wav_bigvgan_model folder: config.json + "
+                   ".safetensors) from models/uniavgen. It turns generated mel spectrograms into 24 kHz audio.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("UNIAVGEN_VOCODER",)
+    RETURN_NAMES = ("vocoder",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "vocoder": (folders.vocoder_choices(), {"tooltip": "A folder under models/uniavgen with the vocoder's "
+                        "config.json and .safetensors weights, e.g. code2wav_bigvgan_model/."}),
+            "precision": (["fp32", "bf16", "fp16"], {"default": "fp32", "tooltip":
+                          "Vocoder precision. fp32 is exact and the vocoder is small; bf16 saves memory."}),
+        }}
+
+    def load(self, vocoder, precision):
+        path = folders.resolve(vocoder, (folders.KEY,), "vocoder")
+        return (Vocoder.from_folder(path, device=host.mm().unet_offload_device(), dtype=DTYPES[precision]),)

@@ -1,0 +1,122 @@
+"""The sampler node: one UniAVGen generation, video latent + mel + face masks out."""
+import torch
+
+from uniavgen_core import timing
+from uniavgen_core.audio_input import driving_audio
+from uniavgen_core.jobs import JobError, build_job, caption_features, choose_task, frame_masks
+from uniavgen_core.memory import activation_bytes
+from uniavgen_core.sampler import SamplingParams, Task, sample
+
+from . import host
+from .common import CATEGORY, with_messages
+from .inputs import DRIVING, VOICE
+
+TASKS = ["auto", "AVG", "RAVG", "A2V", "V2A"]
+
+
+class UniAVGenSampler:
+    DESCRIPTION = ("Generates video and speech together. task auto picks joint generation (AVG), voice cloning "
+                   "(RAVG, a voice is connected), audio-driven video (A2V, driving audio) or dubbing (V2A, a "
+                   "driving video). Outputs a Wan2.2 LATENT for the native VAEDecode, the mel for "
+                   "UniAVGen Audio Decode, and the face mask the model attends to, per frame.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT", "UNIAVGEN_MEL", "MASK")
+    RETURN_NAMES = ("latent", "mel", "face_mask")
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("UNIAVGEN_MODEL", {"tooltip": "From UniAVGen Model Loader."}),
+            "speech": ("UNIAVGEN_SPEECH", {"tooltip": "From UniAVGen Speech Text."}),
+            "positive": ("CONDITIONING", {"tooltip": "Scene description: CLIPTextEncode with the umT5 text "
+                         "encoder (CLIPLoader, type wan)."}),
+            "negative": ("CONDITIONING", {"tooltip": "Negative description; the release uses an empty prompt."}),
+            "task": (TASKS, {"default": "auto", "tooltip": "auto picks the task from the connected inputs."}),
+            "duration_seconds": ("FLOAT", {"default": 5.0625, "min": 0.3125, "max": 30.0, "step": 0.0625,
+                                 "tooltip": "Length of the clip (rounded to 4k+1 frames at 16 fps). The release "
+                                 "was trained on 5.0625 s. Ignored for dubbing, which follows the video."}),
+            "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "Denoising steps (release: 50)."}),
+            "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "tooltip":
+                      "Timestep shift of the flow-matching schedule (release: 5)."}),
+            "seed": ("INT", {"default": 2025, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                     "tooltip": "Noise seed; the noise is drawn on the CPU, so a seed gives the same clip on any GPU."}),
+            "video_cfg": ("FLOAT", {"default": 3.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
+                          "Guidance strength for the video (release: 3)."}),
+            "audio_cfg": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
+                          "Guidance strength for the audio (release: 2)."}),
+            "macfg_fraction": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                               "Modality-aware CFG: fraction of the first steps whose unconditional pass has no "
+                               "audio-video interaction, which strengthens lip sync (release: 0.5)."}),
+            "slg_layer": ("INT", {"default": 11, "min": -1, "max": 29, "tooltip":
+                          "Layer skipped in the unconditional pass (skip-layer guidance); -1 or 0 turns it off."}),
+        }, "optional": {
+            "reference": ("UNIAVGEN_REFERENCE", {"tooltip": "The face (UniAVGen Reference Image). Not needed for "
+                          "dubbing, which uses the video's first frame."}),
+            "voice": ("UNIAVGEN_AUDIO", {"tooltip": "A reference voice to clone (UniAVGen Audio Encode)."}),
+            "driving_audio": ("UNIAVGEN_AUDIO", {"tooltip": "Speech to lip-sync the video to (UniAVGen Audio "
+                              "Encode, role driving audio)."}),
+            "driving_video": ("UNIAVGEN_VIDEO", {"tooltip": "A video to dub (UniAVGen Video Encode)."}),
+        }}
+
+    def generate(self, model, speech, positive, negative, task, duration_seconds, steps, shift, seed, video_cfg,
+                 audio_cfg, macfg_fraction, slg_layer, reference=None, voice=None, driving_audio=None,
+                 driving_video=None):
+        for name, value, role in (("voice", voice, VOICE), ("driving_audio", driving_audio, DRIVING)):
+            if value is not None and value.role != role:
+                raise JobError(f"the audio connected to '{name}' was encoded as '{value.role}'; set the Audio "
+                               f"Encode node's role to '{role}'")
+        chosen = choose_task(task, voice is not None, driving_audio is not None, driving_video is not None)
+        messages = [f"task: {chosen.name}"]
+        if chosen == Task.V2A:
+            duration = timing.Duration.from_video_frames(driving_video.frames)
+            if abs(duration.seconds - duration_seconds) > 1 / 32:
+                messages.append(f"dubbing follows the video: {duration.seconds:.4g} s")
+            reference = reference or driving_video.reference
+        else:
+            duration = timing.Duration.from_seconds(duration_seconds)
+        if reference is None:
+            raise JobError(f"task {chosen.name} needs a reference face: connect UniAVGen Reference Image")
+        net = model.model.diffusion_model
+        cfg = net.config
+        caption, msg_pos = caption_features(positive, cfg.text_dim, cfg.text_len, "positive")
+        neg_caption, msg_neg = caption_features(negative, cfg.text_dim, cfg.text_len, "negative")
+        drive = None
+        if chosen == Task.A2V:
+            fitted = driving_audio_fit(driving_audio.prepared.wave, duration.mel_frames)
+            drive, messages = fitted.wave, messages + fitted.messages
+        if chosen == Task.RAVG and not speech.ref_text:
+            messages.append("voice cloning without the reference transcript: give it in Speech Text for "
+                            "better timbre")
+        job = build_job(chosen, speech, caption, neg_caption, reference.latent, duration, seed,
+                        voice_wave=voice.prepared.wave if voice is not None else None, driving_wave=drive,
+                        video_latent=driving_video.latent if driving_video is not None else None)
+        messages += msg_pos + msg_neg + job.messages
+
+        mm = host.mm()
+        device = mm.get_torch_device()
+        _, h, w = reference.latent.shape[1:]
+        needed = activation_bytes(cfg, duration.latent_frames, h, w, duration.mel_frames, batch=2)
+        mm.load_models_gpu([model], memory_required=needed)
+        params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
+                                macfg_prop=macfg_fraction, slg_layer=slg_layer)
+        bar = host.progress_bar(steps)
+        previewer = host.previewer(device)
+
+        def on_step(info):
+            mm.throw_exception_if_processing_interrupted()
+            preview = None
+            if previewer is not None:
+                preview = previewer.decode_latent_to_preview_image("JPEG", info.denoised_video[:1].float())
+            bar.update_absolute(info.step + 1, info.steps, preview)
+
+        result = sample(net, [job.request], params, callback=on_step, capture_face_masks=True, device=device)
+        out = mm.intermediate_device()
+        latent = host.wan22_format().process_out(result.video.float()).to(out)
+        mel = {"mel": result.audio.float().to(out), "seconds": duration.seconds}
+        masks = frame_masks(result.face_masks[0], h * 16, w * 16).to(out)
+        return with_messages(({"samples": latent}, mel, masks), messages)
+
+
+def driving_audio_fit(wave: torch.Tensor, mel_frames: int):
+    return driving_audio({"waveform": wave[None, None], "sample_rate": 24000}, mel_frames)

@@ -1,0 +1,60 @@
+"""Picture preparation: resolution policy, crops, frame-rate conversion (spec §7.1).
+
+Images are ComfyUI IMAGE tensors [T, H, W, 3] float in 0..1."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+ALIGN = 32                   # VAE x16, then 2x2 patches
+OFFICIAL_SHORT_SIDE = 736    # ceil(720 / 32) * 32 in the release
+TARGET_FPS = 16
+
+
+def official_size(height: int, width: int) -> tuple[int, int]:
+    """The release's rule, float arithmetic included: scale the short side to 736, then round
+    both sides up to multiples of 32 (some sizes land on 768, spec §7.1)."""
+    scale = height / OFFICIAL_SHORT_SIDE if height < width else width / OFFICIAL_SHORT_SIDE
+    return math.ceil(height / scale / ALIGN) * ALIGN, math.ceil(width / scale / ALIGN) * ALIGN
+
+
+def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """Short side exactly `short_side` (a multiple of 32), long side the nearest multiple of 32."""
+    if short_side % ALIGN or short_side < ALIGN:
+        raise ValueError(f"short side {short_side} must be a positive multiple of {ALIGN}")
+    if height <= width:
+        return short_side, max(ALIGN, round(width * short_side / height / ALIGN) * ALIGN)
+    return max(ALIGN, round(height * short_side / width / ALIGN) * ALIGN), short_side
+
+
+def crop_box(height: int, width: int, aspect: float, center: tuple[float, float] | None = None):
+    """(top, left, h, w) of the largest window with width/height = aspect, centred on `center`
+    (y, x in pixels; default the image centre) and kept inside the image."""
+    if width / height > aspect:
+        h, w = height, max(1, round(height * aspect))
+    else:
+        h, w = max(1, round(width / aspect)), width
+    cy, cx = center if center is not None else (height / 2, width / 2)
+    top = int(min(max(round(cy - h / 2), 0), height - h))
+    left = int(min(max(round(cx - w / 2), 0), width - w))
+    return top, left, h, w
+
+
+def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear, antialiased (as the release's torchvision Resize on PIL images)."""
+    x = images.movedim(-1, 1).float()
+    x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1).movedim(1, -1)
+
+
+def resample_frames(images: torch.Tensor, fps: float, target_fps: float = TARGET_FPS) -> torch.Tensor:
+    """Nearest-frame resampling of a clip from `fps` to `target_fps` (same duration)."""
+    if not fps > 0:
+        raise ValueError(f"frame rate must be positive, got {fps}")
+    if abs(fps - target_fps) < 1e-6:
+        return images
+    count = max(1, math.floor(images.shape[0] * target_fps / fps + 1e-6))
+    index = torch.clamp((torch.arange(count) * fps / target_fps + 1e-6).floor().long(), max=images.shape[0] - 1)
+    return images[index]
