@@ -2,6 +2,7 @@
 their folder only (a choice can never name a path outside the model folders)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -32,33 +33,39 @@ def roots(key: str) -> list[Path]:
         return []
 
 
+def _walk(keys):
+    """(root, folder relative to root, file names) for every folder under the roots of `keys`."""
+    for key in keys:
+        for root in roots(key):
+            for folder, dirs, files in os.walk(root, followlinks=True):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                yield root, Path(folder).relative_to(root), files
+
+
+def _is_vocoder_folder(folder: Path, files) -> bool:
+    if "config.json" not in files or INDEX_NAME in files:
+        return False
+    try:
+        return "upsample_rates" in json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def dit_choices() -> list[str]:
     """Official folders (by their index json, shown as 'Folder/') and single .safetensors files."""
-    fp = host.folder_paths()
-    choices = []
-    for key in DIT_KEYS:
-        try:
-            files = fp.get_filename_list(key)
-        except KeyError:
-            continue
-        folders = {str(Path(f).parent) for f in files if Path(f).name == INDEX_NAME}
-        for f in files:
-            parent = str(Path(f).parent)
-            if Path(f).name == INDEX_NAME:
-                choices.append(parent.replace(os.sep, "/") + "/")
-            elif f.endswith(".safetensors") and parent not in folders:
-                choices.append(f.replace(os.sep, "/"))
-    return sorted(set(choices))
+    choices = set()
+    for root, rel, files in _walk(DIT_KEYS):
+        if INDEX_NAME in files:
+            choices.add(rel.as_posix() + "/")
+        elif not _is_vocoder_folder(root / rel, files):
+            choices.update((rel / f).as_posix() for f in files if f.endswith(".safetensors"))
+    return sorted(choices)
 
 
 def vocoder_choices() -> list[str]:
-    """Folders under models/uniavgen holding a Hugging Face config.json and .safetensors weights."""
-    choices = set()
-    for root in roots(KEY):
-        for folder, _, files in os.walk(root, followlinks=True):
-            if "config.json" in files and INDEX_NAME not in files and any(f.endswith(".safetensors") for f in files):
-                choices.add(Path(folder).relative_to(root).as_posix() + "/")
-    return sorted(choices)
+    """Folders under models/uniavgen holding a BigVGAN config.json and .safetensors weights."""
+    return sorted(rel.as_posix() + "/" for root, rel, files in _walk((KEY,))
+                  if _is_vocoder_folder(root / rel, files) and any(f.endswith(".safetensors") for f in files))
 
 
 def resolve(choice: str, keys: tuple[str, ...], what: str) -> Path:

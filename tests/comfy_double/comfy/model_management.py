@@ -1,0 +1,50 @@
+"""Double of comfy.model_management: CPU devices, a recorded load_models_gpu, interrupts."""
+import torch
+
+loaded = []          # (patchers, memory_required) per call, for assertions
+_interrupted = False
+
+
+class InterruptProcessingException(Exception):
+    pass
+
+
+def get_torch_device():
+    return torch.device("cpu")
+
+
+def unet_offload_device():
+    return torch.device("cpu")
+
+
+def intermediate_device():
+    return torch.device("cpu")
+
+
+def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                    force_full_load=False):
+    loaded.append((list(models), memory_required))
+
+
+def module_size(module):
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+def soft_empty_cache(force=False):
+    pass
+
+
+def interrupt_current_processing(value=True):
+    global _interrupted
+    _interrupted = value
+
+
+def processing_interrupted():
+    return _interrupted
+
+
+def throw_exception_if_processing_interrupted():
+    global _interrupted
+    if _interrupted:
+        _interrupted = False
+        raise InterruptProcessingException()

@@ -1,0 +1,284 @@
+"""Every node's function on tiny assets, through the ComfyUI host double (tests/comfy_double)."""
+import importlib
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+DOUBLE = Path(__file__).parent / "comfy_double"
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory, golden_dir, vocab_path):
+    """The double on sys.path, a models tree with the tiny DiT, its vocab and a tiny vocoder."""
+    sys.path.insert(0, str(DOUBLE))
+    import folder_paths
+    base = tmp_path_factory.mktemp("comfy")
+    folder_paths.reset(base)
+    dit = base / "models" / "uniavgen" / "UniAVGen"
+    dit.mkdir(parents=True)
+    for f in golden_dir.iterdir():
+        if f.name.startswith("diffusion_pytorch_model") or f.name == "config.json":
+            (dit / f.name).symlink_to(f)
+    shutil.copy(vocab_path, dit / "vocab.txt")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    voc = transformers.Qwen2_5OmniToken2WavBigVGANModel(
+        transformers.Qwen2_5OmniBigVGANConfig(upsample_initial_channel=64))
+    voc.save_pretrained(base / "models" / "uniavgen" / "code2wav_bigvgan_model", safe_serialization=True)
+    (base / "models" / "diffusion_models").mkdir(parents=True)
+    nodes = importlib.import_module("nodes")
+    nodes.register_folders()
+    from fake_vae import FakeWanVAE
+    yield dict(nodes=nodes, fp=folder_paths, base=base, vae=FakeWanVAE(), mm=importlib.import_module(
+        "comfy.model_management"), utils=importlib.import_module("comfy.utils"),
+        preview=importlib.import_module("latent_preview"))
+    sys.path.remove(str(DOUBLE))
+
+
+def node(comfy, name):
+    return comfy["nodes"].NODE_CLASS_MAPPINGS[name]()
+
+
+def run(comfy, name, **kwargs):
+    cls = comfy["nodes"].NODE_CLASS_MAPPINGS[name]
+    out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    return out["result"] if isinstance(out, dict) else out
+
+
+def messages(comfy, name, **kwargs):
+    cls = comfy["nodes"].NODE_CLASS_MAPPINGS[name]
+    out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    return out["result"], out["ui"]["text"]
+
+
+def caption(width=64, rows=7, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    feats = torch.zeros(1, 512, width)
+    feats[0, :rows] = torch.randn(rows, width, generator=gen)
+    return [[feats, {"pooled_output": None}]]
+
+
+def test_node_definitions_follow_the_house_rules(comfy):
+    mapping = comfy["nodes"].NODE_CLASS_MAPPINGS
+    assert len(mapping) >= 8
+    for name, cls in mapping.items():
+        assert name.startswith("UniAVGen") and cls.CATEGORY == "UniAVGen" and cls.DESCRIPTION
+        assert callable(getattr(cls, cls.FUNCTION)) and len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
+        spec = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for input_name, (kind, options) in spec.get(section, {}).items():
+                assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
+                if isinstance(kind, list):
+                    assert options.get("default", kind[0] if kind else None) in kind or not kind
+        assert name in comfy["nodes"].NODE_DISPLAY_NAME_MAPPINGS
+
+
+def test_folders_registered_safely_and_choices_listed(comfy):
+    fp = comfy["fp"]
+    paths, exts = fp.folder_names_and_paths["uniavgen"]
+    assert exts == fp.supported_pt_extensions and str(comfy["base"] / "models" / "uniavgen") in paths
+    (comfy["base"] / "models" / "uniavgen" / "notes.txt").write_text("not a model")
+    single = comfy["base"] / "models" / "diffusion_models" / "uniavgen_merged.safetensors"
+    single.write_bytes(b"")
+    loader = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenModelLoader"].INPUT_TYPES()
+    choices = loader["required"]["model"][0]
+    assert "UniAVGen/" in choices and "uniavgen_merged.safetensors" in choices
+    assert not any("00001-of" in c or c.endswith(".txt") for c in choices)      # shards and notes hidden
+    vocoders = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenVocoderLoader"].INPUT_TYPES()["required"]["vocoder"][0]
+    assert vocoders == ["code2wav_bigvgan_model/"]
+    single.unlink()
+
+
+def test_a_yaml_created_key_with_no_extensions_is_repaired(comfy):
+    fp = comfy["fp"]
+    saved = fp.folder_names_and_paths.pop("uniavgen")
+    fp.add_model_folder_path("uniavgen", "/elsewhere/uniavgen")          # as extra_model_paths.yaml does
+    assert fp.folder_names_and_paths["uniavgen"][1] == set()
+    comfy["nodes"].register_folders()
+    paths, exts = fp.folder_names_and_paths["uniavgen"]
+    assert "/elsewhere/uniavgen" in paths and saved[0][0] in paths and exts == fp.supported_pt_extensions
+    fp.folder_names_and_paths["uniavgen"] = saved
+
+
+def test_choices_cannot_escape_the_model_folders(comfy):
+    from nodes import folders
+    for bad in ("../../etc/passwd", "/etc/passwd", "UniAVGen/../../x"):
+        with pytest.raises(ValueError, match="not a name from the model list"):
+            folders.resolve(bad, folders.DIT_KEYS, "UniAVGen model")
+    with pytest.raises(FileNotFoundError, match="missing.safetensors' not found in .*models/uniavgen"):
+        folders.resolve("missing.safetensors", folders.DIT_KEYS, "UniAVGen model")
+
+
+@pytest.fixture(scope="module")
+def model(comfy):
+    (patcher,) = run(comfy, "UniAVGenModelLoader", model="UniAVGen/", weight_dtype="fp32")
+    return patcher
+
+
+def test_model_loader_returns_a_model_patcher_with_comfy_ops(model):
+    net = model.model.diffusion_model
+    assert model.load_device.type == "cpu" and model.size > 0
+    assert getattr(net.blocks[0].self_attn.q, "comfy_cast_weights", False)
+    assert net.compute_dtype == torch.float32 and net.config.dim == 96
+
+
+def test_model_loader_wrong_file_is_explained(comfy, tmp_path):
+    from safetensors.torch import save_file
+    bad = comfy["base"] / "models" / "diffusion_models" / "wan22_ti2v.safetensors"
+    save_file({"patch_embedding.weight": torch.zeros(8, 48, 1, 2, 2), "blocks.0.self_attn.q.weight": torch.zeros(8, 8)},
+              bad)
+    try:
+        with pytest.raises(ValueError, match="plain Wan2.2-TI2V-5B"):
+            run(comfy, "UniAVGenModelLoader", model="wan22_ti2v.safetensors", weight_dtype="auto")
+    finally:
+        bad.unlink()
+
+
+def speech(comfy, model, text="Hello there.", ref=""):
+    (s,) = run(comfy, "UniAVGenSpeechText", model=model, text=text, language="auto", reference_text=ref)
+    return s
+
+
+def test_speech_text_reports_unknown_characters_and_empty_text(comfy, model):
+    (s,), ui = messages(comfy, "UniAVGenSpeechText", model=model, text="It’s fine 😀", language="en")
+    assert s.tokens.unknown == ["’", "😀"] and any("not in the speech vocabulary" in m for m in ui)
+    _, ui = messages(comfy, "UniAVGenSpeechText", model=model, text="  ", language="auto")
+    assert any("transcript is empty" in m for m in ui)
+    ravg = speech(comfy, model, "Hi.", ref="Yes")
+    assert ravg.null.chars == ["Y", "e", "s", " "]
+
+
+def image(h=96, w=160, frames=1):
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    return torch.stack([y, x, (y + x) / 2], -1)[None].repeat(frames, 1, 1, 1)
+
+
+def reference(comfy, **kw):
+    args = dict(image=image(), vae=comfy["vae"], resolution="short side", short_side=64, crop="none", aspect="keep")
+    args.update(kw)
+    return run(comfy, "UniAVGenReferenceImage", **args)
+
+
+def test_reference_image_sizes_latent_and_mask(comfy):
+    ref, img, mask = reference(comfy)
+    assert img.shape == (1, 64, 96, 3) and ref.latent.shape == (48, 1, 4, 6) and mask.shape == (1, 64, 96)
+    ref, img, _ = reference(comfy, resolution="official (short side 736)")
+    assert img.shape == (1, 736, 1248, 3)
+
+
+def test_reference_face_crop_falls_back_visibly_and_uses_a_face(comfy, monkeypatch):
+    (ref, img, mask), ui = messages(comfy, "UniAVGenReferenceImage", image=image(), vae=comfy["vae"],
+                                    resolution="short side", short_side=64, crop="face", aspect="1:1")
+    assert img.shape == (1, 64, 64, 3) and any("cropped around the centre" in m for m in ui)
+    assert float(mask.sum()) == 0
+    import nodes.inputs as inputs
+    monkeypatch.setattr(inputs, "detect_face", lambda frame, root: (20.0, 100.0, 60.0, 140.0))
+    (ref, img, mask), ui = messages(comfy, "UniAVGenReferenceImage", image=image(), vae=comfy["vae"],
+                                    resolution="short side", short_side=64, crop="face", aspect="1:1")
+    assert not ui and img.shape == (1, 64, 64, 3)
+    rows, cols = torch.nonzero(mask[0], as_tuple=True)
+    assert 0 < float(mask.mean()) < 0.5 and cols.float().mean() > 32       # the face sits right of centre
+
+
+def test_wan21_vae_is_refused(comfy):
+    from fake_vae import FakeWanVAE
+    with pytest.raises(ValueError, match="16 latent channels.*Wan2.2 VAE"):
+        reference(comfy, vae=FakeWanVAE(latent_channels=16))
+
+
+def tone(seconds, rate=44100, channels=2):
+    t = torch.arange(round(seconds * rate)) / rate
+    return {"waveform": (0.3 * torch.sin(2 * math.pi * 200 * t)).expand(1, channels, -1).clone(), "sample_rate": rate}
+
+
+def test_video_encode_resamples_to_16_fps_and_4k_plus_1(comfy):
+    (video, frames), ui = messages(comfy, "UniAVGenVideoEncode", images=image(frames=40), fps=30.0,
+                                   vae=comfy["vae"], resolution="short side", short_side=64)
+    assert video.frames == 21 and frames.shape == (21, 64, 96, 3) and video.latent.shape == (48, 6, 4, 6)
+    assert any("to 21 frames at 16 fps" in m for m in ui)
+    with pytest.raises(ValueError, match="at least 5"):
+        run(comfy, "UniAVGenVideoEncode", images=image(frames=3), fps=16.0, vae=comfy["vae"],
+            resolution="short side", short_side=64)
+
+
+def sampler_args(comfy, model, **kw):
+    args = dict(model=model, speech=speech(comfy, model), positive=caption(), negative=caption(rows=1, seed=1),
+                task="auto", duration_seconds=0.5625, steps=2, shift=5.0, seed=7, video_cfg=3.0, audio_cfg=2.0,
+                macfg_fraction=0.5, slg_layer=11, reference=reference(comfy)[0])
+    args.update(kw)
+    return args
+
+
+def test_sampler_avg_outputs_native_latent_mel_and_mask(comfy, model):
+    comfy["utils"].updates.clear()
+    comfy["preview"].enabled = True
+    try:
+        (latent, mel, mask), ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model))
+    finally:
+        comfy["preview"].enabled = False
+    assert ui[0] == "task: AVG"
+    assert latent["samples"].shape == (1, 48, 3, 4, 6)                       # 9 frames = 0.5625 s
+    assert mel["mel"].shape == (1, 56, 80) and mask.shape == (9, 64, 96)
+    assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+    assert [u[0] for u in comfy["utils"].updates] == [1, 2] and comfy["preview"].decoded
+    assert comfy["mm"].loaded[-1][0] == [model] and comfy["mm"].loaded[-1][1] > 0
+    # the LATENT is in the VAE's own space: process_in recovers the model's normalised latent,
+    # and its first frame is the reference latent written back
+    from comfy.latent_formats import Wan22
+    normalised = Wan22().process_in(latent["samples"])
+    ref = sampler_args(comfy, model)["reference"].latent
+    assert torch.allclose(normalised[0, :, :1], ref, atol=1e-5)
+    decoded = comfy["vae"].decode(latent["samples"])
+    assert decoded.shape == (1, 9, 64, 96, 3)
+
+
+def test_sampler_ravg_a2v_v2a_and_auto_task(comfy, model):
+    (voice,) = run(comfy, "UniAVGenAudioEncode", audio=tone(1.0), role="reference voice (RAVG)")
+    (drive,) = run(comfy, "UniAVGenAudioEncode", audio=tone(2.0, 16000, 1), role="driving audio (A2V)")
+    (video, _) = run(comfy, "UniAVGenVideoEncode", images=image(frames=9), fps=16.0, vae=comfy["vae"],
+                     resolution="short side", short_side=64)
+    (_, mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
+        comfy, model, voice=voice, speech=speech(comfy, model, "Hi.", ref="Yes")))
+    assert ui[0] == "task: RAVG" and mel["mel"].shape == (1, 56, 80)
+    (_, mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, driving_audio=drive))
+    assert ui[0] == "task: A2V" and any("trimmed" in m for m in ui)
+    (latent, _, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
+        comfy, model, driving_video=video, reference=None, duration_seconds=5.0))
+    assert ui[0] == "task: V2A" and any("dubbing follows the video" in m for m in ui)
+    from comfy.latent_formats import Wan22
+    assert torch.allclose(Wan22().process_in(latent["samples"])[0], video.latent, atol=1e-5)
+
+
+def test_sampler_bad_inputs_are_explained(comfy, model):
+    from uniavgen_core.jobs import JobError
+    with pytest.raises(JobError, match="RAVG needs a reference voice"):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, task="RAVG"))
+    (voice,) = run(comfy, "UniAVGenAudioEncode", audio=tone(1.0), role="reference voice (RAVG)")
+    with pytest.raises(JobError, match="encoded as 'reference voice"):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, driving_audio=voice))
+    with pytest.raises(JobError, match="umT5-XXL features of width 64"):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, positive=caption(width=4096)))
+    with pytest.raises(JobError, match="needs a reference face"):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, reference=None))
+    (video, _) = run(comfy, "UniAVGenVideoEncode", images=image(frames=9), fps=16.0, vae=comfy["vae"],
+                     resolution="short side", short_side=32)
+    with pytest.raises(JobError, match="differ in size"):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, driving_video=video))
+
+
+def test_sampler_honours_interrupt(comfy, model):
+    comfy["mm"].interrupt_current_processing(True)
+    with pytest.raises(comfy["mm"].InterruptProcessingException):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model))
+    assert not comfy["mm"].processing_interrupted()
+
+
+def test_audio_decode_gives_24k_audio(comfy, model):
+    (vocoder,) = run(comfy, "UniAVGenVocoderLoader", vocoder="code2wav_bigvgan_model/", precision="fp32")
+    (_, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model))
+    (audio,) = run(comfy, "UniAVGenAudioDecode", vocoder=vocoder, mel=mel)
+    assert audio["sample_rate"] == 24000 and audio["waveform"].shape == (1, 1, 56 * 240)
