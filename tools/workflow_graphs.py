@@ -1,0 +1,119 @@
+"""The shipped workflows, defined once. tools/build_workflows.py writes them in ComfyUI's UI format
+(workflows/*.json, what users drag in) and API format (workflows/api/*.json, for /prompt).
+
+A graph is {id: (class_type, {input: value or (source_id, output_index)})}."""
+
+VAE = "wan2.2_vae.safetensors"
+UMT5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+CAPTION = ("A young woman with shoulder-length dark hair sits in a softly lit room and speaks warmly to the "
+           "camera, natural head movement, realistic lighting.")
+TEXT = "Over the past week it has been raining nonstop, but the sun is finally breaking through today!"
+SAMPLER = dict(task="auto", duration_seconds=5.0625, steps=50, shift=5.0, seed=2025, video_cfg=3.0, audio_cfg=2.0,
+               macfg_fraction=0.5, slg_layer=11)
+
+
+def _models(g):
+    g[1] = ("UniAVGenModelLoader", dict(model="UniAVGen/", weight_dtype="auto"))
+    g[2] = ("UniAVGenVocoderLoader", dict(vocoder="code2wav_bigvgan_model/", precision="fp32"))
+    g[3] = ("VAELoader", dict(vae_name=VAE))
+    g[4] = ("CLIPLoader", dict(clip_name=UMT5, type="wan", device="default"))
+    g[5] = ("CLIPTextEncode", dict(text=CAPTION, clip=(4, 0)))
+    g[6] = ("CLIPTextEncode", dict(text="", clip=(4, 0)))
+
+
+def _reference(g, node_id, image):
+    g[node_id] = ("UniAVGenReferenceImage", dict(image=image, vae=(3, 0), resolution="official (short side 736)",
+                                                short_side=480, crop="none", aspect="keep"))
+
+
+def _outputs(g, sampler, first_id, prefix, frames=None, audio=None):
+    """Decode video and audio, mux them, save video, audio and the face mask."""
+    g[first_id] = ("VAEDecode", dict(samples=(sampler, 0), vae=(3, 0)))
+    g[first_id + 1] = ("UniAVGenAudioDecode", dict(vocoder=(2, 0), mel=(sampler, 1)))
+    g[first_id + 2] = ("CreateVideo", dict(images=frames or (first_id, 0), fps=16.0, audio=audio or (first_id + 1, 0)))
+    g[first_id + 3] = ("SaveVideo", dict(video=(first_id + 2, 0), filename_prefix=f"UniAVGen/{prefix}", format="auto",
+                                         codec="auto"))
+    g[first_id + 4] = ("SaveAudio", dict(audio=audio or (first_id + 1, 0), filename_prefix=f"UniAVGen/{prefix}"))
+    g[first_id + 5] = ("MaskToImage", dict(mask=(sampler, 2)))
+    g[first_id + 6] = ("SaveImage", dict(images=(first_id + 5, 0), filename_prefix=f"UniAVGen/{prefix}_face_mask"))
+
+
+def avg():
+    g = {}
+    _models(g)
+    g[7] = ("LoadImage", dict(image="uniavgen_face.png"))
+    _reference(g, 8, (7, 0))
+    g[9] = ("UniAVGenSpeechText", dict(model=(1, 0), text=TEXT, language="auto", reference_text=""))
+    g[10] = ("UniAVGenSampler", dict(model=(1, 0), speech=(9, 0), positive=(5, 0), negative=(6, 0), reference=(8, 0),
+                                     **SAMPLER))
+    _outputs(g, 10, 11, "avg")
+    return g
+
+
+def ravg():
+    g = avg()
+    g[20] = ("LoadAudio", dict(audio="uniavgen_voice.wav"))
+    g[21] = ("UniAVGenAudioEncode", dict(audio=(20, 0), role="reference voice (RAVG)"))
+    g[9][1].update(reference_text="This is the transcript of the reference recording.")
+    g[10][1].update(voice=(21, 0))
+    return _renamed(g, "avg", "ravg")
+
+
+def a2v():
+    g = avg()
+    g[20] = ("LoadAudio", dict(audio="uniavgen_speech.wav"))
+    g[21] = ("UniAVGenAudioEncode", dict(audio=(20, 0), role="driving audio (A2V)"))
+    g[9][1].update(text="")
+    g[10][1].update(driving_audio=(21, 0))
+    return _renamed(g, "avg", "a2v")
+
+
+def v2a():
+    g = {}
+    _models(g)
+    g[7] = ("LoadVideo", dict(file="uniavgen_clip.mp4"))
+    g[8] = ("GetVideoComponents", dict(video=(7, 0)))
+    g[9] = ("UniAVGenSpeechText", dict(model=(1, 0), text=TEXT, language="auto", reference_text=""))
+    g[20] = ("UniAVGenVideoEncode", dict(images=(8, 0), fps=(8, 2), vae=(3, 0),
+                                         resolution="official (short side 736)", short_side=480))
+    g[10] = ("UniAVGenSampler", dict(model=(1, 0), speech=(9, 0), positive=(5, 0), negative=(6, 0),
+                                     driving_video=(20, 0), **SAMPLER))
+    _outputs(g, 10, 11, "v2a")
+    return g
+
+
+def long_form():
+    """Two clips chained: clip 1's last frame is clip 2's face, clip 1's voice is clip 2's voice."""
+    g = avg()
+    g[20] = ("ImageFromBatch", dict(image=(11, 0), batch_index=80, length=1))
+    _reference(g, 21, (20, 0))
+    g[22] = ("UniAVGenAudioEncode", dict(audio=(12, 0), role="reference voice (RAVG)"))
+    g[23] = ("UniAVGenSpeechText", dict(model=(1, 0), text="And tomorrow we are going to the sea, all of us together.",
+                                        language="auto", reference_text=TEXT))
+    g[24] = ("UniAVGenSampler", dict(model=(1, 0), speech=(23, 0), positive=(5, 0), negative=(6, 0), reference=(21, 0),
+                                     voice=(22, 0), **dict(SAMPLER, seed=2026)))
+    g[25] = ("VAEDecode", dict(samples=(24, 0), vae=(3, 0)))
+    g[26] = ("UniAVGenAudioDecode", dict(vocoder=(2, 0), mel=(24, 1)))
+    g[27] = ("ImageFromBatch", dict(image=(25, 0), batch_index=1, length=80))   # its first frame repeats clip 1's last
+    g[28] = ("ImageBatch", dict(image1=(11, 0), image2=(27, 0)))
+    g[29] = ("AudioConcat", dict(audio1=(12, 0), audio2=(26, 0), direction="after"))
+    g[30] = ("CreateVideo", dict(images=(28, 0), fps=16.0, audio=(29, 0)))
+    g[31] = ("SaveVideo", dict(video=(30, 0), filename_prefix="UniAVGen/long_form", format="auto", codec="auto"))
+    return _renamed(g, "avg", "long_form_clip1")
+
+
+def _renamed(g, old, new):
+    for node in g.values():
+        prefix = node[1].get("filename_prefix")
+        if isinstance(prefix, str):
+            node[1]["filename_prefix"] = prefix.replace(old, new)
+    return g
+
+
+WORKFLOWS = {
+    "uniavgen_avg_joint_generation": avg,
+    "uniavgen_ravg_voice_clone": ravg,
+    "uniavgen_a2v_audio_driven": a2v,
+    "uniavgen_v2a_dubbing": v2a,
+    "uniavgen_long_form_chained": long_form,
+}
