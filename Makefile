@@ -14,7 +14,7 @@ TORCH_PINS  := torch==2.11.0 torchaudio==2.11.0
 DEV_DEPS    := safetensors einops numpy kornia transformers pypinyin jieba pytest
 PYTEST_ARGS ?=
 
-.PHONY: setup test golden demo clean distclean
+.PHONY: setup test golden demo clean distclean host-test workflows
 
 setup: $(STAMP)
 
@@ -46,3 +46,16 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# Real-host test (a session's machine, not CI): a real ComfyUI from a fetched snapshot runs every
+# API workflow end to end on tiny assets. MIRROR: the bare git repo `fetch` gave for Comfy-Org/ComfyUI.
+COMFY       ?= /tmp/comfyui-host
+MIRROR      ?= /work/.mirror/Comfy-Org+ComfyUI/repo
+GOLDEN      ?= ../shared/golden/public
+HOST_PORT   ?= 8199
+
+host-test: setup
+	bash ../shared/tools/comfyui-host.sh setup $(MIRROR) $(COMFY)
+	bash ../shared/tools/comfyui-host.sh link $(COMFY) .
+	$(COMFY)/.venv/bin/python tests/host/run_host.py --comfy $(COMFY) --repo . --golden $(GOLDEN) \
+		--vocab ../shared/reference/vocab.txt --port $(HOST_PORT) --out build/host-test

@@ -1,0 +1,92 @@
+"""Tiny assets for the real-host run, written into a ComfyUI folder (run with ComfyUI's python).
+
+    make_assets.py COMFY_DIR GOLDEN_DIR VOCAB
+
+models/uniavgen/UniAVGen/    the golden tiny DiT (official sharded layout) + vocab.txt
+models/uniavgen/code2wav_bigvgan_model/   a tiny random BigVGAN (Hugging Face layout)
+models/vae/wan2.2_vae.safetensors         a randomly initialised FULL-SIZE Wan2.2 VAE (if absent)
+input/uniavgen_face.png, uniavgen_voice.wav, uniavgen_speech.wav, uniavgen_clip.mp4
+"""
+import math
+import shutil
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def write_wav(path, seconds, rate, freq, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.3 * np.sin(2 * math.pi * freq * t) * (1 + 0.5 * np.sin(2 * math.pi * 3 * t)))
+    pcm = (np.repeat(tone[:, None], channels, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(channels)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
+
+
+def picture(h, w, shift=0.0):
+    y, x = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    face = np.exp(-(((y - 0.45) / 0.2) ** 2 + ((x - 0.5 - shift) / 0.15) ** 2))
+    return (np.stack([0.3 + 0.6 * face, 0.25 + 0.4 * y, 0.2 + 0.3 * x], -1).clip(0, 1) * 255).astype(np.uint8)
+
+
+def wan22_vae(path):
+    """Random full-size Wan2.2 VAE with ComfyUI's own class and constructor arguments."""
+    from comfy.cli_args import args
+    args.cpu = True
+    import comfy.ldm.wan.vae2_2 as vae2_2
+    from safetensors.torch import save_file
+    torch.manual_seed(20250822)
+    model = vae2_2.WanVAE(dim=160, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                          temperal_downsample=[False, True, True], dropout=0.0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.conv._ConvNd):
+            torch.nn.modules.conv._ConvNd.reset_parameters(m)
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def main(comfy, golden, vocab):
+    comfy, golden = Path(comfy).resolve(), Path(golden).resolve()
+    sys.path.insert(0, str(comfy))
+    dit = comfy / "models" / "uniavgen" / "UniAVGen"
+    dit.mkdir(parents=True, exist_ok=True)
+    for f in golden.iterdir():
+        if f.name.startswith("diffusion_pytorch_model") or f.name == "config.json":
+            if not (dit / f.name).exists():
+                (dit / f.name).symlink_to(f)
+    shutil.copy(vocab, dit / "vocab.txt")
+    voc = comfy / "models" / "uniavgen" / "code2wav_bigvgan_model"
+    if not (voc / "config.json").is_file():
+        import transformers
+        torch.manual_seed(0)
+        model = transformers.Qwen2_5OmniToken2WavBigVGANModel(
+            transformers.Qwen2_5OmniBigVGANConfig(upsample_initial_channel=64))
+        model.save_pretrained(voc, safe_serialization=True)
+    vae = comfy / "models" / "vae" / "wan2.2_vae.safetensors"
+    if not vae.is_file():
+        vae.parent.mkdir(parents=True, exist_ok=True)
+        wan22_vae(vae)
+    inputs = comfy / "input"
+    inputs.mkdir(exist_ok=True)
+    from PIL import Image
+    Image.fromarray(picture(120, 90)).save(inputs / "uniavgen_face.png")
+    write_wav(inputs / "uniavgen_voice.wav", 1.5, 44100, 180.0, channels=2)
+    write_wav(inputs / "uniavgen_speech.wav", 2.0, 16000, 220.0)
+    import av
+    with av.open(str(inputs / "uniavgen_clip.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(15):
+            frame = av.VideoFrame.from_ndarray(picture(64, 96, 0.01 * i), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

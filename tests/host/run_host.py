@@ -1,0 +1,192 @@
+"""End-to-end run of every shipped API workflow inside a REAL ComfyUI on tiny assets.
+
+    python run_host.py --comfy DIR --repo REPO --golden GOLDEN_DIR --vocab VOCAB [--port 8199] [--out DIR]
+
+Run with ComfyUI's own python (make host-test does all of it). Tiny assets: the golden tiny DiT,
+a tiny random vocoder, a randomly initialised FULL-SIZE Wan2.2 VAE at 64-pixel short side, and a
+test-only node standing in for umT5. Checks: the pack imports, its nodes are in /object_info,
+the workflows are templates, every workflow passes /prompt validation and runs, and the outputs
+(mp4 with h264 + AAC of the right length, the FLAC audio, the face-mask images) are inspected.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import av
+
+HERE = Path(__file__).resolve().parent
+FPS, HOP, RATE = 16, 240, 24000
+TINY_SECONDS = 0.5625                      # 9 video frames, 2 latent frames + ... = 3 latent frames, 56 mel frames
+FRAMES, MEL = 9, 56
+
+
+def tiny(api: dict) -> dict:
+    """The shipped graph, shrunk for a CPU: test text encoder, 64-px short side, 9 frames, 2 steps."""
+    api = json.loads(json.dumps(api))
+    for node_id, node in list(api.items()):
+        inputs = node["inputs"]
+        kind = node["class_type"]
+        if kind == "CLIPLoader":
+            del api[node_id]
+        elif kind == "CLIPTextEncode":
+            node["class_type"] = "UniAVGenTestTextEncoder"
+            node["inputs"] = {"text": inputs["text"], "width": 64}
+        elif kind in ("UniAVGenReferenceImage", "UniAVGenVideoEncode"):
+            inputs.update(resolution="short side", short_side=64)
+        elif kind == "UniAVGenSampler":
+            inputs.update(duration_seconds=TINY_SECONDS, steps=2)
+        elif kind == "UniAVGenModelLoader":
+            inputs.update(weight_dtype="fp32")
+        elif kind == "ImageFromBatch":
+            inputs.update(batch_index=min(inputs["batch_index"], FRAMES - 1), length=min(inputs["length"], FRAMES - 1))
+    return api
+
+
+class Server:
+    def __init__(self, port):
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path):
+        with urllib.request.urlopen(self.base + path, timeout=60) as r:
+            return json.loads(r.read())
+
+    def post(self, path, body):
+        req = urllib.request.Request(self.base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def run(self, prompt, timeout=900):
+        status, reply = self.post("/prompt", {"prompt": prompt, "client_id": "uniavgen-host-test"})
+        if status != 200 or reply.get("node_errors"):
+            return {"accepted": False, "reply": reply}
+        start, pid = time.time(), reply["prompt_id"]
+        while time.time() - start < timeout:
+            history = self.get(f"/history/{pid}")
+            if pid in history and history[pid].get("status", {}).get("completed") is not None:
+                entry = history[pid]
+                if entry["status"]["status_str"] in ("success", "error"):
+                    return {"accepted": True, "seconds": round(time.time() - start, 1), **entry}
+            time.sleep(1)
+        return {"accepted": True, "timeout": True}
+
+
+def inspect(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        info = {"file": path.name, "seconds": round(float(c.duration or 0) / av.time_base, 4)}
+        if c.streams.video:
+            v = c.streams.video[0]
+            info.update(video=v.codec_context.name, width=v.codec_context.width, height=v.codec_context.height,
+                        fps=float(v.average_rate), frames=sum(1 for _ in c.decode(video=0)))
+    with av.open(str(path)) as c:                  # a fresh demuxer: the video pass consumed the packets
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            info.update(audio=a.codec_context.name, rate=a.codec_context.sample_rate,
+                        samples=sum(f.samples for f in c.decode(audio=0)))
+    return info
+
+
+def check_outputs(comfy: Path, name: str, outputs: dict) -> tuple[dict, list]:
+    files = {"video": [], "audio": [], "mask": []}
+    for node_out in outputs.values():
+        for item in node_out.get("images", []) + node_out.get("audio", []):
+            path = comfy / "output" / item["subfolder"] / item["filename"]
+            key = "video" if path.suffix == ".mp4" else "audio" if path.suffix == ".flac" else "mask"
+            files[key].append(path)
+    frames = 2 * FRAMES - 1 if "long_form" in name else FRAMES
+    problems, found = [], {}
+    videos = [inspect(p) for p in files["video"]]
+    found["video"] = videos
+    for v in videos:
+        if v.get("video") != "h264" or v.get("audio") != "aac":
+            problems.append(f"{v['file']}: streams {v.get('video')}/{v.get('audio')}, want h264/aac")
+        if v.get("frames") not in (FRAMES, frames) or abs(v.get("fps", 0) - FPS) > 1e-6:
+            problems.append(f"{v['file']}: {v.get('frames')} frames at {v.get('fps')} fps")
+        if abs(v["seconds"] - v.get("frames", 0) / FPS) > 0.1:
+            problems.append(f"{v['file']}: lasts {v['seconds']} s for {v.get('frames')} frames")
+        if abs(v.get("samples", 0) / max(v.get("rate") or 1, 1) - v.get("frames", 0) / FPS) > 0.1:
+            problems.append(f"{v['file']}: {v.get('samples')} audio samples at {v.get('rate')} Hz for "
+                            f"{v.get('frames')} frames")
+    if not any(v.get("frames") == frames for v in videos):
+        problems.append(f"no video of {frames} frames")
+    audios = [inspect(p) for p in files["audio"]]
+    found["audio"] = audios
+    for a in audios:
+        if a.get("audio") != "flac" or a.get("rate") != RATE or a.get("samples") != MEL * HOP:
+            problems.append(f"{a['file']}: {a.get('audio')} {a.get('rate')} Hz {a.get('samples')} samples, "
+                            f"want flac {RATE} Hz {MEL * HOP}")
+    found["mask_images"] = len(files["mask"])
+    if len(files["mask"]) != FRAMES:
+        problems.append(f"{len(files['mask'])} face-mask images, want {FRAMES}")
+    if not videos or not audios:
+        problems.append("missing video or audio output")
+    return found, problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfy", type=Path, required=True)
+    parser.add_argument("--repo", type=Path, required=True)
+    parser.add_argument("--golden", type=Path, required=True)
+    parser.add_argument("--vocab", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=8199)
+    parser.add_argument("--out", type=Path, default=Path("build/host-test"))
+    args = parser.parse_args()
+    comfy, repo = args.comfy.resolve(), args.repo.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    subprocess.run([py, str(HERE / "make_assets.py"), str(comfy), str(args.golden), str(args.vocab)], check=True)
+    test_pack = comfy / "custom_nodes" / "uniavgen_testonly"
+    if not test_pack.exists():
+        test_pack.symlink_to(HERE / "testonly_pack")
+    report = {"comfy": str(comfy), "workflows": {}}
+
+    quick = subprocess.run([py, "main.py", "--cpu", "--quick-test-for-ci"], cwd=comfy, capture_output=True, text=True)
+    log = quick.stdout + quick.stderr
+    report["quick_test"] = {"rc": quick.returncode, "import_failed": [line for line in log.splitlines()
+                                                                      if "IMPORT FAILED" in line]}
+    tool = repo.parent / "shared" / "tools" / "comfyui-host.sh"
+    pid = subprocess.run(["bash", str(tool), "start", str(comfy), str(args.port)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    try:
+        server = Server(args.port)
+        info = server.get("/object_info")
+        ours = sorted(k for k, v in info.items() if k.startswith("UniAVGen") and "testing" not in v["category"])
+        report["nodes"] = ours
+        report["templates"] = server.get("/workflow_templates")
+        for path in sorted((repo / "workflows" / "api").glob("*.json")):
+            name = path.stem
+            result = server.run(tiny(json.loads(path.read_text())))
+            entry = {"accepted": result.get("accepted"), "seconds": result.get("seconds")}
+            if not result.get("accepted"):
+                entry["problems"] = [f"rejected by /prompt: {json.dumps(result['reply'])[:2000]}"]
+            elif result.get("timeout") or result["status"]["status_str"] != "success":
+                errors = [m for m in result.get("status", {}).get("messages", []) if m[0] == "execution_error"]
+                entry["problems"] = [f"run failed: {json.dumps(errors)[:3000]}" if errors else "timed out"]
+            else:
+                entry["outputs"], entry["problems"] = check_outputs(comfy, name, result["outputs"])
+                entry["ui_messages"] = {k: v["text"] for k, v in result["outputs"].items() if "text" in v}
+            report["workflows"][name] = entry
+            print(name, "OK" if not entry["problems"] else entry["problems"], entry.get("seconds"), flush=True)
+    finally:
+        subprocess.run(["bash", str(tool), "stop", pid])
+    failures = [n for n, e in report["workflows"].items() if e["problems"]]
+    if report["quick_test"]["import_failed"] or report["quick_test"]["rc"] != 0:
+        failures.append("quick-test")
+    if len(report["nodes"]) < 8:
+        failures.append("object_info")
+    report["passed"] = not failures
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({"passed": report["passed"], "failures": failures, "nodes": report["nodes"]}))
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
