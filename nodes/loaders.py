@@ -49,6 +49,13 @@ class UniAVGenModelLoader:
                              "fp32 on the CPU."}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        if model is None or model in folders.dit_choices():
+            return True
+        return (f"UniAVGen model {model!r} is not in models/uniavgen or models/diffusion_models: put the official "
+                f"UniAVGen folder (with diffusion_pytorch_model.safetensors.index.json) there and refresh")
+
     def load(self, model, weight_dtype):
         path = folders.resolve(model, folders.DIT_KEYS, "UniAVGen model")
         mm = host.mm()
@@ -74,6 +81,13 @@ class UniAVGenVocoderLoader:
             "precision": (["fp32", "bf16", "fp16"], {"default": "fp32", "tooltip":
                           "Vocoder precision. fp32 is exact and the vocoder is small; bf16 saves memory."}),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, vocoder):
+        if vocoder is None or vocoder in folders.vocoder_choices():
+            return True
+        return (f"vocoder {vocoder!r} is not in models/uniavgen: put the release's code2wav_bigvgan_model folder "
+                f"(config.json + .safetensors) there and refresh")
 
     def load(self, vocoder, precision):
         path = folders.resolve(vocoder, (folders.KEY,), "vocoder")

@@ -104,6 +104,14 @@ def test_a_yaml_created_key_with_no_extensions_is_repaired(comfy):
     fp.folder_names_and_paths["uniavgen"] = saved
 
 
+def test_loaders_say_where_a_missing_model_goes(comfy):
+    loader = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenModelLoader"]
+    assert loader.VALIDATE_INPUTS(model="UniAVGen/") is True
+    assert "put the official UniAVGen folder" in loader.VALIDATE_INPUTS(model="gone/")
+    vocoder = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenVocoderLoader"]
+    assert "code2wav_bigvgan_model folder" in vocoder.VALIDATE_INPUTS(vocoder="nothing/")
+
+
 def test_choices_cannot_escape_the_model_folders(comfy):
     from nodes import folders
     for bad in ("../../etc/passwd", "/etc/passwd", "UniAVGen/../../x"):
