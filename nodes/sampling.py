@@ -69,9 +69,13 @@ class UniAVGenSampler:
         chosen = choose_task(task, voice is not None, driving_audio is not None, driving_video is not None)
         messages = [f"task: {chosen.name}"]
         if chosen == Task.V2A:
-            duration = timing.Duration.from_video_frames(driving_video.frames)
-            if abs(duration.seconds - duration_seconds) > 1 / 32:
-                messages.append(f"dubbing follows the video: {duration.seconds:.4g} s")
+            whole = timing.Duration.from_video_frames(driving_video.frames)
+            wanted = timing.Duration.from_seconds(duration_seconds)
+            duration = wanted if wanted.video_frames < whole.video_frames else whole
+            if duration is whole and wanted.video_frames > whole.video_frames:
+                messages.append(f"the video is {whole.seconds:.4g} s long: dubbing all of it")
+            elif duration is wanted:
+                messages.append(f"dubbing the first {wanted.seconds:.4g} s of the {whole.seconds:.4g} s video")
             reference = reference or driving_video.reference
         else:
             duration = timing.Duration.from_seconds(duration_seconds)

@@ -256,9 +256,16 @@ def test_sampler_ravg_a2v_v2a_and_auto_task(comfy, model):
     assert ui[0] == "task: A2V" and any("trimmed" in m for m in ui)
     (latent, _, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
         comfy, model, driving_video=video, reference=None, duration_seconds=5.0))
-    assert ui[0] == "task: V2A" and any("dubbing follows the video" in m for m in ui)
+    assert ui[0] == "task: V2A" and any("dubbing all of it" in m for m in ui)
     from comfy.latent_formats import Wan22
     assert torch.allclose(Wan22().process_in(latent["samples"])[0], video.latent, atol=1e-5)
+    (long_video, _) = run(comfy, "UniAVGenVideoEncode", images=image(frames=17), fps=16.0, vae=comfy["vae"],
+                          resolution="short side", short_side=64)
+    (latent, mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
+        comfy, model, driving_video=long_video, reference=None, duration_seconds=0.5625))
+    assert any("dubbing the first 0.5625 s of the 1.062 s video" in m for m in ui)
+    assert latent["samples"].shape[2] == 3 and mel["mel"].shape[1] == 56
+    assert torch.allclose(Wan22().process_in(latent["samples"])[0], long_video.latent[:, :3], atol=1e-5)
 
 
 def test_sampler_bad_inputs_are_explained(comfy, model):
