@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +148,7 @@ def to_ui(graph: dict, specs: dict, name: str) -> dict:
                 by_id[source]["outputs"][out]["links"].append(link_id)
     for order, n in enumerate(sorted(nodes, key=lambda n: (depth[n["id"]], n["id"]))):
         n["order"] = order
-    return {"id": f"uniavgen-{name}", "revision": 0, "last_node_id": max(graph), "last_link_id": link_id,
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-uniavgen/{name}")), "revision": 0, "last_node_id": max(graph), "last_link_id": link_id,
             "nodes": nodes, "links": links, "groups": [], "config": {},
             "extra": {"ds": {"scale": 0.55, "offset": [0, 0]}}, "version": 0.4}
 

@@ -153,7 +153,8 @@ def main():
     report["quick_test"] = {"rc": quick.returncode, "import_failed": [line for line in log.splitlines()
                                                                       if "IMPORT FAILED" in line]}
     tool = repo.parent / "shared" / "tools" / "comfyui-host.sh"
-    pid = subprocess.run(["bash", str(tool), "start", str(comfy), str(args.port)], capture_output=True, text=True,
+    pid = subprocess.run(["bash", str(tool), "start", str(comfy), str(args.port), "--preview-method", "auto"],
+                         capture_output=True, text=True,
                          check=True).stdout.strip()
     try:
         server = Server(args.port)
