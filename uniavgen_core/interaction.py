@@ -42,7 +42,7 @@ def a2v_windows(n_audio: int, latent_frames: int, window: int) -> tuple[tuple[in
     return tuple(windows)
 
 
-def v2a_interpolation(n_audio: int, latent_frames: int, dtype: torch.dtype, device):
+def v2a_interpolation(n_audio: int, latent_frames: int, dtype: torch.dtype, device="cpu"):
     """For each audio token j: latent frames (down, up) and weights (w_down, w_up), [S] each.
 
     p_j = j / r is computed in the activation dtype, as released (spec §4.3, §9 item 3): in bf16
@@ -55,6 +55,39 @@ def v2a_interpolation(n_audio: int, latent_frames: int, dtype: torch.dtype, devi
     w_up, w_down = 1 - (up - p), 1 - (p - down)
     # pixel frame k holds latent frame 0 for k = 0 and ceil(k/4) otherwise
     return (down.long() + 3) // 4, (up.long() + 3) // 4, w_down, w_up
+
+
+def _runs(frame_of: torch.Tensor, frames: int):
+    """Tokens grouped by latent frame: index [T, R] (padded with token 0) and each token's slot."""
+    members = [torch.nonzero(frame_of == f).flatten() for f in range(frames)]
+    width = max(1, max(len(m) for m in members))
+    index = torch.zeros(frames, width, dtype=torch.long)
+    slot = torch.zeros(len(frame_of), dtype=torch.long)
+    for f, m in enumerate(members):
+        index[f, : len(m)] = m
+        slot[m] = torch.arange(len(m))
+    return index, slot
+
+
+class V2APlan:
+    """Per-shape constants of the V2A interpolation: token -> frames and weights, and the
+    tokens grouped by each of their two frames. Built once on the host (the bf16 arithmetic
+    is identical there) and cached on the device."""
+
+    def __init__(self, n_audio: int, latent_frames: int, dtype: torch.dtype, device):
+        down, up, w_down, w_up = v2a_interpolation(n_audio, latent_frames, dtype)
+        self.down, self.up = down.to(device), up.to(device)
+        # weights as the release computes them (activation dtype), then carried in float32
+        self.w_down, self.w_up = w_down.float().to(device), w_up.float().to(device)
+        self.w_bias = (1 - w_up - w_down).float().to(device)       # 0 inside, -1 at the tail
+        self.same = (down == up).to(device)
+        self.runs = {name: tuple(t.to(device) for t in _runs(frames, latent_frames))
+                     for name, frames in (("down", down), ("up", up))}
+
+
+@functools.lru_cache(maxsize=32)
+def v2a_plan(n_audio: int, latent_frames: int, dtype: torch.dtype, device: torch.device) -> V2APlan:
+    return V2APlan(n_audio, latent_frames, dtype, device)
 
 
 class AudioToVideo(Attention):
@@ -83,30 +116,74 @@ class AudioToVideo(Attention):
 
 
 class VideoToAudio(Attention):
-    """Each audio token attends to the mask-weighted tokens of its interpolated video frame
-    (spec §4.3). Equivalent to the release, far cheaper: since W(w_u a + w_d b) + beta =
-    w_u (W a + beta) + w_d (W b + beta) + (1 - w_u - w_d) beta, the T*n video tokens are projected
-    once and the projected rows are interpolated (spec §9 item 28)."""
+    """Each audio token j attends to the mask-weighted tokens of its interpolated video frame
+    (spec §4.3), computed without materialising a key set per audio token.
+
+    With A_f = k(M * V_f) the projected video of latent frame f (bias b included), the release's
+    key is K_j = w_u A_u + w_d A_d + c_j b, c_j = 1 - w_u - w_d (u, d: the token's two frames;
+    c_j = -1 at the tail, where the weights sum to 2). RMS-norm scales each key row by one scalar,
+    rotary embedding is linear, and so is attention in the values. Hence the logits are
+    (w_u q.A~_u + w_d q.A~_d + c_j q.b~) / rms_j with A~ = rope(g * A), and rms_j follows from
+    per-frame norms and dot products. Tokens are grouped by frame, so every product is a small
+    batched matmul over one frame's n tokens (spec §9 item 28)."""
 
     def __init__(self, audio_dim, video_dim, num_heads, qk_norm, eps, ops):
         super().__init__(audio_dim, video_dim, audio_dim, num_heads, qk_norm, eps, ops)
 
-    def _interpolate(self, proj, bias, interp):
-        down, up, w_down, w_up = interp
-        out = w_up[:, None, None] * proj[:, up] + w_down[:, None, None] * proj[:, down]
-        if bias is not None:
-            out = out + (1 - w_up - w_down)[:, None, None] * bias.to(out)
-        return out
+    @staticmethod
+    def _by_frame(x, run):
+        """[B, S, ...] per token -> [B, T, R, ...] grouped by frame (run index)."""
+        return x[:, run[0]]
 
-    def forward(self, audio, video, mask, interp, k_rope):
-        """audio [B, S, Ca]; video [B, T*n, Cv]; mask [B, T*n, 1]; interp from v2a_interpolation."""
-        b, s, _ = audio.shape
-        video = video * mask
+    @staticmethod
+    def _to_tokens(x, frames, run):
+        """[B, T, R, ...] grouped -> [B, S, ...] for tokens whose frame is `frames`."""
+        return x[:, frames, run[1]]
+
+    def forward(self, audio, video, mask, plan: V2APlan, k_rope):
+        """audio [B, S, Ca]; video [B, T*n, Cv]; mask [B, T*n, 1]."""
+        b, s, width = audio.shape
         n = k_rope[0].shape[0]
-        k = self._interpolate(self.k(video).unflatten(1, (-1, n)), self.k.bias, interp)    # [B, S, n, C]
-        v = self._interpolate(self.v(video).unflatten(1, (-1, n)), self.v.bias, interp)
-        q = self.project_q(audio).flatten(0, 1)[:, None]                                   # [B*S, 1, H, D]
-        k = apply_rope(self.heads(self.norm_k(k)).flatten(0, 1), k_rope)                    # [B*S, n, H, D]
-        v = self.heads(v).flatten(0, 1)
-        # The query's rotation is at position 0, i.e. the identity.
-        return self.o(attention(q, k, v).view(b, s, -1))
+        video = video * mask
+        keys = self.k(video).unflatten(1, (-1, n))                                    # [B, T, n, C]
+        values = self.heads(self.v(video).unflatten(1, (-1, n)))                      # [B, T, n, H, D]
+        q = self.project_q(audio)                                                     # [B, S, H, D]
+        gain = getattr(self.norm_k, "weight", None)
+        scaled = keys if gain is None else keys * gain.to(keys)
+        k_rot = apply_rope(self.heads(scaled).flatten(0, 1), k_rope).unflatten(0, (b, -1))  # [B, T, n, H, D]
+        bias_k = self.k.bias.to(keys) if self.k.bias is not None else keys.new_zeros(width)
+        b_rot = apply_rope(self.heads((bias_k if gain is None else bias_k * gain.to(keys))[None]), k_rope)  # [n, H, D]
+
+        w_u, w_d, w_b = (w[None, :, None, None] for w in (plan.w_up, plan.w_down, plan.w_bias))   # [1, S, 1, 1]
+
+        def by_frames(make, name, frames):
+            """make(grouped token tensor, name) per frame, back to tokens; [B, S, H, ...]."""
+            run = plan.runs[name]
+            return self._to_tokens(make(run), frames, run)
+
+        # logits: q_j . rope(g * K_j) = w_u q.A~_u + w_d q.A~_d + c_j q.b~
+        dots_of = lambda run: torch.einsum("btrhd,btmhd->btrhm", self._by_frame(q, run), k_rot)
+        dots = (w_u * by_frames(dots_of, "up", plan.up).float() + w_d * by_frames(dots_of, "down", plan.down).float()
+                + w_b * torch.einsum("bshd,mhd->bshm", q, b_rot).float())                    # [B, S, H, n]
+        if gain is not None:
+            dots = dots * self._inverse_rms(keys, bias_k, plan)[:, :, None, :]
+        attn = torch.softmax(dots * q.shape[-1] ** -0.5, dim=-1).to(q.dtype)
+
+        # values: sum_m a_jm (w_u V_u + w_d V_d + c_j b_v) = w_u a.V_u + w_d a.V_d + c_j b_v
+        values_of = lambda run: torch.einsum("btrhm,btmhd->btrhd", self._by_frame(attn, run), values)
+        bias_v = self.heads(self.v.bias.to(values)) if self.v.bias is not None else 0
+        out = (w_u.to(values) * by_frames(values_of, "up", plan.up)
+               + w_d.to(values) * by_frames(values_of, "down", plan.down) + w_b.to(values) * bias_v)
+        return self.o(out.flatten(2))
+
+    def _inverse_rms(self, keys, bias_k, plan: V2APlan):
+        """1 / sqrt(mean(K_j^2) + eps) for every token j and key position: [B, S, n], float32.
+        |K_j|^2 expands into per-frame norms, frame f . frame f+1 and frame . bias products."""
+        kf, bf = keys.float(), bias_k.float()
+        norm, with_bias = kf.pow(2).sum(-1), kf @ bf                                   # [B, T, n]
+        cross = torch.cat([(kf[:, 1:] * kf[:, :-1]).sum(-1), norm[:, -1:]], dim=1)     # frame f with f+1
+        between = torch.where(plan.same[None, :, None], norm[:, plan.down], cross[:, plan.down])
+        w_u, w_d, w_b = (w[None, :, None] for w in (plan.w_up, plan.w_down, plan.w_bias))
+        square = (w_u ** 2 * norm[:, plan.up] + w_d ** 2 * norm[:, plan.down] + w_b ** 2 * bf.pow(2).sum()
+                  + 2 * w_u * w_d * between + 2 * w_b * (w_u * with_bias[:, plan.up] + w_d * with_bias[:, plan.down]))
+        return torch.rsqrt(square / keys.shape[-1] + self.norm_k.eps)

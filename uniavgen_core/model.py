@@ -11,7 +11,7 @@ from torch import nn
 from .attention import length_mask, to_device
 from .conditioning import ConditionBatch, Switches
 from .config import UniAVGenConfig
-from .interaction import AudioToVideo, VideoToAudio, a2v_windows, v2a_interpolation
+from .interaction import AudioToVideo, VideoToAudio, a2v_windows, v2a_plan
 from .layers import DiTBlock, ModulatedHead
 from .ops import default_ops
 from .rope import a2v_key_table, audio_table, video_table
@@ -174,7 +174,7 @@ class UniAVGenModel(nn.Module):
         spatial = video_table(hd, 1, hp, wp, dev)
         windows = _window_index(n_audio, frames, cfg.a2v_window, dev)
         k_a2v = a2v_key_table(hd, cfg.audio_head_dim, windows.shape[1], dev)
-        interp = v2a_interpolation(n_audio, frames, dtype, dev)
+        interp = v2a_plan(n_audio, frames, dtype, dev)
 
         # per-sample residual gains: interactions write only to generated (non-conditional) tokens
         a2v_on = to_device(switches.a2v, dev)
