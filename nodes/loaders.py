@@ -1,6 +1,7 @@
 """Model and vocoder loaders."""
 import torch
 
+from uniavgen_core.attention import resolve_backend
 from uniavgen_core.loading import load_model
 from uniavgen_core.vocoder import Vocoder
 
@@ -47,6 +48,10 @@ class UniAVGenModelLoader:
             "weight_dtype": (["auto", "bf16", "fp16", "fp32"], {"default": "auto", "tooltip":
                              "Storage and compute precision. auto: bf16 on GPUs that support it (as released), "
                              "fp32 on the CPU."}),
+        }, "optional": {
+            "attention": (["auto", "sdpa", "flash_attn", "sage"], {"default": "auto", "tooltip":
+                          "Attention kernel. auto: flash-attn or SageAttention when installed, else PyTorch SDPA. "
+                          "An unavailable choice falls back to SDPA with the reason in the log."}),
         }}
 
     @classmethod
@@ -56,12 +61,13 @@ class UniAVGenModelLoader:
         return (f"UniAVGen model {model!r} is not in models/uniavgen or models/diffusion_models: put the official "
                 f"UniAVGen folder (with diffusion_pytorch_model.safetensors.index.json) there and refresh")
 
-    def load(self, model, weight_dtype):
+    def load(self, model, weight_dtype, attention="auto"):
         path = folders.resolve(model, folders.DIT_KEYS, "UniAVGen model")
         mm = host.mm()
         device, offload = mm.get_torch_device(), mm.unet_offload_device()
         dtype = pick_dtype(weight_dtype, device)
         net = load_model(path, dtype=dtype, device=offload, ops=host.cast_ops())
+        net.attention_backend = resolve_backend(attention)
         return (host.model_patcher(UniAVGenHandle(net, path, dtype), device, offload),)
 
 

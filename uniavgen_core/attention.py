@@ -1,8 +1,85 @@
-"""The one attention entry point of the model. Other backends plug in here later."""
+"""The one attention entry point of the model, with selectable backends.
+
+`sdpa` (torch scaled_dot_product_attention) always works. `flash_attn` and `sage`
+(SageAttention) are used when installed and the call suits them (CUDA, fp16/bf16, no key
+mask); any other call falls back to SDPA. `resolve_backend` says why a backend is unavailable.
+"""
 from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import logging
 
 import torch
 import torch.nn.functional as F
+
+log = logging.getLogger("UniAVGen")
+_current = contextvars.ContextVar("uniavgen_attention_backend", default="sdpa")
+
+
+def _sdpa(q, k, v, key_mask=None):
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+    return out.transpose(1, 2)
+
+
+def _flash(q, k, v):
+    try:                                                    # FlashAttention 3 (Hopper) first, then 2
+        out = importlib.import_module("flash_attn_interface").flash_attn_func(q, k, v)
+    except ImportError:
+        out = importlib.import_module("flash_attn").flash_attn_func(q, k, v)
+    return out[0] if isinstance(out, tuple) else out       # FA3 builds differ in returning (out, lse)
+
+
+def _sage(q, k, v):
+    return importlib.import_module("sageattention").sageattn(q, k, v, tensor_layout="NHD", is_causal=False)
+
+
+# name -> (kernel for [B, L, H, D] q/k/v without a mask, modules one of which must import)
+BACKENDS = {
+    "sdpa": (None, ()),
+    "flash_attn": (_flash, ("flash_attn_interface", "flash_attn")),
+    "sage": (_sage, ("sageattention",)),
+}
+
+
+def unavailable_reason(name: str) -> str | None:
+    """None if `name` can run here, else why not."""
+    if name not in BACKENDS:
+        return f"unknown attention backend {name!r} (choose from {', '.join(BACKENDS)})"
+    kernel, modules = BACKENDS[name]
+    if kernel is None:
+        return None
+    if not torch.cuda.is_available():
+        return f"{name} needs a CUDA GPU"
+    for module in modules:
+        try:
+            importlib.import_module(module)
+            return None
+        except ImportError:
+            continue
+    return f"{name} is not installed (pip install {modules[-1].replace('_', '-')})"
+
+
+def resolve_backend(name: str) -> str:
+    """`name` if it can run here, else 'sdpa' with the reason logged. 'auto' picks the best installed."""
+    if name == "auto":
+        return next((b for b in ("flash_attn", "sage") if unavailable_reason(b) is None), "sdpa")
+    reason = unavailable_reason(name)
+    if reason is not None:
+        log.warning("attention backend: %s; using sdpa", reason)
+        return "sdpa"
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    token = _current.set(name)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -11,9 +88,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch
     q: [B, Lq, H, D]; k, v: [B, Lk, H, D]; key_mask: [B, Lk] bool, True = attend (None = all).
     Returns [B, Lq, H*D].
     """
-    mask = None if key_mask is None else key_mask[:, None, None, :]
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-    return out.transpose(1, 2).flatten(2)
+    kernel = BACKENDS[_current.get()][0]
+    if kernel is not None and key_mask is None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        return kernel(q, k, v).flatten(2)
+    return _sdpa(q, k, v, key_mask).flatten(2)
 
 
 def to_device(values, device) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attention import length_mask, to_device
+from .attention import length_mask, to_device, use_backend
 from .conditioning import ConditionBatch, Switches
 from .config import UniAVGenConfig
 from .interaction import AudioToVideo, VideoToAudio, a2v_windows, v2a_plan
@@ -91,6 +91,7 @@ class UniAVGenModel(nn.Module):
         gelu, silu = nn.GELU(approximate="tanh"), nn.SiLU()
         d, da = cfg.dim, cfg.audio_dim
         self.compute_dtype = torch.float32
+        self.attention_backend = "sdpa"        # see attention.resolve_backend
         # video embeddings
         self.patch_embedding = ops.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (naming trap, spec §2.1)
@@ -126,6 +127,10 @@ class UniAVGenModel(nn.Module):
         scalar timestep in [0, 1000]; cond: padded conditioning (`ConditionBatch.stack`);
         switches: per-sample interaction switches and skipped layer.
         """
+        with use_backend(self.attention_backend):
+            return self._forward(video, audio, t, cond, switches, capture_masks)
+
+    def _forward(self, video, audio, t, cond: ConditionBatch, switches: Switches, capture_masks: bool):
         cfg, dtype, dev = self.config, self.compute_dtype, video.device
         b, _, frames, h, w = video.shape
         n_audio = audio.shape[1]

@@ -1,0 +1,142 @@
+"""Per-step time and peak memory of one UniAVGen sampling step (conditional + unconditional
+pass as one batched forward), against the compute floor measured in the same run.
+
+    python benchmarks/bench.py --device cuda            # the official shape (random weights)
+    python benchmarks/bench.py --device cpu             # a reduced mid-width shape, runs anywhere
+    ... [--modes resident,fp32] [--steps 3] [--markdown benchmarks/RESULTS.md]
+
+Official shape: 736x1312 reference -> 46x82 latent (23x41 = 943 tokens per frame, 20,746 video
+tokens with the reference frame), 21 latent frames, 506 mel frames. Speed does not depend on
+the weights' values, so they are random.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from uniavgen_core.conditioning import Condition, ConditionBatch  # noqa: E402
+from uniavgen_core.config import UniAVGenConfig  # noqa: E402
+from uniavgen_core.model import UniAVGenModel  # noqa: E402
+from uniavgen_core.sampler import SamplingParams, Task, pass_switches  # noqa: E402
+
+SHAPES = {
+    "official": dict(config=UniAVGenConfig.official(), frames=21, h=46, w=82, mel=506),
+    "mid": dict(config=UniAVGenConfig(dim=1024, ffn_dim=4096, num_heads=8, audio_dim=512, audio_ffn_dim=2048,
+                                      audio_num_heads=4, text_dim=4096, num_layers=6,
+                                      interaction_layers=(0, 2, 4)), frames=11, h=16, w=24, mel=256),
+}
+
+
+def build(config: UniAVGenConfig, dtype, device):
+    with torch.device("meta"):
+        model = UniAVGenModel(config)
+    gen = torch.Generator().manual_seed(0)
+    state = {k: (torch.randn(v.shape, generator=gen) * 0.02).to(dtype) for k, v in model.state_dict().items()}
+    model.load_state_dict(state, assign=True)
+    model.compute_dtype = dtype
+    return model.to(device).eval().requires_grad_(False)
+
+
+def step_inputs(model, shape, device):
+    """One batched step: the AVG conditional and unconditional passes (MA-CFG phase, SLG 11)."""
+    frames, h, w, mel, dtype = shape["frames"], shape["h"], shape["w"], shape["mel"], model.compute_dtype
+    gen = torch.Generator().manual_seed(1)
+    ref = torch.randn(48, 1, h, w, generator=gen)
+    make = lambda ids, rows: Condition(ids, torch.randn(rows, model.config.text_dim, generator=gen), ref, ref)
+    cond = ConditionBatch.cat([
+        ConditionBatch.stack([make(torch.randint(0, 2545, (80,), generator=gen), 60)], frames, mel, 512, device, dtype),
+        ConditionBatch.stack([make(torch.tensor([0] + [-1] * 9), 1)], frames, mel, 512, device, dtype)])
+    c, u = pass_switches(Task.AVG, 0, SamplingParams())
+    video = torch.randn(2, 48, frames, h, w, generator=gen).to(device, dtype)
+    audio = torch.randn(2, mel, 80, generator=gen).to(device, dtype)
+    return video, audio, torch.full((2,), 996.0, device=device), cond, c + u
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_rate(device, dtype) -> float:
+    """Measured dense matmul throughput (FLOP/s) of this device in the compute dtype."""
+    n = 8192 if device.type == "cuda" else 1024
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    sync(device)
+    reps, start = (20 if device.type == "cuda" else 5), time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def run_mode(shape, mode, device, steps):
+    dtype = {"resident": torch.bfloat16 if device.type == "cuda" else torch.float32, "fp32": torch.float32}[mode]
+    model = build(shape["config"], dtype, device)
+    inputs = step_inputs(model, shape, device)
+    with FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    flops = counter.get_total_flops()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    model(*inputs)                                            # warm-up (tables, kernels)
+    sync(device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model(*inputs)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    # CUDA: the DiT's peak allocation; CPU: the process's peak RSS (weights, activations and runtime)
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    rate = matmul_rate(device, dtype)
+    del model
+    return dict(mode=mode, dtype=str(dtype).replace("torch.", ""), step=min(times), flops=flops, rate=rate,
+                floor=flops / rate, peak=peak)
+
+
+def table(rows, shape_name, device) -> str:
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, " \
+                                                                        f"{torch.get_num_threads()} threads)"
+    lines = [f"### {datetime.date.today()} — {name}, shape `{shape_name}`", "",
+             "| mode | dtype | step (cond+null) | compute | matmul rate | floor | step / floor | peak memory" + (" (GPU) |" if device.type == "cuda" else " (RSS) |"),
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['mode']} | {r['dtype']} | {r['step']:.3f} s | {r['flops'] / 1e12:.2f} TFLOP | "
+                     f"{r['rate'] / 1e12:.2f} TFLOP/s | {r['floor']:.3f} s | {r['step'] / r['floor']:.2f}x | "
+                     f"{r['peak'] / 2 ** 30:.2f} GiB |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--shape", choices=sorted(SHAPES), help="default: official on cuda, mid on cpu")
+    parser.add_argument("--modes", default="resident")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--markdown", type=Path, help="append the table to this file")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    shape_name = args.shape or ("official" if device.type == "cuda" else "mid")
+    torch.set_grad_enabled(False)
+    rows = [run_mode(SHAPES[shape_name], m, device, args.steps) for m in args.modes.split(",")]
+    text = table(rows, shape_name, device)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
