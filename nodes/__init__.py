@@ -1,7 +1,7 @@
 """ComfyUI node adapters (classic V1 API). Thin: validate, convert, call uniavgen_core."""
 from .decoding import UniAVGenAudioDecode
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
-from .loaders import UniAVGenModelLoader, UniAVGenVocoderLoader
+from .loaders import UniAVGenConvertModel, UniAVGenModelLoader, UniAVGenVocoderLoader
 from .sampling import UniAVGenSampler
 
 _NODES = {
@@ -13,6 +13,7 @@ _NODES = {
     UniAVGenVideoEncode: "UniAVGen Video Encode",
     UniAVGenSampler: "UniAVGen Sampler",
     UniAVGenAudioDecode: "UniAVGen Audio Decode",
+    UniAVGenConvertModel: "UniAVGen Convert Model (one file, bf16/fp8)",
 }
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: name for cls, name in _NODES.items()}

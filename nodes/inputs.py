@@ -2,6 +2,7 @@
 import functools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -9,6 +10,7 @@ from uniavgen_core import image_prep
 from uniavgen_core.audio_input import PreparedAudio, reference_voice, to_mono_24k
 from uniavgen_core.face import FaceDetectorUnavailable, box_mask, detect_face
 from uniavgen_core.jobs import Speech
+from uniavgen_core.loading import embedded_vocab
 from uniavgen_core.speech_tokenizer import SpeechTokenizer
 from uniavgen_core.timing import TEMPORAL_STRIDE
 
@@ -19,8 +21,12 @@ VOICE, DRIVING = "reference voice (RAVG)", "driving audio (A2V)"
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer(path: str) -> SpeechTokenizer:
-    return SpeechTokenizer.from_file(path)
+def _tokenizer(model_path: str) -> SpeechTokenizer:
+    """The vocabulary embedded in a converted file, else vocab.txt next to the model."""
+    text = embedded_vocab(model_path)
+    if text is not None:
+        return SpeechTokenizer.from_text(text)
+    return SpeechTokenizer.from_file(folders.vocab_for(Path(model_path)))
 
 
 class UniAVGenSpeechText:
@@ -45,7 +51,7 @@ class UniAVGenSpeechText:
         }}
 
     def encode(self, model, text, language, reference_text=""):
-        tokenizer = _tokenizer(str(folders.vocab_for(model.model.path)))
+        tokenizer = _tokenizer(str(model.model.path))
         ref = reference_text.strip()
         tokens = tokenizer.encode(text, language, ref_text=ref or None)
         null = tokenizer.null(ref_text=ref or None, lang=language)

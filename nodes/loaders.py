@@ -2,11 +2,12 @@
 import torch
 
 from uniavgen_core.attention import resolve_backend
-from uniavgen_core.loading import load_model
+from uniavgen_core.convert import convert
+from uniavgen_core.loading import embedded_vocab, is_scaled_fp8, load_model
 from uniavgen_core.vocoder import Vocoder
 
 from . import folders, host
-from .common import CATEGORY
+from .common import CATEGORY, with_messages
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -47,7 +48,7 @@ class UniAVGenModelLoader:
                       "diffusion_pytorch_model.safetensors.index.json and its shards) or a single .safetensors."}),
             "weight_dtype": (["auto", "bf16", "fp16", "fp32"], {"default": "auto", "tooltip":
                              "Storage and compute precision. auto: bf16 on GPUs that support it (as released), "
-                             "fp32 on the CPU."}),
+                             "fp32 on the CPU; an fp8 file stays fp8 (dequantised per layer)."}),
         }, "optional": {
             "attention": (["auto", "sdpa", "flash_attn", "sage"], {"default": "auto", "tooltip":
                           "Attention kernel. auto: flash-attn or SageAttention when installed, else PyTorch SDPA. "
@@ -65,8 +66,13 @@ class UniAVGenModelLoader:
         path = folders.resolve(model, folders.DIT_KEYS, "UniAVGen model")
         mm = host.mm()
         device, offload = mm.get_torch_device(), mm.unet_offload_device()
-        dtype = pick_dtype(weight_dtype, device)
-        net = load_model(path, dtype=dtype, device=offload, ops=host.cast_ops())
+        if weight_dtype == "auto" and is_scaled_fp8(path):
+            # fp8 weights stay fp8 and are dequantised per layer by the pack's casting layers
+            dtype = None
+            net = load_model(path, compute_dtype=pick_dtype("auto", device), device=offload)
+        else:
+            dtype = pick_dtype(weight_dtype, device)
+            net = load_model(path, dtype=dtype, device=offload, ops=host.cast_ops())
         net.attention_backend = resolve_backend(attention)
         return (host.model_patcher(UniAVGenHandle(net, path, dtype), device, offload),)
 
@@ -98,3 +104,37 @@ class UniAVGenVocoderLoader:
     def load(self, vocoder, precision):
         path = folders.resolve(vocoder, (folders.KEY,), "vocoder")
         return (Vocoder.from_folder(path, device=host.mm().unet_offload_device(), dtype=DTYPES[precision]),)
+
+
+class UniAVGenConvertModel:
+    DESCRIPTION = ("Writes the selected UniAVGen model as ONE .safetensors in models/uniavgen: bf16, or fp8 "
+                   "(e4m3fn, per-tensor scaled; about half the size) with the configuration and the speech "
+                   "vocabulary inside, so there is one file to manage. Never overwrites a file.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ()
+    RETURN_NAMES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "convert"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (folders.dit_choices(), {"tooltip": "The UniAVGen model to convert (official folder or file)."}),
+            "format": (["fp8", "bf16"], {"default": "fp8", "tooltip":
+                       "fp8: transformer matrices in e4m3fn with a per-tensor scale, the rest bf16. bf16: all bf16."}),
+            "filename": ("STRING", {"default": "UniAVGen_fp8", "tooltip":
+                         "Name of the new file in models/uniavgen (letters, digits, '.', '_', '-'); "
+                         ".safetensors is added."}),
+        }}
+
+    def convert(self, model, format, filename):
+        name = filename.strip().removesuffix(".safetensors")
+        if not name or name.startswith(".") or any(not (c.isalnum() or c in "._-") for c in name):
+            raise ValueError(f"file name {filename!r}: use letters, digits, '.', '_' and '-' only")
+        path = folders.resolve(model, folders.DIT_KEYS, "UniAVGen model")
+        target = folders.roots(folders.KEY)[0] / f"{name}.safetensors"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = convert(path, target, "fp8" if format == "fp8" else "bf16",
+                          vocab=folders.vocab_for(path) if not embedded_vocab(path) else None)
+        return with_messages((), [f"wrote {written} ({written.stat().st_size / 2 ** 30:.2f} GiB); "
+                                  f"refresh the browser to choose it in the loader"])

@@ -297,3 +297,21 @@ def test_audio_decode_gives_24k_audio(comfy, model):
     (_, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model))
     (audio,) = run(comfy, "UniAVGenAudioDecode", vocoder=vocoder, mel=mel)
     assert audio["sample_rate"] == 24000 and audio["waveform"].shape == (1, 1, 56 * 240)
+
+
+def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model):
+    _, ui = messages(comfy, "UniAVGenConvertModel", model="UniAVGen/", format="fp8", filename="tiny_fp8")
+    path = comfy["base"] / "models" / "uniavgen" / "tiny_fp8.safetensors"
+    assert path.is_file() and "wrote" in ui[0]
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        run(comfy, "UniAVGenConvertModel", model="UniAVGen/", format="fp8", filename="tiny_fp8")
+    with pytest.raises(ValueError, match="letters, digits"):
+        run(comfy, "UniAVGenConvertModel", model="UniAVGen/", format="bf16", filename="../escape")
+    (fp8_model,) = run(comfy, "UniAVGenModelLoader", model="tiny_fp8.safetensors", weight_dtype="auto")
+    net = fp8_model.model.diffusion_model
+    assert net.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
+    (words,) = run(comfy, "UniAVGenSpeechText", model=fp8_model, text="Hi", language="en")   # embedded vocab
+    assert words.tokens.ids == [39, 507]
+    (latent, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, fp8_model, speech=words))
+    assert latent["samples"].shape == (1, 48, 3, 4, 6) and torch.isfinite(mel["mel"]).all()
+    path.unlink()

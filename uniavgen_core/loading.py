@@ -65,6 +65,27 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"cannot read {path}: {err}") from None
 
 
+SCALE_SUFFIX = ".scale_weight"
+
+
+def file_metadata(files: list[Path]) -> dict:
+    """The safetensors metadata of a single-file checkpoint (our converter stores the config,
+    format and speech vocabulary there); {} for shards or files without it."""
+    if len(files) != 1:
+        return {}
+    try:
+        with safe_open(files[0], framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception:  # unreadable headers are reported by read_shapes
+        return {}
+
+
+def embedded_vocab(path: str | os.PathLike) -> str | None:
+    """The speech vocabulary stored in a converted single-file checkpoint, if any."""
+    path = Path(path)
+    return file_metadata([path]).get("uniavgen_vocab") if path.is_file() else None
+
+
 def read_shapes(files: list[Path]) -> dict[str, tuple]:
     """{key: shape} without reading any tensor data."""
     shapes = {}
@@ -166,34 +187,58 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
     """
     files, config_json = checkpoint_files(path)
     source = str(path)
+    metadata = file_metadata(files)
+    if config_json is None and "uniavgen_config" in metadata:
+        config_json = json.loads(metadata["uniavgen_config"])
     shapes = read_shapes(files)
     prefix = _strip_prefix(list(shapes))
     shapes = {k[len(prefix):]: v for k, v in shapes.items()}
+    scaled = {k[: -len(SCALE_SUFFIX)] for k in shapes if k.endswith(SCALE_SUFFIX)}   # scaled-fp8 Linears
     foreign = identify_foreign(shapes)
     if foreign:
         raise CheckpointError(f"{source} is {foreign}.")
+    weights = {k: v for k, v in shapes.items() if not k.endswith(SCALE_SUFFIX)}
     if config is None:
         try:
-            config = (UniAVGenConfig.from_shapes(shapes, hints=config_json))
+            config = UniAVGenConfig.from_shapes(weights, hints=config_json)
         except KeyError as err:
-            check_keys(_meta_shapes(UniAVGenConfig.official(), ops), shapes, source)
+            check_keys(_meta_shapes(UniAVGenConfig.official(), ops), weights, source)
             raise CheckpointError(f"{source}: cannot infer the model size, key {err} is missing") from None
         except ValueError as err:
             raise CheckpointError(f"{source}: inconsistent model configuration ({err})") from None
     with torch.device("meta"):
         model = UniAVGenModel(config, ops=ops)
-    check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes, source)
+    keep_fp8 = dtype is None
+    if keep_fp8:
+        for name in scaled:
+            model.get_submodule(name).register_buffer("scale_weight", torch.empty((), device="meta"))
+    check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()},
+               shapes if keep_fp8 else weights, source)
 
     state = {}
     for f in files:
         with safe_open(f, framework="pt", device=str(device)) as handle:
-            for key in handle.keys():
+            keys = handle.keys()
+            for key in keys:
+                name = key[len(prefix):]
+                if name.endswith(SCALE_SUFFIX) and not keep_fp8:
+                    continue
                 tensor = handle.get_tensor(key)
-                state[key[len(prefix):]] = tensor if dtype is None else tensor.to(dtype)
+                if not keep_fp8 and name[: -len(".weight")] in scaled:     # dequantise to the asked dtype
+                    scale = handle.get_tensor(key[: -len(".weight")] + SCALE_SUFFIX)
+                    tensor = tensor.float() * scale.float()
+                state[name] = tensor if dtype is None else tensor.to(dtype)
     model.load_state_dict(state, strict=True, assign=True)
-    stored = next(iter(state.values())).dtype
+    stored = state["patch_embedding.weight"].dtype
     model.compute_dtype = compute_dtype or dtype or (torch.bfloat16 if stored.itemsize == 1 else stored)
+    if scaled and keep_fp8 and compute_dtype is None:
+        model.compute_dtype = torch.bfloat16
     return model.eval().requires_grad_(False)
+
+
+def is_scaled_fp8(path: str | os.PathLike) -> bool:
+    files, _ = checkpoint_files(path)
+    return any(k.endswith(SCALE_SUFFIX) for k in read_shapes(files))
 
 
 def _meta_shapes(config: UniAVGenConfig, ops=None) -> dict:

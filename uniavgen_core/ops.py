@@ -22,8 +22,15 @@ def cast_like(t: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor | None:
 
 
 class Linear(nn.Linear):
+    """A Linear whose weight may be stored in fp8 with a per-tensor `scale_weight` buffer
+    (registered by the loader for scaled-fp8 files): dequantised on the fly."""
+
     def forward(self, x):
-        return F.linear(x, cast_like(self.weight, x), cast_like(self.bias, x))
+        weight = cast_like(self.weight, x)
+        scale = getattr(self, "scale_weight", None)
+        if scale is not None:
+            weight = weight * cast_like(scale, x)
+        return F.linear(x, weight, cast_like(self.bias, x))
 
 
 class Conv1d(nn.Conv1d):

@@ -58,7 +58,11 @@ class SpeechTokenizer:
         if not path.is_file():
             raise VocabularyError(f"speech vocabulary not found at {path}: put the official UniAVGen vocab.txt "
                                   f"next to the model")
-        text = path.read_bytes().decode("utf-8")
+        return cls.from_text(path.read_bytes().decode("utf-8"))
+
+    @classmethod
+    def from_text(cls, text: str) -> "SpeechTokenizer":
+        """The vocabulary file's content (e.g. embedded in a converted checkpoint)."""
         lines = text.replace("\r\n", "\n").split("\n")
         if lines and lines[-1] == "":
             lines.pop()

@@ -1,0 +1,122 @@
+"""Turn the official folder (or any loadable checkpoint) into ONE self-contained .safetensors:
+bf16, or fp8 e4m3fn with a per-tensor scale for the large transformer matrices, with the model
+configuration and the speech vocabulary in the file's metadata.
+
+    python -m uniavgen_core.convert SRC OUT.safetensors [--format bf16|fp8] [--vocab vocab.txt]
+
+The file is written tensor by tensor (never the whole model in memory) and never over an
+existing file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import struct
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .config import UniAVGenConfig
+from .loading import CheckpointError, _strip_prefix, checkpoint_files, read_shapes
+
+FORMATS = ("bf16", "fp8")
+FP8 = torch.float8_e4m3fn
+FP8_MAX = torch.finfo(FP8).max
+# The big matrices of the transformer stacks and interactions; norms, modulations, embeddings,
+# time MLPs and heads stay in bf16.
+QUANTISED = re.compile(r"^(blocks|audio_blocks|a2v_blocks|v2a_blocks)\.\d+\.(self_attn\.|cross_attn\.)?"
+                       r"(q|k|v|o|ffn\.0|ffn\.2)\.weight$")
+_DTYPE_NAMES = {torch.bfloat16: "BF16", FP8: "F8_E4M3", torch.float32: "F32"}
+
+
+def quantise(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor scaled fp8: weight ~= q.float() * scale."""
+    scale = weight.float().abs().max().clamp(min=1e-12) / FP8_MAX
+    return (weight.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale.reshape(())
+
+
+def _plan(shapes: dict, fmt: str) -> list[tuple[str, str, torch.dtype, tuple]]:
+    """(output key, source key, dtype, shape) in file order."""
+    out = []
+    for key in sorted(shapes):
+        if fmt == "fp8" and QUANTISED.match(key):
+            out.append((key, key, FP8, shapes[key]))
+            out.append((key[: -len("weight")] + "scale_weight", key, torch.float32, ()))
+        else:
+            out.append((key, key, torch.bfloat16, shapes[key]))
+    return out
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str = "bf16", vocab: str | os.PathLike | None = None):
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    dst = Path(dst)
+    if dst.exists():
+        raise FileExistsError(f"{dst} already exists; choose another name (nothing is overwritten)")
+    if dst.suffix != ".safetensors":
+        raise ValueError(f"{dst.name}: the output must be a .safetensors file")
+    files, config_json = checkpoint_files(src)
+    shapes = read_shapes(files)
+    prefix = _strip_prefix(list(shapes))
+    config = UniAVGenConfig.from_shapes({k[len(prefix):]: v for k, v in shapes.items()}, hints=config_json)
+    src_path = Path(src)
+    vocab = Path(vocab) if vocab else (src_path if src_path.is_dir() else src_path.parent) / "vocab.txt"
+    metadata = {"uniavgen_config": json.dumps(config.to_dict()), "uniavgen_format": fmt}
+    if vocab.is_file():
+        metadata["uniavgen_vocab"] = vocab.read_text(encoding="utf-8").replace("\r\n", "\n")
+    where = {}
+    for f in files:
+        with safe_open(f, framework="pt") as handle:
+            where.update({k[len(prefix):]: (f, k) for k in handle.keys()})
+    plan = _plan({k[len(prefix):]: v for k, v in shapes.items()}, fmt)
+    header, offset = {"__metadata__": metadata}, 0
+    for key, _, dtype, shape in plan:
+        size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        header[key] = {"dtype": _DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    tmp = dst.with_name(dst.name + ".partial")
+    try:
+        with open(tmp, "wb") as out:
+            out.write(struct.pack("<Q", len(raw)) + raw)
+            for key, source, dtype, _ in plan:
+                f, name = where[source]
+                with safe_open(f, framework="pt") as handle:
+                    tensor = handle.get_tensor(name)
+                if dtype == FP8:
+                    tensor = quantise(tensor)[0]
+                elif key.endswith("scale_weight"):
+                    tensor = quantise(tensor)[1]
+                else:
+                    tensor = tensor.to(dtype)
+                out.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dst
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.convert", description=__doc__.splitlines()[0])
+    parser.add_argument("src", help="official folder or .safetensors")
+    parser.add_argument("dst", help="output .safetensors (must not exist)")
+    parser.add_argument("--format", choices=FORMATS, default="bf16")
+    parser.add_argument("--vocab", help="vocab.txt to embed (default: next to the source)")
+    args = parser.parse_args(argv)
+    try:
+        out = convert(args.src, args.dst, args.format, args.vocab)
+    except (CheckpointError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 2 ** 30:.2f} GiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
