@@ -56,7 +56,7 @@ def test_model_forward_uses_the_selected_backend(tiny_model, monkeypatch):
     # route every unmasked call through the kernel, whatever the device and dtype
     real = attn.attention
     monkeypatch.setattr(attn, "attention", lambda q, k, v, key_mask=None: (
-        kernel(q, k, v).flatten(2) if key_mask is None and attn._current.get() == "fake" else real(q, k, v, key_mask)))
+        kernel(q, k, v).flatten(2) if key_mask is None and attn._backend == "fake" else real(q, k, v, key_mask)))
     import uniavgen_core.layers as layers
     import uniavgen_core.interaction as interaction
     monkeypatch.setattr(layers, "attention", attn.attention)

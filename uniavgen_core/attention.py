@@ -7,7 +7,6 @@ mask); any other call falls back to SDPA. `resolve_backend` says why a backend i
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib
 import logging
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 log = logging.getLogger("UniAVGen")
-_current = contextvars.ContextVar("uniavgen_attention_backend", default="sdpa")
+_backend = "sdpa"            # the backend of the forward in progress (a global: torch.compile traces it)
 
 
 def _sdpa(q, k, v, key_mask=None):
@@ -75,11 +74,12 @@ def resolve_backend(name: str) -> str:
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    token = _current.set(name)
+    global _backend
+    previous, _backend = _backend, name
     try:
         yield
     finally:
-        _current.reset(token)
+        _backend = previous
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,7 +88,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch
     q: [B, Lq, H, D]; k, v: [B, Lk, H, D]; key_mask: [B, Lk] bool, True = attend (None = all).
     Returns [B, Lq, H*D].
     """
-    kernel = BACKENDS[_current.get()][0]
+    kernel = BACKENDS[_backend][0]
     if kernel is not None and key_mask is None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
         return kernel(q, k, v).flatten(2)
     return _sdpa(q, k, v, key_mask).flatten(2)

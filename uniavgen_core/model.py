@@ -118,6 +118,12 @@ class UniAVGenModel(nn.Module):
         self.head = ModulatedHead(d, cfg.out_dim * int(np.prod(cfg.patch_size)), cfg.eps, ops)
         self.head_audio = ModulatedHead(da, cfg.out_dim_audio, cfg.eps, ops)
 
+    def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> None:
+        """torch.compile every transformer block (both branches). The blocks share one graph per
+        branch and shape, so the first step compiles and later steps and blocks reuse it."""
+        for block in list(self.blocks) + list(self.audio_blocks):
+            block.compile(backend=backend, mode=mode, dynamic=False, fullgraph=True)
+
     # ------------------------------------------------------------------ forward
     def forward(self, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, cond: ConditionBatch,
                 switches: Switches, capture_masks: bool = False) -> ModelOutput:
