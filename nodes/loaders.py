@@ -15,11 +15,12 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 class UniAVGenHandle(torch.nn.Module):
     """What ComfyUI's ModelPatcher manages: the DiT plus where it came from."""
 
-    def __init__(self, model, path, weight_dtype):
+    def __init__(self, model, path, weight_dtype, block_swap=0):
         super().__init__()
         self.diffusion_model = model
         self.path = path
         self.weight_dtype = weight_dtype
+        self.block_swap = block_swap          # layer pairs kept on the CPU while sampling
 
 
 def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
@@ -53,6 +54,13 @@ class UniAVGenModelLoader:
             "attention": (["auto", "sdpa", "flash_attn", "sage"], {"default": "auto", "tooltip":
                           "Attention kernel. auto: flash-attn or SageAttention when installed, else PyTorch SDPA. "
                           "An unavailable choice falls back to SDPA with the reason in the log."}),
+            "block_swap": ("INT", {"default": 0, "min": 0, "max": 30, "tooltip":
+                           "Layer pairs whose weights stay in CPU memory and are streamed to the GPU one layer "
+                           "at a time (prefetched while the previous layer computes). Saves about 0.45 GB of VRAM "
+                           "per pair in bf16; 30 with an fp8 file fits the DiT in about 8 GB."}),
+            "compile": ("BOOLEAN", {"default": False, "tooltip":
+                        "torch.compile the transformer blocks: the first run compiles (minutes), later steps "
+                        "are faster. Needs a working Triton/compiler setup."}),
         }}
 
     @classmethod
@@ -62,7 +70,7 @@ class UniAVGenModelLoader:
         return (f"UniAVGen model {model!r} is not in models/uniavgen or models/diffusion_models: put the official "
                 f"UniAVGen folder (with diffusion_pytorch_model.safetensors.index.json) there and refresh")
 
-    def load(self, model, weight_dtype, attention="auto"):
+    def load(self, model, weight_dtype, attention="auto", block_swap=0, compile=False):
         path = folders.resolve(model, folders.DIT_KEYS, "UniAVGen model")
         mm = host.mm()
         device, offload = mm.get_torch_device(), mm.unet_offload_device()
@@ -74,7 +82,9 @@ class UniAVGenModelLoader:
             dtype = pick_dtype(weight_dtype, device)
             net = load_model(path, dtype=dtype, device=offload, ops=host.cast_ops())
         net.attention_backend = resolve_backend(attention)
-        return (host.model_patcher(UniAVGenHandle(net, path, dtype), device, offload),)
+        if compile:
+            net.compile_blocks()
+        return (host.model_patcher(UniAVGenHandle(net, path, dtype, block_swap), device, offload),)
 
 
 class UniAVGenVocoderLoader:

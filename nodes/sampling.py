@@ -102,6 +102,11 @@ class UniAVGenSampler:
         _, h, w = reference.latent.shape[1:]
         needed = activation_bytes(cfg, duration.latent_frames, h, w, duration.mel_frames, batch=2)
         mm.load_models_gpu([model], memory_required=needed)
+        if model.model.block_swap:
+            if net.block_swap is None:
+                net.set_block_swap(model.model.block_swap, device)
+            else:
+                net.block_swap.park()          # the memory manager may have moved every weight
         params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
                                 macfg_prop=macfg_fraction, slg_layer=slg_layer)
         bar = host.progress_bar(steps)

@@ -18,3 +18,18 @@ def test_compiled_blocks_capture_whole_and_match(golden_dir, tiny_model):
     ours, ref = sample(compiled, req, params), sample(tiny_model, req, params)
     assert rel_l2(ours.video, ref.video) < 1e-6 and rel_l2(ours.audio, ref.audio) < 1e-6
     torch._dynamo.reset()
+
+
+def test_block_swap_streams_layers_and_changes_nothing(golden_dir, tiny_model):
+    swapped = load_model(golden_dir, dtype=torch.float32)
+    swapped.set_block_swap(12, "cpu")
+    assert swapped.block_swap.layers == list(range(18, 30))
+    req = [random_request(Task.V2A, 14), random_request(Task.A2V, 15, cond_len=30)]
+    params = SamplingParams(steps=2)
+    ours, ref = sample(swapped, req, params), sample(tiny_model, req, params)
+    assert torch.equal(ours.video, ref.video) and torch.equal(ours.audio, ref.audio)
+    assert all(t.data_ptr() == home.data_ptr() for t, home in swapped.block_swap.host[28])   # back home
+    assert not swapped.block_swap.ready
+    import pytest
+    with pytest.raises(ValueError, match="choose 0..30"):
+        swapped.set_block_swap(31, "cpu")

@@ -315,3 +315,12 @@ def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model):
     (latent, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, fp8_model, speech=words))
     assert latent["samples"].shape == (1, 48, 3, 4, 6) and torch.isfinite(mel["mel"]).all()
     path.unlink()
+
+
+def test_block_swap_from_the_loader(comfy):
+    (swapped,) = run(comfy, "UniAVGenModelLoader", model="UniAVGen/", weight_dtype="fp32", block_swap=6)
+    (latent, _, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, swapped))
+    net = swapped.model.diffusion_model
+    assert net.block_swap.layers == list(range(24, 30))
+    (again, _, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, swapped))       # parked, same result
+    assert torch.equal(latent["samples"], again["samples"])

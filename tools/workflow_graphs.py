@@ -13,7 +13,8 @@ SAMPLER = dict(task="auto", duration_seconds=5.0625, steps=50, shift=5.0, seed=2
 
 
 def _models(g):
-    g[1] = ("UniAVGenModelLoader", dict(model="UniAVGen/", weight_dtype="auto", attention="auto"))
+    g[1] = ("UniAVGenModelLoader", dict(model="UniAVGen/", weight_dtype="auto", attention="auto", block_swap=0,
+                                                    compile=False))
     g[2] = ("UniAVGenVocoderLoader", dict(vocoder="code2wav_bigvgan_model/", precision="fp32"))
     g[3] = ("VAELoader", dict(vae_name=VAE))
     g[4] = ("CLIPLoader", dict(clip_name=UMT5, type="wan", device="default"))

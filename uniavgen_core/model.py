@@ -92,6 +92,7 @@ class UniAVGenModel(nn.Module):
         d, da = cfg.dim, cfg.audio_dim
         self.compute_dtype = torch.float32
         self.attention_backend = "sdpa"        # see attention.resolve_backend
+        self.block_swap = None                 # see set_block_swap
         # video embeddings
         self.patch_embedding = ops.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (naming trap, spec §2.1)
@@ -117,6 +118,12 @@ class UniAVGenModel(nn.Module):
                                         for _ in range(n_inter))
         self.head = ModulatedHead(d, cfg.out_dim * int(np.prod(cfg.patch_size)), cfg.eps, ops)
         self.head_audio = ModulatedHead(da, cfg.out_dim_audio, cfg.eps, ops)
+
+    def set_block_swap(self, count: int, device) -> None:
+        """Keep the weights of the last `count` layer pairs on the CPU, streamed to `device` per
+        layer (0 turns it off and leaves those weights on the CPU until the model is moved)."""
+        from .block_swap import BlockSwap
+        self.block_swap = BlockSwap(self, count, device) if count else None
 
     def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> None:
         """torch.compile every transformer block (both branches). The blocks share one graph per
@@ -203,6 +210,8 @@ class UniAVGenModel(nn.Module):
             if all(skip):
                 continue
             before = (xv, xa) if any(skip) else None
+            if self.block_swap is not None:
+                self.block_swap.acquire(layer)
             xa = self.audio_blocks[layer](xa, e0_a, a_rope, layout.key_mask, speech, (a_rope, s_rope), speech_valid)
             xv = self.blocks[layer](xv, e0_v, v_rope, None, caption, None, None)
             k = inter_index.get(layer)
@@ -219,6 +228,8 @@ class UniAVGenModel(nn.Module):
                     xv[:, n:] += (dv.view(b, frames, n, -1) * gain_v).view(b, frames * n, -1)
                 if da is not None:
                     xa = layout.add_to_target(xa, da * gain_a)
+            if self.block_swap is not None:
+                self.block_swap.release(layer)
             if before is not None:
                 keep = to_device(skip, dev)[:, None, None]
                 xv, xa = torch.where(keep, before[0], xv), torch.where(keep, before[1], xa)

@@ -1,0 +1,76 @@
+"""Block swap: the weights of N layer pairs (video block, audio block and the interaction blocks
+of that layer) stay in CPU memory and visit the compute device only while their layer runs.
+On CUDA they are pinned and the next swapped layer is copied on a side stream while the
+current one computes, so the copy hides behind the compute."""
+from __future__ import annotations
+
+import torch
+
+
+class BlockSwap:
+    def __init__(self, model, count: int, device):
+        cfg = model.config
+        if not 0 <= count <= cfg.num_layers:
+            raise ValueError(f"block swap of {count} layer pairs: choose 0..{cfg.num_layers}")
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+        inter = {layer: i for i, layer in enumerate(cfg.interaction_layers)}
+        self.layers = list(range(cfg.num_layers - count, cfg.num_layers))
+        self.host: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for layer in self.layers:
+            modules = [model.blocks[layer], model.audio_blocks[layer]]
+            if layer in inter:
+                modules += [model.a2v_blocks[inter[layer]], model.v2a_blocks[inter[layer]]]
+            tensors = [t for m in modules for t in list(m.parameters()) + list(m.buffers())]
+            self.host[layer] = []
+            for t in tensors:
+                home = t.data.to("cpu")
+                if self.cuda:
+                    home = home.pin_memory()
+                t.data = home
+                self.host[layer].append((t, home))
+        self.ready: dict[int, tuple] = {}
+
+    def next_after(self, layer: int) -> int | None:
+        return next((l for l in self.layers if l > layer), None)
+
+    def prefetch(self, layer: int | None) -> None:
+        if layer is None or layer not in self.host or layer in self.ready:
+            return
+        if self.cuda:
+            with torch.cuda.stream(self.stream):
+                copies = [home.to(self.device, non_blocking=True) for _, home in self.host[layer]]
+                event = torch.cuda.Event()
+                event.record(self.stream)
+        else:
+            copies, event = [home.to(self.device) for _, home in self.host[layer]], None
+        self.ready[layer] = (event, copies)
+
+    def acquire(self, layer: int) -> None:
+        """Weights of `layer` on the device (waiting for their copy), and the next layer's on the way."""
+        if layer not in self.host:
+            return
+        self.prefetch(layer)
+        event, copies = self.ready.pop(layer)
+        if event is not None:
+            torch.cuda.current_stream(self.device).wait_event(event)
+        for (tensor, _), copy in zip(self.host[layer], copies):
+            tensor.data = copy
+        self.prefetch(self.next_after(layer))
+
+    def release(self, layer: int) -> None:
+        """Back to the CPU copies; the device copies are freed once the compute using them is done."""
+        if layer not in self.host:
+            return
+        for tensor, home in self.host[layer]:
+            if self.cuda:
+                tensor.data.record_stream(torch.cuda.current_stream(self.device))
+            tensor.data = home
+
+    def park(self) -> None:
+        """All swapped weights back on their CPU copies (after something moved the whole model)."""
+        self.ready.clear()
+        for pairs in self.host.values():
+            for tensor, home in pairs:
+                tensor.data = home
