@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from uniavgen_core.conditioning import Condition, ConditionBatch  # noqa: E402
 from uniavgen_core.config import UniAVGenConfig  # noqa: E402
+from uniavgen_core.convert import QUANTISED, quantise  # noqa: E402
 from uniavgen_core.model import UniAVGenModel  # noqa: E402
 from uniavgen_core.sampler import SamplingParams, Task, pass_switches  # noqa: E402
 
@@ -33,14 +34,25 @@ SHAPES = {
     "mid": dict(config=UniAVGenConfig(dim=1024, ffn_dim=4096, num_heads=8, audio_dim=512, audio_ffn_dim=2048,
                                       audio_num_heads=4, text_dim=4096, num_layers=6,
                                       interaction_layers=(0, 2, 4)), frames=11, h=16, w=24, mel=256),
+    "tiny": dict(config=UniAVGenConfig(dim=128, ffn_dim=256, num_heads=2, audio_dim=128, audio_ffn_dim=256,
+                                       audio_num_heads=2, text_dim=64, num_layers=4, interaction_layers=(0, 2)),
+                 frames=3, h=4, w=6, mel=40),
 }
 
 
-def build(config: UniAVGenConfig, dtype, device):
+def build(config: UniAVGenConfig, dtype, device, fp8: bool = False):
+    """Random weights; with fp8 the transformer matrices are stored as scaled e4m3fn, as the converter writes them."""
     with torch.device("meta"):
         model = UniAVGenModel(config)
     gen = torch.Generator().manual_seed(0)
-    state = {k: (torch.randn(v.shape, generator=gen) * 0.02).to(dtype) for k, v in model.state_dict().items()}
+    state = {}
+    for key, value in model.state_dict().items():
+        weight = torch.randn(value.shape, generator=gen) * 0.02
+        if fp8 and QUANTISED.match(key):
+            state[key], state[key[: -len("weight")] + "scale_weight"] = quantise(weight)
+            model.get_submodule(key[: -len(".weight")]).register_buffer("scale_weight", torch.empty((), device="meta"))
+        else:
+            state[key] = weight.to(dtype)
     model.load_state_dict(state, assign=True)
     model.compute_dtype = dtype
     return model.to(device).eval().requires_grad_(False)
@@ -80,10 +92,42 @@ def matmul_rate(device, dtype) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - start)
 
 
+def reset_peak_rss() -> None:
+    """Linux: restart the process's peak-RSS counter (VmHWM) so each mode gets its own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def run_mode(shape, mode, device, steps):
-    dtype = {"resident": torch.bfloat16 if device.type == "cuda" else torch.float32, "fp32": torch.float32}[mode]
-    model = build(shape["config"], dtype, device)
+    """mode: '+'-joined parts: resident (the compute dtype: bf16 on GPU, fp32 on CPU), fp32, fp8,
+    swapN (block swap of N layer pairs), compile (torch.compile of the blocks)."""
+    parts = mode.split("+")
+    dtype = torch.float32 if "fp32" in parts or device.type != "cuda" else torch.bfloat16
+    reset_peak_rss()
+    model = build(shape["config"], dtype, device, fp8="fp8" in parts)
+    swap = next((int(p[4:]) for p in parts if p.startswith("swap")), 0)
+    if swap:
+        model.set_block_swap(swap, device)
     inputs = step_inputs(model, shape, device)
+    compile_seconds = None
+    if "compile" in parts:
+        model.compile_blocks()
+        start = time.perf_counter()
+        model(*inputs)
+        sync(device)
+        compile_seconds = time.perf_counter() - start
     with FlopCounterMode(display=False) as counter:
         model(*inputs)
     flops = counter.get_total_flops()
@@ -99,11 +143,11 @@ def run_mode(shape, mode, device, steps):
         times.append(time.perf_counter() - start)
     # CUDA: the DiT's peak allocation; CPU: the process's peak RSS (weights, activations and runtime)
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+            else peak_rss())
     rate = matmul_rate(device, dtype)
     del model
     return dict(mode=mode, dtype=str(dtype).replace("torch.", ""), step=min(times), flops=flops, rate=rate,
-                floor=flops / rate, peak=peak)
+                floor=flops / rate, peak=peak, compile=compile_seconds)
 
 
 def table(rows, shape_name, device) -> str:
@@ -115,7 +159,8 @@ def table(rows, shape_name, device) -> str:
     for r in rows:
         lines.append(f"| {r['mode']} | {r['dtype']} | {r['step']:.3f} s | {r['flops'] / 1e12:.2f} TFLOP | "
                      f"{r['rate'] / 1e12:.2f} TFLOP/s | {r['floor']:.3f} s | {r['step'] / r['floor']:.2f}x | "
-                     f"{r['peak'] / 2 ** 30:.2f} GiB |")
+                     f"{r['peak'] / 2 ** 30:.2f} GiB |"
+                     + (f" (first call with compilation {r['compile']:.0f} s)" if r["compile"] else ""))
     return "\n".join(lines) + "\n"
 
 
