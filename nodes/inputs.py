@@ -1,7 +1,7 @@
 """Conditioning inputs: transcript, reference face, voice / driving audio, driving video."""
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -65,7 +65,6 @@ class UniAVGenSpeechText:
 class Reference:
     latent: torch.Tensor                 # [48, 1, h, w] normalised Wan2.2 latent
     image: torch.Tensor                  # [1, H, W, 3] what the model sees
-    messages: list = field(default_factory=list)
 
 
 def target_size(height, width, resolution, short_side):
@@ -133,7 +132,7 @@ class UniAVGenReferenceImage:
         mask = box_mask(out_h, out_w, None if box is None else
                         (box[0] * out_h / height, box[1] * out_w / width, box[2] * out_h / height,
                          box[3] * out_w / width))
-        return with_messages((Reference(latent, prepared, messages), prepared, mask[None]), messages)
+        return with_messages((Reference(latent, prepared), prepared, mask[None]), messages)
 
 
 @dataclass

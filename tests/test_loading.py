@@ -1,12 +1,10 @@
 """Strict loading and the message for every kind of wrong input."""
-import json
 import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import rel_l2
 from helpers import random_request
 from uniavgen_core.loading import CheckpointError, load_model
 from uniavgen_core.sampler import SamplingParams, Task, sample

@@ -1,6 +1,5 @@
 """Official configuration, config inference, forward-path invariants and precision modes."""
 import re
-from pathlib import Path
 
 import pytest
 import torch

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 
-
 import torch
 
 
@@ -43,6 +42,3 @@ def box_mask(height: int, width: int, box: tuple[float, float, float, float] | N
         top, left, bottom, right = (int(round(v)) for v in box)
         mask[max(top, 0): max(bottom, 0), max(left, 0): max(right, 0)] = 1.0
     return mask
-
-
-

@@ -122,7 +122,7 @@ def default_vocab(golden_dir: Path) -> Path:
     for candidate in (golden_dir / "vocab.txt", golden_dir.parent.parent / "reference" / "vocab.txt"):
         if candidate.is_file():
             return candidate
-    raise SystemExit(f"tokenizer.json needs the speech vocabulary: pass --vocab PATH/TO/vocab.txt")
+    raise SystemExit("tokenizer.json needs the speech vocabulary: pass --vocab PATH/TO/vocab.txt")
 
 
 def main(argv=None) -> int:

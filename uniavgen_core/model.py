@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .attention import length_mask, to_device, use_backend
+from .block_swap import BlockSwap
 from .conditioning import ConditionBatch, Switches
 from .config import UniAVGenConfig
 from .interaction import AudioToVideo, VideoToAudio, a2v_windows, v2a_plan
@@ -122,7 +123,6 @@ class UniAVGenModel(nn.Module):
     def set_block_swap(self, count: int, device) -> None:
         """Keep the weights of the last `count` layer pairs on the CPU, streamed to `device` per
         layer (0 turns it off and leaves those weights on the CPU until the model is moved)."""
-        from .block_swap import BlockSwap
         self.block_swap = BlockSwap(self, count, device) if count else None
 
     def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> None:
