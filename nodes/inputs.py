@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from uniavgen_core import image_prep
-from uniavgen_core.audio_input import PreparedAudio, reference_voice, to_mono_24k
+from uniavgen_core.audio_input import PreparedAudio, level_driving_audio, reference_voice
 from uniavgen_core.face import FaceDetectorUnavailable, box_mask, detect_face
 from uniavgen_core.jobs import Speech
 from uniavgen_core.loading import embedded_vocab
@@ -159,11 +159,7 @@ class UniAVGenAudioEncode:
         }}
 
     def encode(self, audio, role):
-        if role == VOICE:
-            prepared = reference_voice(audio)
-        else:
-            wave, messages = to_mono_24k(audio, "driving audio")
-            prepared = PreparedAudio(wave, messages)
+        prepared = reference_voice(audio) if role == VOICE else level_driving_audio(audio)
         return with_messages((AudioInput(role, prepared),), prepared.messages)
 
 

@@ -1,8 +1,7 @@
 """The sampler node: one UniAVGen generation, video latent + mel + face masks out."""
-import torch
 
 from uniavgen_core import timing
-from uniavgen_core.audio_input import driving_audio
+from uniavgen_core.audio_input import fit_to_frames
 from uniavgen_core.jobs import JobError, build_job, caption_features, choose_task, frame_masks
 from uniavgen_core.memory import activation_bytes
 from uniavgen_core.sampler import SamplingParams, Task, sample
@@ -87,8 +86,8 @@ class UniAVGenSampler:
         neg_caption, msg_neg = caption_features(negative, cfg.text_dim, cfg.text_len, "negative")
         drive = None
         if chosen == Task.A2V:
-            fitted = driving_audio_fit(driving_audio.prepared.wave, duration.mel_frames)
-            drive, messages = fitted.wave, messages + fitted.messages
+            drive, fitted = fit_to_frames(driving_audio.prepared.wave, duration.mel_frames)
+            messages += fitted
         if chosen == Task.RAVG and not speech.ref_text:
             messages.append("voice cloning without the reference transcript: give it in Speech Text for "
                             "better timbre")
@@ -126,6 +125,3 @@ class UniAVGenSampler:
         masks = frame_masks(result.face_masks[0], h * 16, w * 16).to(out)
         return with_messages(({"samples": latent}, mel, masks), messages)
 
-
-def driving_audio_fit(wave: torch.Tensor, mel_frames: int):
-    return driving_audio({"waveform": wave[None, None], "sample_rate": 24000}, mel_frames)

@@ -81,21 +81,30 @@ def reference_voice(audio, item: int = 0) -> PreparedAudio:
 
 
 def driving_audio(audio, mel_frames: int, item: int = 0) -> PreparedAudio:
-    """Driving audio (A2V) fitted to the generated duration: trimmed, or padded with silence so
-    the whole target is conditioned (an uncovered tail would be noise the model takes as clean,
-    spec §9 item 4)."""
+    """Driving audio (A2V): levelled, then fitted to the generated duration."""
+    prepared = level_driving_audio(audio, item)
+    wave, fitted = fit_to_frames(prepared.wave, mel_frames)
+    return PreparedAudio(wave, prepared.messages + fitted)
+
+
+def level_driving_audio(audio, item: int = 0) -> PreparedAudio:
+    """Driving audio as 24 kHz mono at the release's peak (silence is reported, not scaled)."""
     wave, messages = to_mono_24k(audio, "driving audio", item)
     wave, audible = rescale_peak(wave, "driving audio")
     if not audible:
         messages.append("driving audio is silent (every sample is 0): the video will get no speech cues")
-    target = mel_frames * HOP
-    have = wave.shape[-1]
-    if have > target:
-        messages.append(f"driving audio is {have / SAMPLE_RATE:.2f} s; trimmed to the video's "
-                        f"{target / SAMPLE_RATE:.2f} s")
-        wave = wave[:target]
-    elif have < target:
-        messages.append(f"driving audio is {have / SAMPLE_RATE:.2f} s; padded with "
-                        f"{(target - have) / SAMPLE_RATE:.2f} s of silence to the video's {target / SAMPLE_RATE:.2f} s")
-        wave = torch.cat([wave, wave.new_zeros(target - have)])
     return PreparedAudio(wave, messages)
+
+
+def fit_to_frames(wave: torch.Tensor, mel_frames: int) -> tuple[torch.Tensor, list[str]]:
+    """Trim, or pad with silence, to `mel_frames` frames, so the whole target is conditioned (an
+    uncovered tail would be noise the model takes as clean, spec §9 item 4); says which."""
+    target, have = mel_frames * HOP, wave.shape[-1]
+    if have > target:
+        return wave[:target], [f"driving audio is {have / SAMPLE_RATE:.2f} s; trimmed to the video's "
+                               f"{target / SAMPLE_RATE:.2f} s"]
+    if have < target:
+        return torch.cat([wave, wave.new_zeros(target - have)]), [
+            f"driving audio is {have / SAMPLE_RATE:.2f} s; padded with {(target - have) / SAMPLE_RATE:.2f} s "
+            f"of silence to the video's {target / SAMPLE_RATE:.2f} s"]
+    return wave, []
