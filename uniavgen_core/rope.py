@@ -67,5 +67,6 @@ def apply_rope(x: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> tor
     cos, sin = (t[:, None, :] for t in table)
     pairs = x.float().unflatten(-1, (-1, 2))
     x0, x1 = pairs[..., 0], pairs[..., 1]
-    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+    # (x0 cos - x1 sin, x0 sin + x1 cos), each as one product and one fused multiply-add
+    out = torch.stack(((x0 * cos).addcmul_(x1, sin, value=-1), (x0 * sin).addcmul_(x1, cos)), dim=-1)
     return out.flatten(-2).to(x.dtype)
