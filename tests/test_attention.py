@@ -17,6 +17,16 @@ def test_sdpa_matches_the_definition():
     assert torch.allclose(attn.attention(q, k, v, mask), expected, atol=1e-5)
 
 
+def test_a_float_key_mask_is_added_to_the_logits_in_float32():
+    q, k, v = (torch.randn(2, 5, 3, 8) for _ in range(3))
+    bias = torch.tensor([[0.0, 0.0, 2.5, float("-inf"), 0.0], [0.0, -1.0, 0.0, 0.0, float("-inf")]])
+    logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / 8 ** 0.5 + bias[:, None, None, :]
+    expected = torch.einsum("bhqk,bkhd->bqhd", logits.softmax(-1), v).flatten(2)
+    assert torch.allclose(attn.attention(q, k, v, bias), expected, atol=1e-5)
+    low = attn.attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias)      # the bias stays float32
+    assert low.dtype == torch.bfloat16 and rel_l2(low.float(), expected) < 1e-2
+
+
 def test_unavailable_backends_fall_back_with_a_reason(caplog):
     assert attn.unavailable_reason("sdpa") is None
     assert "unknown attention backend" in attn.unavailable_reason("xformers")

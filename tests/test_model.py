@@ -126,3 +126,33 @@ def test_bad_latent_shapes_are_reported(tiny_model):
     with pytest.raises(ValueError, match=r"audio must be \[batch=1"):
         tiny_model(torch.randn(1, 48, 4, 4, 6), torch.randn(1, 70, 40), torch.tensor(500.0), batch,
                    Switches.uniform(1))
+
+
+def test_padding_rows_of_the_caption_are_attended_as_one_weighted_row(tiny_model):
+    """The model keeps a caption's real rows plus one padding row with weight log(m); the same
+    captions given with all 512 zero rows spelt out (no shortcut) must give the same output."""
+    import dataclasses
+    reqs = [random_request(Task.AVG, 7, caption_len=9), random_request(Task.AVG, 8, caption_len=0),
+            random_request(Task.AVG, 9, caption_len=30)]
+    short = _forward(tiny_model, reqs)
+    full_caption = lambda r: dataclasses.replace(
+        r, condition=dataclasses.replace(r.condition, caption=torch.cat(
+            [r.condition.caption, torch.zeros(512 - r.condition.caption.shape[0], 64)])))
+    full = _forward(tiny_model, [full_caption(r) for r in reqs])
+    assert rel_l2(short.video, full.video) < 1e-5 and rel_l2(short.audio, full.audio) < 1e-5
+    tiny_model.caption_bucket = 128                     # as compiled models round the rows
+    try:
+        bucketed = _forward(tiny_model, reqs)
+    finally:
+        tiny_model.caption_bucket = 1
+    assert rel_l2(bucketed.video, full.video) < 1e-5
+    # not vacuous: the padding rows matter (dropping them changes the output)
+    from uniavgen_core import model as model_module
+    original = model_module._caption_bias
+    try:
+        model_module._caption_bias = lambda lens, *a: torch.tensor(
+            [[0.0] * n + [float("-inf")] * (31 - n) for n in lens])
+        dropped = _forward(tiny_model, reqs)
+    finally:
+        model_module._caption_bias = original
+    assert rel_l2(dropped.video[[0, 2]], full.video[[0, 2]]) > 1e-3    # sample 1 has no real row left

@@ -324,3 +324,13 @@ def test_block_swap_from_the_loader(comfy):
     assert net.block_swap.layers == list(range(24, 30))
     (again, _, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, swapped))       # parked, same result
     assert torch.equal(latent["samples"], again["samples"])
+
+
+def test_caption_zero_padding_is_dropped_and_overlong_prompts_warned():
+    from uniavgen_core.jobs import caption_features
+    feats, msgs = caption_features(caption(rows=7), 64, 512, "positive")
+    assert feats.shape == (7, 64) and not msgs
+    assert caption_features(caption(rows=0), 64, 512, "negative")[0].shape == (0, 64)
+    long = [[torch.randn(1, 600, 64), {}]]
+    feats, msgs = caption_features(long, 64, 512, "positive")
+    assert feats.shape == (512, 64) and "longer than 512 tokens" in msgs[0]

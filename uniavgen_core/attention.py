@@ -2,7 +2,9 @@
 
 `sdpa` (torch scaled_dot_product_attention) always works. `flash_attn` and `sage`
 (SageAttention) are used when installed and the call suits them (CUDA, fp16/bf16, no key
-mask); any other call falls back to SDPA. `resolve_backend` says why a backend is unavailable.
+mask); other calls with a boolean mask go to SDPA, and calls with a float logit bias (the few
+caption keys, see model._caption_bias) to a small float32-softmax path. `resolve_backend` says
+why a backend is unavailable.
 """
 from __future__ import annotations
 
@@ -82,12 +84,22 @@ def use_backend(name: str):
         _backend = previous
 
 
+def _biased(q, k, v, key_bias):
+    """Attention with a float32 bias added to the logits, softmax in float32 (few keys only:
+    the logits are materialised)."""
+    logits = torch.einsum("blhd,bkhd->bhlk", q, k).float() * q.shape[-1] ** -0.5 + key_bias[:, None, None, :]
+    return torch.einsum("bhlk,bkhd->blhd", logits.softmax(dim=-1).to(v.dtype), v)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax attention with scale 1/sqrt(head_dim).
 
-    q: [B, Lq, H, D]; k, v: [B, Lk, H, D]; key_mask: [B, Lk] bool, True = attend (None = all).
+    q: [B, Lq, H, D]; k, v: [B, Lk, H, D]; key_mask: [B, Lk] bool, True = attend (None = all),
+    or float32, added to the logits (-inf = masked).
     Returns [B, Lq, H*D].
     """
+    if key_mask is not None and key_mask.is_floating_point():
+        return _biased(q, k, v, key_mask).flatten(2)
     kernel = BACKENDS[_backend][0]
     if kernel is not None and key_mask is None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
         return kernel(q, k, v).flatten(2)

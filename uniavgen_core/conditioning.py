@@ -67,6 +67,7 @@ class ConditionBatch:
     speech_ids: torch.Tensor        # [B, Lt] -1 padded
     speech_lens: tuple
     caption: torch.Tensor           # [B, text_len, text_dim] zero padded
+    caption_lens: tuple
     ref_latent: torch.Tensor        # [B, C, 1, h, w]
     cond_latent: torch.Tensor       # [B, C, F, h, w] zero past each video_cond
     video_cond: tuple
@@ -92,6 +93,7 @@ class ConditionBatch:
             speech_ids=torch.stack([_pad_to(c.speech_ids.reshape(-1).to(device, torch.long), lt, 0, -1) for c in conds]),
             speech_lens=tuple(c.speech_ids.shape[-1] for c in conds),
             caption=torch.stack([_pad_to(c.caption.to(**as_f), text_len, 0) for c in conds]),
+            caption_lens=tuple(c.caption.shape[0] for c in conds),
             ref_latent=torch.stack([c.ref_latent.to(**as_f) for c in conds]),
             cond_latent=torch.stack([_pad_to(c.cond_latent.to(**as_f), latent_frames, 1) for c in conds]),
             video_cond=tuple(c.video_cond for c in conds),
@@ -110,6 +112,7 @@ class ConditionBatch:
             speech_ids=torch.cat([_pad_to(b.speech_ids, lt, 1, -1) for b in batches]),
             speech_lens=sum((b.speech_lens for b in batches), ()),
             caption=torch.cat([b.caption for b in batches]),
+            caption_lens=sum((b.caption_lens for b in batches), ()),
             ref_latent=torch.cat([b.ref_latent for b in batches]),
             cond_latent=torch.cat([b.cond_latent for b in batches]),
             video_cond=sum((b.video_cond for b in batches), ()),

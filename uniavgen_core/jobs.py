@@ -62,11 +62,12 @@ def caption_features(conditioning, text_dim: int, text_len: int, what: str) -> t
                        f"{text_dim} (CLIPLoader with type 'wan' and umt5_xxl)")
     messages = []
     features = features[0]
-    if features.shape[0] > text_len:
-        if bool(features[text_len:].abs().sum() > 0):
-            messages.append(f"{what}: the prompt is longer than {text_len} tokens; the rest is ignored")
-        features = features[:text_len]
-    return features.float(), messages
+    # ComfyUI pads the prompt with zero rows to 512; the model pads with zero rows itself, so
+    # dropping them changes nothing and tells the model how many rows are real.
+    rows = int(features.abs().sum(dim=-1).nonzero().max()) + 1 if bool(features.any()) else 0
+    if rows > text_len:
+        messages.append(f"{what}: the prompt is longer than {text_len} tokens; the rest is ignored")
+    return features[: min(rows, text_len)].float(), messages
 
 
 def fit_video(latent: torch.Tensor, duration: timing.Duration) -> torch.Tensor:

@@ -45,6 +45,24 @@ def _window_index(n_audio, latent_frames, window, device):
     return to_device(a2v_windows(n_audio, latent_frames, window), device)
 
 
+@functools.lru_cache(maxsize=32)
+def _caption_bias(lens: tuple, text_len: int, bucket: int, device):
+    """Captions are zero padded to `text_len` rows before the caption MLP (spec §3.3), so every
+    padding row becomes the same cross-attention key and value. Attention over m such rows equals
+    attention over one of them with its logit raised by log(m). Keep each sample's real rows and
+    one padding row, with the batch's row count rounded up to a multiple of `bucket`; the rows a
+    sample does not use are masked. Returns the [B, rows] float32 logit bias, or None when that
+    saves nothing."""
+    rows = -(-(max(lens) + 1) // bucket) * bucket
+    if rows >= text_len:
+        return None
+    bias = np.full((len(lens), rows), -np.inf, dtype=np.float32)
+    for i, n in enumerate(lens):
+        bias[i, :n] = 0.0
+        bias[i, n] = np.log(text_len - n)
+    return to_device(bias, device)
+
+
 class AudioLayout:
     """Where each sample's tokens sit in the audio stream [ref (L_ref) | target (S) | padding].
     Samples may differ in reference length; with equal lengths everything is a slice."""
@@ -94,6 +112,7 @@ class UniAVGenModel(nn.Module):
         self.compute_dtype = torch.float32
         self.attention_backend = "sdpa"        # see attention.resolve_backend
         self.block_swap = None                 # see set_block_swap
+        self.caption_bucket = 1                # caption rows kept: a multiple of this (see _caption_bias)
         # video embeddings
         self.patch_embedding = ops.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (naming trap, spec §2.1)
@@ -127,7 +146,9 @@ class UniAVGenModel(nn.Module):
 
     def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> None:
         """torch.compile every transformer block (both branches). The blocks share one graph per
-        branch and shape, so the first step compiles and later steps and blocks reuse it."""
+        branch and shape, so the first step compiles and later steps and blocks reuse it.
+        Caption rows are rounded up to a multiple of 128, so prompts of any length share four graphs."""
+        self.caption_bucket = 128
         for block in list(self.blocks) + list(self.audio_blocks):
             block.compile(backend=backend, mode=mode, dynamic=False, fullgraph=True)
 
@@ -160,7 +181,9 @@ class UniAVGenModel(nn.Module):
         x = torch.where(is_cond, cond.cond_latent.to(dtype), video.to(dtype))
         x = self.patch_embedding(torch.cat([cond.ref_latent.to(dtype), x], dim=2))
         xv = x.flatten(2).transpose(1, 2)                                               # [B, (1+F)*n, d]
-        caption = self.text_embedding_video(cond.caption.to(dtype))
+        caption_bias = _caption_bias(cond.caption_lens, cfg.text_len, self.caption_bucket, dev)
+        rows = cfg.text_len if caption_bias is None else caption_bias.shape[1]
+        caption = self.text_embedding_video(cond.caption[:, :rows].to(dtype))
 
         # audio tokens [ref mel | cond mel[:audio_cond] | noisy[audio_cond:]] (spec §3.2)
         layout = AudioLayout(cond.ref_lens, n_audio, dev)
@@ -213,7 +236,7 @@ class UniAVGenModel(nn.Module):
             if self.block_swap is not None:
                 self.block_swap.acquire(layer)
             xa = self.audio_blocks[layer](xa, e0_a, a_rope, layout.key_mask, speech, (a_rope, s_rope), speech_valid)
-            xv = self.blocks[layer](xv, e0_v, v_rope, None, caption, None, None)
+            xv = self.blocks[layer](xv, e0_v, v_rope, None, caption, None, caption_bias)
             k = inter_index.get(layer)
             if k is not None and (a2v_needed or v2a_needed or capture_masks):
                 # both directions read the post-block states of this layer (spec §3.7)
