@@ -60,13 +60,17 @@ class BlockSwap:
         self.prefetch(self.next_after(layer))
 
     def release(self, layer: int) -> None:
-        """Back to the CPU copies; the device copies are freed once the compute using them is done."""
+        """Back to the CPU copies; the device copies are freed once the compute using them is done.
+        After the last swapped layer, the first one is fetched again for the next step, so its
+        copy overlaps the output head, the sampler's update and the next step's embeddings."""
         if layer not in self.host:
             return
         for tensor, home in self.host[layer]:
             if self.cuda:
                 tensor.data.record_stream(torch.cuda.current_stream(self.device))
             tensor.data = home
+        if self.cuda and layer == self.layers[-1]:
+            self.prefetch(self.layers[0])
 
     def park(self) -> None:
         """All swapped weights back on their CPU copies (after something moved the whole model)."""

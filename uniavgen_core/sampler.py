@@ -160,31 +160,35 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     n = len(requests)
     masks = None
 
-    for i in range(params.steps):
-        per_request = [pass_switches(r.task, i, params) for r in requests]
-        sw_c = sum((p[0] for p in per_request[1:]), per_request[0][0])
-        sw_u = sum((p[1] for p in per_request[1:]), per_request[0][1])
-        t = sched[i].expand(n)
-        v_in, a_in = x_v.to(dtype), x_a.to(dtype)
-        if params.batch_cfg:
-            out = model(torch.cat([v_in, v_in]), torch.cat([a_in, a_in]), torch.cat([t, t]), both, sw_c + sw_u,
-                        capture_masks=capture_face_masks)
-            vel_v_c, vel_v_u = out.video.split(n)
-            vel_a_c, vel_a_u = out.audio.split(n)
-            masks = None if out.face_masks is None else out.face_masks[:n]
-        else:
-            out_c = model(v_in, a_in, t, cond_batch, sw_c, capture_masks=capture_face_masks)
-            out_u = model(v_in, a_in, t, null_batch, sw_u)
-            (vel_v_c, vel_a_c, masks), (vel_v_u, vel_a_u, _) = out_c, out_u
-        vel_v = vel_v_u + params.video_cfg * (vel_v_c - vel_v_u)
-        vel_a = vel_a_u + params.audio_cfg * (vel_a_c - vel_a_u)
-        dt = (sched[i] - sched[i + 1]) / NUM_TIMESTEPS
-        x_a = x_a + (-vel_a) * dt
-        x_v = x_v + (-vel_v[:, :, 1:]) * dt           # the reference frame's prediction is dropped
-        if callback is not None:
-            sigma = float(sched_host[i]) / NUM_TIMESTEPS
-            callback(StepInfo(i, params.steps, float(sched_host[i]), x_v, x_a,
-                              v_in.float() - sigma * vel_v[:, :, 1:], a_in.float() - sigma * vel_a, masks))
+    try:
+        for i in range(params.steps):
+            per_request = [pass_switches(r.task, i, params) for r in requests]
+            sw_c = sum((p[0] for p in per_request[1:]), per_request[0][0])
+            sw_u = sum((p[1] for p in per_request[1:]), per_request[0][1])
+            t = sched[i].expand(n)
+            v_in, a_in = x_v.to(dtype), x_a.to(dtype)
+            if params.batch_cfg:
+                out = model(torch.cat([v_in, v_in]), torch.cat([a_in, a_in]), torch.cat([t, t]), both, sw_c + sw_u,
+                            capture_masks=capture_face_masks)
+                vel_v_c, vel_v_u = out.video.split(n)
+                vel_a_c, vel_a_u = out.audio.split(n)
+                masks = None if out.face_masks is None else out.face_masks[:n]
+            else:
+                out_c = model(v_in, a_in, t, cond_batch, sw_c, capture_masks=capture_face_masks)
+                out_u = model(v_in, a_in, t, null_batch, sw_u)
+                (vel_v_c, vel_a_c, masks), (vel_v_u, vel_a_u, _) = out_c, out_u
+            vel_v = vel_v_u + params.video_cfg * (vel_v_c - vel_v_u)
+            vel_a = vel_a_u + params.audio_cfg * (vel_a_c - vel_a_u)
+            dt = (sched[i] - sched[i + 1]) / NUM_TIMESTEPS
+            x_a = x_a + (-vel_a) * dt
+            x_v = x_v + (-vel_v[:, :, 1:]) * dt           # the reference frame's prediction is dropped
+            if callback is not None:
+                sigma = float(sched_host[i]) / NUM_TIMESTEPS
+                callback(StepInfo(i, params.steps, float(sched_host[i]), x_v, x_a,
+                                  v_in.float() - sigma * vel_v[:, :, 1:], a_in.float() - sigma * vel_a, masks))
+    finally:
+        if getattr(model, "block_swap", None) is not None:
+            model.block_swap.park()        # drop the next step's prefetched layer
 
     # write the conditions back (spec §6.5)
     for j, r in enumerate(requests):
