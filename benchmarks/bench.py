@@ -23,6 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from uniavgen_core.attention import BACKENDS, resolve_backend  # noqa: E402
 from uniavgen_core.conditioning import Condition, ConditionBatch  # noqa: E402
 from uniavgen_core.config import UniAVGenConfig  # noqa: E402
 from uniavgen_core.convert import QUANTISED, quantise  # noqa: E402
@@ -41,13 +42,14 @@ SHAPES = {
 
 
 def build(config: UniAVGenConfig, dtype, device, fp8: bool = False):
-    """Random weights; with fp8 the transformer matrices are stored as scaled e4m3fn, as the converter writes them."""
+    """Random weights on `device`; with fp8 the transformer matrices are stored as scaled e4m3fn, as the
+    converter writes them."""
     with torch.device("meta"):
         model = UniAVGenModel(config)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device).manual_seed(0)          # drawn where they run: 7B values are slow on a CPU
     state = {}
     for key, value in model.state_dict().items():
-        weight = torch.randn(value.shape, generator=gen) * 0.02
+        weight = torch.randn(value.shape, generator=gen, device=device) * 0.02
         if fp8 and QUANTISED.match(key):
             state[key], state[key[: -len("weight")] + "scale_weight"] = quantise(weight)
             model.get_submodule(key[: -len(".weight")]).register_buffer("scale_weight", torch.empty((), device="meta"))
@@ -110,13 +112,15 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_mode(shape, mode, device, steps):
+def run_mode(shape, mode, device, steps, attention="auto"):
     """mode: '+'-joined parts: resident (the compute dtype: bf16 on GPU, fp32 on CPU), fp32, fp8,
-    swapN (block swap of N layer pairs), compile (torch.compile of the blocks)."""
+    swapN (block swap of N layer pairs), compile (torch.compile of the blocks), and an attention
+    backend (sdpa, flash_attn, sage; default `attention`, resolved as the model loader does)."""
     parts = mode.split("+")
     dtype = torch.float32 if "fp32" in parts or device.type != "cuda" else torch.bfloat16
     reset_peak_rss()
     model = build(shape["config"], dtype, device, fp8="fp8" in parts)
+    model.attention_backend = resolve_backend(next((p for p in parts if p in BACKENDS), attention))
     swap = next((int(p[4:]) for p in parts if p.startswith("swap")), 0)
     if swap:
         model.set_block_swap(swap, device)
@@ -145,21 +149,37 @@ def run_mode(shape, mode, device, steps):
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else peak_rss())
     rate = matmul_rate(device, dtype)
+    backend = model.attention_backend
     del model
-    return dict(mode=mode, dtype=str(dtype).replace("torch.", ""), step=min(times), flops=flops, rate=rate,
-                floor=flops / rate, peak=peak, compile=compile_seconds)
+    return dict(mode=mode, dtype=str(dtype).replace("torch.", ""), attention=backend, step=min(times), flops=flops,
+                rate=rate, floor=flops / rate, peak=peak, compile=compile_seconds)
+
+
+def try_mode(shape, mode, device, steps, attention="auto"):
+    """run_mode, with a failure (out of memory, a missing kernel) reported as the mode's row."""
+    try:
+        return run_mode(shape, mode, device, steps, attention)
+    except Exception as e:                                    # noqa: BLE001 - one mode's failure is a result
+        return dict(mode=mode, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200])
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def table(rows, shape_name, device) -> str:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, " \
                                                                         f"{torch.get_num_threads()} threads)"
     lines = [f"### {datetime.date.today()} — {name}, shape `{shape_name}`", "",
-             "| mode | dtype | step (cond+null) | compute | matmul rate | floor | step / floor | peak memory" + (" (GPU) |" if device.type == "cuda" else " (RSS) |"),
-             "|---|---|---|---|---|---|---|---|"]
+             "| mode | dtype | attention | step (cond+null) | compute | matmul rate | floor | step / floor | peak memory"
+             + (" (GPU) |" if device.type == "cuda" else " (RSS) |"),
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['dtype']} | {r['step']:.3f} s | {r['flops'] / 1e12:.2f} TFLOP | "
-                     f"{r['rate'] / 1e12:.2f} TFLOP/s | {r['floor']:.3f} s | {r['step'] / r['floor']:.2f}x | "
-                     f"{r['peak'] / 2 ** 30:.2f} GiB |"
+        if "error" in r:
+            lines.append(f"| {r['mode']} | failed: {r['error'].replace('|', '/')} |")
+            continue
+        lines.append(f"| {r['mode']} | {r['dtype']} | {r['attention']} | {r['step']:.3f} s | "
+                     f"{r['flops'] / 1e12:.2f} TFLOP | {r['rate'] / 1e12:.2f} TFLOP/s | {r['floor']:.3f} s | "
+                     f"{r['step'] / r['floor']:.2f}x | {r['peak'] / 2 ** 30:.2f} GiB |"
                      + (f" (first call with compilation {r['compile']:.0f} s)" if r["compile"] else ""))
     return "\n".join(lines) + "\n"
 
@@ -169,13 +189,15 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--shape", choices=sorted(SHAPES), help="default: official on cuda, mid on cpu")
     parser.add_argument("--modes", default="resident")
+    parser.add_argument("--attention", default="auto",
+                        help="backend of the modes that name none: auto, " + ", ".join(BACKENDS))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--markdown", type=Path, help="append the table to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
     shape_name = args.shape or ("official" if device.type == "cuda" else "mid")
     torch.set_grad_enabled(False)
-    rows = [run_mode(SHAPES[shape_name], m, device, args.steps) for m in args.modes.split(",")]
+    rows = [try_mode(SHAPES[shape_name], m, device, args.steps, args.attention) for m in args.modes.split(",")]
     text = table(rows, shape_name, device)
     print(text)
     if args.markdown:

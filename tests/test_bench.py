@@ -15,4 +15,37 @@ def test_benchmark_modes_run_and_report():
     rows = [bench.run_mode(bench.SHAPES["tiny"], mode, device, steps=1) for mode in ("resident", "fp8+swap2")]
     assert all(r["flops"] > 0 and r["step"] > 0 and r["floor"] > 0 for r in rows)
     text = bench.table(rows, "tiny", device)
-    assert "| fp8+swap2 | float32 |" in text and "step / floor" in text
+    assert "| fp8+swap2 | float32 | sdpa |" in text and "step / floor" in text
+
+
+def test_a_failing_mode_is_a_row_not_a_crash():
+    torch.set_grad_enabled(False)
+    device = torch.device("cpu")
+    rows = [bench.try_mode(bench.SHAPES["tiny"], mode, device, steps=1) for mode in ("swap99", "resident+sage")]
+    assert "error" in rows[0] and "choose 0..4" in rows[0]["error"]
+    assert rows[1]["attention"] == "sdpa"               # sage needs CUDA: the loader's fallback, logged
+    text = bench.table(rows, "tiny", device)
+    assert "| swap99 | failed: ValueError: block swap of 99 layer pairs" in text
+    assert "| resident+sage | float32 | sdpa |" in text
+
+
+def test_memory_estimate_follows_live_tensors_and_swap():
+    import memory_estimate as est
+    torch.set_grad_enabled(False)
+    with est.LiveBytes(set()) as tracker:
+        a = torch.ones(1000, device="meta")            # 4000 bytes
+        b = a * 2                                        # 8000 alive
+        del a
+        c = b + 1                                        # 8000 alive again (a was freed)
+        del b
+        d = c[:10].clone()                               # 4040: a 40-byte copy, the view adds nothing
+        del c, d
+    assert tracker.peak == 8000
+    rows = {m: est.estimate(bench.SHAPES["tiny"], m) for m in ("resident", "fp8", "swap4", "fp8+swap4")}
+    layers = est.layer_bytes(est.meta_model(bench.SHAPES["tiny"]["config"], fp8=False))
+    assert rows["resident"]["resident"] - rows["swap4"]["resident"] == sum(layers)
+    assert rows["swap4"]["in_flight"] == sum(sorted(layers)[-2:])
+    assert rows["fp8+swap4"]["in_flight"] < rows["swap4"]["in_flight"]
+    assert rows["fp8"]["resident"] < rows["resident"]["resident"]
+    for r in rows.values():
+        assert r["activations"] > 0 and r["total"] == r["resident"] + r["in_flight"] + r["activations"]
