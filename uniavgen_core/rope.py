@@ -65,8 +65,9 @@ def a2v_key_table(head_dim: int, audio_head_dim: int, length: int, device: torch
 def apply_rope(x: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Rotate x [..., L, H, D] by a [L, D/2] table; computed in float32, returned in x.dtype."""
     cos, sin = (t[:, None, :] for t in table)
-    pairs = x.float().unflatten(-1, (-1, 2))
+    pairs = x.unflatten(-1, (-1, 2))
     x0, x1 = pairs[..., 0], pairs[..., 1]
-    # (x0 cos - x1 sin, x0 sin + x1 cos), each as one product and one fused multiply-add
+    # (x0 cos - x1 sin, x0 sin + x1 cos), each as one product and one fused multiply-add; the
+    # float32 tables promote the products, so bf16 input is read once, without a float32 copy
     out = torch.stack(((x0 * cos).addcmul_(x1, sin, value=-1), (x0 * sin).addcmul_(x1, cos)), dim=-1)
     return out.flatten(-2).to(x.dtype)
