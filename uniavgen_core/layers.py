@@ -10,8 +10,10 @@ from .rope import apply_rope
 
 
 class RMSNorm(nn.Module):
-    """RMS norm over the full width, computed in the input dtype: the release does not upcast
-    (spec §3.5, §9 item 10)."""
+    """RMS norm over the full width. As released (spec §3.5, §9 item 10), x is not upcast: the
+    output is x * scale * weight in the input dtype. The mean square is one float32 reduction
+    (the release squares in the input dtype first), so in bf16 the scale can differ in its last
+    bit, and the norm reads x once instead of writing and reading a squared copy."""
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -19,13 +21,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        if x.dtype == torch.float32:
-            # The same maths with one reduction pass instead of a squared copy (2.5x faster on the CPU).
-            mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1])
-        else:
-            # bf16/fp16: squares rounded to the input dtype before the mean, bit-faithful to the release
-            mean_square = x.pow(2).mean(dim=-1, keepdim=True)
-        return (x * mean_square.add_(self.eps).rsqrt_()).mul_(cast_like(self.weight, x))
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
+        scale = norm.square_().div_(x.shape[-1]).add_(self.eps).rsqrt_().to(x.dtype)
+        return (x * scale).mul_(cast_like(self.weight, x))
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

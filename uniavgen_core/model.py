@@ -52,9 +52,11 @@ def _caption_bias(lens: tuple, text_len: int, bucket: int, device):
     attention over one of them with its logit raised by log(m). Keep each sample's real rows and
     one padding row, with the batch's row count rounded up to a multiple of `bucket`; the rows a
     sample does not use are masked. Returns the [B, rows] float32 logit bias, or None when that
-    saves nothing."""
+    saves nothing. On CUDA it returns None: there the fused attention kernels over all rows cost
+    less than the materialised float32 logits of the biased path (at 20,746 video tokens, about
+    0.5 ms against 1 ms a layer by memory traffic)."""
     rows = -(-(max(lens) + 1) // bucket) * bucket
-    if rows >= text_len:
+    if rows >= text_len or torch.device(device).type == "cuda":
         return None
     bias = np.full((len(lens), rows), -np.inf, dtype=np.float32)
     for i, n in enumerate(lens):

@@ -67,7 +67,9 @@ def apply_rope(x: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> tor
     cos, sin = (t[:, None, :] for t in table)
     pairs = x.unflatten(-1, (-1, 2))
     x0, x1 = pairs[..., 0], pairs[..., 1]
-    # (x0 cos - x1 sin, x0 sin + x1 cos), each as one product and one fused multiply-add; the
-    # float32 tables promote the products, so bf16 input is read once, without a float32 copy
-    out = torch.stack(((x0 * cos).addcmul_(x1, sin, value=-1), (x0 * sin).addcmul_(x1, cos)), dim=-1)
-    return out.flatten(-2).to(x.dtype)
+    # (x0 cos - x1 sin, x0 sin + x1 cos): the float32 tables promote the products (bf16 input is
+    # read once, with no float32 copy) and each half is rounded straight into the output's dtype
+    out = x.new_empty(torch.broadcast_shapes(x0.shape, cos.shape) + (2,))     # x may broadcast over positions
+    out[..., 0] = (x0 * cos).addcmul_(x1, sin, value=-1)
+    out[..., 1] = (x0 * sin).addcmul_(x1, cos)
+    return out.flatten(-2)
