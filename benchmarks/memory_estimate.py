@@ -4,8 +4,8 @@
 
 The forward runs on meta tensors under a dispatch mode that follows every tensor the step
 creates and frees, and records the most bytes alive at once. Attention is counted as a fused
-kernel (its output only), as SDPA's flash/cuDNN kernels and FlashAttention behave; the caption
-attention's float32 logits are counted as they are. Resident weights are added from the model,
+kernel (its output only), as SDPA's flash/cuDNN kernels and FlashAttention behave, and the
+caption keeps all its rows, as on CUDA. Resident weights are added from the model,
 and block swap adds the two layer pairs in flight (the running one and the prefetched one).
 CUDA workspaces and allocator fragmentation are not included: this is a floor for the measured
 peak, to be read next to `bench.py --device cuda`.
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench  # noqa: E402
 from uniavgen_core import attention  # noqa: E402
+from uniavgen_core import model as model_module  # noqa: E402
 from uniavgen_core.convert import QUANTISED  # noqa: E402
 from uniavgen_core.model import UniAVGenModel  # noqa: E402
 
@@ -84,13 +85,14 @@ def estimate(shape: dict, mode: str) -> dict:
     resident = sum(t.nbytes for t in tensors) - sum(swapped)
     in_flight = sum(sorted(swapped)[-2:])
     inputs = bench.step_inputs(model, shape, torch.device("meta"))
-    fused = attention._sdpa
+    fused, bias = attention._sdpa, model_module._caption_bias
     attention._sdpa = lambda q, k, v, key_mask=None: torch.empty_like(q)
+    model_module._caption_bias = lambda *args: None
     try:
         with LiveBytes({t.untyped_storage()._cdata for t in tensors}) as tracker:
             model(*inputs)
     finally:
-        attention._sdpa = fused
+        attention._sdpa, model_module._caption_bias = fused, bias
     return dict(mode=mode, resident=resident, in_flight=in_flight, activations=tracker.peak,
                 total=resident + in_flight + tracker.peak)
 

@@ -2,6 +2,7 @@
 import sys
 
 import torch
+import torch._dynamo
 
 from conftest import REPO
 
@@ -49,3 +50,20 @@ def test_memory_estimate_follows_live_tensors_and_swap():
     assert rows["fp8"]["resident"] < rows["resident"]["resident"]
     for r in rows.values():
         assert r["activations"] > 0 and r["total"] == r["resident"] + r["in_flight"] + r["activations"]
+
+
+def test_every_mode_stays_within_bf16_tolerance_of_the_golden_runs(golden_dir, tmp_path):
+    import mode_parity
+    from uniavgen_core.convert import convert
+    torch.set_grad_enabled(False)
+    fp8 = tmp_path / "fp8.safetensors"
+    convert(golden_dir, fp8, "fp8")
+    rows = {mode: mode_parity.errors(mode_parity.build(mode, golden_dir, fp8), golden_dir)
+            for mode in mode_parity.MODES}
+    print(rows)
+    assert set(rows["float32"]) == {"avg.video", "avg.audio", "a2v.video"}
+    assert max(rows["float32"].values()) < 1e-3                   # the golden tolerance of whole runs
+    for mode, errs in rows.items():
+        assert max(errs.values()) < 0.05, mode                    # bf16 rounding, accumulated over the run
+    assert rows["bf16 swap15"] == rows["bf16"]                    # block swap moves weights, nothing else
+    torch._dynamo.reset()

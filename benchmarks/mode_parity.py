@@ -1,0 +1,71 @@
+"""Every speed/memory mode against the official float32 golden outputs: whole sampling runs on
+the public golden cases, relative L2 error per output.
+
+    python benchmarks/mode_parity.py [GOLDEN_DIR]      # default ../shared/golden/public
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from uniavgen_core.convert import convert  # noqa: E402
+from uniavgen_core.golden import case_inputs, case_params, case_request  # noqa: E402
+from uniavgen_core.loading import load_model  # noqa: E402
+from uniavgen_core.sampler import sample  # noqa: E402
+
+MODES = ("float32", "bf16", "fp8", "fp8 float32 compute", "bf16 swap15", "bf16 compile")
+
+
+def build(mode: str, golden: Path, fp8_file: Path):
+    if mode == "float32":
+        return load_model(golden, dtype=torch.float32)
+    model = load_model(fp8_file if mode.startswith("fp8") else golden,
+                       compute_dtype=torch.float32 if "float32 compute" in mode else None)
+    if "swap15" in mode:
+        model.set_block_swap(15, "cpu")
+    if "compile" in mode:
+        model.compile_blocks(backend="eager")          # the captured graphs; inductor would only add codegen
+    return model
+
+
+def errors(model, golden: Path) -> dict[str, float]:
+    """{case.output: relative L2} for every golden output the run generates (outputs that the
+    conditions write back whole, e.g. A2V's audio, are left out)."""
+    cases = json.loads((golden / "golden.json").read_text())["cases"]
+    tensors = load_file(golden / "golden.safetensors")
+    out = {}
+    for name, case in cases.items():
+        inputs = case_inputs(tensors, name)
+        request = case_request(case, inputs)
+        result = sample(model, [request], case_params(case), noise=(inputs["noise_video"], inputs["noise_audio"]))
+        generated = {"video": request.condition.video_cond < request.latent_frames,
+                     "audio": request.condition.audio_cond < request.mel_frames}
+        for key, ours in (("video", result.video), ("audio", result.audio)):
+            if generated[key]:
+                ref = tensors[f"{name}.out.{key}"]
+                out[f"{name}.{key}"] = float((ours.float() - ref).norm() / ref.norm())
+    return out
+
+
+def main():
+    golden = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/golden/public")
+    torch.set_grad_enabled(False)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp8_file = Path(tmp) / "fp8.safetensors"
+        convert(golden, fp8_file, "fp8")
+        rows = {mode: errors(build(mode, golden, fp8_file), golden) for mode in MODES}
+    names = list(rows["float32"])
+    print("| mode | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for mode, errs in rows.items():
+        print(f"| {mode} | " + " | ".join(f"{errs[n]:.4f}" for n in names) + " |")
+
+
+if __name__ == "__main__":
+    main()
