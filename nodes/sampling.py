@@ -99,7 +99,9 @@ class UniAVGenSampler:
         mm = host.mm()
         device = mm.get_torch_device()
         _, h, w = reference.latent.shape[1:]
-        needed = activation_bytes(cfg, duration.latent_frames, h, w, duration.mel_frames, batch=2)
+        ref_mel = job.request.condition.ref_len
+        needed = activation_bytes(cfg, duration.latent_frames, h, w, duration.mel_frames, batch=2,
+                                  dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=ref_mel)
         mm.load_models_gpu([model], memory_required=needed)
         if model.model.block_swap:
             if net.block_swap is None:

@@ -67,3 +67,17 @@ def test_every_mode_stays_within_bf16_tolerance_of_the_golden_runs(golden_dir, t
         assert max(errs.values()) < 0.05, mode                    # bf16 rounding, accumulated over the run
     assert rows["bf16 swap15"] == rows["bf16"]                    # block swap moves weights, nothing else
     torch._dynamo.reset()
+
+
+def test_the_memory_managers_estimate_bounds_the_measured_peak():
+    """The Sampler node reserves activation_bytes for ComfyUI; the meta-device measurement of the
+    same step must fit in it, without the reservation being wasteful."""
+    import memory_estimate as est
+    from uniavgen_core.memory import activation_bytes
+    torch.set_grad_enabled(False)
+    for name in ("official", "mid"):
+        shape = bench.SHAPES[name]
+        measured = est.estimate(shape, "resident")["activations"]
+        reserved = activation_bytes(shape["config"], shape["frames"], shape["h"], shape["w"], shape["mel"], batch=2)
+        print(name, measured / 2 ** 30, reserved / 2 ** 30)
+        assert measured < reserved < 1.5 * measured + 256 * 2 ** 20, name

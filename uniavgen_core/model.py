@@ -181,8 +181,8 @@ class UniAVGenModel(nn.Module):
         frame = torch.arange(frames, device=dev)
         is_cond = (frame[None] < video_cond[:, None])[:, None, :, None, None]
         x = torch.where(is_cond, cond.cond_latent.to(dtype), video.to(dtype))
-        x = self.patch_embedding(torch.cat([cond.ref_latent.to(dtype), x], dim=2))
-        xv = x.flatten(2).transpose(1, 2)                                               # [B, (1+F)*n, d]
+        x = torch.cat([cond.ref_latent.to(dtype), x], dim=2)
+        xv = self.patch_embedding(x).flatten(2).transpose(1, 2)                       # [B, (1+F)*n, d]
         caption_bias = _caption_bias(cond.caption_lens, cfg.text_len, self.caption_bucket, dev)
         rows = cfg.text_len if caption_bias is None else caption_bias.shape[1]
         caption = self.text_embedding_video(cond.caption[:, :rows].to(dtype))
@@ -253,6 +253,7 @@ class UniAVGenModel(nn.Module):
                     xv[:, n:] += (dv.view(b, frames, n, -1) * gain_v).view(b, frames * n, -1)
                 if da is not None:
                     xa = layout.add_to_target(xa, da * gain_a)
+                del v_tgt, a_tgt, mask, dv, da  # not kept through the next layer: peak memory
             if self.block_swap is not None:
                 self.block_swap.release(layer)
             if before is not None:
