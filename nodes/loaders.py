@@ -56,8 +56,9 @@ class UniAVGenModelLoader:
                           "An unavailable choice falls back to SDPA with the reason in the log."}),
             "block_swap": ("INT", {"default": 0, "min": 0, "max": 30, "tooltip":
                            "Layer pairs whose weights stay in CPU memory and are streamed to the GPU one layer "
-                           "at a time (prefetched while the previous layer computes). Saves about 0.45 GB of VRAM "
-                           "per pair in bf16; 30 with an fp8 file fits the DiT in about 8 GB."}),
+                           "at a time (prefetched while the previous layer computes). Saves about 0.43 GiB of VRAM "
+                           "per pair in bf16, half that with an fp8 file; 30 with an fp8 file needs about 3 GiB "
+                           "at 736x1312, 5 s (the README has a table per GPU size)."}),
             "compile": ("BOOLEAN", {"default": False, "tooltip":
                         "torch.compile the transformer blocks: the first run compiles (minutes), later steps "
                         "are faster. Needs a working Triton/compiler setup."}),
