@@ -41,18 +41,33 @@ SHAPES = {
 }
 
 
+def parse_mode(mode: str) -> tuple[list[str], bool, int]:
+    """'+'-joined mode parts, whether the weights are fp8, and the block-swap count (swapN)."""
+    parts = mode.split("+")
+    return parts, "fp8" in parts, next((int(p[4:]) for p in parts if p.startswith("swap")), 0)
+
+
+def quantised_modules(model: UniAVGenModel) -> list[str]:
+    """Modules whose weight the converter stores as scaled fp8, each given its meta `scale_weight` buffer."""
+    names = [key[: -len(".weight")] for key in model.state_dict() if QUANTISED.match(key)]
+    for name in names:
+        model.get_submodule(name).register_buffer("scale_weight", torch.empty((), device="meta"))
+    return names
+
+
 def build(config: UniAVGenConfig, dtype, device, fp8: bool = False):
     """Random weights on `device`; with fp8 the transformer matrices are stored as scaled e4m3fn, as the
     converter writes them."""
     with torch.device("meta"):
         model = UniAVGenModel(config)
+    shapes = {key: value.shape for key, value in model.state_dict().items()}
+    quantised = set(quantised_modules(model)) if fp8 else set()
     gen = torch.Generator(device).manual_seed(0)          # drawn where they run: 7B values are slow on a CPU
     state = {}
-    for key, value in model.state_dict().items():
-        weight = torch.randn(value.shape, generator=gen, device=device) * 0.02
-        if fp8 and QUANTISED.match(key):
+    for key, shape in shapes.items():
+        weight = torch.randn(shape, generator=gen, device=device) * 0.02
+        if key[: -len(".weight")] in quantised:
             state[key], state[key[: -len("weight")] + "scale_weight"] = quantise(weight)
-            model.get_submodule(key[: -len(".weight")]).register_buffer("scale_weight", torch.empty((), device="meta"))
         else:
             state[key] = weight.to(dtype)
     model.load_state_dict(state, assign=True)
@@ -66,9 +81,11 @@ def step_inputs(model, shape, device):
     gen = torch.Generator().manual_seed(1)
     ref = torch.randn(48, 1, h, w, generator=gen)
     make = lambda ids, rows: Condition(ids, torch.randn(rows, model.config.text_dim, generator=gen), ref, ref)
+    vocab, text_len = model.config.speech_vocab_size, model.config.text_len
     cond = ConditionBatch.cat([
-        ConditionBatch.stack([make(torch.randint(0, 2545, (80,), generator=gen), 60)], frames, mel, 512, device, dtype),
-        ConditionBatch.stack([make(torch.tensor([0] + [-1] * 9), 1)], frames, mel, 512, device, dtype)])
+        ConditionBatch.stack([make(torch.randint(0, vocab, (80,), generator=gen), 60)], frames, mel, text_len,
+                             device, dtype),
+        ConditionBatch.stack([make(torch.tensor([0] + [-1] * 9), 1)], frames, mel, text_len, device, dtype)])
     c, u = pass_switches(Task.AVG, 0, SamplingParams())
     video = torch.randn(2, 48, frames, h, w, generator=gen).to(device, dtype)
     audio = torch.randn(2, mel, 80, generator=gen).to(device, dtype)
@@ -116,12 +133,11 @@ def run_mode(shape, mode, device, steps, attention="auto"):
     """mode: '+'-joined parts: resident (the compute dtype: bf16 on GPU, fp32 on CPU), fp32, fp8,
     swapN (block swap of N layer pairs), compile (torch.compile of the blocks), and an attention
     backend (sdpa, flash_attn, sage; default `attention`, resolved as the model loader does)."""
-    parts = mode.split("+")
+    parts, fp8, swap = parse_mode(mode)
     dtype = torch.float32 if "fp32" in parts or device.type != "cuda" else torch.bfloat16
     reset_peak_rss()
-    model = build(shape["config"], dtype, device, fp8="fp8" in parts)
+    model = build(shape["config"], dtype, device, fp8=fp8)
     model.attention_backend = resolve_backend(next((p for p in parts if p in BACKENDS), attention))
-    swap = next((int(p[4:]) for p in parts if p.startswith("swap")), 0)
     if swap:
         model.set_block_swap(swap, device)
     inputs = step_inputs(model, shape, device)

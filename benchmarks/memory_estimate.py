@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench  # noqa: E402
 from uniavgen_core import attention  # noqa: E402
 from uniavgen_core import model as model_module  # noqa: E402
-from uniavgen_core.convert import QUANTISED  # noqa: E402
 from uniavgen_core.model import UniAVGenModel  # noqa: E402
 
 GIB = 2 ** 30
@@ -55,10 +54,9 @@ def meta_model(config, fp8: bool) -> UniAVGenModel:
     with torch.device("meta"):
         model = UniAVGenModel(config).to(torch.bfloat16)
     if fp8:
-        for name, module in model.named_modules():
-            if QUANTISED.match(name + ".weight"):
-                module.weight.data = torch.empty(module.weight.shape, dtype=torch.float8_e4m3fn, device="meta")
-                module.register_buffer("scale_weight", torch.empty((), device="meta"))
+        for name in bench.quantised_modules(model):
+            weight = model.get_submodule(name).weight
+            weight.data = torch.empty(weight.shape, dtype=torch.float8_e4m3fn, device="meta")
     model.compute_dtype = torch.bfloat16
     return model.eval().requires_grad_(False)
 
@@ -76,9 +74,8 @@ def layer_bytes(model: UniAVGenModel) -> list[int]:
 
 
 def estimate(shape: dict, mode: str) -> dict:
-    parts = mode.split("+")
-    model = meta_model(shape["config"], fp8="fp8" in parts)
-    swap = next((int(p[4:]) for p in parts if p.startswith("swap")), 0)
+    _, fp8, swap = bench.parse_mode(mode)
+    model = meta_model(shape["config"], fp8)
     tensors = list(model.parameters()) + list(model.buffers())
     sizes = layer_bytes(model)
     swapped = sizes[len(sizes) - swap:] if swap else []

@@ -5,7 +5,6 @@ the public golden cases, relative L2 error per output.
 """
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -15,7 +14,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from uniavgen_core.convert import convert  # noqa: E402
-from uniavgen_core.golden import case_inputs, case_params, case_request  # noqa: E402
+from uniavgen_core.golden import case_params, case_request, model_cases  # noqa: E402
 from uniavgen_core.loading import load_model  # noqa: E402
 from uniavgen_core.sampler import sample  # noqa: E402
 
@@ -34,23 +33,26 @@ def build(mode: str, golden: Path, fp8_file: Path):
     return model
 
 
-def errors(model, golden: Path) -> dict[str, float]:
+def errors(model, cases: list, expected: dict) -> dict[str, float]:
     """{case.output: relative L2} for every golden output the run generates (outputs that the
     conditions write back whole, e.g. A2V's audio, are left out)."""
-    cases = json.loads((golden / "golden.json").read_text())["cases"]
-    tensors = load_file(golden / "golden.safetensors")
     out = {}
-    for name, case in cases.items():
-        inputs = case_inputs(tensors, name)
+    for name, case, inputs in cases:
         request = case_request(case, inputs)
         result = sample(model, [request], case_params(case), noise=(inputs["noise_video"], inputs["noise_audio"]))
         generated = {"video": request.condition.video_cond < request.latent_frames,
                      "audio": request.condition.audio_cond < request.mel_frames}
         for key, ours in (("video", result.video), ("audio", result.audio)):
             if generated[key]:
-                ref = tensors[f"{name}.out.{key}"]
+                ref = expected[f"{name}.out.{key}"]
                 out[f"{name}.{key}"] = float((ours.float() - ref).norm() / ref.norm())
     return out
+
+
+def run_modes(golden: Path, fp8_file: Path) -> dict[str, dict[str, float]]:
+    """{mode: errors} for every mode; the golden cases are read once."""
+    cases, expected = model_cases(golden), load_file(golden / "golden.safetensors")
+    return {mode: errors(build(mode, golden, fp8_file), cases, expected) for mode in MODES}
 
 
 def main():
@@ -59,7 +61,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         fp8_file = Path(tmp) / "fp8.safetensors"
         convert(golden, fp8_file, "fp8")
-        rows = {mode: errors(build(mode, golden, fp8_file), golden) for mode in MODES}
+        rows = run_modes(golden, fp8_file)
     names = list(rows["float32"])
     print("| mode | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))

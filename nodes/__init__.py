@@ -1,5 +1,6 @@
 """ComfyUI node adapters (classic V1 API). Thin: validate, convert, call uniavgen_core."""
 from .decoding import UniAVGenAudioDecode
+from .folders import register as register_folders  # noqa: F401  (the pack entry point calls it)
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
 from .loaders import UniAVGenConvertModel, UniAVGenModelLoader, UniAVGenVocoderLoader
 from .sampling import UniAVGenSampler
@@ -17,8 +18,3 @@ _NODES = {
 }
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: name for cls, name in _NODES.items()}
-
-
-def register_folders():
-    from .folders import register
-    register()

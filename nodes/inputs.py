@@ -12,7 +12,7 @@ from uniavgen_core.face import FaceDetectorUnavailable, box_mask, detect_face
 from uniavgen_core.jobs import Speech
 from uniavgen_core.loading import embedded_vocab
 from uniavgen_core.speech_tokenizer import SpeechTokenizer
-from uniavgen_core.timing import TEMPORAL_STRIDE
+from uniavgen_core.timing import TEMPORAL_STRIDE, video_frames
 
 from . import folders, host
 from .common import ASPECTS, CATEGORY, CROPS, resolution_inputs, with_messages
@@ -64,7 +64,6 @@ class UniAVGenSpeechText:
 @dataclass
 class Reference:
     latent: torch.Tensor                 # [48, 1, h, w] normalised Wan2.2 latent
-    image: torch.Tensor                  # [1, H, W, 3] what the model sees
 
 
 def target_size(height, width, resolution, short_side):
@@ -132,7 +131,7 @@ class UniAVGenReferenceImage:
         mask = box_mask(out_h, out_w, None if box is None else
                         (box[0] * out_h / height, box[1] * out_w / width, box[2] * out_h / height,
                          box[3] * out_w / width))
-        return with_messages((Reference(latent, prepared), prepared, mask[None]), messages)
+        return with_messages((Reference(latent), prepared, mask[None]), messages)
 
 
 @dataclass
@@ -167,7 +166,10 @@ class UniAVGenAudioEncode:
 class DrivingVideo:
     latent: torch.Tensor                 # [48, T, h, w] normalised, 4(T-1)+1 frames at 16 fps
     reference: Reference                 # its first frame
-    frames: int
+
+    @property
+    def frames(self) -> int:
+        return video_frames(self.latent.shape[1])
 
 
 class UniAVGenVideoEncode:
@@ -205,5 +207,4 @@ class UniAVGenVideoEncode:
         clip = image_prep.resize(clip, out_h, out_w)
         latent = encode_frames(vae, clip)
         # the Wan2.2 VAE is causal: the first latent frame encodes the first picture alone
-        reference = Reference(latent[:, :1], clip[:1])
-        return with_messages((DrivingVideo(latent, reference, usable), clip), messages)
+        return with_messages((DrivingVideo(latent, Reference(latent[:, :1])), clip), messages)

@@ -15,11 +15,10 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 class UniAVGenHandle(torch.nn.Module):
     """What ComfyUI's ModelPatcher manages: the DiT plus where it came from."""
 
-    def __init__(self, model, path, weight_dtype, block_swap=0):
+    def __init__(self, model, path, block_swap=0):
         super().__init__()
         self.diffusion_model = model
         self.path = path
-        self.weight_dtype = weight_dtype
         self.block_swap = block_swap          # layer pairs kept on the CPU while sampling
 
 
@@ -77,15 +76,13 @@ class UniAVGenModelLoader:
         device, offload = mm.get_torch_device(), mm.unet_offload_device()
         if weight_dtype == "auto" and is_scaled_fp8(path):
             # fp8 weights stay fp8 and are dequantised per layer by the pack's casting layers
-            dtype = None
             net = load_model(path, compute_dtype=pick_dtype("auto", device), device=offload)
         else:
-            dtype = pick_dtype(weight_dtype, device)
-            net = load_model(path, dtype=dtype, device=offload, ops=host.cast_ops())
+            net = load_model(path, dtype=pick_dtype(weight_dtype, device), device=offload, ops=host.cast_ops())
         net.attention_backend = resolve_backend(attention)
         if compile:
             net.compile_blocks()
-        return (host.model_patcher(UniAVGenHandle(net, path, dtype, block_swap), device, offload),)
+        return (host.model_patcher(UniAVGenHandle(net, path, block_swap), device, offload),)
 
 
 class UniAVGenVocoderLoader:

@@ -70,11 +70,13 @@ class UniAVGenSampler:
         if chosen == Task.V2A:
             whole = timing.Duration.from_video_frames(driving_video.frames)
             wanted = timing.Duration.from_seconds(duration_seconds)
-            duration = wanted if wanted.video_frames < whole.video_frames else whole
-            if duration is whole and wanted.video_frames > whole.video_frames:
-                messages.append(f"the video is {whole.seconds:.4g} s long: dubbing all of it")
-            elif duration is wanted:
+            if wanted.video_frames < whole.video_frames:
+                duration = wanted
                 messages.append(f"dubbing the first {wanted.seconds:.4g} s of the {whole.seconds:.4g} s video")
+            else:
+                duration = whole
+                if wanted.video_frames > whole.video_frames:
+                    messages.append(f"the video is {whole.seconds:.4g} s long: dubbing all of it")
             reference = reference or driving_video.reference
         else:
             duration = timing.Duration.from_seconds(duration_seconds)

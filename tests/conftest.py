@@ -28,11 +28,21 @@ def vocab_path() -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_grad():
+    torch.set_grad_enabled(False)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(golden_dir):
     from uniavgen_core.loading import load_model
-    torch.set_grad_enabled(False)
     return load_model(golden_dir, dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def fp8_checkpoint(golden_dir, vocab_path, tmp_path_factory) -> Path:
+    from uniavgen_core.convert import convert
+    return convert(golden_dir, tmp_path_factory.mktemp("fp8") / "fp8.safetensors", "fp8", vocab=vocab_path)
 
 
 def rel_l2(ours: torch.Tensor, ref: torch.Tensor) -> float:

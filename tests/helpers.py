@@ -1,4 +1,6 @@
-"""Random requests for the tiny golden model."""
+"""Random requests for the tiny golden model, test audio and a tiny vocoder."""
+import math
+
 import torch
 
 from uniavgen_core.conditioning import Condition
@@ -22,3 +24,26 @@ def random_request(task: Task, seed: int, frames=4, h=4, w=6, mel=70, text_len=1
                    make(random_ids(gen, text_len), torch.randn(caption_len, text_dim, generator=gen)),
                    make(random_ids(gen, 1), torch.randn(2, text_dim, generator=gen)),
                    latent_frames=frames, mel_frames=mel, seed=seed)
+
+
+def tone(seconds=1.0, rate=24000, channels=1, freq=220.0, batch=1, amplitude=0.4):
+    """An AUDIO dict holding a sine."""
+    t = torch.arange(round(seconds * rate)) / rate
+    wave = amplitude * torch.sin(2 * math.pi * freq * t)
+    return {"waveform": wave.expand(batch, channels, -1).clone(), "sample_rate": rate}
+
+
+def save_tiny_vocoder(folder, loud=False):
+    """A tiny random BigVGAN in the Hugging Face folder layout; `loud`: weights large enough for a
+    non-trivial waveform."""
+    import transformers
+    torch.manual_seed(0)
+    model = transformers.Qwen2_5OmniToken2WavBigVGANModel(
+        transformers.Qwen2_5OmniBigVGANConfig(upsample_initial_channel=64))
+    if loud:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() > 1:
+                    p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -8,7 +8,7 @@ from uniavgen_core.sampler import SamplingParams, Task, sample
 
 
 def test_sdpa_matches_the_definition():
-    q, k, v = (torch.randn(2, 5, 3, 8) for _ in range(3))
+    q = torch.randn(2, 5, 3, 8)
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
     k, v = torch.randn(2, 7, 3, 8), torch.randn(2, 7, 3, 8)
     logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / 8 ** 0.5

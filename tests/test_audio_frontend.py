@@ -1,18 +1,11 @@
 """Mel front end, AUDIO-dict conditioning and duration helpers."""
-import math
-
 import pytest
 import torch
 
+from helpers import tone
 from uniavgen_core import timing
 from uniavgen_core.audio_input import (PEAK, AudioInputError, driving_audio, reference_voice, to_mono_24k)
 from uniavgen_core.mel import HOP, denormalise, log_mel, normalise
-
-
-def tone(seconds=1.0, rate=24000, channels=1, freq=220.0, batch=1):
-    t = torch.arange(round(seconds * rate)) / rate
-    wave = 0.4 * torch.sin(2 * math.pi * freq * t)
-    return {"waveform": wave.expand(batch, channels, -1).clone(), "sample_rate": rate}
 
 
 def test_log_mel_frames_batching_and_float32_for_bf16_input():

@@ -8,10 +8,12 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench  # noqa: E402
+import memory_estimate as est  # noqa: E402
+import mode_parity  # noqa: E402
+from uniavgen_core.memory import activation_bytes  # noqa: E402
 
 
 def test_benchmark_modes_run_and_report():
-    torch.set_grad_enabled(False)
     device = torch.device("cpu")
     rows = [bench.run_mode(bench.SHAPES["tiny"], mode, device, steps=1) for mode in ("resident", "fp8+swap2")]
     assert all(r["flops"] > 0 and r["step"] > 0 and r["floor"] > 0 for r in rows)
@@ -20,7 +22,6 @@ def test_benchmark_modes_run_and_report():
 
 
 def test_a_failing_mode_is_a_row_not_a_crash():
-    torch.set_grad_enabled(False)
     device = torch.device("cpu")
     rows = [bench.try_mode(bench.SHAPES["tiny"], mode, device, steps=1) for mode in ("swap99", "resident+sage")]
     assert "error" in rows[0] and "choose 0..4" in rows[0]["error"]
@@ -31,8 +32,6 @@ def test_a_failing_mode_is_a_row_not_a_crash():
 
 
 def test_memory_estimate_follows_live_tensors_and_swap():
-    import memory_estimate as est
-    torch.set_grad_enabled(False)
     with est.LiveBytes(set()) as tracker:
         a = torch.ones(1000, device="meta")            # 4000 bytes
         b = a * 2                                        # 8000 alive
@@ -52,14 +51,8 @@ def test_memory_estimate_follows_live_tensors_and_swap():
         assert r["activations"] > 0 and r["total"] == r["resident"] + r["in_flight"] + r["activations"]
 
 
-def test_every_mode_stays_within_bf16_tolerance_of_the_golden_runs(golden_dir, tmp_path):
-    import mode_parity
-    from uniavgen_core.convert import convert
-    torch.set_grad_enabled(False)
-    fp8 = tmp_path / "fp8.safetensors"
-    convert(golden_dir, fp8, "fp8")
-    rows = {mode: mode_parity.errors(mode_parity.build(mode, golden_dir, fp8), golden_dir)
-            for mode in mode_parity.MODES}
+def test_every_mode_stays_within_bf16_tolerance_of_the_golden_runs(golden_dir, fp8_checkpoint):
+    rows = mode_parity.run_modes(golden_dir, fp8_checkpoint)
     print(rows)
     assert set(rows["float32"]) == {"avg.video", "avg.audio", "a2v.video"}
     assert max(rows["float32"].values()) < 1e-3                   # the golden tolerance of whole runs
@@ -72,9 +65,6 @@ def test_every_mode_stays_within_bf16_tolerance_of_the_golden_runs(golden_dir, t
 def test_the_memory_managers_estimate_bounds_the_measured_peak():
     """The Sampler node reserves activation_bytes for ComfyUI; the meta-device measurement of the
     same step must fit in it, without the reservation being wasteful."""
-    import memory_estimate as est
-    from uniavgen_core.memory import activation_bytes
-    torch.set_grad_enabled(False)
     for name in ("official", "mid"):
         shape = bench.SHAPES[name]
         measured = est.estimate(shape, "resident")["activations"]

@@ -1,6 +1,8 @@
 """torch.compile of the blocks: the graphs capture whole (no graph breaks) and change nothing.
 Dynamo's 'eager' backend checks the capture without spending minutes in code generation on CI."""
+import pytest
 import torch
+import torch._dynamo
 
 from conftest import rel_l2
 from helpers import random_request
@@ -8,16 +10,20 @@ from uniavgen_core.loading import load_model
 from uniavgen_core.sampler import SamplingParams, Task, sample
 
 
-def test_compiled_blocks_capture_whole_and_match(golden_dir, tiny_model):
-    import torch._dynamo
+@pytest.fixture
+def fresh_dynamo():
     torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def test_compiled_blocks_capture_whole_and_match(golden_dir, tiny_model, fresh_dynamo):
     compiled = load_model(golden_dir, dtype=torch.float32)
     compiled.compile_blocks(backend="eager")                # fullgraph=True: a graph break raises
     req = [random_request(Task.RAVG, 13, ref_len=10)]
     params = SamplingParams(steps=2)
     ours, ref = sample(compiled, req, params), sample(tiny_model, req, params)
     assert rel_l2(ours.video, ref.video) < 1e-6 and rel_l2(ours.audio, ref.audio) < 1e-6
-    torch._dynamo.reset()
 
 
 def test_block_swap_streams_layers_and_changes_nothing(golden_dir, tiny_model):
@@ -30,6 +36,5 @@ def test_block_swap_streams_layers_and_changes_nothing(golden_dir, tiny_model):
     assert torch.equal(ours.video, ref.video) and torch.equal(ours.audio, ref.audio)
     assert all(t.data_ptr() == home.data_ptr() for t, home in swapped.block_swap.host[28])   # back home
     assert not swapped.block_swap.ready
-    import pytest
     with pytest.raises(ValueError, match="choose 0..30"):
         swapped.set_block_swap(31, "cpu")

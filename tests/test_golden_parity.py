@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import REPO, rel_l2
+from uniavgen_core.sampler import seeded_noise
 
 FWD_TOL, OUT_TOL = 1e-4, 1e-3
 
@@ -84,10 +85,9 @@ def test_runner_prints_sampling_seconds_per_case(runner_output, golden_dir):
 
 def test_seeded_cpu_noise_matches_the_official_draw(golden_dir):
     """Golden noise was drawn as manual_seed(seed); randn video then randn audio, float32, CPU."""
-    from uniavgen_core.golden import case_inputs, case_request
+    from uniavgen_core.golden import case_inputs, case_request      # not at the top: it sets MKL_CBWR
     cases = json.loads((golden_dir / "golden.json").read_text())["cases"]
     tensors = load_file(golden_dir / "golden.safetensors")
-    from uniavgen_core.sampler import seeded_noise
     for name, case in cases.items():
         inputs = case_inputs(tensors, name)
         video, audio = seeded_noise(case_request(case, inputs))

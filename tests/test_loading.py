@@ -1,21 +1,24 @@
 """Strict loading and the message for every kind of wrong input."""
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import REPO
 from helpers import random_request
-from uniavgen_core.loading import CheckpointError, load_model
+from uniavgen_core.config import UniAVGenConfig
+from uniavgen_core.loading import CheckpointError, _meta_shapes, checkpoint_files, load_model
 from uniavgen_core.sampler import SamplingParams, Task, sample
 
 
 @pytest.fixture(scope="module")
 def tiny_state(golden_dir):
     state = {}
-    for f in sorted(golden_dir.glob("*.safetensors")):
-        if f.name.startswith("diffusion_pytorch_model"):
-            state.update(load_file(f))
+    for f in checkpoint_files(golden_dir)[0]:
+        state.update(load_file(f))
     return state
 
 
@@ -126,16 +129,9 @@ print((after - before) * 1024, sum(p.numel() * p.element_size() for p in model.p
 
 def test_loading_peak_memory_is_about_one_model(tmp_path):
     """A 7B model must not need twice its size in RAM: build on meta, assign tensors read lazily."""
-    import subprocess
-    import sys
-    from uniavgen_core.config import UniAVGenConfig
-    from uniavgen_core.model import UniAVGenModel
-    from conftest import REPO
     cfg = UniAVGenConfig(dim=512, ffn_dim=2048, num_heads=4, audio_dim=256, audio_ffn_dim=1024, audio_num_heads=2,
                          text_dim=512, num_layers=16, interaction_layers=tuple(range(0, 16, 2)))
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in UniAVGenModel(cfg).state_dict().items()}
-    path = write(tmp_path, {k: torch.ones(s) for k, s in shapes.items()})
+    path = write(tmp_path, {k: torch.ones(s) for k, s in _meta_shapes(cfg).items()})
     proc = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -1,14 +1,17 @@
 """Every node's function on tiny assets, through the ComfyUI host double (tests/comfy_double)."""
 import importlib
-import math
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import save_tiny_vocoder, tone
+
 DOUBLE = Path(__file__).parent / "comfy_double"
+tone200 = partial(tone, freq=200.0, amplitude=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +27,8 @@ def comfy(tmp_path_factory, golden_dir, vocab_path):
         if f.name.startswith("diffusion_pytorch_model") or f.name == "config.json":
             (dit / f.name).symlink_to(f)
     shutil.copy(vocab_path, dit / "vocab.txt")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    voc = transformers.Qwen2_5OmniToken2WavBigVGANModel(
-        transformers.Qwen2_5OmniBigVGANConfig(upsample_initial_channel=64))
-    voc.save_pretrained(base / "models" / "uniavgen" / "code2wav_bigvgan_model", safe_serialization=True)
+    pytest.importorskip("transformers")
+    save_tiny_vocoder(base / "models" / "uniavgen" / "code2wav_bigvgan_model")
     (base / "models" / "diffusion_models").mkdir(parents=True)
     nodes = importlib.import_module("nodes")
     nodes.register_folders()
@@ -39,19 +39,18 @@ def comfy(tmp_path_factory, golden_dir, vocab_path):
     sys.path.remove(str(DOUBLE))
 
 
-def node(comfy, name):
-    return comfy["nodes"].NODE_CLASS_MAPPINGS[name]()
+def _call(comfy, name, **kwargs):
+    cls = comfy["nodes"].NODE_CLASS_MAPPINGS[name]
+    return getattr(cls(), cls.FUNCTION)(**kwargs)
 
 
 def run(comfy, name, **kwargs):
-    cls = comfy["nodes"].NODE_CLASS_MAPPINGS[name]
-    out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    out = _call(comfy, name, **kwargs)
     return out["result"] if isinstance(out, dict) else out
 
 
 def messages(comfy, name, **kwargs):
-    cls = comfy["nodes"].NODE_CLASS_MAPPINGS[name]
-    out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    out = _call(comfy, name, **kwargs)
     return out["result"], out["ui"]["text"]
 
 
@@ -198,11 +197,6 @@ def test_wan21_vae_is_refused(comfy):
         reference(comfy, vae=FakeWanVAE(latent_channels=16))
 
 
-def tone(seconds, rate=44100, channels=2):
-    t = torch.arange(round(seconds * rate)) / rate
-    return {"waveform": (0.3 * torch.sin(2 * math.pi * 200 * t)).expand(1, channels, -1).clone(), "sample_rate": rate}
-
-
 def test_video_encode_resamples_to_16_fps_and_4k_plus_1(comfy):
     (video, frames), ui = messages(comfy, "UniAVGenVideoEncode", images=image(frames=40), fps=30.0,
                                    vae=comfy["vae"], resolution="short side", short_side=64)
@@ -238,15 +232,15 @@ def test_sampler_avg_outputs_native_latent_mel_and_mask(comfy, model):
     # and its first frame is the reference latent written back
     from comfy.latent_formats import Wan22
     normalised = Wan22().process_in(latent["samples"])
-    ref = sampler_args(comfy, model)["reference"].latent
+    ref = reference(comfy)[0].latent
     assert torch.allclose(normalised[0, :, :1], ref, atol=1e-5)
     decoded = comfy["vae"].decode(latent["samples"])
     assert decoded.shape == (1, 9, 64, 96, 3)
 
 
 def test_sampler_ravg_a2v_v2a_and_auto_task(comfy, model):
-    (voice,) = run(comfy, "UniAVGenAudioEncode", audio=tone(1.0), role="reference voice (RAVG)")
-    (drive,) = run(comfy, "UniAVGenAudioEncode", audio=tone(2.0, 16000, 1), role="driving audio (A2V)")
+    (voice,) = run(comfy, "UniAVGenAudioEncode", audio=tone200(1.0, 44100, 2), role="reference voice (RAVG)")
+    (drive,) = run(comfy, "UniAVGenAudioEncode", audio=tone200(2.0, 16000, 1), role="driving audio (A2V)")
     (video, _) = run(comfy, "UniAVGenVideoEncode", images=image(frames=9), fps=16.0, vae=comfy["vae"],
                      resolution="short side", short_side=64)
     (_, mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
@@ -272,7 +266,7 @@ def test_sampler_bad_inputs_are_explained(comfy, model):
     from uniavgen_core.jobs import JobError
     with pytest.raises(JobError, match="RAVG needs a reference voice"):
         run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, task="RAVG"))
-    (voice,) = run(comfy, "UniAVGenAudioEncode", audio=tone(1.0), role="reference voice (RAVG)")
+    (voice,) = run(comfy, "UniAVGenAudioEncode", audio=tone200(1.0, 44100, 2), role="reference voice (RAVG)")
     with pytest.raises(JobError, match="encoded as 'reference voice"):
         run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, driving_audio=voice))
     with pytest.raises(JobError, match="umT5-XXL features of width 64"):

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from helpers import save_tiny_vocoder
 from uniavgen_core.vocoder import Vocoder, VocoderError
 
 transformers = pytest.importorskip("transformers", reason="transformers is a declared dependency; install it")
@@ -9,16 +10,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is a dec
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    torch.manual_seed(0)
-    model = transformers.Qwen2_5OmniToken2WavBigVGANModel(
-        transformers.Qwen2_5OmniBigVGANConfig(upsample_initial_channel=64))
-    with torch.no_grad():                       # weights large enough for a non-trivial waveform
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
-    folder = tmp_path_factory.mktemp("code2wav_bigvgan_model")
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
+    return save_tiny_vocoder(tmp_path_factory.mktemp("code2wav_bigvgan_model"), loud=True)
 
 
 def test_round_trip_240_samples_per_frame(tiny_folder):

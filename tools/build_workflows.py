@@ -103,27 +103,24 @@ def to_ui(graph: dict, specs: dict, name: str) -> dict:
     slots = {}                                     # (node, input name) -> slot in the node's inputs list
     for node_id, (cls, inputs) in sorted(graph.items()):
         spec = specs[cls]
-        ui_inputs = []
+        ui_inputs, widgets = [], []
         for n in input_names(spec):
             entry = input_spec(spec, n)
-            linked = isinstance(inputs.get(n), tuple)
-            if linked or not is_widget(entry):
+            widget, value = is_widget(entry), inputs.get(n)
+            linked = isinstance(value, tuple)
+            if linked or not widget:
                 slot = {"name": n, "type": kind(entry), "link": None}
-                if is_widget(entry):
+                if widget:
                     slot["widget"] = {"name": n}
                 slots[(node_id, n)] = len(ui_inputs)
                 ui_inputs.append(slot)
-        widgets = []
-        for n in input_names(spec):
-            entry = input_spec(spec, n)
-            if not is_widget(entry):
-                continue
-            value = inputs.get(n)
-            widgets.append(options(entry).get("default") if value is None or isinstance(value, tuple) else value)
-            if options(entry).get("control_after_generate"):
-                widgets.append("fixed")
-            if options(entry).get("image_upload"):
-                widgets.append("image")
+            if widget:
+                opts = options(entry)
+                widgets.append(opts.get("default") if value is None or linked else value)
+                if opts.get("control_after_generate"):
+                    widgets.append("fixed")
+                if opts.get("image_upload"):
+                    widgets.append("image")
         row = rows.get(depth[node_id], 0)
         rows[depth[node_id]] = row + 1
         props = {"Node name for S&R": cls, "cnr_id": "comfyui-uniavgen" if cls.startswith("UniAVGen") else "comfy-core"}

@@ -27,19 +27,19 @@ def _reference(g, node_id, image):
                                                 short_side=480, crop="none", aspect="keep"))
 
 
-def _outputs(g, sampler, first_id, prefix, frames=None, audio=None):
+def _outputs(g, sampler, first_id, prefix):
     """Decode video and audio, mux them, save video, audio and the face mask."""
     g[first_id] = ("VAEDecode", dict(samples=(sampler, 0), vae=(3, 0)))
     g[first_id + 1] = ("UniAVGenAudioDecode", dict(vocoder=(2, 0), mel=(sampler, 1)))
-    g[first_id + 2] = ("CreateVideo", dict(images=frames or (first_id, 0), fps=16.0, audio=audio or (first_id + 1, 0)))
+    g[first_id + 2] = ("CreateVideo", dict(images=(first_id, 0), fps=16.0, audio=(first_id + 1, 0)))
     g[first_id + 3] = ("SaveVideo", dict(video=(first_id + 2, 0), filename_prefix=f"UniAVGen/{prefix}", format="auto",
                                          codec="auto"))
-    g[first_id + 4] = ("SaveAudio", dict(audio=audio or (first_id + 1, 0), filename_prefix=f"UniAVGen/{prefix}"))
+    g[first_id + 4] = ("SaveAudio", dict(audio=(first_id + 1, 0), filename_prefix=f"UniAVGen/{prefix}"))
     g[first_id + 5] = ("MaskToImage", dict(mask=(sampler, 2)))
     g[first_id + 6] = ("SaveImage", dict(images=(first_id + 5, 0), filename_prefix=f"UniAVGen/{prefix}_face_mask"))
 
 
-def avg():
+def avg(prefix="avg"):
     g = {}
     _models(g)
     g[7] = ("LoadImage", dict(image="uniavgen_face.png"))
@@ -47,26 +47,27 @@ def avg():
     g[9] = ("UniAVGenSpeechText", dict(model=(1, 0), text=TEXT, language="auto", reference_text=""))
     g[10] = ("UniAVGenSampler", dict(model=(1, 0), speech=(9, 0), positive=(5, 0), negative=(6, 0), reference=(8, 0),
                                      **SAMPLER))
-    _outputs(g, 10, 11, "avg")
+    _outputs(g, 10, 11, prefix)
+    return g
+
+
+def _with_audio(prefix, file, role, sampler_input, **speech):
+    """The AVG graph plus an encoded audio file on the sampler's `sampler_input`."""
+    g = avg(prefix)
+    g[20] = ("LoadAudio", dict(audio=file))
+    g[21] = ("UniAVGenAudioEncode", dict(audio=(20, 0), role=role))
+    g[9][1].update(speech)
+    g[10][1][sampler_input] = (21, 0)
     return g
 
 
 def ravg():
-    g = avg()
-    g[20] = ("LoadAudio", dict(audio="uniavgen_voice.wav"))
-    g[21] = ("UniAVGenAudioEncode", dict(audio=(20, 0), role="reference voice (RAVG)"))
-    g[9][1].update(reference_text="This is the transcript of the reference recording.")
-    g[10][1].update(voice=(21, 0))
-    return _renamed(g, "avg", "ravg")
+    return _with_audio("ravg", "uniavgen_voice.wav", "reference voice (RAVG)", "voice",
+                       reference_text="This is the transcript of the reference recording.")
 
 
 def a2v():
-    g = avg()
-    g[20] = ("LoadAudio", dict(audio="uniavgen_speech.wav"))
-    g[21] = ("UniAVGenAudioEncode", dict(audio=(20, 0), role="driving audio (A2V)"))
-    g[9][1].update(text="")
-    g[10][1].update(driving_audio=(21, 0))
-    return _renamed(g, "avg", "a2v")
+    return _with_audio("a2v", "uniavgen_speech.wav", "driving audio (A2V)", "driving_audio", text="")
 
 
 def v2a():
@@ -85,7 +86,7 @@ def v2a():
 
 def long_form():
     """Two clips chained: clip 1's last frame is clip 2's face, clip 1's voice is clip 2's voice."""
-    g = avg()
+    g = avg("long_form_clip1")
     g[20] = ("ImageFromBatch", dict(image=(11, 0), batch_index=80, length=1))
     _reference(g, 21, (20, 0))
     g[22] = ("UniAVGenAudioEncode", dict(audio=(12, 0), role="reference voice (RAVG)"))
@@ -100,14 +101,6 @@ def long_form():
     g[29] = ("AudioConcat", dict(audio1=(12, 0), audio2=(26, 0), direction="after"))
     g[30] = ("CreateVideo", dict(images=(28, 0), fps=16.0, audio=(29, 0)))
     g[31] = ("SaveVideo", dict(video=(30, 0), filename_prefix="UniAVGen/long_form", format="auto", codec="auto"))
-    return _renamed(g, "avg", "long_form_clip1")
-
-
-def _renamed(g, old, new):
-    for node in g.values():
-        prefix = node[1].get("filename_prefix")
-        if isinstance(prefix, str):
-            node[1]["filename_prefix"] = prefix.replace(old, new)
     return g
 
 

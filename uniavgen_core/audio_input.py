@@ -58,7 +58,7 @@ def to_mono_24k(audio, what: str = "audio", item: int = 0) -> tuple[torch.Tensor
     return mono, messages
 
 
-def rescale_peak(wave: torch.Tensor, what: str) -> tuple[torch.Tensor, bool]:
+def rescale_peak(wave: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """Scale to the release's peak 0.999146; (unchanged wave, False) when it is silent."""
     peak = wave.abs().max()
     if peak == 0:
@@ -72,7 +72,7 @@ def reference_voice(audio, item: int = 0) -> PreparedAudio:
     if wave.shape[-1] < HOP:
         raise AudioInputError(f"reference voice is {wave.shape[-1] / SAMPLE_RATE * 1000:.1f} ms long; "
                               f"give at least a second of clear speech")
-    wave, audible = rescale_peak(wave, "reference voice")
+    wave, audible = rescale_peak(wave)
     if not audible:
         raise AudioInputError("reference voice is silent (every sample is 0): it carries no voice to copy; "
                               "connect a recording of the speaker")
@@ -90,7 +90,7 @@ def driving_audio(audio, mel_frames: int, item: int = 0) -> PreparedAudio:
 def level_driving_audio(audio, item: int = 0) -> PreparedAudio:
     """Driving audio as 24 kHz mono at the release's peak (silence is reported, not scaled)."""
     wave, messages = to_mono_24k(audio, "driving audio", item)
-    wave, audible = rescale_peak(wave, "driving audio")
+    wave, audible = rescale_peak(wave)
     if not audible:
         messages.append("driving audio is silent (every sample is 0): the video will get no speech cues")
     return PreparedAudio(wave, messages)

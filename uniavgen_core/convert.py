@@ -10,6 +10,7 @@ existing file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -39,15 +40,14 @@ def quantise(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (weight.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale.reshape(())
 
 
-def _plan(shapes: dict, fmt: str) -> list[tuple[str, str, torch.dtype, tuple]]:
-    """(output key, source key, dtype, shape) in file order."""
+def _plan(shapes: dict, fmt: str) -> list[tuple[str, torch.dtype, tuple]]:
+    """(key, dtype, shape) in file order; a quantised weight is followed by its scale."""
     out = []
     for key in sorted(shapes):
         if fmt == "fp8" and QUANTISED.match(key):
-            out.append((key, key, FP8, shapes[key]))
-            out.append((key[: -len("weight")] + "scale_weight", key, torch.float32, ()))
+            out += [(key, FP8, shapes[key]), (key[: -len("weight")] + "scale_weight", torch.float32, ())]
         else:
-            out.append((key, key, torch.bfloat16, shapes[key]))
+            out.append((key, torch.bfloat16, shapes[key]))
     return out
 
 
@@ -60,21 +60,18 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str = "bf16", v
     if dst.suffix != ".safetensors":
         raise ValueError(f"{dst.name}: the output must be a .safetensors file")
     files, config_json = checkpoint_files(src)
-    shapes = read_shapes(files)
-    prefix = _strip_prefix(list(shapes))
-    config = UniAVGenConfig.from_shapes({k[len(prefix):]: v for k, v in shapes.items()}, hints=config_json)
+    raw_shapes = read_shapes(files)
+    prefix = _strip_prefix(list(raw_shapes))
+    shapes = {k[len(prefix):]: v for k, v in raw_shapes.items()}
+    config = UniAVGenConfig.from_shapes(shapes, hints=config_json)
     src_path = Path(src)
     vocab = Path(vocab) if vocab else (src_path if src_path.is_dir() else src_path.parent) / "vocab.txt"
     metadata = {"uniavgen_config": json.dumps(config.to_dict()), "uniavgen_format": fmt}
     if vocab.is_file():
         metadata["uniavgen_vocab"] = vocab.read_text(encoding="utf-8").replace("\r\n", "\n")
-    where = {}
-    for f in files:
-        with safe_open(f, framework="pt") as handle:
-            where.update({k[len(prefix):]: (f, k) for k in handle.keys()})
-    plan = _plan({k[len(prefix):]: v for k, v in shapes.items()}, fmt)
+    plan = _plan(shapes, fmt)
     header, offset = {"__metadata__": metadata}, 0
-    for key, _, dtype, shape in plan:
+    for key, dtype, shape in plan:
         size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
         header[key] = {"dtype": _DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
         offset += size
@@ -82,18 +79,20 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str = "bf16", v
     raw += b" " * (-len(raw) % 8)
     tmp = dst.with_name(dst.name + ".partial")
     try:
-        with open(tmp, "wb") as out:
+        with contextlib.ExitStack() as stack, open(tmp, "wb") as out:
+            handles = {}                                    # stripped key -> (open file, key in it)
+            for f in files:
+                handle = stack.enter_context(safe_open(f, framework="pt"))
+                handles.update({k[len(prefix):]: (handle, k) for k in handle.keys()})
             out.write(struct.pack("<Q", len(raw)) + raw)
-            for key, source, dtype, _ in plan:
-                f, name = where[source]
-                with safe_open(f, framework="pt") as handle:
-                    tensor = handle.get_tensor(name)
-                if dtype == FP8:
-                    tensor = quantise(tensor)[0]
-                elif key.endswith("scale_weight"):
-                    tensor = quantise(tensor)[1]
+            scale = None
+            for key, dtype, _ in plan:
+                if dtype == torch.float32:                  # the scale of the weight just written
+                    tensor = scale
                 else:
-                    tensor = tensor.to(dtype)
+                    handle, name = handles[key]
+                    tensor = handle.get_tensor(name)
+                    tensor, scale = quantise(tensor) if dtype == FP8 else (tensor.to(dtype), None)
                 out.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         os.replace(tmp, dst)
     finally:

@@ -78,14 +78,18 @@ def forward_passes(model, request: Request, params: SamplingParams, noise) -> di
     return result
 
 
-def run_model_cases(golden_dir: Path, out_dir: Path) -> None:
+def model_cases(golden_dir: Path) -> list[tuple[str, dict, dict]]:
+    """(name, case, inputs) of every model case; only the inputs are read, never the expected values."""
     cases = json.loads((golden_dir / "golden.json").read_text())["cases"]
     with safe_open(golden_dir / "golden.safetensors", framework="pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys() if ".in." in k}
+    return [(name, case, case_inputs(tensors, name)) for name, case in cases.items()]
+
+
+def run_model_cases(golden_dir: Path, out_dir: Path) -> None:
     model = load_model(golden_dir, dtype=torch.float32)
     results = {}
-    for name, case in cases.items():
-        inputs = case_inputs(tensors, name)
+    for name, case, inputs in model_cases(golden_dir):
         request, params = case_request(case, inputs), case_params(case)
         noise = (inputs["noise_video"], inputs["noise_audio"])
         for key, value in forward_passes(model, request, params, noise).items():

@@ -130,16 +130,6 @@ class VideoToAudio(Attention):
     def __init__(self, audio_dim, video_dim, num_heads, qk_norm, eps, ops):
         super().__init__(audio_dim, video_dim, audio_dim, num_heads, qk_norm, eps, ops)
 
-    @staticmethod
-    def _by_frame(x, run):
-        """[B, S, ...] per token -> [B, T, R, ...] grouped by frame (run index)."""
-        return x[:, run[0]]
-
-    @staticmethod
-    def _to_tokens(x, frames, run):
-        """[B, T, R, ...] grouped -> [B, S, ...] for tokens whose frame is `frames`."""
-        return x[:, frames, run[1]]
-
     def forward(self, audio, video, mask, plan: V2APlan, k_rope):
         """audio [B, S, Ca]; video [B, T*n, Cv]; mask [B, T*n, 1]."""
         b, s, width = audio.shape
@@ -156,24 +146,25 @@ class VideoToAudio(Attention):
 
         w_u, w_d, w_b = (w[None, :, None, None] for w in (plan.w_up, plan.w_down, plan.w_bias))   # [1, S, 1, 1]
 
-        def by_frames(make, name, frames):
-            """make(grouped token tensor, name) per frame, back to tokens; [B, S, H, ...]."""
-            run = plan.runs[name]
-            return self._to_tokens(make(run), frames, run)
+        def by_frames(make, name):
+            """make(group index) on the tokens grouped by their `name` frame ([B, T, R, ...]),
+            then back to token order: [B, S, H, ...]."""
+            index, slot = plan.runs[name]
+            return make(index)[:, getattr(plan, name), slot]
 
         # logits: q_j . rope(g * K_j) = w_u q.A~_u + w_d q.A~_d + c_j q.b~
-        dots_of = lambda run: torch.einsum("btrhd,btmhd->btrhm", self._by_frame(q, run), k_rot)
-        dots = (w_u * by_frames(dots_of, "up", plan.up).float() + w_d * by_frames(dots_of, "down", plan.down).float()
+        dots_of = lambda index: torch.einsum("btrhd,btmhd->btrhm", q[:, index], k_rot)
+        dots = (w_u * by_frames(dots_of, "up").float() + w_d * by_frames(dots_of, "down").float()
                 + w_b * torch.einsum("bshd,mhd->bshm", q, b_rot).float())                    # [B, S, H, n]
         if gain is not None:
             dots = dots * self._inverse_rms(keys, bias_k, plan)[:, :, None, :]
         attn = torch.softmax(dots * q.shape[-1] ** -0.5, dim=-1).to(q.dtype)
 
         # values: sum_m a_jm (w_u V_u + w_d V_d + c_j b_v) = w_u a.V_u + w_d a.V_d + c_j b_v
-        values_of = lambda run: torch.einsum("btrhm,btmhd->btrhd", self._by_frame(attn, run), values)
+        values_of = lambda index: torch.einsum("btrhm,btmhd->btrhd", attn[:, index], values)
         bias_v = self.heads(self.v.bias.to(values)) if self.v.bias is not None else 0
-        out = (w_u.to(values) * by_frames(values_of, "up", plan.up)
-               + w_d.to(values) * by_frames(values_of, "down", plan.down) + w_b.to(values) * bias_v)
+        out = (w_u.to(values) * by_frames(values_of, "up") + w_d.to(values) * by_frames(values_of, "down")
+               + w_b.to(values) * bias_v)
         return self.o(out.flatten(2))
 
     def _inverse_rms(self, keys, bias_k, plan: V2APlan):

@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from . import timing
-from .audio_input import HOP
 from .conditioning import Condition
-from .mel import log_mel, normalise
+from .mel import HOP, log_mel, normalise
 from .sampler import Request, Task
 from .speech_tokenizer import Tokens
 

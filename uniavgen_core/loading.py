@@ -218,8 +218,7 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
     state = {}
     for f in files:
         with safe_open(f, framework="pt", device=str(device)) as handle:
-            keys = handle.keys()
-            for key in keys:
+            for key in handle.keys():
                 name = key[len(prefix):]
                 if name.endswith(SCALE_SUFFIX) and not keep_fp8:
                     continue
@@ -230,9 +229,8 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
                 state[name] = tensor if dtype is None else tensor.to(dtype)
     model.load_state_dict(state, strict=True, assign=True)
     stored = state["patch_embedding.weight"].dtype
-    model.compute_dtype = compute_dtype or dtype or (torch.bfloat16 if stored.itemsize == 1 else stored)
-    if scaled and keep_fp8 and compute_dtype is None:
-        model.compute_dtype = torch.bfloat16
+    # fp8 storage (scaled or not) computes in bf16 unless asked otherwise
+    model.compute_dtype = compute_dtype or dtype or (torch.bfloat16 if stored.itemsize == 1 or scaled else stored)
     return model.eval().requires_grad_(False)
 
 

@@ -217,7 +217,7 @@ class UniAVGenModel(nn.Module):
         spatial = video_table(hd, 1, hp, wp, dev)
         windows = _window_index(n_audio, frames, cfg.a2v_window, dev)
         k_a2v = a2v_key_table(hd, cfg.audio_head_dim, windows.shape[1], dev)
-        interp = v2a_plan(n_audio, frames, dtype, dev)
+        plan = v2a_plan(n_audio, frames, dtype, dev)
 
         # per-sample residual gains: interactions write only to generated (non-conditional) tokens
         a2v_on = to_device(switches.a2v, dev)
@@ -248,7 +248,7 @@ class UniAVGenModel(nn.Module):
                 if capture_masks:
                     masks.append(mask.float().view(b, frames, hp, wp))
                 dv = a2v(v_tgt, a_tgt, mask, windows, spatial, k_a2v) if a2v_needed else None
-                da = v2a(a_tgt, v_tgt, mask, interp, spatial) if v2a_needed else None
+                da = v2a(a_tgt, v_tgt, mask, plan, spatial) if v2a_needed else None
                 if dv is not None:
                     xv[:, n:] += (dv.view(b, frames, n, -1) * gain_v).view(b, frames * n, -1)
                 if da is not None:

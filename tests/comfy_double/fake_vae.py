@@ -13,7 +13,6 @@ class FakeWanVAE:
         """IMAGE [T, H, W, 3] -> raw latent [1, C, (T-1)//4 + 1, H/16, W/16]."""
         t, h, w, _ = pixels.shape
         x = pixels.movedim(-1, 0)[None]                                      # [1, 3, T, H, W]
-        x = torch.cat([x[:, :, :1], x[:, :, 1:]], dim=2)
         keep = torch.arange(0, t, 4)
         x = F.avg_pool3d(x[:, :, keep], kernel_size=(1, 16, 16))
         return torch.einsum("ck,bkthw->bcthw", self.proj, x)

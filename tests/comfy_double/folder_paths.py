@@ -1,16 +1,15 @@
 """Double of ComfyUI's folder_paths (same names and behaviour for what the pack uses)."""
 import os
 
-base_path = os.environ.get("COMFY_DOUBLE_BASE", "/nonexistent-comfy")
-models_dir = os.path.join(base_path, "models")
+models_dir = os.path.join(os.environ.get("COMFY_DOUBLE_BASE", "/nonexistent-comfy"), "models")
 supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 folder_names_and_paths = {}
 
 
 def reset(base):
     """Test helper: a fresh model tree under `base` with ComfyUI's default keys used here."""
-    global base_path, models_dir
-    base_path, models_dir = str(base), os.path.join(str(base), "models")
+    global models_dir
+    models_dir = os.path.join(str(base), "models")
     folder_names_and_paths.clear()
     for key, sub in (("diffusion_models", ["unet", "diffusion_models"]), ("vae", ["vae"]),
                      ("text_encoders", ["text_encoders", "clip"])):
@@ -26,22 +25,3 @@ def add_model_folder_path(folder_name, full_folder_path, is_default=False):
 def get_folder_paths(folder_name):
     return folder_names_and_paths[folder_name][0][:]
 
-
-def get_filename_list(folder_name):
-    paths, exts = folder_names_and_paths[folder_name]
-    out = set()
-    for root in paths:
-        for folder, dirs, files in os.walk(root, followlinks=True):
-            dirs[:] = [d for d in dirs if d != ".git"]
-            for f in files:
-                if not exts or os.path.splitext(f)[1] in exts:
-                    out.add(os.path.relpath(os.path.join(folder, f), root))
-    return sorted(out)
-
-
-def get_full_path(folder_name, filename):
-    for root in folder_names_and_paths.get(folder_name, ([], set()))[0]:
-        path = os.path.join(root, filename)
-        if os.path.isfile(path):
-            return path
-    return None

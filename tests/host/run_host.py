@@ -20,9 +20,14 @@ from pathlib import Path
 import av
 
 HERE = Path(__file__).resolve().parent
-FPS, HOP, RATE = 16, 240, 24000
-TINY_SECONDS = 0.5625                      # 9 video frames, 2 latent frames + ... = 3 latent frames, 56 mel frames
-FRAMES, MEL = 9, 56
+sys.path.insert(0, str(HERE.parents[1]))            # the repo's uniavgen_core (this python has torch)
+from uniavgen_core import timing  # noqa: E402
+from uniavgen_core.mel import HOP, SAMPLE_RATE as RATE  # noqa: E402
+
+FPS = timing.FPS
+TINY_SECONDS = 0.5625                      # 9 video frames = 3 latent frames = 56 mel frames
+TINY = timing.Duration.from_seconds(TINY_SECONDS)
+FRAMES, MEL = TINY.video_frames, TINY.mel_frames
 
 
 def tiny(api: dict) -> dict:

@@ -6,6 +6,3 @@ class ModelPatcher:
     def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
         self.model, self.load_device, self.offload_device = model, load_device, offload_device
         self.size = size or model_management.module_size(model)
-
-    def model_size(self):
-        return self.size
