@@ -143,6 +143,6 @@ class UniAVGenConvertModel:
         target = folders.roots(folders.KEY)[0] / f"{name}.safetensors"
         target.parent.mkdir(parents=True, exist_ok=True)
         written = convert(path, target, "fp8" if format == "fp8" else "bf16",
-                          vocab=folders.vocab_for(path) if not embedded_vocab(path) else None)
+                          vocab=None if embedded_vocab(path) else folders.vocab_for(path))
         return with_messages((), [f"wrote {written} ({written.stat().st_size / 2 ** 30:.2f} GiB); "
                                   f"refresh the browser to choose it in the loader"])

@@ -66,3 +66,10 @@ def test_cli_refuses_to_overwrite(files):
     proc = subprocess.run([sys.executable, "-m", "uniavgen_core.convert", str(files["bf16"].parent),
                            str(files["bf16"])], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "already exists" in proc.stderr
+
+
+def test_converting_a_converted_file_keeps_its_vocabulary(files, tmp_path):
+    """A converted file carries its vocabulary; converting it again (no vocab.txt beside it) keeps it."""
+    again = convert(files["fp8"], tmp_path / "again_bf16.safetensors", "bf16")
+    assert not (files["fp8"].parent / "vocab.txt").exists()
+    assert embedded_vocab(again) == embedded_vocab(files["fp8"]) is not None

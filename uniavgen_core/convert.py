@@ -22,7 +22,7 @@ import torch
 from safetensors import safe_open
 
 from .config import UniAVGenConfig
-from .loading import CheckpointError, _strip_prefix, checkpoint_files, read_shapes
+from .loading import CheckpointError, _strip_prefix, checkpoint_files, embedded_vocab, read_shapes
 
 FORMATS = ("bf16", "fp8")
 FP8 = torch.float8_e4m3fn
@@ -51,6 +51,18 @@ def _plan(shapes: dict, fmt: str) -> list[tuple[str, torch.dtype, tuple]]:
     return out
 
 
+def _vocabulary(src: Path, vocab: str | os.PathLike | None) -> str | None:
+    """The vocabulary to embed: the given file, else the one embedded in the source, else
+    vocab.txt next to the source (None when there is none)."""
+    if vocab is None:
+        embedded = embedded_vocab(src)
+        if embedded is not None:
+            return embedded
+        vocab = (src if src.is_dir() else src.parent) / "vocab.txt"
+    vocab = Path(vocab)
+    return vocab.read_text(encoding="utf-8").replace("\r\n", "\n") if vocab.is_file() else None
+
+
 def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str = "bf16", vocab: str | os.PathLike | None = None):
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -64,11 +76,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str = "bf16", v
     prefix = _strip_prefix(list(raw_shapes))
     shapes = {k[len(prefix):]: v for k, v in raw_shapes.items()}
     config = UniAVGenConfig.from_shapes(shapes, hints=config_json)
-    src_path = Path(src)
-    vocab = Path(vocab) if vocab else (src_path if src_path.is_dir() else src_path.parent) / "vocab.txt"
     metadata = {"uniavgen_config": json.dumps(config.to_dict()), "uniavgen_format": fmt}
-    if vocab.is_file():
-        metadata["uniavgen_vocab"] = vocab.read_text(encoding="utf-8").replace("\r\n", "\n")
+    vocab_text = _vocabulary(Path(src), vocab)
+    if vocab_text is not None:
+        metadata["uniavgen_vocab"] = vocab_text
     plan = _plan(shapes, fmt)
     header, offset = {"__metadata__": metadata}, 0
     for key, dtype, shape in plan:
@@ -106,7 +117,8 @@ def main(argv=None) -> int:
     parser.add_argument("src", help="official folder or .safetensors")
     parser.add_argument("dst", help="output .safetensors (must not exist)")
     parser.add_argument("--format", choices=FORMATS, default="bf16")
-    parser.add_argument("--vocab", help="vocab.txt to embed (default: next to the source)")
+    parser.add_argument("--vocab", help="vocab.txt to embed (default: the source's embedded one, else vocab.txt "
+                                        "next to the source)")
     args = parser.parse_args(argv)
     try:
         out = convert(args.src, args.dst, args.format, args.vocab)
