@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
@@ -21,7 +22,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.promote_types(x.dtype, torch.float32))
+        if torch.is_grad_enabled():             # training: autograd needs the intermediates intact
+            scale = torch.rsqrt(norm.square() / x.shape[-1] + self.eps).to(x.dtype)
+            return x * scale * cast_like(self.weight, x)
         scale = norm.square_().div_(x.shape[-1]).add_(self.eps).rsqrt_().to(x.dtype)
         return (x * scale).mul_(cast_like(self.weight, x))
 
@@ -75,10 +79,13 @@ class Attention(nn.Module):
 
 
 class TanhGELU(nn.Module):
-    """GELU, tanh approximation, computed in place: the FFN's hidden layer is the largest
-    activation of the model (2 x 1.19 GB at the official shape), so one buffer instead of two."""
+    """GELU, tanh approximation, computed in place at inference: the FFN's hidden layer is the
+    largest activation of the model (2 x 1.19 GB at the official shape), so one buffer instead
+    of two. Out of place when gradients are recorded."""
 
     def forward(self, x):
+        if torch.is_grad_enabled():
+            return F.gelu(x, approximate="tanh")
         return torch.ops.aten.gelu_(x, approximate="tanh")
 
 

@@ -80,6 +80,15 @@ def file_metadata(files: list[Path]) -> dict:
         return {}
 
 
+def embedded_config(metadata: dict, source: str) -> UniAVGenConfig:
+    """The complete configuration a single-file checkpoint carries (written by our converter and
+    trainer): it holds what tensor shapes cannot tell, such as head counts and the A2V window."""
+    try:
+        return UniAVGenConfig.from_dict(json.loads(metadata["uniavgen_config"]))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{source}: the configuration stored in the file is invalid ({err})") from None
+
+
 def embedded_vocab(path: str | os.PathLike) -> str | None:
     """The speech vocabulary stored in a converted single-file checkpoint, if any."""
     path = Path(path)
@@ -188,8 +197,8 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
     files, config_json = checkpoint_files(path)
     source = str(path)
     metadata = file_metadata(files)
-    if config_json is None and "uniavgen_config" in metadata:
-        config_json = json.loads(metadata["uniavgen_config"])
+    if config is None and "uniavgen_config" in metadata:
+        config = embedded_config(metadata, source)
     shapes = read_shapes(files)
     prefix = _strip_prefix(list(shapes))
     shapes = {k[len(prefix):]: v for k, v in shapes.items()}

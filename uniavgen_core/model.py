@@ -94,8 +94,16 @@ class AudioLayout:
         return torch.gather(x, 1, self.target_index[..., None].expand(-1, -1, x.shape[-1]))
 
     def add_to_target(self, x, delta):
+        """x with delta added to the target rows: in place at inference, out of place when
+        gradients are recorded."""
+        start = self.ref_lens[0]
+        if torch.is_grad_enabled():
+            if self.uniform:
+                return torch.cat([x[:, :start], x[:, start: start + self.n_audio] + delta,
+                                  x[:, start + self.n_audio:]], dim=1)
+            return x.scatter_add(1, self.target_index[..., None].expand(-1, -1, x.shape[-1]), delta)
         if self.uniform:
-            x[:, self.ref_lens[0]: self.ref_lens[0] + self.n_audio] += delta
+            x[:, start: start + self.n_audio] += delta
         else:
             x.scatter_add_(1, self.target_index[..., None].expand(-1, -1, x.shape[-1]), delta)
         return x
@@ -250,7 +258,11 @@ class UniAVGenModel(nn.Module):
                 dv = a2v(v_tgt, a_tgt, mask, windows, spatial, k_a2v) if a2v_needed else None
                 da = v2a(a_tgt, v_tgt, mask, plan, spatial) if v2a_needed else None
                 if dv is not None:
-                    xv[:, n:] += (dv.view(b, frames, n, -1) * gain_v).view(b, frames * n, -1)
+                    dv = (dv.view(b, frames, n, -1) * gain_v).view(b, frames * n, -1)
+                    if torch.is_grad_enabled():
+                        xv = torch.cat([xv[:, :n], xv[:, n:] + dv], dim=1)
+                    else:
+                        xv[:, n:] += dv
                 if da is not None:
                     xa = layout.add_to_target(xa, da * gain_a)
                 del v_tgt, a_tgt, mask, dv, da  # not kept through the next layer: peak memory

@@ -34,6 +34,7 @@ class SamplingParams:
     # on in that pass, consistent with AVG.
     ravg_cond_v2a: bool = False
     batch_cfg: bool = True      # conditional and unconditional passes as one batched forward
+    interactions: bool = True   # False: both cross-modal interactions off in every pass (an ablation)
     schedule_dtype: torch.dtype | None = None   # None: the model's compute dtype, as released
 
     def __post_init__(self):
@@ -92,9 +93,10 @@ def timesteps(steps: int, shift: float, dtype: torch.dtype = torch.float32) -> t
 
 def pass_switches(task: Task, step: int, params: SamplingParams) -> tuple[Switches, Switches]:
     """(conditional, unconditional) switches of one request at one step (spec §6.3)."""
-    a2v = task != Task.V2A
-    v2a_cond = task in (Task.AVG, Task.V2A) or (task == Task.RAVG and params.ravg_cond_v2a)
-    v2a_null = task != Task.A2V
+    on = params.interactions
+    a2v = task != Task.V2A and on
+    v2a_cond = on and (task in (Task.AVG, Task.V2A) or (task == Task.RAVG and params.ravg_cond_v2a))
+    v2a_null = task != Task.A2V and on
     cond = Switches((a2v,), (v2a_cond,), (-1,))
     if step < int(params.macfg_prop * params.steps):       # MA-CFG: interaction-free null pass
         null = Switches((False,), (False,), (params.slg_layer,))

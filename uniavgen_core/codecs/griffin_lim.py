@@ -1,0 +1,82 @@
+"""A weight-free vocoder: log-mel of the front end in `mel.py` -> 24 kHz waveform.
+
+The front end's Slaney mel filter bank is inverted with its pseudo-inverse (clamped at zero and
+refined by non-negative least-squares steps; nothing above 8 kHz comes back), the phase is
+recovered with torchaudio's fast Griffin-Lim from a zero initial phase. It stands in for BigVGAN
+where no weights are available, with the usual Griffin-Lim artefacts."""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torchaudio.functional as AF
+
+from ..mel import F_MAX, HOP, N_FFT, N_MELS, SAMPLE_RATE, WIN
+
+N_STFT = N_FFT // 2 + 1
+N_ITER = 64
+MOMENTUM = 0.99
+NNLS_STEPS = 32
+EDGE_FRAMES = 2
+# Frame t of mel.py covers samples [240 t - 392, 240 t + 632): its centre is 240 t + 120, while a
+# centred STFT frame t is centred on 240 t.
+_CENTRE = N_FFT // 2 - (N_FFT - HOP) // 2           # 120
+
+
+@functools.lru_cache(maxsize=4)
+def _filters(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The front end's Slaney mel filter [80, 513], its pseudo-inverse [513, 80], the window."""
+    fb = AF.melscale_fbanks(N_STFT, 0.0, F_MAX, N_MELS, SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+    fb = fb.T.contiguous().double()
+    return fb.float().to(device), torch.linalg.pinv(fb).float().to(device), torch.hann_window(WIN, device=device)
+
+
+def mel_to_magnitude(log_mel: torch.Tensor, nnls_steps: int = NNLS_STEPS) -> torch.Tensor:
+    """log-mel [..., 80, T] -> non-negative linear magnitude [..., 513, T] whose mel matches it.
+
+    Pseudo-inverse, clamped at zero, then multiplicative non-negative least-squares updates
+    (each keeps the estimate >= 0 and does not increase ||fb m - mel||)."""
+    fb, fb_pinv, _ = _filters(log_mel.device)
+    target = log_mel.float().exp()
+    mag = (fb_pinv @ target).clamp(min=0) + 1e-6
+    if nnls_steps:
+        num = fb.T @ target
+        gram = fb.T @ fb
+        for _ in range(nnls_steps):
+            mag = mag * num / (gram @ mag + 1e-12)
+    return mag
+
+
+class GriffinLimVocoder:
+    """log-mel [B, 80, T] -> AUDIO dict, the interface of `vocoder.Vocoder.decode` (no weights).
+
+    Deterministic (zero initial phase), runs on the device of its input; `n_iter` Griffin-Lim
+    iterations with momentum."""
+
+    def __init__(self, n_iter: int = N_ITER, momentum: float = MOMENTUM, nnls_steps: int = NNLS_STEPS):
+        if n_iter < 1:
+            raise ValueError(f"n_iter must be at least 1, got {n_iter}")
+        self.n_iter, self.momentum, self.nnls_steps = n_iter, momentum, nnls_steps
+
+    @torch.no_grad()
+    def decode(self, log_mel: torch.Tensor) -> dict:
+        """log-mel [B, 80, T] or [80, T] (de-normalised, see mel.denormalise) -> {"waveform":
+        [B, 1, T*240] float32 on the CPU clamped to [-1, 1], "sample_rate": 24000}."""
+        if log_mel.dim() == 2:
+            log_mel = log_mel[None]
+        if log_mel.dim() != 3 or log_mel.shape[1] != N_MELS or log_mel.shape[2] < 1:
+            raise ValueError(f"vocoder input must be a log-mel [batch, {N_MELS}, frames], got {tuple(log_mel.shape)}")
+        frames = log_mel.shape[-1]
+        mag = mel_to_magnitude(log_mel, self.nnls_steps)
+        # Replicated frames on each side stand in for the reflect padding of the front end and
+        # let the centred STFT of Griffin-Lim cover the 120-sample offset of its frames (and
+        # reach the 513 samples that its own reflect padding needs).
+        pad = EDGE_FRAMES
+        mag = torch.cat([mag[..., :1].expand(-1, -1, pad), mag, mag[..., -1:].expand(-1, -1, pad)], dim=-1)
+        window = _filters(log_mel.device)[2]
+        wave = AF.griffinlim(mag, window, N_FFT, HOP, WIN, power=1.0, n_iter=self.n_iter, momentum=self.momentum,
+                             length=HOP * (frames + 2 * pad - 1), rand_init=False)
+        # frame t + pad of the padded spectrogram is centred on 240 (t + pad), frame t of mel.py on 240 t + 120
+        start = HOP * pad - _CENTRE
+        wave = wave[:, start: start + HOP * frames].clamp(-1, 1).float().cpu()
+        return {"waveform": wave[:, None], "sample_rate": SAMPLE_RATE}

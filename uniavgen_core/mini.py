@@ -1,0 +1,86 @@
+"""Generation with a small self-contained model and the weight-free stand-ins (the patch-PCA
+video codec, Griffin-Lim and hashed captions), without ComfyUI.
+
+It goes through the public API the nodes use: `load_model`, the speech tokenizer, the audio
+front end (`audio_input`), `jobs.build_job` and `sample`. `make demo` and the lip-sync
+evaluation run on it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import timing
+from .audio_input import driving_audio
+from .codecs.caption_hash import HashedCaptionEncoder
+from .codecs.griffin_lim import GriffinLimVocoder
+from .codecs.video_pca import PatchPCACodec
+from .jobs import Job, Speech, build_job
+from .loading import CheckpointError, file_metadata, load_model
+from .mel import SAMPLE_RATE, denormalise
+from .sampler import SamplingParams, Task, sample
+from .speech_tokenizer import SpeechTokenizer
+
+# What the shipped small model was tuned with (see docs/mini_model.md).
+MINI_SAMPLING = SamplingParams(steps=16, shift=5.0, video_cfg=3.0, audio_cfg=2.0, macfg_prop=0.5, slg_layer=-1)
+
+
+@dataclass
+class Generated:
+    frames: torch.Tensor        # [F, H, W, 3] float32 in [0, 1], 16 fps
+    wave: torch.Tensor          # [N] float32, 24 kHz
+
+
+class MiniPipeline:
+    def __init__(self, model_path: str | os.PathLike, codec_path: str | os.PathLike | None = None,
+                 device: str | torch.device = "cpu"):
+        model_path = Path(model_path)
+        meta = file_metadata([model_path]) if model_path.is_file() else {}
+        if "uniavgen_caption_encoder" not in meta or "uniavgen_vocab" not in meta:
+            raise CheckpointError(f"{model_path} is not a self-contained small model (it lacks the embedded "
+                                  f"vocabulary or caption encoder); use UniAVGen-mini.safetensors")
+        self.model = load_model(model_path, dtype=torch.float32, device=device)
+        self.device = torch.device(device)
+        self.tokenizer = SpeechTokenizer.from_text(meta["uniavgen_vocab"])
+        captions = json.loads(meta["uniavgen_caption_encoder"])
+        self.captions = HashedCaptionEncoder(int(captions["dim"]), max_rows=self.model.config.text_len)
+        if codec_path is None:
+            codec_path = model_path.parent / meta.get("uniavgen_video_codec", "")
+        self.codec = PatchPCACodec.load(codec_path)
+        self.vocoder = GriffinLimVocoder()
+        self.trained_frames = int(meta.get("uniavgen_trained_frames", 49))
+
+    @property
+    def duration(self) -> timing.Duration:
+        """The clip length the model was trained on."""
+        return timing.Duration.from_video_frames(self.trained_frames)
+
+    def speech(self, text: str) -> Speech:
+        return Speech(self.tokenizer.encode(text, "en"), self.tokenizer.null(), text)
+
+    def job(self, task: Task, text: str, caption: str, reference: torch.Tensor, seed: int,
+            driving_wave: torch.Tensor | None = None, driving_frames: torch.Tensor | None = None,
+            duration: timing.Duration | None = None) -> Job:
+        """reference: the face picture [H, W, 3] in [0, 1]; driving_wave: 24 kHz speech for A2V;
+        driving_frames: [4k+1, H, W, 3] pictures at 16 fps for V2A."""
+        duration = duration or self.duration
+        ref_latent = self.codec.encode(reference[None].float())                      # [48, 1, h, w]
+        video_latent = drive = None
+        if task == Task.V2A:
+            video_latent = self.codec.encode(driving_frames.float())
+            duration = timing.Duration.from_video_frames(driving_frames.shape[0])
+        if task == Task.A2V:
+            drive = driving_audio({"waveform": driving_wave.reshape(1, 1, -1), "sample_rate": SAMPLE_RATE},
+                                  duration.mel_frames).wave
+        return build_job(task, self.speech(text), self.captions.encode(caption), self.captions.encode(""),
+                         ref_latent, duration, seed, driving_wave=drive, video_latent=video_latent)
+
+    def generate(self, jobs: list[Job], params: SamplingParams = MINI_SAMPLING, callback=None) -> list[Generated]:
+        """Sample jobs of one duration as one batch, then decode pictures and speech."""
+        result = sample(self.model, [j.request for j in jobs], params, callback=callback, device=self.device)
+        waves = self.vocoder.decode(denormalise(result.audio))["waveform"][:, 0]
+        return [Generated(self.codec.decode(result.video[i].cpu()), waves[i]) for i in range(len(jobs))]

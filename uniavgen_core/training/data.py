@@ -1,0 +1,162 @@
+"""Synthetic training sets in model space, cached as one safetensors file.
+
+Each clip is rendered from its seed, its pictures encoded with the video codec, its speech and
+reference voice turned into normalised mels, its transcripts into speech-vocabulary ids and its
+caption into caption features. Variable-length parts are stored flat with offsets. Clips are
+made in worker processes (one thread each); the file is the same for any worker count.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..codecs.caption_hash import HashedCaptionEncoder
+from ..codecs.video_pca import PatchPCACodec, PCAFitter
+from ..audio_input import reference_voice, rescale_peak
+from ..mel import SAMPLE_RATE, log_mel, normalise
+from ..speech_tokenizer import SpeechTokenizer
+from ..synthetic.clips import make_clip
+from ..synthetic.sentences import VOCAB
+from .objective import Example
+
+TOKENS_PER_SIDE = 32        # pixels per video token side: 16x codec x 2x2 patches
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How the synthetic training set is made (paths relative to the config file)."""
+    path: str = "build/mini/train.safetensors"
+    codec: str = "build/mini/video_codec.safetensors"
+    clips: int = 4000
+    codec_clips: int = 256       # clips the video codec is fitted on (other seeds than the training set's)
+    seed: int = 0
+    frames: int = 49             # 3.06 s at 16 fps
+    size: int = 128
+    caption_dim: int = 64
+    workers: int = 2
+
+    def seeds(self) -> list[int]:
+        return [self.seed * 10_000_000 + i for i in range(self.clips)]
+
+    def codec_seeds(self) -> list[int]:
+        return [self.seed * 10_000_000 + 5_000_000 + i for i in range(self.codec_clips)]
+
+    def held_out_seeds(self, count: int) -> list[int]:
+        """Seeds no training or codec clip uses."""
+        return [self.seed * 10_000_000 + 9_000_000 + i for i in range(count)]
+
+
+def fit_codec(cfg: DataConfig, progress=None) -> Path:
+    """Fit the video codec on `codec_clips` rendered clips and save it to cfg.codec."""
+    fitter = PCAFitter()
+    for seed in cfg.codec_seeds():
+        fitter.add(make_clip(seed, frames=cfg.frames, size=cfg.size).frames)
+        if progress is not None:
+            progress(1)
+    out = Path(cfg.codec)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fitter.finish().save(out)
+    return out
+
+
+def vocabulary_text() -> str:
+    """The synthetic speech vocabulary in vocab.txt form: one token per line, space first (id 0)."""
+    return "\n".join(VOCAB) + "\n"
+
+
+def tokenizer() -> SpeechTokenizer:
+    return SpeechTokenizer.from_text(vocabulary_text())
+
+
+def face_targets(mask: torch.Tensor) -> torch.Tensor:
+    """Pixel face mask [H, W] -> the face fraction of each video token [H/32, W/32]."""
+    return F.avg_pool2d(mask[None, None].float(), TOKENS_PER_SIDE)[0, 0]
+
+
+def clip_record(seed: int, codec: PatchPCACodec, captions: HashedCaptionEncoder, frames: int, size: int) -> dict:
+    """One clip's model-space tensors."""
+    clip = make_clip(seed, frames=frames, size=size)
+    tok = tokenizer()
+    # the speech at the level the pipeline gives driving audio, the voice prepared as a reference
+    wave, _ = rescale_peak(clip.wave)
+    voice = reference_voice({"waveform": clip.ref_wave[None, None], "sample_rate": SAMPLE_RATE}).wave
+    return {
+        "latent": codec.encode(clip.frames).half(),
+        "mel": normalise(log_mel(wave)).half(),
+        "ref_mel": normalise(log_mel(voice)).half(),
+        "text": torch.tensor(tok.encode(clip.text, "en").ids, dtype=torch.int64),
+        "ref_text": torch.tensor(tok.encode(clip.ref_text, "en").ids, dtype=torch.int64),
+        "caption": captions.encode(clip.caption).half(),
+        "face": face_targets(clip.face_mask),
+    }
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(codec_path: str, caption_dim: int):
+    torch.set_num_threads(1)
+    _WORKER["codec"] = PatchPCACodec.load(codec_path)
+    _WORKER["captions"] = HashedCaptionEncoder(caption_dim)
+
+
+def _records(args) -> list[dict]:
+    seeds, frames, size = args
+    return [clip_record(s, _WORKER["codec"], _WORKER["captions"], frames, size) for s in seeds]
+
+
+FLAT = ("ref_mel", "text", "ref_text", "caption")
+FIXED = ("latent", "mel", "face")
+
+
+def build(out: str | os.PathLike, seeds: list[int], codec_path: str | os.PathLike, caption_dim: int,
+          frames: int = 49, size: int = 128, workers: int = 2, progress=None) -> Path:
+    """Render, encode and store the clips of `seeds` in `out` (written atomically)."""
+    out = Path(out)
+    chunks = [seeds[i: i + 32] for i in range(0, len(seeds), 32)]
+    records: list[dict] = []
+    with ProcessPoolExecutor(max(1, workers), initializer=_init_worker,
+                             initargs=(str(codec_path), caption_dim)) as pool:
+        for part in pool.map(_records, [(c, frames, size) for c in chunks]):
+            records.extend(part)
+            if progress is not None:
+                progress(len(part))
+    tensors = {f"{k}s": torch.stack([r[k] for r in records]).contiguous() for k in FIXED}
+    for k in FLAT:
+        lengths = torch.tensor([0] + [r[k].shape[0] for r in records])
+        tensors[f"{k}_flat"] = torch.cat([r[k] for r in records]).contiguous()
+        tensors[f"{k}_offsets"] = lengths.cumsum(0)
+    meta = {"uniavgen_training_set": "1", "seeds": json.dumps(list(seeds)), "frames": str(frames),
+            "size": str(size), "caption_dim": str(caption_dim)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, out)
+    return out
+
+
+def load(path: str | os.PathLike) -> list[Example]:
+    """The clips of a training set as Examples (half-precision tensors, cast per batch)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no training set at {path}: build it first (make train-demo does)")
+    with safe_open(str(path), framework="pt") as f:
+        if (f.metadata() or {}).get("uniavgen_training_set") != "1":
+            raise ValueError(f"{path} is not a UniAVGen training set")
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    n = t["latents"].shape[0]
+
+    def flat(name, i):
+        off = t[f"{name}_offsets"]
+        return t[f"{name}_flat"][off[i]: off[i + 1]]
+
+    return [Example(latent=t["latents"][i], mel=t["mels"][i], text_ids=flat("text", i), caption=flat("caption", i),
+                    ref_mel=flat("ref_mel", i), ref_ids=flat("ref_text", i), face=t["faces"][i]) for i in range(n)]

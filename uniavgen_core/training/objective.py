@@ -1,0 +1,172 @@
+"""The training objective: rectified flow on both branches with per-sample task mixing.
+
+Each sample of a batch is given one task, and the task decides what is clean conditioning and
+what is generated, exactly in the layout the model sees at inference:
+
+    AVG           reference picture; first latent frame clean (it is the reference picture)
+    RAVG          AVG + a reference voice (another utterance of the same speaker) and its transcript
+    A2V           AVG + the whole mel clean (driving audio): video loss only
+    V2A           every latent frame clean (driving video): audio loss only
+    continuation  k clean leading latent frames and the m mel frames they cover
+
+Generated parts follow the sampler's convention: x_s = (1 - s) x0 + s eps, the model predicts
+eps - x0 at t = 1000 s, with s drawn through the inference shift. Clean parts carry no loss.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .. import timing
+from ..conditioning import Condition, ConditionBatch, Switches
+from ..sampler import NUM_TIMESTEPS
+from ..speech_tokenizer import FILLER, MIN_IDS
+
+
+class TrainTask(enum.IntEnum):
+    AVG = 0
+    RAVG = 1
+    A2V = 2
+    V2A = 3
+    CONTINUATION = 4
+
+
+@dataclass
+class Example:
+    """One training clip in model space."""
+    latent: torch.Tensor            # [C, T, h, w] normalised latents; frame 0 is the first picture alone
+    mel: torch.Tensor               # [S, 80] normalised mel, S = mel frames of the clip
+    text_ids: torch.Tensor          # [L] speech vocabulary ids of the transcript
+    caption: torch.Tensor           # [Lc, text_dim] caption features
+    ref_mel: torch.Tensor | None = None      # [Lr, 80] another utterance of the same voice
+    ref_ids: torch.Tensor | None = None      # its transcript's ids
+    face: torch.Tensor | None = None         # [h/2, w/2] face fraction per video token (FAM target)
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    task_weights: dict = field(default_factory=lambda: {"avg": 0.25, "ravg": 0.2, "a2v": 0.2, "v2a": 0.2,
+                                                        "continuation": 0.15})
+    text_dropout: float = 0.1          # caption and transcript replaced by the null prompt (for CFG)
+    interaction_dropout: float = 0.1   # both interactions off (MA-CFG's null pass is in distribution)
+    shift: float = 5.0                 # s = shift u / (1 + (shift - 1) u), u ~ U(0, 1): the inference shift
+    fam_weight: float = 0.1            # weight of the face-mask loss
+    space_id: int = 0                  # the vocabulary's space token: the null transcript
+
+    def weights(self) -> torch.Tensor:
+        names = [t.name.lower() for t in TrainTask]
+        unknown = set(self.task_weights) - set(names)
+        if unknown:
+            raise ValueError(f"unknown task(s) {sorted(unknown)} in task_weights; use {names}")
+        w = torch.tensor([float(self.task_weights.get(n, 0.0)) for n in names], dtype=torch.float64)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"task_weights must be >= 0 and not all 0, got {self.task_weights}")
+        return w / w.sum()
+
+
+@dataclass
+class Batch:
+    """Model inputs, targets and loss masks of one training batch."""
+    video: torch.Tensor             # [B, C, T, h, w] noisy latents (clean frames are replaced by the model)
+    audio: torch.Tensor             # [B, S, 80]
+    t: torch.Tensor                 # [B] timesteps in [0, 1000]
+    cond: ConditionBatch
+    switches: Switches
+    target_video: torch.Tensor      # [B, C, T, h, w] eps - x0
+    target_audio: torch.Tensor      # [B, S, 80]
+    video_weight: torch.Tensor      # [B, 1, T, 1, 1] 1 where the frame is generated
+    audio_weight: torch.Tensor      # [B, S, 1]
+    face: torch.Tensor | None       # [B, h/2, w/2] FAM target, NaN where the clip has none
+    tasks: list
+
+
+def _ids(*parts: torch.Tensor) -> torch.Tensor:
+    return torch.cat([p.reshape(-1).long() for p in parts])
+
+
+def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, text_len: int,
+                device=None) -> Batch:
+    """Draw tasks, dropouts, noise levels and noise for `examples` (same T and S) from `gen`."""
+    b = len(examples)
+    c, frames, h, w = examples[0].latent.shape
+    n_mel = examples[0].mel.shape[0]
+    for e in examples:
+        if e.latent.shape != (c, frames, h, w) or e.mel.shape[0] != n_mel:
+            raise ValueError("a training batch needs clips of one length and size")
+    tasks = [TrainTask(int(i)) for i in torch.multinomial(mix.weights(), b, replacement=True, generator=gen)]
+    drop_text = (torch.rand(b, generator=gen) < mix.text_dropout).tolist()
+    drop_inter = (torch.rand(b, generator=gen) < mix.interaction_dropout).tolist()
+    cut = torch.randint(2, max(3, frames), (b,), generator=gen).tolist()       # continuation's clean frames
+    u = torch.rand(b, generator=gen)
+    s = mix.shift * u / (1 + (mix.shift - 1) * u)
+    eps_v = torch.randn((b, c, frames, h, w), generator=gen)
+    eps_a = torch.randn((b, n_mel, 80), generator=gen)
+
+    space = torch.tensor([mix.space_id])
+    conds, video_cond, audio_cond = [], [], []
+    for e, task, dropped, k in zip(examples, tasks, drop_text, cut):
+        if task == TrainTask.RAVG and (e.ref_mel is None or e.ref_ids is None):
+            task = TrainTask.AVG
+        x0 = e.latent.float()
+        vc = {TrainTask.V2A: frames, TrainTask.CONTINUATION: min(k, frames - 1)}.get(task, 1)
+        ac = {TrainTask.A2V: n_mel,
+              TrainTask.CONTINUATION: min(n_mel - 1, timing.mel_frames(timing.video_frames(vc)))}.get(task, 0)
+        ref_mel = e.ref_mel.float() if task == TrainTask.RAVG else None
+        if task == TrainTask.RAVG:      # transcripts as at inference: reference + space + text
+            ids = _ids(e.ref_ids, space) if dropped else _ids(e.ref_ids, space, e.text_ids)
+        else:
+            ids = space if dropped else _ids(e.text_ids)
+        ids = F.pad(ids, (0, max(0, MIN_IDS - len(ids))), value=FILLER)
+        caption = e.caption[:0] if dropped else e.caption
+        conds.append(Condition(ids, caption.float(), x0[:, :1], x0[:, :vc], ref_mel,
+                               e.mel[:ac].float() if ac else None))
+        video_cond.append(vc)
+        audio_cond.append(ac)
+
+    x0_v = torch.stack([e.latent.float() for e in examples])
+    x0_a = torch.stack([e.mel.float() for e in examples])
+    sv, sa = s.view(b, 1, 1, 1, 1), s.view(b, 1, 1)
+    frame = torch.arange(frames)
+    video_weight = (frame[None] >= torch.tensor(video_cond)[:, None]).float().view(b, 1, frames, 1, 1)
+    audio_weight = (torch.arange(n_mel)[None] >= torch.tensor(audio_cond)[:, None]).float()[..., None]
+    faces = torch.stack([e.face.float() if e.face is not None else torch.full((h // 2, w // 2), float("nan"))
+                         for e in examples])
+    on = tuple(not d for d in drop_inter)
+    move = lambda x: x.to(device) if device is not None else x
+    return Batch(
+        video=move((1 - sv) * x0_v + sv * eps_v), audio=move((1 - sa) * x0_a + sa * eps_a),
+        t=move(s * NUM_TIMESTEPS),
+        cond=ConditionBatch.stack(conds, frames, n_mel, text_len, device),
+        switches=Switches(on, on, (-1,) * b),
+        target_video=move(eps_v - x0_v), target_audio=move(eps_a - x0_a),
+        video_weight=move(video_weight), audio_weight=move(audio_weight), face=move(faces), tasks=tasks)
+
+
+def _masked_mse(pred, target, weight):
+    """Mean squared error over the weighted (generated) elements; 0 when there are none."""
+    err = (pred.float() - target).square() * weight
+    count = weight.expand_as(err).sum()
+    return err.sum() / count.clamp(min=1)
+
+
+def losses(model, batch: Batch, mix: MixConfig) -> dict[str, torch.Tensor]:
+    """Per-branch flow losses, the face-mask loss and their weighted sum ('total')."""
+    want_masks = mix.fam_weight > 0 and bool(torch.isfinite(batch.face).any())
+    out = model(batch.video, batch.audio, batch.t, batch.cond, batch.switches, capture_masks=want_masks)
+    video = _masked_mse(out.video[:, :, 1:], batch.target_video, batch.video_weight)   # ref frame dropped
+    audio = _masked_mse(out.audio, batch.target_audio, batch.audio_weight)
+    result = {"video": video, "audio": audio}
+    total = video + audio
+    if want_masks:
+        # masks [B, layers, T, h/2, w/2] against the clip's face fraction, over samples that have one
+        has = torch.isfinite(batch.face)
+        target = torch.nan_to_num(batch.face)[:, None, None].expand_as(out.face_masks)
+        weight = has[:, None, None].expand_as(out.face_masks).float()
+        bce = F.binary_cross_entropy(out.face_masks.clamp(1e-6, 1 - 1e-6), target, reduction="none")
+        result["fam"] = (bce * weight).sum() / weight.sum().clamp(min=1)
+        total = total + mix.fam_weight * result["fam"]
+    result["total"] = total
+    return result
