@@ -4,6 +4,7 @@ from .folders import register as register_folders  # noqa: F401  (the pack entry
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
 from .loaders import UniAVGenConvertModel, UniAVGenModelLoader, UniAVGenVocoderLoader
 from .sampling import UniAVGenSampler
+from .weight_free import UniAVGenCaptionEncode, UniAVGenSyntheticFace, UniAVGenVideoCodecLoader
 
 _NODES = {
     UniAVGenModelLoader: "UniAVGen Model Loader",
@@ -15,6 +16,9 @@ _NODES = {
     UniAVGenSampler: "UniAVGen Sampler",
     UniAVGenAudioDecode: "UniAVGen Audio Decode",
     UniAVGenConvertModel: "UniAVGen Convert Model (one file, bf16/fp8)",
+    UniAVGenVideoCodecLoader: "UniAVGen Video Codec Loader (weight-free)",
+    UniAVGenCaptionEncode: "UniAVGen Caption (weight-free)",
+    UniAVGenSyntheticFace: "UniAVGen Synthetic Face",
 }
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: name for cls, name in _NODES.items()}

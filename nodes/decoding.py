@@ -1,4 +1,4 @@
-"""Mel -> AUDIO with the BigVGAN vocoder."""
+"""Mel -> AUDIO with the loaded vocoder (BigVGAN or Griffin-Lim)."""
 from uniavgen_core.mel import denormalise
 
 from . import host
@@ -6,7 +6,7 @@ from .common import CATEGORY
 
 
 class UniAVGenAudioDecode:
-    DESCRIPTION = ("Turns the sampler's mel into 24 kHz audio with the BigVGAN vocoder. Connect it to "
+    DESCRIPTION = ("Turns the sampler's mel into 24 kHz audio with the loaded vocoder. Connect it to "
                    "PreviewAudio / SaveAudio, or with the decoded frames to CreateVideo (fps 16) -> SaveVideo.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("AUDIO",)
@@ -22,11 +22,8 @@ class UniAVGenAudioDecode:
 
     def decode(self, vocoder, mel):
         mm = host.mm()
-        offload = next(vocoder.model.parameters()).device
-        vocoder.model.to(mm.get_torch_device())
         try:
-            audio = vocoder.decode(denormalise(mel["mel"]))
+            audio = vocoder.decode(denormalise(mel["mel"]), mm.get_torch_device())
         finally:
-            vocoder.model.to(offload)
             mm.soft_empty_cache()
         return (audio,)

@@ -1,5 +1,6 @@
-"""Model folders: `models/uniavgen` registered safely, choices listed, choices resolved inside
-their folder only (a choice can never name a path outside the model folders)."""
+"""Model folders: `models/uniavgen` and `models/uniavgen_codecs` registered safely, each with the
+pack's own `models_builtin/<key>` (the shipped small model and its codec) after it; choices listed,
+choices resolved inside their folders only (a choice can never name a path outside them)."""
 from __future__ import annotations
 
 import json
@@ -11,19 +12,23 @@ from uniavgen_core.loading import INDEX_NAME
 from . import host
 
 KEY = "uniavgen"
+CODEC_KEY = "uniavgen_codecs"
 DIT_KEYS = (KEY, "diffusion_models")
 VOCAB_NAME = "vocab.txt"
+BUILTIN = Path(__file__).resolve().parents[1] / "models_builtin"
 
 
 def register() -> None:
-    """Add models/uniavgen with the model extensions. A yaml entry may have created the key
-    already, with an empty extension set that would list every file (COMFYUI_HOST.md §3)."""
+    """models/uniavgen (any model extension) and models/uniavgen_codecs (.safetensors), each followed
+    by models_builtin/<key>. A yaml entry may have created a key already, with an empty extension
+    set that would list every file (COMFYUI_HOST.md §3): its folders are kept, the extensions set."""
     fp = host.folder_paths()
-    default = os.path.join(fp.models_dir, KEY)
-    paths = list(fp.folder_names_and_paths.get(KEY, ([], set()))[0])
-    if default not in paths:
-        paths.append(default)
-    fp.folder_names_and_paths[KEY] = (paths, set(fp.supported_pt_extensions))
+    for key, extensions in ((KEY, fp.supported_pt_extensions), (CODEC_KEY, {".safetensors"})):
+        paths = list(fp.folder_names_and_paths.get(key, ([], set()))[0])
+        for folder in (os.path.join(fp.models_dir, key), str(BUILTIN / key)):
+            if folder not in paths:
+                paths.append(folder)
+        fp.folder_names_and_paths[key] = (paths, set(extensions))
 
 
 def roots(key: str) -> list[Path]:
@@ -66,6 +71,12 @@ def vocoder_choices() -> list[str]:
     """Folders under models/uniavgen holding a BigVGAN config.json and .safetensors weights."""
     return sorted(rel.as_posix() + "/" for root, rel, files in _walk((KEY,))
                   if _is_vocoder_folder(root / rel, files) and any(f.endswith(".safetensors") for f in files))
+
+
+def codec_choices() -> list[str]:
+    """.safetensors files under the video codec folders."""
+    return sorted({(rel / f).as_posix() for _, rel, files in _walk((CODEC_KEY,)) for f in files
+                   if f.endswith(".safetensors")})
 
 
 def resolve(choice: str, keys: tuple[str, ...], what: str) -> Path:

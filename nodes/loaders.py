@@ -10,6 +10,7 @@ from . import folders, host
 from .common import CATEGORY, with_messages
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+GRIFFIN_LIM = "griffin-lim (weight-free)"
 
 
 class UniAVGenHandle(torch.nn.Module):
@@ -45,7 +46,8 @@ class UniAVGenModelLoader:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": (folders.dit_choices(), {"tooltip": "An official UniAVGen folder (shown as 'Name/', with "
-                      "diffusion_pytorch_model.safetensors.index.json and its shards) or a single .safetensors."}),
+                      "diffusion_pytorch_model.safetensors.index.json and its shards) or a single .safetensors. "
+                      "UniAVGen-mini.safetensors, a small model at 128x128 px, ships with the pack."}),
             "weight_dtype": (["auto", "bf16", "fp16", "fp32"], {"default": "auto", "tooltip":
                              "Storage and compute precision. auto: bf16 on GPUs that support it (as released), "
                              "fp32 on the CPU; an fp8 file stays fp8 (dequantised per layer)."}),
@@ -85,33 +87,71 @@ class UniAVGenModelLoader:
         return (host.model_patcher(UniAVGenHandle(net, path, block_swap), device, offload),)
 
 
+class BigVGAN:
+    """The release's vocoder, kept on the offload device and moved to the GPU for one decode."""
+
+    def __init__(self, vocoder: Vocoder):
+        self.vocoder = vocoder
+
+    def decode(self, log_mel: torch.Tensor, device: torch.device) -> dict:
+        model = self.vocoder.model
+        offload = next(model.parameters()).device
+        model.to(device)
+        try:
+            return self.vocoder.decode(log_mel)
+        finally:
+            model.to(offload)
+
+
+class GriffinLim:
+    """The weight-free vocoder; it runs where its input is."""
+
+    def __init__(self):
+        from uniavgen_core.codecs.griffin_lim import GriffinLimVocoder   # here: it imports torchaudio
+        self.vocoder = GriffinLimVocoder()
+
+    def decode(self, log_mel: torch.Tensor, device: torch.device) -> dict:
+        return self.vocoder.decode(log_mel.to(device))
+
+
 class UniAVGenVocoderLoader:
-    DESCRIPTION = ("Loads the release's BigVGAN vocoder (the code2wav_bigvgan_model folder: config.json + "
-                   ".safetensors) from models/uniavgen. It turns generated mel spectrograms into 24 kHz audio.")
+    DESCRIPTION = ("Loads the vocoder that turns generated mel spectrograms into 24 kHz audio: the release's "
+                   "BigVGAN (the code2wav_bigvgan_model folder: config.json + .safetensors) from models/uniavgen, or "
+                   "Griffin-Lim, which needs no download but sounds phasey: enough for UniAVGen-mini, while the real "
+                   "model deserves BigVGAN.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("UNIAVGEN_VOCODER",)
     RETURN_NAMES = ("vocoder",)
     FUNCTION = "load"
 
     @classmethod
+    def choices(cls) -> list[str]:
+        return folders.vocoder_choices() + [GRIFFIN_LIM]
+
+    @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "vocoder": (folders.vocoder_choices(), {"tooltip": "A folder under models/uniavgen with the vocoder's "
-                        "config.json and .safetensors weights, e.g. code2wav_bigvgan_model/."}),
+            "vocoder": (cls.choices(), {"tooltip": "A folder under models/uniavgen with the vocoder's config.json "
+                        "and .safetensors weights, e.g. code2wav_bigvgan_model/. "
+                        f"'{GRIFFIN_LIM}' needs no download but sounds phasey and metallic: it suits the small "
+                        "UniAVGen-mini model; BigVGAN is much better for the real model."}),
             "precision": (["fp32", "bf16", "fp16"], {"default": "fp32", "tooltip":
-                          "Vocoder precision. fp32 is exact and the vocoder is small; bf16 saves memory."}),
+                          "BigVGAN precision. fp32 is exact and the vocoder is small; bf16 saves memory. "
+                          "Griffin-Lim always computes in fp32."}),
         }}
 
     @classmethod
     def VALIDATE_INPUTS(cls, vocoder):
-        if vocoder is None or vocoder in folders.vocoder_choices():
+        if vocoder is None or vocoder in cls.choices():
             return True
         return (f"vocoder {vocoder!r} is not in models/uniavgen: put the release's code2wav_bigvgan_model folder "
-                f"(config.json + .safetensors) there and refresh")
+                f"(config.json + .safetensors) there and refresh, or choose '{GRIFFIN_LIM}'")
 
     def load(self, vocoder, precision):
+        if vocoder == GRIFFIN_LIM:
+            return (GriffinLim(),)
         path = folders.resolve(vocoder, (folders.KEY,), "vocoder")
-        return (Vocoder.from_folder(path, device=host.mm().unet_offload_device(), dtype=DTYPES[precision]),)
+        return (BigVGAN(Vocoder.from_folder(path, device=host.mm().unet_offload_device(), dtype=DTYPES[precision])),)
 
 
 class UniAVGenConvertModel:

@@ -48,7 +48,9 @@ class UniAVGenSampler:
                                "Modality-aware CFG: fraction of the first steps whose unconditional pass has no "
                                "audio-video interaction, which strengthens lip sync (release: 0.5)."}),
             "slg_layer": ("INT", {"default": 11, "min": -1, "max": 29, "tooltip":
-                          "Layer skipped in the unconditional pass (skip-layer guidance); -1 or 0 turns it off."}),
+                          "Layer skipped in the unconditional pass (skip-layer guidance; release: 11). -1 or 0 "
+                          "turns it off, and so does a layer the model does not have (UniAVGen-mini has 6 and is "
+                          "tuned with -1)."}),
         }, "optional": {
             "reference": ("UNIAVGEN_REFERENCE", {"tooltip": "The face (UniAVGen Reference Image). Not needed for "
                           "dubbing, which uses the video's first frame."}),
@@ -84,6 +86,9 @@ class UniAVGenSampler:
             raise JobError(f"task {chosen.name} needs a reference face: connect UniAVGen Reference Image")
         net = model.model.diffusion_model
         cfg = net.config
+        if slg_layer >= cfg.num_layers:
+            messages.append(f"skip-layer guidance off: layer {slg_layer} is beyond this model's "
+                            f"{cfg.num_layers} layers")
         caption, msg_pos = caption_features(positive, cfg.text_dim, cfg.text_len, "positive")
         neg_caption, msg_neg = caption_features(negative, cfg.text_dim, cfg.text_len, "negative")
         drive = None

@@ -11,6 +11,8 @@ import torch
 from helpers import save_tiny_vocoder, tone
 
 DOUBLE = Path(__file__).parent / "comfy_double"
+MINI, MINI_CODEC = "UniAVGen-mini.safetensors", "UniAVGen-mini-video-codec.safetensors"
+GRIFFIN_LIM = "griffin-lim (weight-free)"
 tone200 = partial(tone, freq=200.0, amplitude=0.3)
 
 
@@ -88,8 +90,22 @@ def test_folders_registered_safely_and_choices_listed(comfy):
     assert "UniAVGen/" in choices and "uniavgen_merged.safetensors" in choices
     assert not any("00001-of" in c or c.endswith(".txt") for c in choices)      # shards and notes hidden
     vocoders = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenVocoderLoader"].INPUT_TYPES()["required"]["vocoder"][0]
-    assert vocoders == ["code2wav_bigvgan_model/"]
+    assert vocoders == ["code2wav_bigvgan_model/", "griffin-lim (weight-free)"]
     single.unlink()
+
+
+def test_shipped_small_model_and_codec_are_listed_without_copying(comfy):
+    from nodes import folders
+    fp = comfy["fp"]
+    for key, exts in (("uniavgen", fp.supported_pt_extensions), ("uniavgen_codecs", {".safetensors"})):
+        paths, registered = fp.folder_names_and_paths[key]
+        assert paths[-2:] == [str(comfy["base"] / "models" / key), str(folders.BUILTIN / key)] and registered == exts
+    loader = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenModelLoader"]
+    assert MINI in loader.INPUT_TYPES()["required"]["model"][0] and loader.VALIDATE_INPUTS(model=MINI) is True
+    codecs = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenVideoCodecLoader"]
+    assert codecs.INPUT_TYPES()["required"]["codec"][0] == [MINI_CODEC]
+    assert "models/uniavgen_codecs" in codecs.VALIDATE_INPUTS(codec="other.safetensors")
+    assert folders.resolve(MINI, folders.DIT_KEYS, "UniAVGen model") == folders.BUILTIN / "uniavgen" / MINI
 
 
 def test_a_yaml_created_key_with_no_extensions_is_repaired(comfy):
@@ -291,6 +307,98 @@ def test_audio_decode_gives_24k_audio(comfy, model):
     (_, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model))
     (audio,) = run(comfy, "UniAVGenAudioDecode", vocoder=vocoder, mel=mel)
     assert audio["sample_rate"] == 24000 and audio["waveform"].shape == (1, 1, 56 * 240)
+
+
+def test_griffin_lim_needs_no_file_and_decodes(comfy, model):
+    loader = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenVocoderLoader"]
+    assert loader.VALIDATE_INPUTS(vocoder=GRIFFIN_LIM) is True
+    assert GRIFFIN_LIM in loader.VALIDATE_INPUTS(vocoder="nothing/")
+    (vocoder,) = run(comfy, "UniAVGenVocoderLoader", vocoder=GRIFFIN_LIM, precision="fp32")
+    (_, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model))
+    (audio,) = run(comfy, "UniAVGenAudioDecode", vocoder=vocoder, mel=mel)
+    assert audio["sample_rate"] == 24000 and audio["waveform"].shape == (1, 1, 56 * 240)
+    assert 0 < float(audio["waveform"].abs().max()) <= 1
+
+
+@pytest.fixture(scope="module")
+def mini(comfy):
+    (patcher,) = run(comfy, "UniAVGenModelLoader", model=MINI, weight_dtype="auto")
+    (vae,) = run(comfy, "UniAVGenVideoCodecLoader", codec=MINI_CODEC)
+    return patcher, vae
+
+
+def test_codec_vae_round_trip_is_the_codecs_own(comfy, mini):
+    from comfy.latent_formats import Wan22
+    from nodes.inputs import encode_frames
+    vae = mini[1]
+    frames = image(h=64, w=96, frames=5)
+    own = vae.codec.encode(frames)
+    raw = vae.encode(frames)                                 # the Wan2.2 VAE's own space, like ComfyUI's VAE
+    assert vae.latent_channels == 48 and raw.shape == (1, 48, 2, 4, 6)
+    assert torch.allclose(Wan22().process_in(raw)[0], own, atol=1e-5)
+    assert torch.allclose(encode_frames(vae, frames), own, atol=1e-5)       # what the pack's encoders see
+    decoded = vae.decode(raw)                                # what VAEDecode calls, then folds the batch
+    assert decoded.shape == (1, 5, 64, 96, 3)
+    assert torch.allclose(decoded[0], vae.codec.decode(own), atol=1e-5)
+
+
+def test_codec_loader_refuses_a_file_of_another_kind(comfy):
+    from safetensors.torch import save_file
+    folder = comfy["base"] / "models" / "uniavgen_codecs"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"x": torch.zeros(1)}, folder / "vae.safetensors")
+    try:
+        with pytest.raises(ValueError, match="not a patch-PCA video codec"):
+            run(comfy, "UniAVGenVideoCodecLoader", codec="vae.safetensors")
+    finally:
+        (folder / "vae.safetensors").unlink()
+
+
+def test_caption_encode_gives_conditioning_and_explains_other_models(comfy, mini, model):
+    from uniavgen_core.codecs.caption_hash import HashedCaptionEncoder
+    (cond,) = run(comfy, "UniAVGenCaptionEncode", model=mini[0], text="A person with green skin")
+    features, extra = cond[0]
+    assert features.shape == (1, 5, 64) and extra == {}
+    assert torch.equal(features[0], HashedCaptionEncoder(64).encode("a person with green skin"))
+    (empty,) = run(comfy, "UniAVGenCaptionEncode", model=mini[0], text=" ")
+    assert empty[0][0].shape == (1, 0, 64)
+    with pytest.raises(ValueError, match="no built-in caption encoder.*CLIPTextEncode"):
+        run(comfy, "UniAVGenCaptionEncode", model=model, text="a face")
+
+
+def test_synthetic_face_is_deterministic_per_seed(comfy):
+    face, text = run(comfy, "UniAVGenSyntheticFace", seed=5, size=128)
+    again, same = run(comfy, "UniAVGenSyntheticFace", seed=5, size=128)
+    other, _ = run(comfy, "UniAVGenSyntheticFace", seed=6, size=128)
+    assert face.shape == (1, 128, 128, 3) and face.dtype == torch.float32 and 0 <= float(face.min())
+    assert torch.equal(face, again) and text == same and text.startswith("a person with")
+    assert not torch.equal(face, other)
+    assert run(comfy, "UniAVGenSyntheticFace", seed=5, size=96)[0].shape == (1, 96, 96, 3)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        run(comfy, "UniAVGenSyntheticFace", seed=5, size=100)
+
+
+def test_mini_model_runs_with_nothing_downloaded(comfy, mini):
+    """The mini demo workflow's chain, shortened: face -> captions -> codec -> sampler -> frames + speech."""
+    model, vae = mini
+    face, text = run(comfy, "UniAVGenSyntheticFace", seed=1, size=128)
+    (positive,) = run(comfy, "UniAVGenCaptionEncode", model=model, text=text)
+    (negative,) = run(comfy, "UniAVGenCaptionEncode", model=model, text="")
+    ref, img, _ = run(comfy, "UniAVGenReferenceImage", image=face, vae=vae, resolution="short side", short_side=128,
+                      crop="none", aspect="keep")
+    assert img.shape == (1, 128, 128, 3)
+    args = sampler_args(comfy, model, speech=speech(comfy, model, "hello there."), positive=positive,
+                        negative=negative, reference=ref)
+    (latent, mel, _), ui = messages(comfy, "UniAVGenSampler", **args)
+    assert "skip-layer guidance off: layer 11 is beyond this model's 6 layers" in ui
+    assert latent["samples"].shape == (1, 48, 3, 8, 8) and torch.isfinite(latent["samples"]).all()
+    frames = vae.decode(latent["samples"])
+    assert frames.shape == (1, 9, 128, 128, 3)
+    (vocoder,) = run(comfy, "UniAVGenVocoderLoader", vocoder=GRIFFIN_LIM, precision="fp32")
+    (audio,) = run(comfy, "UniAVGenAudioDecode", vocoder=vocoder, mel=mel)
+    assert audio["waveform"].shape == (1, 1, 56 * 240)
+    _, ui = messages(comfy, "UniAVGenSampler", **dict(args, slg_layer=-1))
+    assert not any("skip-layer" in m for m in ui)
 
 
 def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model):

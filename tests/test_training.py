@@ -7,6 +7,7 @@ import torch
 from uniavgen_core import timing
 from uniavgen_core.config import UniAVGenConfig
 from uniavgen_core.conditioning import Switches
+from uniavgen_core.loading import file_metadata, load_model
 from uniavgen_core.model import UniAVGenModel
 from uniavgen_core.training.objective import Example, MixConfig, TrainTask, build_batch, losses
 from uniavgen_core.training.trainer import OptimConfig, TrainConfig, Trainer
@@ -200,3 +201,21 @@ def test_config_file(tmp_path):
     path.write_text("[optim]\nstep = 5\n")
     with pytest.raises(ValueError, match=r"\[optim\] has unknown key\(s\) \['step'\]"):
         TrainConfig.from_toml(path)
+
+
+def test_export_is_self_contained(tmp_path, grad_enabled):
+    """The exported file carries what shapes cannot tell (head counts, A2V window, which layers
+    interact) and loads to the EMA weights."""
+    odd = dataclasses.replace(MICRO, num_heads=1, audio_num_heads=1, a2v_window=3, interaction_layers=(1,))
+    cfg = dataclasses.replace(small_config(tmp_path, 2), model=odd)
+    trainer = Trainer(cfg, [example(i) for i in range(4)])
+    trainer.run()
+    path = trainer.export(tmp_path / "mini.safetensors", "x\ny\n", {"note": {"a": 1}})
+    with pytest.raises(FileExistsError):
+        trainer.export(path, "x\n")
+    loaded = load_model(path)
+    assert loaded.config == odd
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, trainer.ema[name]), name
+    meta = file_metadata([path])
+    assert meta["uniavgen_vocab"] == "x\ny\n" and meta["note"] == '{"a": 1}'

@@ -9,6 +9,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 import build_workflows as bw  # noqa: E402
+from workflow_graphs import DOWNLOADS, mini_demo  # noqa: E402
 
 API = sorted((REPO / "workflows" / "api").glob("*.json"))
 UI = sorted((REPO / "workflows").glob("*.json"))
@@ -22,7 +23,7 @@ def specs():
 
 def test_committed_files_are_what_the_graphs_build():
     rendered = bw.render()
-    assert len(rendered) == 10 and len(API) == len(UI) == 5
+    assert len(rendered) == 12 and len(API) == len(UI) == 6
     for path, text in rendered.items():
         assert path.read_text() == text, f"{path.name} is stale: run python tools/build_workflows.py"
 
@@ -42,7 +43,8 @@ def check_value(cls, name, entry, value):
     elif kind == "COMBO":
         choices = entry[0] if isinstance(entry[0], list) else opts.get("options", [])
         assert isinstance(value, str) and value, where
-        if choices:                      # empty: a file list that depends on the installation
+        # an empty list or a downloaded model: a file list that depends on the installation
+        if choices and value not in DOWNLOADS:
             assert value in choices, where
 
 
@@ -114,3 +116,10 @@ def test_ui_workflow_is_its_api_twin(path, specs):
         for out in node["outputs"]:
             assert set(out["links"]) <= ids
     assert ui["last_link_id"] == len(ui["links"]) and ui["last_node_id"] == max(int(k) for k in api)
+
+
+def test_mini_demo_needs_no_download():
+    """Every file it names ships with the pack (the combo checks above find them in the lists)."""
+    graph = mini_demo()
+    assert not {cls for cls, _ in graph.values()} & {"VAELoader", "CLIPLoader", "LoadImage", "LoadAudio", "LoadVideo"}
+    assert not {v for _, inputs in graph.values() for v in inputs.values() if isinstance(v, str)} & DOWNLOADS

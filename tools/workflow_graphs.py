@@ -3,8 +3,11 @@
 
 A graph is {id: (class_type, {input: value or (source_id, output_index)})}."""
 
+DIT = "UniAVGen/"
+VOCODER = "code2wav_bigvgan_model/"
 VAE = "wan2.2_vae.safetensors"
 UMT5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+DOWNLOADS = {DIT, VOCODER, VAE, UMT5}         # model files the user downloads (README); the pack ships the rest
 CAPTION = ("A young woman with shoulder-length dark hair sits in a softly lit room and speaks warmly to the "
            "camera, natural head movement, realistic lighting.")
 TEXT = "Over the past week it has been raining nonstop, but the sun is finally breaking through today!"
@@ -13,9 +16,9 @@ SAMPLER = dict(task="auto", duration_seconds=5.0625, steps=50, shift=5.0, seed=2
 
 
 def _models(g):
-    g[1] = ("UniAVGenModelLoader", dict(model="UniAVGen/", weight_dtype="auto", attention="auto", block_swap=0,
-                                                    compile=False))
-    g[2] = ("UniAVGenVocoderLoader", dict(vocoder="code2wav_bigvgan_model/", precision="fp32"))
+    g[1] = ("UniAVGenModelLoader", dict(model=DIT, weight_dtype="auto", attention="auto", block_swap=0,
+                                        compile=False))
+    g[2] = ("UniAVGenVocoderLoader", dict(vocoder=VOCODER, precision="fp32"))
     g[3] = ("VAELoader", dict(vae_name=VAE))
     g[4] = ("CLIPLoader", dict(clip_name=UMT5, type="wan", device="default"))
     g[5] = ("CLIPTextEncode", dict(text=CAPTION, clip=(4, 0)))
@@ -27,13 +30,18 @@ def _reference(g, node_id, image):
                                                 short_side=480, crop="none", aspect="keep"))
 
 
-def _outputs(g, sampler, first_id, prefix):
-    """Decode video and audio, mux them, save video, audio and the face mask."""
+def _video(g, sampler, first_id, prefix):
+    """Decode video (VAE: node 3) and audio (vocoder: node 2), mux them, save the mp4."""
     g[first_id] = ("VAEDecode", dict(samples=(sampler, 0), vae=(3, 0)))
     g[first_id + 1] = ("UniAVGenAudioDecode", dict(vocoder=(2, 0), mel=(sampler, 1)))
     g[first_id + 2] = ("CreateVideo", dict(images=(first_id, 0), fps=16.0, audio=(first_id + 1, 0)))
     g[first_id + 3] = ("SaveVideo", dict(video=(first_id + 2, 0), filename_prefix=f"UniAVGen/{prefix}", format="auto",
                                          codec="auto"))
+
+
+def _outputs(g, sampler, first_id, prefix):
+    """The mp4, plus the audio and the face mask saved on their own."""
+    _video(g, sampler, first_id, prefix)
     g[first_id + 4] = ("SaveAudio", dict(audio=(first_id + 1, 0), filename_prefix=f"UniAVGen/{prefix}"))
     g[first_id + 5] = ("MaskToImage", dict(mask=(sampler, 2)))
     g[first_id + 6] = ("SaveImage", dict(images=(first_id + 5, 0), filename_prefix=f"UniAVGen/{prefix}_face_mask"))
@@ -104,10 +112,34 @@ def long_form():
     return g
 
 
+MINI_FACE_SEED = 9_004_242          # the demo's face (make demo): no training clip of UniAVGen-mini uses it
+MINI_TEXT = "hello there, this small face talks on your computer."
+
+
+def mini_demo():
+    """UniAVGen-mini, shipped with the pack, with its weight-free codec, captions and vocoder: no download."""
+    g = {}
+    g[1] = ("UniAVGenModelLoader", dict(model="UniAVGen-mini.safetensors", weight_dtype="auto", attention="auto",
+                                        block_swap=0, compile=False))
+    g[2] = ("UniAVGenVocoderLoader", dict(vocoder="griffin-lim (weight-free)", precision="fp32"))
+    g[3] = ("UniAVGenVideoCodecLoader", dict(codec="UniAVGen-mini-video-codec.safetensors"))
+    g[4] = ("UniAVGenSyntheticFace", dict(seed=MINI_FACE_SEED, size=128))
+    g[5] = ("UniAVGenCaptionEncode", dict(model=(1, 0), text=(4, 1)))
+    g[6] = ("UniAVGenCaptionEncode", dict(model=(1, 0), text=""))
+    g[7] = ("UniAVGenReferenceImage", dict(image=(4, 0), vae=(3, 0), resolution="short side", short_side=128,
+                                           crop="none", aspect="keep"))
+    g[8] = ("UniAVGenSpeechText", dict(model=(1, 0), text=MINI_TEXT, language="en", reference_text=""))
+    g[9] = ("UniAVGenSampler", dict(model=(1, 0), speech=(8, 0), positive=(5, 0), negative=(6, 0), reference=(7, 0),
+                                    **dict(SAMPLER, duration_seconds=3.0625, steps=16, slg_layer=-1)))
+    _video(g, 9, 10, "mini_demo")
+    return g
+
+
 WORKFLOWS = {
     "uniavgen_avg_joint_generation": avg,
     "uniavgen_ravg_voice_clone": ravg,
     "uniavgen_a2v_audio_driven": a2v,
     "uniavgen_v2a_dubbing": v2a,
     "uniavgen_long_form_chained": long_form,
+    "uniavgen_mini_demo": mini_demo,
 }

@@ -1,10 +1,11 @@
 """Train a UniAVGen model from scratch on synthetic talking faces.
 
-    python -m uniavgen_core.train CONFIG.toml [--resume [CHECKPOINT]] [--steps N]
+    python -m uniavgen_core.train CONFIG.toml [--resume [CHECKPOINT]] [--steps N] [--export]
 
 Fits the video codec and builds the training set when they are missing (both are cached),
 trains with checkpoints in the config's `out` folder (`last.safetensors`; --resume continues
-from it exactly), then exports the EMA weights and the codec to `out/export/`.
+from it exactly), then exports the EMA weights and the codec to `out/export/` (after the last
+step, or with --export wherever it stops: `--resume --steps 0 --export` exports a checkpoint).
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", nargs="?", const="", default=None,
                         help="continue from a checkpoint (default: OUT/last.safetensors)")
     parser.add_argument("--steps", type=int, default=None, help="stop at this step (default: the config's)")
+    parser.add_argument("--export", action="store_true",
+                        help="export the weights at the end even before the configured last step")
     args = parser.parse_args(argv)
     try:
         cfg = TrainConfig.from_toml(args.config)
@@ -69,7 +72,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         with torch.enable_grad():
             trainer.run(until=args.steps)
-        if trainer.step >= cfg.optim.steps:
+        if trainer.step >= cfg.optim.steps or args.export:
             print(f"exported {export(trainer)}", file=sys.stderr)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

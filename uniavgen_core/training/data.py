@@ -8,6 +8,7 @@ made in worker processes (one thread each); the file is the same for any worker 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -110,7 +111,9 @@ def _init_worker(codec_path: str, caption_dim: int):
 
 def _records(args) -> list[dict]:
     seeds, frames, size = args
-    return [clip_record(s, _WORKER["codec"], _WORKER["captions"], frames, size) for s in seeds]
+    # numpy arrays travel between processes by pickle; torch tensors would each hold a file descriptor
+    return [{k: v.numpy() for k, v in clip_record(s, _WORKER["codec"], _WORKER["captions"], frames, size).items()}
+            for s in seeds]
 
 
 FLAT = ("ref_mel", "text", "ref_text", "caption")
@@ -123,10 +126,11 @@ def build(out: str | os.PathLike, seeds: list[int], codec_path: str | os.PathLik
     out = Path(out)
     chunks = [seeds[i: i + 32] for i in range(0, len(seeds), 32)]
     records: list[dict] = []
-    with ProcessPoolExecutor(max(1, workers), initializer=_init_worker,
-                             initargs=(str(codec_path), caption_dim)) as pool:
+    # fresh (spawned) workers: a forked one would inherit this process's speech-synthesis state
+    with ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(str(codec_path), caption_dim)) as pool:
         for part in pool.map(_records, [(c, frames, size) for c in chunks]):
-            records.extend(part)
+            records.extend({k: torch.from_numpy(v) for k, v in r.items()} for r in part)
             if progress is not None:
                 progress(len(part))
     tensors = {f"{k}s": torch.stack([r[k] for r in records]).contiguous() for k in FIXED}

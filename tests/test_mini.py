@@ -1,0 +1,85 @@
+"""The shipped small model: training-set building, loading through the public API, the demo."""
+from pathlib import Path
+
+import av
+import pytest
+import torch
+from safetensors import safe_open
+
+from uniavgen_core import demo, timing
+from uniavgen_core.codecs.video_pca import PCAFitter
+from uniavgen_core.loading import load_model
+from uniavgen_core.mini import MiniPipeline
+from uniavgen_core.synthetic.clips import make_clip
+from uniavgen_core.training import data
+
+FRAMES = 17
+
+
+@pytest.fixture(scope="module")
+def codec_file(tmp_path_factory):
+    fitter = PCAFitter()
+    for seed in range(3):
+        fitter.add(make_clip(1000 + seed, frames=FRAMES).frames)
+    path = tmp_path_factory.mktemp("codec") / "codec.safetensors"
+    fitter.finish().save(path)
+    return path
+
+
+def contents(path):
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+def test_training_set_is_deterministic_and_loads(tmp_path, codec_file):
+    seeds = [3, 4, 5]
+    a = data.build(tmp_path / "a.safetensors", seeds, codec_file, 64, frames=FRAMES, workers=1)
+    b = data.build(tmp_path / "b.safetensors", seeds, codec_file, 64, frames=FRAMES, workers=2)
+    (ta, ma), (tb, mb) = contents(a), contents(b)        # the same set for any worker count
+    assert ma == mb and ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    examples = data.load(a)
+    assert len(examples) == 3
+    e = examples[0]
+    assert e.latent.shape == (48, timing.latent_frames(FRAMES), 8, 8)
+    assert e.mel.shape == (timing.mel_frames(FRAMES), 80) and e.face.shape == (4, 4)
+    clip = make_clip(3, frames=FRAMES)
+    tok = data.tokenizer()
+    assert e.text_ids.tolist() == tok.encode(clip.text, "en").ids and not tok.encode(clip.text, "en").unknown
+    assert e.caption.shape[1] == 64 and e.ref_mel.shape[0] > 100
+    with pytest.raises(ValueError, match="not a UniAVGen training set"):
+        data.load(codec_file)
+
+
+def test_shipped_model_is_small_and_self_contained():
+    size = demo.MODEL.stat().st_size + demo.CODEC.stat().st_size
+    assert size <= 10 * 2 ** 20, size
+    model = load_model(demo.MODEL)
+    n = sum(p.numel() for p in model.parameters())
+    assert 1.5e6 <= n <= 5e6 and len(model.a2v_blocks) == len(model.config.interaction_layers) >= 2
+    pipe = MiniPipeline(demo.MODEL, demo.CODEC)
+    assert pipe.tokenizer.encode("hello there.", "en").unknown == []
+
+
+def test_demo_text_is_checked():
+    pipe = MiniPipeline(demo.MODEL, demo.CODEC)
+    assert demo.check_text(pipe, "  Hello   THERE ") == "hello there"
+    with pytest.raises(demo.DemoError, match="empty"):
+        demo.check_text(pipe, "   ")
+    with pytest.raises(demo.DemoError, match=r"'#' '1'"):
+        demo.check_text(pipe, "room #1")
+
+
+def test_reduced_demo_writes_watchable_files(tmp_path):
+    result = demo.run(tmp_path, "hi there.", steps=2)
+    names = sorted(Path(f).name for f in result["files"])
+    assert names == ["a2v.mp4", "avg.mp4", "contact_sheet.png", "v2a.mp4"]
+    for name in ("avg", "a2v", "v2a"):
+        with av.open(str(tmp_path / f"{name}.mp4")) as box:
+            video, audio = box.streams.video[0], box.streams.audio[0]
+            assert video.codec_context.name == "h264" and audio.codec_context.name == "aac"
+            assert audio.codec_context.sample_rate == 24000
+            frames = sum(1 for _ in box.decode(video=0))
+        assert frames == 49
+        assert abs(float(video.duration * video.time_base) - 49 / 16) < 0.07
+        assert abs(float(audio.duration * audio.time_base) - 49 / 16) < 0.1
+    assert (tmp_path / "contact_sheet.png").stat().st_size > 10_000
