@@ -50,9 +50,11 @@ class DataConfig:
     def codec_seeds(self) -> list[int]:
         return [self.seed * 10_000_000 + 5_000_000 + i for i in range(self.codec_clips)]
 
-    def held_out_seeds(self, count: int) -> list[int]:
-        """Seeds no training or codec clip uses."""
-        return [self.seed * 10_000_000 + 9_000_000 + i for i in range(count)]
+    def held_out_seeds(self, count: int, split: str = "test") -> list[int]:
+        """Seeds no training or codec clip uses: 'test' for the reported numbers, 'validation'
+        for choosing sampling settings."""
+        base = {"test": 9_000_000, "validation": 8_000_000}[split]
+        return [self.seed * 10_000_000 + base + i for i in range(count)]
 
 
 def fit_codec(cfg: DataConfig, progress=None) -> Path:

@@ -31,8 +31,8 @@ from .data import DataConfig
 TASKS = {"avg": Task.AVG, "a2v": Task.A2V, "v2a": Task.V2A}
 
 
-def held_out(count: int, data: DataConfig = DataConfig()) -> list[Clip]:
-    return [make_clip(s, frames=data.frames, size=data.size) for s in data.held_out_seeds(count)]
+def held_out(count: int, split: str = "test", data: DataConfig = DataConfig()) -> list[Clip]:
+    return [make_clip(s, frames=data.frames, size=data.size) for s in data.held_out_seeds(count, split)]
 
 
 def generate(pipe: MiniPipeline, clips: list[Clip], task: Task, params: SamplingParams, chunk: int = 16):
@@ -66,15 +66,14 @@ def score_pairs(pairs) -> list:
 
 
 def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = MINI_SAMPLING,
-             ablations: bool = True, log=print) -> dict:
-    torch.manual_seed(0)
+             ablations: bool = True, split: str = "test", log=print) -> dict:
     pipe = MiniPipeline(model, codec)
-    data = held_out(clips)
+    data = held_out(clips, split)
     real = [(lipsync.mouth_openness(c.frames, c.mouth_box), lipsync.audio_envelope(c.wave, 24000, c.frames.shape[0]))
             for c in data]
     through_codec = [(lipsync.mouth_openness(pipe.codec.decode(pipe.codec.encode(c.frames)), c.mouth_box), e)
                      for c, (_, e) in zip(data, real)]
-    results = {"clips": clips, "params": {k: v for k, v in dataclasses.asdict(params).items()
+    results = {"clips": clips, "split": split, "params": {k: v for k, v in dataclasses.asdict(params).items()
                                          if k != "schedule_dtype"},
                "ceiling": summary_dict(score_pairs(real)),
                "ceiling_codec": summary_dict(score_pairs(through_codec)),
@@ -104,8 +103,10 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
                 f"{seconds:.1f} s")
         for variant, entry in per_variant.items():
             if variant != "default":
-                diff = lipsync.paired_difference(per_variant["default"]["scores"], entry["scores"])
-                entry["default_minus_this"] = dataclasses.asdict(diff)
+                entry["default_minus_this"] = {
+                    field: dataclasses.asdict(lipsync.paired_difference(per_variant["default"]["scores"],
+                                                                        entry["scores"], field=field))
+                    for field in ("r0", "confidence")}
         for entry in per_variant.values():
             entry.pop("scores")
         results["tasks"][name] = per_variant
@@ -140,10 +141,20 @@ def main(argv=None) -> int:
     parser.add_argument("codec")
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--split", choices=["test", "validation"], default="test",
+                        help="held-out clips: test (reported numbers) or validation (for tuning settings)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    parser.add_argument("--cfg", type=float, nargs=2, default=None, metavar=("VIDEO", "AUDIO"),
+                        help="guidance scales (default: the model's)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
-    results = evaluate(args.model, args.codec, args.clips, ablations=not args.no_ablations,
-                       log=lambda m: print(m, file=sys.stderr))
+    params = MINI_SAMPLING
+    if args.steps is not None:
+        params = dataclasses.replace(params, steps=args.steps)
+    if args.cfg is not None:
+        params = dataclasses.replace(params, video_cfg=args.cfg[0], audio_cfg=args.cfg[1])
+    results = evaluate(args.model, args.codec, args.clips, params, ablations=not args.no_ablations,
+                       split=args.split, log=lambda m: print(m, file=sys.stderr))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
