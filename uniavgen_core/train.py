@@ -36,7 +36,7 @@ def prepare(cfg: TrainConfig) -> None:
 def export(trainer: Trainer) -> Path:
     """out/export/NAME.safetensors (EMA weights) and NAME-video-codec.safetensors beside it."""
     cfg = trainer.config
-    folder = Path(cfg.out) / "export"
+    folder = Path(cfg.out).resolve() / "export"
     codec_name = f"{cfg.name}-video-codec.safetensors"
     model = folder / f"{cfg.name}.safetensors"
     for stale in (model, folder / codec_name):
