@@ -84,10 +84,10 @@ def face_targets(mask: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(mask[None, None].float(), TOKENS_PER_SIDE)[0, 0]
 
 
-def clip_record(seed: int, codec: PatchPCACodec, captions: HashedCaptionEncoder, frames: int, size: int) -> dict:
+def clip_record(seed: int, codec: PatchPCACodec, captions: HashedCaptionEncoder, tok: SpeechTokenizer, frames: int,
+                size: int) -> dict:
     """One clip's model-space tensors."""
     clip = make_clip(seed, frames=frames, size=size)
-    tok = tokenizer()
     # the speech at the level the pipeline gives driving audio, the voice prepared as a reference
     wave, _ = rescale_peak(clip.wave)
     voice = reference_voice({"waveform": clip.ref_wave[None, None], "sample_rate": SAMPLE_RATE}).wave
@@ -109,12 +109,14 @@ def _init_worker(codec_path: str, caption_dim: int):
     torch.set_num_threads(1)
     _WORKER["codec"] = PatchPCACodec.load(codec_path)
     _WORKER["captions"] = HashedCaptionEncoder(caption_dim)
+    _WORKER["tokenizer"] = tokenizer()
 
 
 def _records(args) -> list[dict]:
     seeds, frames, size = args
     # numpy arrays travel between processes by pickle; torch tensors would each hold a file descriptor
-    return [{k: v.numpy() for k, v in clip_record(s, _WORKER["codec"], _WORKER["captions"], frames, size).items()}
+    return [{k: v.numpy() for k, v in clip_record(s, _WORKER["codec"], _WORKER["captions"], _WORKER["tokenizer"],
+                                                       frames, size).items()}
             for s in seeds]
 
 

@@ -13,7 +13,6 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -190,7 +189,7 @@ class Trainer:
             self.ema[k].mul_(decay).add_(v.detach().float(), alpha=1 - decay)
 
     # ------------------------------------------------------------------ loop
-    def run(self, until: int | None = None, on_log: Callable[[dict], None] | None = None) -> None:
+    def run(self, until: int | None = None) -> None:
         """Train to step `until` (default: the configured steps), checkpointing on the way."""
         cfg = self.config
         until = cfg.optim.steps if until is None else until
@@ -205,8 +204,6 @@ class Trainer:
                     mean = lambda k: sum(r.get(k, 0.0) for r in recent) / len(recent)
                     bar.set_postfix_str(f"video {mean('video'):.3f} audio {mean('audio'):.3f} "
                                         f"fam {mean('fam'):.3f} lr {record['lr']:.2e}", refresh=False)
-                    if on_log is not None:
-                        on_log(record)
                 if self.step % cfg.checkpoint_every == 0 or self.step == until:
                     self.save(out / "last.safetensors")
         finally:
@@ -273,11 +270,6 @@ class Trainer:
         save_file({k: v.contiguous() for k, v in self.ema.items()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
         return path
-
-    def ema_model(self) -> UniAVGenModel:
-        model = UniAVGenModel(self.config.model)
-        model.load_state_dict(self.ema, strict=True)
-        return model.eval().requires_grad_(False)
 
 
 def _progress(start: int, total: int):
