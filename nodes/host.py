@@ -18,8 +18,9 @@ def progress_bar(total: int):
     return module("comfy.utils").ProgressBar(total)
 
 
-def model_patcher(model, load_device, offload_device):
-    return module("comfy.model_patcher").ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+def model_patcher(model, load_device, offload_device, size=0, weight_inplace_update=False):
+    return module("comfy.model_patcher").ModelPatcher(model, load_device=load_device, offload_device=offload_device,
+                                                      size=size, weight_inplace_update=weight_inplace_update)
 
 
 def wan22_format():
@@ -29,6 +30,14 @@ def wan22_format():
 def cast_ops():
     """ComfyUI's casting layers: weights stay wherever the memory manager put them."""
     return module("comfy.ops").manual_cast
+
+
+def scaled_fp8_ops():
+    """ComfyUI's casting layers for scaled-fp8 weights (`scale_weight` per Linear, the pack's own
+    fp8 format), so the memory manager can partially load them and LoRA patches apply to them;
+    None on a ComfyUI without them."""
+    make = getattr(module("comfy.ops"), "scaled_fp8_ops", None)
+    return None if make is None else make(fp8_matrix_mult=False, scale_input=False)
 
 
 def previewer(device):

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import struct
 import sys
 from pathlib import Path
@@ -22,30 +21,19 @@ import torch
 from safetensors import safe_open
 
 from .config import UniAVGenConfig
+from .fp8 import FP8, is_quantised, quantise, scale_key
 from .loading import CheckpointError, _strip_prefix, checkpoint_files, embedded_vocab, read_shapes
 
 FORMATS = ("bf16", "fp8")
-FP8 = torch.float8_e4m3fn
-FP8_MAX = torch.finfo(FP8).max
-# The big matrices of the transformer stacks and interactions; norms, modulations, embeddings,
-# time MLPs and heads stay in bf16.
-QUANTISED = re.compile(r"^(blocks|audio_blocks|a2v_blocks|v2a_blocks)\.\d+\.(self_attn\.|cross_attn\.)?"
-                       r"(q|k|v|o|ffn\.0|ffn\.2)\.weight$")
 _DTYPE_NAMES = {torch.bfloat16: "BF16", FP8: "F8_E4M3", torch.float32: "F32"}
-
-
-def quantise(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-tensor scaled fp8: weight ~= q.float() * scale."""
-    scale = weight.float().abs().max().clamp(min=1e-12) / FP8_MAX
-    return (weight.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale.reshape(())
 
 
 def _plan(shapes: dict, fmt: str) -> list[tuple[str, torch.dtype, tuple]]:
     """(key, dtype, shape) in file order; a quantised weight is followed by its scale."""
     out = []
     for key in sorted(shapes):
-        if fmt == "fp8" and QUANTISED.match(key):
-            out += [(key, FP8, shapes[key]), (key[: -len("weight")] + "scale_weight", torch.float32, ())]
+        if fmt == "fp8" and is_quantised(key):
+            out += [(key, FP8, shapes[key]), (scale_key(key), torch.float32, ())]
         else:
             out.append((key, torch.bfloat16, shapes[key]))
     return out

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from . import fp8
 from .config import UniAVGenConfig
 from .model import UniAVGenModel
 
@@ -63,9 +64,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from None
-
-
-SCALE_SUFFIX = ".scale_weight"
 
 
 def file_metadata(files: list[Path]) -> dict:
@@ -202,11 +200,11 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
     shapes = read_shapes(files)
     prefix = _strip_prefix(list(shapes))
     shapes = {k[len(prefix):]: v for k, v in shapes.items()}
-    scaled = {k[: -len(SCALE_SUFFIX)] for k in shapes if k.endswith(SCALE_SUFFIX)}   # scaled-fp8 Linears
+    scaled = {fp8.layer_of(k) for k in shapes if k.endswith(fp8.SCALE_SUFFIX)}       # scaled-fp8 Linears
     foreign = identify_foreign(shapes)
     if foreign:
         raise CheckpointError(f"{source} is {foreign}.")
-    weights = {k: v for k, v in shapes.items() if not k.endswith(SCALE_SUFFIX)}
+    weights = {k: v for k, v in shapes.items() if not k.endswith(fp8.SCALE_SUFFIX)}
     if config is None:
         try:
             config = UniAVGenConfig.from_shapes(weights, hints=config_json)
@@ -219,23 +217,26 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
         model = UniAVGenModel(config, ops=ops)
     keep_fp8 = dtype is None
     if keep_fp8:
-        for name in scaled:
-            model.get_submodule(name).register_buffer("scale_weight", torch.empty((), device="meta"))
-    check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()},
-               shapes if keep_fp8 else weights, source)
+        fp8.attach_scales(model, scaled)
+    model_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    # Layer classes that carry a scale on every Linear (ComfyUI's scaled-fp8 ops) get 1 where the
+    # file stores the weight unquantised, or where the weights are dequantised while loading.
+    unit_scales = [k for k in model_shapes if k.endswith(fp8.SCALE_SUFFIX) and not (keep_fp8 and k in shapes)]
+    check_keys({k: v for k, v in model_shapes.items() if k not in unit_scales}, shapes if keep_fp8 else weights,
+               source)
 
-    state = {}
+    state = {k: torch.ones((), device=device) for k in unit_scales}
     for f in files:
         with safe_open(f, framework="pt", device=str(device)) as handle:
             for key in handle.keys():
                 name = key[len(prefix):]
-                if name.endswith(SCALE_SUFFIX) and not keep_fp8:
+                if name.endswith(fp8.SCALE_SUFFIX) and not keep_fp8:
                     continue
                 tensor = handle.get_tensor(key)
-                if not keep_fp8 and name[: -len(".weight")] in scaled:     # dequantise to the asked dtype
-                    scale = handle.get_tensor(key[: -len(".weight")] + SCALE_SUFFIX)
-                    tensor = tensor.float() * scale.float()
-                state[name] = tensor if dtype is None else tensor.to(dtype)
+                if not keep_fp8 and name.endswith(".weight") and fp8.layer_of(name) in scaled:   # dequantise
+                    state[name] = fp8.dequantise(tensor, handle.get_tensor(fp8.scale_key(key)), dtype)
+                else:
+                    state[name] = tensor if dtype is None else tensor.to(dtype)
     model.load_state_dict(state, strict=True, assign=True)
     stored = state["patch_embedding.weight"].dtype
     # fp8 storage (scaled or not) computes in bf16 unless asked otherwise
@@ -245,7 +246,7 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
 
 def is_scaled_fp8(path: str | os.PathLike) -> bool:
     files, _ = checkpoint_files(path)
-    return any(k.endswith(SCALE_SUFFIX) for k in read_shapes(files))
+    return any(k.endswith(fp8.SCALE_SUFFIX) for k in read_shapes(files))
 
 
 def _meta_shapes(config: UniAVGenConfig, ops=None) -> dict:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fp8
+
 
 def cast_like(t: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor | None:
     """`t` in `ref`'s floating dtype and device (None stays None)."""
@@ -22,14 +24,15 @@ def cast_like(t: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor | None:
 
 
 class Linear(nn.Linear):
-    """A Linear whose weight may be stored in fp8 with a per-tensor `scale_weight` buffer
-    (registered by the loader for scaled-fp8 files): dequantised on the fly."""
+    """A Linear whose weight may be stored in scaled fp8 (a `scale_weight` buffer, registered by
+    the loader for such files): dequantised on the fly."""
 
     def forward(self, x):
-        weight = cast_like(self.weight, x)
-        scale = getattr(self, "scale_weight", None)
-        if scale is not None:
-            weight = weight * cast_like(scale, x)
+        scale = getattr(self, fp8.SCALE, None)
+        if scale is None:
+            weight = cast_like(self.weight, x)
+        else:
+            weight = fp8.dequantise(self.weight, scale, x.dtype, x.device)
         return F.linear(x, weight, cast_like(self.bias, x))
 
 
