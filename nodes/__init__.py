@@ -3,11 +3,13 @@ from .decoding import UniAVGenAudioDecode
 from .folders import register as register_folders  # noqa: F401  (the pack entry point calls it)
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
 from .loaders import UniAVGenConvertModel, UniAVGenModelLoader, UniAVGenVocoderLoader
+from .lora import UniAVGenLoraLoader
 from .sampling import UniAVGenSampler
 from .weight_free import UniAVGenCaptionEncode, UniAVGenSyntheticFace, UniAVGenVideoCodecLoader
 
 _NODES = {
     UniAVGenModelLoader: "UniAVGen Model Loader",
+    UniAVGenLoraLoader: "UniAVGen LoRA Loader",
     UniAVGenVocoderLoader: "UniAVGen Vocoder Loader",
     UniAVGenSpeechText: "UniAVGen Speech Text",
     UniAVGenReferenceImage: "UniAVGen Reference Image",

@@ -12,7 +12,7 @@ def reset(base):
     models_dir = os.path.join(str(base), "models")
     folder_names_and_paths.clear()
     for key, sub in (("diffusion_models", ["unet", "diffusion_models"]), ("vae", ["vae"]),
-                     ("text_encoders", ["text_encoders", "clip"])):
+                     ("text_encoders", ["text_encoders", "clip"]), ("loras", ["loras"])):
         folder_names_and_paths[key] = ([os.path.join(models_dir, s) for s in sub], set(supported_pt_extensions))
 
 

@@ -6,3 +6,18 @@ class ModelPatcher:
     def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
         self.model, self.load_device, self.offload_device = model, load_device, offload_device
         self.size = size or model_management.module_size(model)
+        self.weight_inplace_update = weight_inplace_update
+        self.patches = {}
+
+    def clone(self):
+        twin = ModelPatcher(self.model, self.load_device, self.offload_device, self.size, self.weight_inplace_update)
+        twin.patches = {k: list(v) for k, v in self.patches.items()}
+        return twin
+
+    def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
+        """As ComfyUI: patches for keys of the model's state dict are kept, others dropped."""
+        keys = set(self.model.state_dict())
+        added = [k for k in patches if k in keys]
+        for k in added:
+            self.patches.setdefault(k, []).append((strength_patch, patches[k], strength_model))
+        return added
