@@ -110,11 +110,6 @@ class UniAVGenSampler:
         needed = activation_bytes(cfg, duration.latent_frames, h, w, duration.mel_frames, batch=2,
                                   dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=ref_mel)
         mm.load_models_gpu([model], memory_required=needed)
-        if model.model.block_swap:
-            if net.block_swap is None:
-                net.set_block_swap(model.model.block_swap, device)
-            else:
-                net.block_swap.park()          # the memory manager may have moved every weight
         params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
                                 macfg_prop=macfg_fraction, slg_layer=slg_layer)
         bar = host.progress_bar(steps)

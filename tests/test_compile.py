@@ -38,3 +38,21 @@ def test_block_swap_streams_layers_and_changes_nothing(golden_dir, tiny_model):
     assert not swapped.block_swap.ready
     with pytest.raises(ValueError, match="choose 0..30"):
         swapped.set_block_swap(31, "cpu")
+
+
+def test_moving_the_model_leaves_swapped_layers_on_their_cpu_copies(golden_dir):
+    """A memory manager that moves the whole model (here: a dtype change standing in for a device
+    move) moves only the resident part; switching the swap off makes every layer movable again."""
+    model = load_model(golden_dir, dtype=torch.float32)
+    model.set_block_swap(2, "cpu")
+    swap = model.block_swap
+    whole = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    assert swap.resident_bytes(model) == whole - swap.host_bytes and swap.host_bytes > 0
+    model.to(torch.float64)
+    assert model.blocks[27].self_attn.q.weight.dtype == torch.float64
+    assert model.blocks[28].self_attn.q.weight.dtype == torch.float32            # swapped: stays
+    assert model.v2a_blocks[14].q.weight.dtype == torch.float32                  # layer 28's interaction
+    assert all(t.data_ptr() == home.data_ptr() for t, home in swap.host[29])
+    model.set_block_swap(0, "cpu")
+    model.to(torch.float64)
+    assert model.blocks[28].self_attn.q.weight.dtype == torch.float64

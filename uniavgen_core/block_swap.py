@@ -1,10 +1,22 @@
 """Block swap: the weights of N layer pairs (video block, audio block and the interaction blocks
 of that layer) stay in CPU memory and visit the compute device only while their layer runs.
 On CUDA they are pinned and the next swapped layer is copied on a side stream while the
-current one computes, so the copy hides behind the compute."""
+current one computes, so the copy hides behind the compute.
+
+The swapped modules ignore `.to()` / `.cuda()` from then on, so a memory manager that moves the
+whole model (ComfyUI's ModelPatcher) moves only the resident part; `resident_bytes` is what it
+should be told the model weighs. Weight patches written in place (LoRA) land in the CPU copies.
+"""
 from __future__ import annotations
 
+import types
+
 import torch
+
+
+def _stay(module, fn, recurse=True):
+    """`nn.Module._apply` of a swapped module: its tensors stay where the block swap keeps them."""
+    return module
 
 
 class BlockSwap:
@@ -18,11 +30,15 @@ class BlockSwap:
         inter = {layer: i for i, layer in enumerate(cfg.interaction_layers)}
         self.layers = list(range(cfg.num_layers - count, cfg.num_layers))
         self.host: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.pinned_modules: list[torch.nn.Module] = []
         for layer in self.layers:
             modules = [model.blocks[layer], model.audio_blocks[layer]]
             if layer in inter:
                 modules += [model.a2v_blocks[inter[layer]], model.v2a_blocks[inter[layer]]]
             tensors = [t for m in modules for t in list(m.parameters()) + list(m.buffers())]
+            for sub in (s for m in modules for s in m.modules()):
+                sub._apply = types.MethodType(_stay, sub)
+                self.pinned_modules.append(sub)
             self.host[layer] = []
             for t in tensors:
                 home = t.data.to("cpu")
@@ -31,6 +47,16 @@ class BlockSwap:
                 t.data = home
                 self.host[layer].append((t, home))
         self.ready: dict[int, tuple] = {}
+
+    @property
+    def host_bytes(self) -> int:
+        """Bytes of the swapped weights (kept in CPU memory)."""
+        return sum(home.numel() * home.element_size() for pairs in self.host.values() for _, home in pairs)
+
+    def resident_bytes(self, model: torch.nn.Module) -> int:
+        """Bytes of `model`'s weights that live on the compute device."""
+        total = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+        return total - self.host_bytes
 
     def next_after(self, layer: int) -> int | None:
         return next((l for l in self.layers if l > layer), None)
@@ -71,6 +97,13 @@ class BlockSwap:
             tensor.data = home
         if self.cuda and layer == self.layers[-1]:
             self.prefetch(self.layers[0])
+
+    def close(self) -> None:
+        """Stop swapping: the weights stay on their CPU copies, and `.to()` moves them again."""
+        self.park()
+        for module in self.pinned_modules:
+            del module._apply
+        self.pinned_modules.clear()
 
     def park(self) -> None:
         """All swapped weights back on their CPU copies (after something moved the whole model)."""

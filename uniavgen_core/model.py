@@ -152,6 +152,8 @@ class UniAVGenModel(nn.Module):
     def set_block_swap(self, count: int, device) -> None:
         """Keep the weights of the last `count` layer pairs on the CPU, streamed to `device` per
         layer (0 turns it off and leaves those weights on the CPU until the model is moved)."""
+        if self.block_swap is not None:
+            self.block_swap.close()
         self.block_swap = BlockSwap(self, count, device) if count else None
 
     def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> None:
