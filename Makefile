@@ -16,7 +16,7 @@ DEV_DEPS    := safetensors einops numpy kornia transformers pypinyin jieba pytes
 DEMO_DEPS   := espeakng-loader==0.2.4 av matplotlib tqdm
 PYTEST_ARGS ?=
 
-.PHONY: setup test golden demo train-demo evaluate-mini clean distclean host-test workflows
+.PHONY: setup test golden demo train-demo evaluate-mini clean distclean host-test workflows gpu-check gpu-stage
 
 setup: $(STAMP)
 
@@ -31,7 +31,18 @@ $(STAMP): Makefile pyproject.toml requirements.txt | $(PY)
 	touch $@
 
 test: setup
-	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs tests $(PYTEST_ARGS)
+
+# The CUDA tests and the official-shape benchmark on a GPU machine, in at most 8 minutes
+# (benchmarks/gpu_check.py). It uses the machine's own torch when there is no .venv; without a
+# GPU it says so and stops. gpu-stage copies the golden vectors into build/ to travel along.
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py
+
+gpu-stage:
+	mkdir -p build/gpu-check/shared/golden build/gpu-check/shared/reference
+	cp -r ../shared/golden/public build/gpu-check/shared/golden/
+	cp ../shared/reference/vocab.txt build/gpu-check/shared/reference/
 
 golden: setup
 	$(PY) -m uniavgen_core.golden ../shared/golden/public --out build/golden

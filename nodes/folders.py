@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from uniavgen_core.loading import INDEX_NAME
@@ -14,6 +15,7 @@ from . import host
 KEY = "uniavgen"
 CODEC_KEY = "uniavgen_codecs"
 DIT_KEYS = (KEY, "diffusion_models")
+LORA_KEY = "loras"
 VOCAB_NAME = "vocab.txt"
 BUILTIN = Path(__file__).resolve().parents[1] / "models_builtin"
 
@@ -38,13 +40,46 @@ def roots(key: str) -> list[Path]:
         return []
 
 
-def _walk(keys):
-    """(root, folder relative to root, file names) for every folder under the roots of `keys`."""
-    for key in keys:
-        for root in roots(key):
-            for folder, dirs, files in os.walk(root, followlinks=True):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                yield root, Path(folder).relative_to(root), files
+def _walk(keys) -> list[tuple[Path, Path, tuple[str, ...]]]:
+    """(root, folder relative to root, file names) for every folder under the roots of `keys`.
+
+    Links are followed, but a folder already listed (through a link loop or a second link to it)
+    is not entered again. The result is cached until a listed folder's modification time changes
+    (adding, removing or renaming a file or folder changes its folder's), so the node menus do
+    not walk the model tree several times per request. A listing with a folder changed in the
+    last seconds is not cached: a second change within the file system's timestamp granularity
+    would go unseen (git's "racy" timestamps)."""
+    folders = tuple(str(root) for key in keys for root in roots(key))
+    cached = _LISTINGS.get(folders)
+    if cached is not None and all(_mtime(f) == stamp for f, stamp in cached[0].items()):
+        return cached[1]
+    stamps, entries = {f: _mtime(f) for f in folders}, []
+    for root in map(Path, folders):
+        seen = set()
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            stamps[folder] = _mtime(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            entries.append((root, Path(folder).relative_to(root), tuple(files)))
+    recent = time.time_ns() - RACY_NS
+    if all(stamp is None or stamp < recent for stamp in stamps.values()):
+        _LISTINGS[folders] = (stamps, entries)
+    return entries
+
+
+_LISTINGS: dict[tuple[str, ...], tuple[dict[str, int | None], list]] = {}
+RACY_NS = 2_000_000_000
+
+
+def _mtime(folder: str) -> int | None:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _is_vocoder_folder(folder: Path, files) -> bool:
@@ -76,6 +111,12 @@ def vocoder_choices() -> list[str]:
 def codec_choices() -> list[str]:
     """.safetensors files under the video codec folders."""
     return sorted({(rel / f).as_posix() for _, rel, files in _walk((CODEC_KEY,)) for f in files
+                   if f.endswith(".safetensors")})
+
+
+def lora_choices() -> list[str]:
+    """.safetensors files under ComfyUI's models/loras folders."""
+    return sorted({(rel / f).as_posix() for _, rel, files in _walk((LORA_KEY,)) for f in files
                    if f.endswith(".safetensors")})
 
 

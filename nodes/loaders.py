@@ -1,4 +1,6 @@
 """Model and vocoder loaders."""
+import logging
+
 import torch
 
 from uniavgen_core.attention import resolve_backend
@@ -16,11 +18,10 @@ GRIFFIN_LIM = "griffin-lim (weight-free)"
 class UniAVGenHandle(torch.nn.Module):
     """What ComfyUI's ModelPatcher manages: the DiT plus where it came from."""
 
-    def __init__(self, model, path, block_swap=0):
+    def __init__(self, model, path):
         super().__init__()
         self.diffusion_model = model
         self.path = path
-        self.block_swap = block_swap          # layer pairs kept on the CPU while sampling
 
 
 def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
@@ -57,9 +58,10 @@ class UniAVGenModelLoader:
                           "An unavailable choice falls back to SDPA with the reason in the log."}),
             "block_swap": ("INT", {"default": 0, "min": 0, "max": 30, "tooltip":
                            "Layer pairs whose weights stay in CPU memory and are streamed to the GPU one layer "
-                           "at a time (prefetched while the previous layer computes). Saves about 0.43 GiB of VRAM "
-                           "per pair in bf16, half that with an fp8 file; 30 with an fp8 file needs about 3 GiB "
-                           "at 736x1312, 5 s (the README has a table per GPU size)."}),
+                           "at a time (prefetched while the previous layer computes); ComfyUI's memory manager "
+                           "only counts and moves the rest. Predicted GPU peak for a 5 s clip at 736x1312 with "
+                           "block_swap 0 / 10 / 20 / 30: bf16 15.0 / 11.7 / 7.3 / 3.0 GiB, fp8 file 8.6 / 7.0 / "
+                           "4.8 / 2.6 GiB (the README has the table per GPU size)."}),
             "compile": ("BOOLEAN", {"default": False, "tooltip":
                         "torch.compile the transformer blocks: the first run compiles (minutes), later steps "
                         "are faster. Needs a working Triton/compiler setup."}),
@@ -77,14 +79,25 @@ class UniAVGenModelLoader:
         mm = host.mm()
         device, offload = mm.get_torch_device(), mm.unet_offload_device()
         if weight_dtype == "auto" and is_scaled_fp8(path):
-            # fp8 weights stay fp8 and are dequantised per layer by the pack's casting layers
-            net = load_model(path, compute_dtype=pick_dtype("auto", device), device=offload)
+            # fp8 weights stay fp8 and are dequantised per layer, by ComfyUI's scaled-fp8 layers
+            ops = host.scaled_fp8_ops()
+            if ops is None:
+                logging.warning("UniAVGen: this ComfyUI has no scaled-fp8 layers; the fp8 model is loaded "
+                                "whole with the pack's own layers (no partial loading, no LoRA)")
+            net = load_model(path, compute_dtype=pick_dtype("auto", device), device=offload, ops=ops)
         else:
             net = load_model(path, dtype=pick_dtype(weight_dtype, device), device=offload, ops=host.cast_ops())
         net.attention_backend = resolve_backend(attention)
         if compile:
             net.compile_blocks()
-        return (host.model_patcher(UniAVGenHandle(net, path, block_swap), device, offload),)
+        handle = UniAVGenHandle(net, path)
+        if not block_swap:
+            return (host.model_patcher(handle, device, offload),)
+        # The swapped layer pairs stay on the CPU from now on: the memory manager moves and counts
+        # only the rest, and writes LoRA patches in place, so they reach the swapped CPU copies too.
+        net.set_block_swap(block_swap, device)
+        size = net.block_swap.resident_bytes(handle)
+        return (host.model_patcher(handle, device, offload, size=size, weight_inplace_update=True),)
 
 
 class BigVGAN:

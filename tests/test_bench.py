@@ -71,3 +71,14 @@ def test_the_memory_managers_estimate_bounds_the_measured_peak():
         reserved = activation_bytes(shape["config"], shape["frames"], shape["h"], shape["w"], shape["mel"], batch=2)
         print(name, measured / 2 ** 30, reserved / 2 ** 30)
         assert measured < reserved < 1.5 * measured + 256 * 2 ** 20, name
+
+
+def test_gpu_check_without_a_gpu_says_so_and_stops():
+    import subprocess
+
+    import pytest
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: make gpu-check runs for real")
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--no-results", "--out", "/nonexistent/x"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no CUDA GPU here" in proc.stderr and "Traceback" not in proc.stderr

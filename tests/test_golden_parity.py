@@ -1,5 +1,6 @@
 """The golden runner against vectors produced by the official code (tolerances: golden/README.md)."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import REPO, rel_l2
+from uniavgen_core.golden import MKL_COMPATIBLE, case_inputs, case_request
 from uniavgen_core.sampler import seeded_noise
 
 FWD_TOL, OUT_TOL = 1e-4, 1e-3
@@ -85,13 +87,21 @@ def test_runner_prints_sampling_seconds_per_case(runner_output, golden_dir):
 
 def test_seeded_cpu_noise_matches_the_official_draw(golden_dir):
     """Golden noise was drawn as manual_seed(seed); randn video then randn audio, float32, CPU."""
-    from uniavgen_core.golden import case_inputs, case_request      # not at the top: it sets MKL_CBWR
     cases = json.loads((golden_dir / "golden.json").read_text())["cases"]
     tensors = load_file(golden_dir / "golden.safetensors")
     for name, case in cases.items():
         inputs = case_inputs(tensors, name)
         video, audio = seeded_noise(case_request(case, inputs))
         assert torch.equal(video, inputs["noise_video"]) and torch.equal(audio, inputs["noise_audio"])
+
+
+def test_importing_the_runner_leaves_mkl_alone():
+    """The slow compatible MKL path is not set for the process (the model cases run at full
+    speed); the mel cases get it in a child process, and their parity is tested above."""
+    env = {k: v for k, v in os.environ.items() if k not in MKL_COMPATIBLE}
+    code = "import os, uniavgen_core.golden as g; print(all(os.environ.get(k) is None for k in g.MKL_COMPATIBLE))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "True", proc.stderr
 
 
 def test_official_keys_cli_prints_the_full_configuration():

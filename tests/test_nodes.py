@@ -1,7 +1,9 @@
 """Every node's function on tiny assets, through the ComfyUI host double (tests/comfy_double)."""
 import importlib
+import os
 import shutil
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -106,6 +108,45 @@ def test_shipped_small_model_and_codec_are_listed_without_copying(comfy):
     assert codecs.INPUT_TYPES()["required"]["codec"][0] == [MINI_CODEC]
     assert "models/uniavgen_codecs" in codecs.VALIDATE_INPUTS(codec="other.safetensors")
     assert folders.resolve(MINI, folders.DIT_KEYS, "UniAVGen model") == folders.BUILTIN / "uniavgen" / MINI
+
+
+def _age(root, seconds=100):
+    """Every folder under root modified `seconds` ago (older than the listing's racy window)."""
+    old = time.time() - seconds
+    for folder, _, _ in os.walk(root):
+        os.utime(folder, (old, old))
+
+
+def test_model_listing_is_cached_until_a_folder_changes(comfy, monkeypatch):
+    from nodes import folders
+    models = comfy["base"] / "models"
+    _age(models)
+    walks = []
+    real_walk = os.walk
+    monkeypatch.setattr(folders.os, "walk", lambda *a, **k: walks.append(a[0]) or real_walk(*a, **k))
+    first = folders.dit_choices()
+    walked = len(walks)
+    assert walked > 0 and folders.dit_choices() == first and len(walks) == walked      # served from the cache
+    extra = models / "diffusion_models" / "sub"
+    extra.mkdir()
+    (extra / "new.safetensors").write_bytes(b"")
+    assert "sub/new.safetensors" in folders.dit_choices() and len(walks) > walked
+    (extra / "new.safetensors").unlink()
+    extra.rmdir()
+    assert "sub/new.safetensors" not in folders.dit_choices()
+
+
+def test_link_loops_and_back_links_are_listed_once(comfy):
+    from nodes import folders
+    root = comfy["base"] / "models" / "uniavgen"
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    (root / "UniAVGen" / "back").symlink_to(root / "UniAVGen", target_is_directory=True)
+    try:
+        choices = folders.dit_choices()
+        assert choices.count("UniAVGen/") == 1 and not any(c.startswith(("loop/", "UniAVGen/back")) for c in choices)
+    finally:
+        (root / "loop").unlink()
+        (root / "UniAVGen" / "back").unlink()
 
 
 def test_a_yaml_created_key_with_no_extensions_is_repaired(comfy):
@@ -412,6 +453,15 @@ def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model):
     (fp8_model,) = run(comfy, "UniAVGenModelLoader", model="tiny_fp8.safetensors", weight_dtype="auto")
     net = fp8_model.model.diffusion_model
     assert net.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
+    # built from ComfyUI's scaled-fp8 layers: unquantised Linears carry a scale of 1
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(type(m).__qualname__ == "scaled_fp8_ops.<locals>.scaled_fp8_op.Linear" for m in linears)
+    assert net.blocks[0].self_attn.q.scale_weight != 1 and net.time_projection[1].scale_weight == 1
+    with torch.no_grad():
+        x = torch.randn(2, net.config.dim, dtype=torch.bfloat16)
+        q = net.blocks[0].self_attn.q
+        want = x.float() @ (q.weight.float() * q.scale_weight).T + q.bias.float()
+        assert torch.allclose(q(x).float(), want, rtol=2e-2, atol=2e-2)
     (words,) = run(comfy, "UniAVGenSpeechText", model=fp8_model, text="Hi", language="en")   # embedded vocab
     assert words.tokens.ids == [39, 507]
     (latent, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, fp8_model, speech=words))
@@ -419,11 +469,51 @@ def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model):
     path.unlink()
 
 
+def test_lora_loader_hands_low_rank_patches_to_the_model_patcher(comfy, model):
+    from safetensors.torch import save_file
+    folder = comfy["base"] / "models" / "loras"
+    folder.mkdir(exist_ok=True)
+    net = model.model.diffusion_model
+    gen = torch.Generator().manual_seed(0)
+    lora = {}
+    for name, layer in (("diffusion_model.blocks.0.self_attn.q", "blocks.0.self_attn.q"),
+                        ("audio_blocks.4.ffn.2", "audio_blocks.4.ffn.2"),
+                        ("transformer.blocks.1.attn2.to_v", "blocks.1.cross_attn.v"),
+                        ("blocks.99.self_attn.q", "blocks.0.self_attn.q")):
+        linear = net.get_submodule(layer)
+        lora[f"{name}.lora_A.weight"] = torch.randn(2, linear.in_features, generator=gen)
+        lora[f"{name}.lora_B.weight"] = torch.randn(linear.out_features, 2, generator=gen)
+    save_file(lora, str(folder / "tiny_lora.safetensors"))
+    save_file({"lora_unet_down_blocks_0_proj_in.lora_down.weight": torch.zeros(2, 4)}, str(folder / "sd.safetensors"))
+    loader = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenLoraLoader"]
+    assert loader.INPUT_TYPES()["required"]["lora_name"][0] == ["sd.safetensors", "tiny_lora.safetensors"]
+    assert "not in models/loras" in loader.VALIDATE_INPUTS(lora_name="gone.safetensors")
+
+    (patched,), ui = messages(comfy, "UniAVGenLoraLoader", model=model, lora_name="tiny_lora.safetensors", strength=0.7)
+    assert set(patched.patches) == {"diffusion_model.blocks.0.self_attn.q.weight",
+                                    "diffusion_model.audio_blocks.4.ffn.2.weight",
+                                    "diffusion_model.blocks.1.cross_attn.v.weight"}
+    assert all(p[0][0] == 0.7 for p in patched.patches.values()) and not model.patches     # the input is untouched
+    assert "rank 2: 3 layers" in ui[0] and "1 entries ignored" in ui[0] and "blocks.99.self_attn.q" in ui[0]
+    (twice,) = run(comfy, "UniAVGenLoraLoader", model=patched, lora_name="tiny_lora.safetensors", strength=-1.0)
+    assert [p[0] for p in twice.patches["diffusion_model.blocks.0.self_attn.q.weight"]] == [0.7, -1.0]   # chained
+    (same,) = run(comfy, "UniAVGenLoraLoader", model=model, lora_name="tiny_lora.safetensors", strength=0.0)
+    assert same is model
+    with pytest.raises(ValueError, match="looks like a Stable Diffusion LoRA"):
+        run(comfy, "UniAVGenLoraLoader", model=model, lora_name="sd.safetensors", strength=1.0)
+    with pytest.raises(ValueError, match="not a number"):
+        run(comfy, "UniAVGenLoraLoader", model=model, lora_name="tiny_lora.safetensors", strength=float("nan"))
+
+
 def test_block_swap_from_the_loader(comfy):
     (swapped,) = run(comfy, "UniAVGenModelLoader", model="UniAVGen/", weight_dtype="fp32", block_swap=6)
     (latent, _, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, swapped))
     net = swapped.model.diffusion_model
     assert net.block_swap.layers == list(range(24, 30))
+    # the memory manager is told the resident size and patches in place (into the swapped CPU copies)
+    whole = comfy["mm"].module_size(swapped.model)
+    assert swapped.size == whole - net.block_swap.host_bytes and net.block_swap.host_bytes > 0
+    assert swapped.weight_inplace_update
     (again, _, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, swapped))       # parked, same result
     assert torch.equal(latent["samples"], again["samples"])
 

@@ -5,6 +5,9 @@
 models/uniavgen/UniAVGen/    the golden tiny DiT (official sharded layout) + vocab.txt
 models/uniavgen/code2wav_bigvgan_model/   a tiny random BigVGAN (Hugging Face layout)
 models/vae/wan2.2_vae.safetensors         a randomly initialised FULL-SIZE Wan2.2 VAE (if absent)
+models/loras/uniavgen_tiny_lora.safetensors   a random LoRA on the tiny DiT (its own and Wan diffusers names)
+models/uniavgen/UniAVGen_tiny_lora_merged.safetensors   the tiny DiT with that LoRA merged by hand
+models/uniavgen/UniAVGen_tiny_fp8.safetensors   the tiny DiT as scaled fp8
 input/uniavgen_face.png, uniavgen_voice.wav, uniavgen_speech.wav, uniavgen_clip.mp4
 """
 import math
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))      # the repo's uniavgen_core
 
 
 def write_wav(path, seconds, rate, freq, channels=1):
@@ -49,6 +54,41 @@ def wan22_vae(path):
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
+LORA, LORA_STRENGTH = "uniavgen_tiny_lora.safetensors", 0.8
+LORA_LAYERS = {                     # LoRA layer name -> the tiny DiT's layer
+    "diffusion_model.blocks.0.self_attn.q": "blocks.0.self_attn.q",
+    "diffusion_model.blocks.3.ffn.0": "blocks.3.ffn.0",
+    "audio_blocks.1.cross_attn.v": "audio_blocks.1.cross_attn.v",
+    "a2v_blocks.0.o": "a2v_blocks.0.o",
+    "transformer.blocks.2.attn1.to_out.0": "blocks.2.self_attn.o",     # diffusers' Wan name
+}
+
+
+def lora_assets(comfy: Path, dit: Path, vocab: Path):
+    """A rank-4 LoRA (alpha 2) and the same update merged by hand: W + s * alpha / rank * B @ A."""
+    import json
+    from safetensors.torch import save_file
+    from uniavgen_core.convert import convert
+    from uniavgen_core.loading import load_model
+    model = load_model(dit, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(7)
+    lora, state = {}, {k: v.clone() for k, v in model.state_dict().items()}
+    for name, layer in LORA_LAYERS.items():
+        weight = state[f"{layer}.weight"]
+        down = torch.randn(4, weight.shape[1], generator=gen) * 0.5
+        up = torch.randn(weight.shape[0], 4, generator=gen) * 0.5
+        lora.update({f"{name}.lora_A.weight": down, f"{name}.lora_B.weight": up, f"{name}.alpha": torch.tensor(2.0)})
+        state[f"{layer}.weight"] = weight + LORA_STRENGTH * 2.0 / 4 * (up @ down)
+    (comfy / "models" / "loras").mkdir(parents=True, exist_ok=True)
+    save_file(lora, str(comfy / "models" / "loras" / LORA))
+    merged = comfy / "models" / "uniavgen" / "UniAVGen_tiny_lora_merged.safetensors"
+    save_file(state, str(merged), metadata={"uniavgen_config": json.dumps(model.config.to_dict()),
+                                            "uniavgen_vocab": vocab.read_text(encoding="utf-8").replace("\r\n", "\n")})
+    fp8 = comfy / "models" / "uniavgen" / "UniAVGen_tiny_fp8.safetensors"
+    if not fp8.exists():
+        convert(dit, fp8, "fp8", vocab=vocab)
+
+
 def main(comfy, golden, vocab):
     comfy, golden = Path(comfy).resolve(), Path(golden).resolve()
     sys.path.insert(0, str(comfy))
@@ -59,6 +99,7 @@ def main(comfy, golden, vocab):
             if not (dit / f.name).exists():
                 (dit / f.name).symlink_to(f)
     shutil.copy(vocab, dit / "vocab.txt")
+    lora_assets(comfy, dit, Path(vocab))
     voc = comfy / "models" / "uniavgen" / "code2wav_bigvgan_model"
     if not (voc / "config.json").is_file():
         import transformers

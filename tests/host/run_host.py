@@ -7,7 +7,8 @@ a tiny random vocoder, a randomly initialised FULL-SIZE Wan2.2 VAE at 64-pixel s
 test-only node standing in for umT5. The mini demo runs as shipped, on the pack's own small model
 and weight-free codecs. Checks: the pack imports, its nodes are in /object_info, the workflows are
 templates, every workflow passes /prompt validation and runs, and the outputs (mp4 with h264 + AAC
-of the right length, size and rate, the FLAC audio, the face-mask images) are inspected.
+of the right length, size and rate, the FLAC audio, the face-mask images) are inspected. A LoRA applied
+by the LoRA loader gives the latent of the hand-merged weights, and an fp8 file loads into comfy.ops layers.
 """
 import argparse
 import json
@@ -25,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))            # the repo's uniavgen_core (this python has torch)
 from uniavgen_core import timing  # noqa: E402
 from uniavgen_core.mel import HOP, SAMPLE_RATE as RATE  # noqa: E402
+sys.path.insert(0, str(HERE))
+from make_assets import LORA, LORA_STRENGTH  # noqa: E402
 
 FPS = timing.FPS
 TINY_SECONDS = 0.5625                      # 9 video frames = 3 latent frames = 56 mel frames
@@ -155,6 +158,70 @@ def check_outputs(comfy: Path, want: Expected, outputs: dict) -> tuple[dict, lis
     return found, problems
 
 
+def ancestors(api: dict, node_id: str) -> set[str]:
+    seen, todo = set(), [node_id]
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo += [v[0] for v in api[n]["inputs"].values() if isinstance(v, list) and len(v) == 2]
+    return seen
+
+
+def latent_graph(api: dict, model: str, weight_dtype: str, tag: str, lora: str | None = None) -> dict:
+    """The tiny AVG graph up to the sampler, on `model` (optionally through the LoRA loader), saving
+    the latent and listing the model's layer classes."""
+    api = tiny(api)
+    sampler = next(k for k, v in api.items() if v["class_type"] == "UniAVGenSampler")
+    loader = next(k for k, v in api.items() if v["class_type"] == "UniAVGenModelLoader")
+    graph = {k: api[k] for k in ancestors(api, sampler)}
+    graph[loader]["inputs"].update(model=model, weight_dtype=weight_dtype)
+    source = [loader, 0]
+    if lora:
+        graph["900"] = {"class_type": "UniAVGenLoraLoader",
+                        "inputs": {"model": source, "lora_name": lora, "strength": LORA_STRENGTH}}
+        for k, node in graph.items():
+            if k != "900" and node["inputs"].get("model") == source:
+                node["inputs"]["model"] = ["900", 0]
+        source = ["900", 0]
+    graph["901"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0],
+                                                           "filename_prefix": f"UniAVGen/check_{tag}"}}
+    graph["902"] = {"class_type": "UniAVGenTestDescribeModel", "inputs": {"model": source}}
+    return graph
+
+
+def model_checks(server: "Server", comfy: Path, api: dict) -> dict:
+    """LoRA through the loader equals the hand-merged weights; an fp8 file is built from comfy.ops."""
+    from safetensors.torch import load_file
+    runs = {"plain": ("UniAVGen/", "fp32", None), "lora": ("UniAVGen/", "fp32", LORA),
+            "merged": ("UniAVGen_tiny_lora_merged.safetensors", "fp32", None),
+            "fp8_lora": ("UniAVGen_tiny_fp8.safetensors", "auto", LORA)}
+    latents, layers, problems = {}, {}, []
+    for tag, (model, dtype, lora) in runs.items():
+        result = server.run(latent_graph(api, model, dtype, tag, lora))
+        if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
+            problems.append(f"{tag}: did not run: {json.dumps(result.get('reply') or result.get('status'))[:2000]}")
+            continue
+        item = result["outputs"]["901"]["latents"][0]
+        latents[tag] = load_file(str(comfy / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
+        layers[tag] = result["outputs"]["902"]["text"]
+    rel = lambda a, b: float((latents[a] - latents[b]).norm() / latents[b].norm())
+    report = {"layers": layers}
+    if {"plain", "lora", "merged"} <= set(latents):
+        report.update(lora_vs_merged=rel("lora", "merged"), lora_vs_plain=rel("lora", "plain"))
+        if report["lora_vs_merged"] > 1e-4 or report["lora_vs_plain"] < 1e-2:
+            problems.append(f"LoRA: {report['lora_vs_merged']:.2e} from the hand-merged weights (want <= 1e-4), "
+                            f"{report['lora_vs_plain']:.2e} from no LoRA (want >= 1e-2)")
+    if "fp8_lora" in latents:
+        if not all(line.startswith("comfy.ops.") for line in layers["fp8_lora"]) or \
+                not any("float8_e4m3fn" in line for line in layers["fp8_lora"]):
+            problems.append(f"fp8: layers {layers['fp8_lora']}, want comfy.ops classes with fp8 weights")
+        if not bool(latents["fp8_lora"].isfinite().all()):
+            problems.append("fp8 + LoRA: non-finite latent")
+    report["problems"] = problems
+    return report
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comfy", type=Path, required=True)
@@ -202,13 +269,18 @@ def main():
                 entry["ui_messages"] = {k: v["text"] for k, v in result["outputs"].items() if "text" in v}
             report["workflows"][name] = entry
             print(name, "OK" if not entry["problems"] else entry["problems"], entry.get("seconds"), flush=True)
+        avg = json.loads((repo / "workflows" / "api" / "uniavgen_avg_joint_generation.json").read_text())
+        report["models"] = model_checks(server, comfy, avg)
+        print("LoRA and fp8", "OK" if not report["models"]["problems"] else report["models"]["problems"], flush=True)
     finally:
         subprocess.run(["bash", str(tool), "stop", pid])
     failures = [n for n, e in report["workflows"].items() if e["problems"]]
     if report["quick_test"]["import_failed"] or report["quick_test"]["rc"] != 0:
         failures.append("quick-test")
-    if len(report["nodes"]) < 12:
+    if len(report["nodes"]) < 13:
         failures.append("object_info")
+    if report["models"]["problems"]:
+        failures.append("models")
     report["passed"] = not failures
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({"passed": report["passed"], "failures": failures, "nodes": report["nodes"]}))

@@ -28,4 +28,27 @@ class UniAVGenTestTextEncoder:
         return ([[features, {"pooled_output": None}]],)
 
 
-NODE_CLASS_MAPPINGS = {"UniAVGenTestTextEncoder": UniAVGenTestTextEncoder}
+class UniAVGenTestDescribeModel:
+    """Which classes the UniAVGen model's layers are (to check they come from comfy.ops)."""
+    CATEGORY = "UniAVGen/testing"
+    DESCRIPTION = "Test: lists the layer classes of a UniAVGen model."
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "describe"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("UNIAVGEN_MODEL", {"tooltip": "The model to describe."})}}
+
+    def describe(self, model):
+        net = model.model.diffusion_model
+        kinds = {}
+        for module in net.modules():
+            if isinstance(module, torch.nn.Linear):
+                name = f"{type(module).__module__}.{type(module).__qualname__} {module.weight.dtype}"
+                kinds[name] = kinds.get(name, 0) + 1
+        return {"ui": {"text": [f"{n} x{k}" for n, k in sorted(kinds.items())]}}
+
+
+NODE_CLASS_MAPPINGS = {"UniAVGenTestTextEncoder": UniAVGenTestTextEncoder,
+                       "UniAVGenTestDescribeModel": UniAVGenTestDescribeModel}
