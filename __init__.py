@@ -11,11 +11,16 @@ if _HERE not in sys.path:
     # appended, not prepended: our `nodes` package must never shadow ComfyUI's own `nodes` module
     sys.path.append(_HERE)
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, register_folders  # noqa: E402
+if __package__:
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, register_folders  # noqa: E402
 
-try:
-    register_folders()
-except ImportError:  # imported outside ComfyUI (no folder_paths): nothing to register
-    pass
+    try:
+        register_folders()
+    except ImportError:  # imported outside ComfyUI (no folder_paths): nothing to register
+        pass
+else:
+    # imported as a lone file, not as ComfyUI's package: pytest does so in a checkout whose folder
+    # name is not a Python name (ComfyUI-UniAVGen); there is nothing to register then
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
