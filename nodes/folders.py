@@ -43,8 +43,7 @@ def roots(key: str) -> list[Path]:
 def _walk(keys) -> list[tuple[Path, Path, tuple[str, ...]]]:
     """(root, folder relative to root, file names) for every folder under the roots of `keys`.
 
-    Links are followed, but a folder already listed (through a link loop or a second link to it)
-    is not entered again. The result is cached until a listed folder's modification time changes
+    Links are followed, except a link back to a folder above it (a loop). The result is cached until a listed folder's modification time changes
     (adding, removing or renaming a file or folder changes its folder's), so the node menus do
     not walk the model tree several times per request. A listing with a folder changed in the
     last seconds is not cached: a second change within the file system's timestamp granularity
@@ -55,13 +54,13 @@ def _walk(keys) -> list[tuple[Path, Path, tuple[str, ...]]]:
         return cached[1]
     stamps, entries = {f: _mtime(f) for f in folders}, []
     for root in map(Path, folders):
-        seen = set()
+        above: dict[str, frozenset] = {}        # folder -> real paths of it and the folders above it
         for folder, dirs, files in os.walk(root, followlinks=True):
-            real = os.path.realpath(folder)
-            if real in seen:
+            real, parent = os.path.realpath(folder), above.get(os.path.dirname(folder), frozenset())
+            if real in parent:                  # a link back to a folder above: a loop
                 dirs[:] = []
                 continue
-            seen.add(real)
+            above[folder] = parent | {real}
             stamps[folder] = _mtime(folder)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             entries.append((root, Path(folder).relative_to(root), tuple(files)))
@@ -129,8 +128,10 @@ def resolve(choice: str, keys: tuple[str, ...], what: str) -> Path:
     for key in keys:
         for root in roots(key):
             searched.append(str(root))
-            candidate = (root / relative).resolve()
-            if candidate.is_relative_to(root.resolve()) and candidate.exists():
+            # The name is relative and has no '..': it names a path inside the folder. Links the
+            # user placed there (a shared model store) are followed wherever they point.
+            candidate = root / relative
+            if candidate.exists():
                 return candidate
     raise FileNotFoundError(f"{what} {choice!r} not found in {', '.join(searched) or 'any model folder'}; "
                             f"put it there (see the README's model table) and refresh the browser")

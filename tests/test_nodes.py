@@ -149,6 +149,25 @@ def test_link_loops_and_back_links_are_listed_once(comfy):
         (root / "UniAVGen" / "back").unlink()
 
 
+def test_models_linked_in_from_a_shared_store_load(comfy, tmp_path):
+    """A folder and a file linked into models/uniavgen from elsewhere are listed and load; names
+    still cannot leave the folders (test_choices_cannot_escape_the_model_folders)."""
+    from nodes import folders
+    store = tmp_path / "store"
+    shutil.copytree(comfy["base"] / "models" / "uniavgen" / "UniAVGen", store / "UniAVGen_shared", symlinks=True)
+    root = comfy["base"] / "models" / "uniavgen"
+    (root / "shared").symlink_to(store / "UniAVGen_shared", target_is_directory=True)
+    (root / "mini_link.safetensors").symlink_to(folders.BUILTIN / "uniavgen" / MINI)
+    try:
+        assert {"shared/", "mini_link.safetensors"} <= set(folders.dit_choices())
+        for name in ("shared/", "mini_link.safetensors"):
+            (loaded,) = run(comfy, "UniAVGenModelLoader", model=name, weight_dtype="fp32")
+            assert loaded.model.diffusion_model.config.num_layers in (6, 30)
+    finally:
+        (root / "shared").unlink()
+        (root / "mini_link.safetensors").unlink()
+
+
 def test_a_yaml_created_key_with_no_extensions_is_repaired(comfy):
     fp = comfy["fp"]
     saved = fp.folder_names_and_paths.pop("uniavgen")
