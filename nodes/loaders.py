@@ -188,6 +188,10 @@ class UniAVGenConvertModel:
                          ".safetensors is added."}),
         }}
 
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        return float("nan")          # never served from ComfyUI's cache: each run reports what it did
+
     def convert(self, model, format, filename):
         name = filename.strip().removesuffix(".safetensors")
         if not name or name.startswith(".") or any(not (c.isalnum() or c in "._-") for c in name):
@@ -195,6 +199,9 @@ class UniAVGenConvertModel:
         path = folders.resolve(model, folders.DIT_KEYS, "UniAVGen model")
         target = folders.roots(folders.KEY)[0] / f"{name}.safetensors"
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            return with_messages((), [f"skipped: {target} already exists and is never overwritten; give another "
+                                      f"filename to write a new file"])
         written = convert(path, target, "fp8" if format == "fp8" else "bf16",
                           vocab=None if embedded_vocab(path) else folders.vocab_for(path))
         return with_messages((), [f"wrote {written} ({written.stat().st_size / 2 ** 30:.2f} GiB); "

@@ -1,5 +1,6 @@
 """Every node's function on tiny assets, through the ComfyUI host double (tests/comfy_double)."""
 import importlib
+import math
 import os
 import shutil
 import sys
@@ -465,8 +466,10 @@ def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model):
     _, ui = messages(comfy, "UniAVGenConvertModel", model="UniAVGen/", format="fp8", filename="tiny_fp8")
     path = comfy["base"] / "models" / "uniavgen" / "tiny_fp8.safetensors"
     assert path.is_file() and "wrote" in ui[0]
-    with pytest.raises(FileExistsError, match="nothing is overwritten"):
-        run(comfy, "UniAVGenConvertModel", model="UniAVGen/", format="fp8", filename="tiny_fp8")
+    before = path.stat().st_mtime_ns
+    _, ui = messages(comfy, "UniAVGenConvertModel", model="UniAVGen/", format="fp8", filename="tiny_fp8")
+    assert ui[0].startswith("skipped:") and "never overwritten" in ui[0] and path.stat().st_mtime_ns == before
+    assert math.isnan(comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenConvertModel"].IS_CHANGED())   # never cached
     with pytest.raises(ValueError, match="letters, digits"):
         run(comfy, "UniAVGenConvertModel", model="UniAVGen/", format="bf16", filename="../escape")
     (fp8_model,) = run(comfy, "UniAVGenModelLoader", model="tiny_fp8.safetensors", weight_dtype="auto")
