@@ -42,7 +42,8 @@ class UniAVGenSpeechText:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("UNIAVGEN_MODEL", {"tooltip": "The UniAVGen model; its folder holds vocab.txt."}),
-            "text": ("STRING", {"multiline": True, "default": "", "tooltip": "Transcript of the speech to generate."}),
+            "text": ("STRING", {"multiline": True, "default": "", "tooltip": "Transcript of the speech to generate. "
+                     "Audio-driven video (A2V) needs none: its speech is the driving audio."}),
             "language": (["auto", "en", "zh"], {"default": "auto", "tooltip":
                          "auto: Chinese if the text has Chinese characters, else English."}),
         }, "optional": {
@@ -57,7 +58,8 @@ class UniAVGenSpeechText:
         null = tokenizer.null(ref_text=ref or None, lang=language)
         messages = [m for m in (tokens.warning(),) if m]
         if not text.strip():
-            messages.append("the transcript is empty: the generated audio will have no words")
+            messages.append("the transcript is empty: generated speech will have no words (fine for audio-driven "
+                            "video, A2V, which takes its speech from the driving audio)")
         return with_messages((Speech(tokens, null, text, ref),), messages)
 
 
