@@ -88,7 +88,12 @@ MIRROR      ?= /work/.mirror/Comfy-Org+ComfyUI/repo
 GOLDEN      ?= ../shared/golden/public
 HOST_PORT   ?= 8199
 
+# It only ever writes into a ComfyUI it created (marked with .uniavgen-host-test), never a user's.
 host-test: setup
+	@if [ -e $(COMFY) ] && [ ! -e $(COMFY)/.uniavgen-host-test ]; then \
+		echo "$(COMFY) exists and was not made by make host-test: give a new folder, e.g. COMFY=/tmp/uniavgen-host"; \
+		exit 1; fi
+	mkdir -p $(COMFY) && touch $(COMFY)/.uniavgen-host-test
 	bash ../shared/tools/comfyui-host.sh setup $(MIRROR) $(COMFY)
 	bash ../shared/tools/comfyui-host.sh link $(COMFY) .
 	$(COMFY)/.venv/bin/python tests/host/run_host.py --comfy $(COMFY) --repo . --golden $(GOLDEN) \

@@ -2,12 +2,15 @@
 
     make_assets.py COMFY_DIR GOLDEN_DIR VOCAB
 
-models/uniavgen/UniAVGen/    the golden tiny DiT (official sharded layout) + vocab.txt
-models/uniavgen/code2wav_bigvgan_model/   a tiny random BigVGAN (Hugging Face layout)
-models/vae/wan2.2_vae.safetensors         a randomly initialised FULL-SIZE Wan2.2 VAE (if absent)
-models/loras/uniavgen_tiny_lora.safetensors   a random LoRA on the tiny DiT (its own and Wan diffusers names)
-models/uniavgen/UniAVGen_tiny_lora_merged.safetensors   the tiny DiT with that LoRA merged by hand
-models/uniavgen/UniAVGen_tiny_fp8.safetensors   the tiny DiT as scaled fp8
+Every name says it is a test asset, and the host must be one `make host-test` created (it holds
+the marker file MARKER), so that nothing here can pass for, or replace, a user's real files:
+
+models/uniavgen/UniAVGen_test_tiny/    the golden tiny DiT (official sharded layout) + vocab.txt
+models/uniavgen/uniavgen_test_tiny_bigvgan/   a tiny random BigVGAN (Hugging Face layout)
+models/vae/uniavgen_test_random_wan22_vae.safetensors   a randomly initialised FULL-SIZE Wan2.2 VAE
+models/loras/uniavgen_test_tiny_lora.safetensors   a random LoRA on the tiny DiT (its own and Wan diffusers names)
+models/uniavgen/UniAVGen_test_tiny_lora_merged.safetensors   the tiny DiT with that LoRA merged by hand
+models/uniavgen/UniAVGen_test_tiny_fp8.safetensors   the tiny DiT as scaled fp8
 input/uniavgen_face.png, uniavgen_voice.wav, uniavgen_speech.wav, uniavgen_clip.mp4
 """
 import math
@@ -54,7 +57,10 @@ def wan22_vae(path):
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-LORA, LORA_STRENGTH = "uniavgen_tiny_lora.safetensors", 0.8
+MARKER = ".uniavgen-host-test"
+DIT, VOCODER, VAE = "UniAVGen_test_tiny", "uniavgen_test_tiny_bigvgan", "uniavgen_test_random_wan22_vae.safetensors"
+MERGED, FP8 = "UniAVGen_test_tiny_lora_merged.safetensors", "UniAVGen_test_tiny_fp8.safetensors"
+LORA, LORA_STRENGTH = "uniavgen_test_tiny_lora.safetensors", 0.8
 LORA_LAYERS = {                     # LoRA layer name -> the tiny DiT's layer
     "diffusion_model.blocks.0.self_attn.q": "blocks.0.self_attn.q",
     "diffusion_model.blocks.3.ffn.0": "blocks.3.ffn.0",
@@ -81,10 +87,10 @@ def lora_assets(comfy: Path, dit: Path, vocab: Path):
         state[f"{layer}.weight"] = weight + LORA_STRENGTH * 2.0 / 4 * (up @ down)
     (comfy / "models" / "loras").mkdir(parents=True, exist_ok=True)
     save_file(lora, str(comfy / "models" / "loras" / LORA))
-    merged = comfy / "models" / "uniavgen" / "UniAVGen_tiny_lora_merged.safetensors"
+    merged = comfy / "models" / "uniavgen" / MERGED
     save_file(state, str(merged), metadata={"uniavgen_config": json.dumps(model.config.to_dict()),
                                             "uniavgen_vocab": vocab.read_text(encoding="utf-8").replace("\r\n", "\n")})
-    fp8 = comfy / "models" / "uniavgen" / "UniAVGen_tiny_fp8.safetensors"
+    fp8 = comfy / "models" / "uniavgen" / FP8
     if not fp8.exists():
         convert(dit, fp8, "fp8", vocab=vocab)
 
@@ -92,7 +98,10 @@ def lora_assets(comfy: Path, dit: Path, vocab: Path):
 def main(comfy, golden, vocab):
     comfy, golden = Path(comfy).resolve(), Path(golden).resolve()
     sys.path.insert(0, str(comfy))
-    dit = comfy / "models" / "uniavgen" / "UniAVGen"
+    if not (comfy / MARKER).is_file():
+        sys.exit(f"{comfy} was not created by make host-test (no {MARKER} in it): test assets go only into a "
+                 f"host the test made; point COMFY at a new folder")
+    dit = comfy / "models" / "uniavgen" / DIT
     dit.mkdir(parents=True, exist_ok=True)
     for f in golden.iterdir():
         if f.name.startswith("diffusion_pytorch_model") or f.name == "config.json":
@@ -100,14 +109,14 @@ def main(comfy, golden, vocab):
                 (dit / f.name).symlink_to(f)
     shutil.copy(vocab, dit / "vocab.txt")
     lora_assets(comfy, dit, Path(vocab))
-    voc = comfy / "models" / "uniavgen" / "code2wav_bigvgan_model"
+    voc = comfy / "models" / "uniavgen" / VOCODER
     if not (voc / "config.json").is_file():
         import transformers
         torch.manual_seed(0)
         model = transformers.Qwen2_5OmniToken2WavBigVGANModel(
             transformers.Qwen2_5OmniBigVGANConfig(upsample_initial_channel=64))
         model.save_pretrained(voc, safe_serialization=True)
-    vae = comfy / "models" / "vae" / "wan2.2_vae.safetensors"
+    vae = comfy / "models" / "vae" / VAE
     if not vae.is_file():
         vae.parent.mkdir(parents=True, exist_ok=True)
         wan22_vae(vae)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parents[1]))            # the repo's uniavgen_core (
 from uniavgen_core import timing  # noqa: E402
 from uniavgen_core.mel import HOP, SAMPLE_RATE as RATE  # noqa: E402
 sys.path.insert(0, str(HERE))
-from make_assets import LORA, LORA_STRENGTH  # noqa: E402
+from make_assets import DIT, FP8, LORA, LORA_STRENGTH, MERGED, VAE, VOCODER  # noqa: E402
 
 FPS = timing.FPS
 TINY_SECONDS = 0.5625                      # 9 video frames = 3 latent frames = 56 mel frames
@@ -67,7 +67,11 @@ def tiny(api: dict) -> dict:
         elif kind == "UniAVGenSampler":
             inputs.update(duration_seconds=TINY_SECONDS, steps=2)
         elif kind == "UniAVGenModelLoader":
-            inputs.update(weight_dtype="fp32")
+            inputs.update(model=f"{DIT}/", weight_dtype="fp32")
+        elif kind == "UniAVGenVocoderLoader" and inputs["vocoder"] != "griffin-lim (weight-free)":
+            inputs.update(vocoder=f"{VOCODER}/")
+        elif kind == "VAELoader":
+            inputs.update(vae_name=VAE)
         elif kind == "ImageFromBatch":
             inputs.update(batch_index=min(inputs["batch_index"], FRAMES - 1), length=min(inputs["length"], FRAMES - 1))
     return api
@@ -193,9 +197,8 @@ def latent_graph(api: dict, model: str, weight_dtype: str, tag: str, lora: str |
 def model_checks(server: "Server", comfy: Path, api: dict) -> dict:
     """LoRA through the loader equals the hand-merged weights; an fp8 file is built from comfy.ops."""
     from safetensors.torch import load_file
-    runs = {"plain": ("UniAVGen/", "fp32", None), "lora": ("UniAVGen/", "fp32", LORA),
-            "merged": ("UniAVGen_tiny_lora_merged.safetensors", "fp32", None),
-            "fp8_lora": ("UniAVGen_tiny_fp8.safetensors", "auto", LORA)}
+    runs = {"plain": (f"{DIT}/", "fp32", None), "lora": (f"{DIT}/", "fp32", LORA), "merged": (MERGED, "fp32", None),
+            "fp8_lora": (FP8, "auto", LORA)}
     latents, layers, problems = {}, {}, []
     for tag, (model, dtype, lora) in runs.items():
         result = server.run(latent_graph(api, model, dtype, tag, lora))
