@@ -128,6 +128,7 @@ class UniAVGenReferenceImage:
                 box = (box[0] - top, box[1] - left, box[2] - top, box[3] - left)
             height, width = h, w
         out_h, out_w = target_size(height, width, resolution, short_side)
+        messages += image_prep.check_picture(height, width, out_h, out_w)
         prepared = image_prep.resize(frame, out_h, out_w)
         latent = encode_frames(vae, prepared)
         mask = box_mask(out_h, out_w, None if box is None else
@@ -206,6 +207,7 @@ class UniAVGenVideoEncode:
             messages.append(f"used the first {usable} of {clip.shape[0]} frames (the model needs 4k+1 frames)")
         clip = clip[:usable]
         out_h, out_w = target_size(clip.shape[1], clip.shape[2], resolution, short_side)
+        messages += image_prep.check_picture(clip.shape[1], clip.shape[2], out_h, out_w)
         clip = image_prep.resize(clip, out_h, out_w)
         latent = encode_frames(vae, clip)
         # the Wan2.2 VAE is causal: the first latent frame encodes the first picture alone

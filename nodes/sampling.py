@@ -84,6 +84,11 @@ class UniAVGenSampler:
             duration = timing.Duration.from_seconds(duration_seconds)
         if reference is None:
             raise JobError(f"task {chosen.name} needs a reference face: connect UniAVGen Reference Image")
+        trained = timing.Duration.from_video_frames(model.model.trained_frames)
+        if duration.video_frames > 1.5 * trained.video_frames:
+            messages.append(f"{duration.seconds:.4g} s is far past the {trained.seconds:.4g} s this model was trained "
+                            f"on: expect the face and the voice to drift; chain clips for longer videos (the "
+                            f"long-form workflow)")
         net = model.model.diffusion_model
         cfg = net.config
         if slg_layer >= cfg.num_layers:

@@ -254,6 +254,17 @@ def test_reference_image_sizes_latent_and_mask(comfy):
     assert img.shape == (1, 736, 1248, 3)
 
 
+def test_reference_image_says_when_it_upscales_or_is_too_wide(comfy):
+    def ui_for(img, short_side=64):
+        return messages(comfy, "UniAVGenReferenceImage", image=img, vae=comfy["vae"], resolution="short side",
+                        short_side=short_side, crop="none", aspect="keep")[1]
+    assert ui_for(image(96, 160)) == []
+    assert any("upscaled 4.0x" in m and "soft" in m for m in ui_for(image(32, 48), short_side=128))
+    assert any("2.5:1, wider than the model was trained on" in m for m in ui_for(image(32, 80)))
+    with pytest.raises(ValueError, match=r"2000x4 px, 500.0:1; pictures up to 4:1 are taken"):
+        reference(comfy, image=image(4, 2000), resolution="official (short side 736)")
+
+
 def test_reference_face_crop_falls_back_visibly_and_uses_a_face(comfy, monkeypatch):
     (ref, img, mask), ui = messages(comfy, "UniAVGenReferenceImage", image=image(), vae=comfy["vae"],
                                     resolution="short side", short_side=64, crop="face", aspect="1:1")
@@ -290,6 +301,14 @@ def sampler_args(comfy, model, **kw):
                 macfg_fraction=0.5, slg_layer=11, reference=reference(comfy)[0])
     args.update(kw)
     return args
+
+
+def test_sampler_says_when_the_clip_is_far_past_the_trained_length(comfy, model):
+    assert model.model.trained_frames == 81                         # the release: 5.0625 s
+    _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, duration_seconds=8.0625, steps=1))
+    assert any("8.062 s is far past the 5.062 s this model was trained on" in m for m in ui), ui
+    _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, steps=1))
+    assert not any("far past" in m for m in ui)
 
 
 def test_sampler_avg_outputs_native_latent_mel_and_mask(comfy, model):

@@ -29,6 +29,29 @@ def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]
     return max(ALIGN, round(height * short_side / width / ALIGN) * ALIGN), short_side
 
 
+MAX_ASPECT = 4.0             # refused beyond: the official size rule would grow the long side without bound
+WIDE_ASPECT = 2.0            # warned beyond: the model was trained on pictures up to about 16:9
+SMALL_UPSCALE = 2.0          # warned beyond: the picture is upscaled this much or more
+
+
+def check_picture(height: int, width: int, out_h: int, out_w: int) -> list[str]:
+    """Messages about a picture of height x width prepared at out_h x out_w; a ValueError for a
+    shape the model cannot take (the official size of a 1 x 4000 strip would be gigapixels)."""
+    aspect = max(height, width) / max(1, min(height, width))
+    if aspect > MAX_ASPECT:
+        raise ValueError(f"the picture is {width}x{height} px, {aspect:.1f}:1; pictures up to {MAX_ASPECT:g}:1 are "
+                         f"taken (the model was trained on about 16:9): crop it, e.g. crop center with an aspect")
+    messages = []
+    if aspect > WIDE_ASPECT:
+        messages.append(f"the picture is {aspect:.1f}:1, wider than the model was trained on (about 16:9): "
+                        f"expect weaker results, or crop it to 16:9 or 9:16")
+    scale = min(out_h / height, out_w / width)
+    if scale >= SMALL_UPSCALE:
+        messages.append(f"the picture ({width}x{height} px) is upscaled {scale:.1f}x to {out_w}x{out_h}: the face "
+                        f"will look soft; give a larger picture or a smaller short side")
+    return messages
+
+
 def crop_box(height: int, width: int, aspect: float, center: tuple[float, float] | None = None):
     """(top, left, h, w) of the largest window with width/height = aspect, centred on `center`
     (y, x in pixels; default the image centre) and kept inside the image."""
