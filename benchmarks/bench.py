@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from uniavgen_core.attention import BACKENDS, resolve_backend  # noqa: E402
 from uniavgen_core.conditioning import Condition, ConditionBatch  # noqa: E402
 from uniavgen_core.config import UniAVGenConfig  # noqa: E402
-from uniavgen_core import fp8  # noqa: E402
+from uniavgen_core import fp8 as fp8_format  # noqa: E402
 from uniavgen_core.model import UniAVGenModel  # noqa: E402
 from uniavgen_core.sampler import SamplingParams, Task, pass_switches  # noqa: E402
 
@@ -49,8 +49,8 @@ def parse_mode(mode: str) -> tuple[list[str], bool, int]:
 
 def quantised_modules(model: UniAVGenModel) -> list[str]:
     """Modules whose weight the converter stores as scaled fp8, each given its meta `scale_weight` buffer."""
-    names = [fp8.layer_of(key) for key in model.state_dict() if fp8.is_quantised(key)]
-    fp8.attach_scales(model, names)
+    names = [fp8_format.layer_of(key) for key in model.state_dict() if fp8_format.is_quantised(key)]
+    fp8_format.attach_scales(model, names)
     return names
 
 
@@ -66,7 +66,7 @@ def build(config: UniAVGenConfig, dtype, device, fp8: bool = False):
     for key, shape in shapes.items():
         weight = torch.randn(shape, generator=gen, device=device) * 0.02
         if key[: -len(".weight")] in quantised:
-            state[key], state[fp8.scale_key(key)] = fp8.quantise(weight)
+            state[key], state[fp8_format.scale_key(key)] = fp8_format.quantise(weight)
         else:
             state[key] = weight.to(dtype)
     model.load_state_dict(state, assign=True)

@@ -23,7 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench  # noqa: E402
-from uniavgen_core import attention, fp8  # noqa: E402
+from uniavgen_core import attention  # noqa: E402
+from uniavgen_core.fp8 import FP8  # noqa: E402
 from uniavgen_core import model as model_module  # noqa: E402
 from uniavgen_core.model import UniAVGenModel  # noqa: E402
 
@@ -56,7 +57,7 @@ def meta_model(config, fp8: bool) -> UniAVGenModel:
     if fp8:
         for name in bench.quantised_modules(model):
             weight = model.get_submodule(name).weight
-            weight.data = torch.empty(weight.shape, dtype=fp8.FP8, device="meta")
+            weight.data = torch.empty(weight.shape, dtype=FP8, device="meta")
     model.compute_dtype = torch.bfloat16
     return model.eval().requires_grad_(False)
 
