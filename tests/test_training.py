@@ -3,6 +3,7 @@ import dataclasses
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from uniavgen_core import timing
 from uniavgen_core.config import UniAVGenConfig
@@ -219,3 +220,20 @@ def test_export_is_self_contained(tmp_path, grad_enabled):
         assert torch.equal(value, trainer.ema[name]), name
     meta = file_metadata([path])
     assert meta["uniavgen_vocab"] == "x\ny\n" and meta["note"] == '{"a": 1}'
+    assert meta["uniavgen_format"] == "fp32"
+
+
+def test_export_half_precision(tmp_path, grad_enabled):
+    """export_format fp16 stores the EMA weights rounded to fp16; they load back as float32."""
+    cfg = dataclasses.replace(small_config(tmp_path, 1), export_format="fp16")
+    trainer = Trainer(cfg, [example(i) for i in range(2)])
+    trainer.run()
+    path = trainer.export(tmp_path / "half.safetensors", "x\n")
+    with safe_open(str(path), "pt") as handle:
+        assert {handle.get_slice(k).get_dtype() for k in handle.keys()} == {"F16"}
+    assert file_metadata([path])["uniavgen_format"] == "fp16"
+    loaded = load_model(path, dtype=torch.float32)
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, trainer.ema[name].half().float()), name
+    with pytest.raises(ValueError, match="export_format must be one of"):
+        dataclasses.replace(cfg, export_format="fp8")

@@ -23,6 +23,8 @@ from ..model import UniAVGenModel
 from .data import DataConfig
 from .objective import Example, MixConfig, build_batch, losses
 
+EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -48,10 +50,15 @@ class TrainConfig:
     threads: int = 0               # CPU threads (0: torch's default)
     log_every: int = 10
     checkpoint_every: int = 200
+    export_format: str = "fp32"    # storage of the exported weights: fp32, fp16 or bf16 (computed in fp32 on CPU)
     dataset: DataConfig = field(default_factory=DataConfig)
     model: UniAVGenConfig = field(default_factory=UniAVGenConfig)
     mix: MixConfig = field(default_factory=MixConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self):
+        if self.export_format not in EXPORT_DTYPES:       # checked before training, not after it
+            raise ValueError(f"export_format must be one of {sorted(EXPORT_DTYPES)}, got {self.export_format!r}")
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "TrainConfig":
@@ -257,17 +264,18 @@ class Trainer:
         self.history = json.loads(meta.get("history", "[]"))
 
     def export(self, path: str | os.PathLike, vocabulary: str, extra: dict | None = None) -> Path:
-        """The EMA weights as a self-contained float32 model file: configuration, speech
-        vocabulary and `extra` metadata inside. Never overwrites an existing file."""
+        """The EMA weights as a self-contained model file stored as `export_format`: configuration,
+        speech vocabulary and `extra` metadata inside. Never overwrites an existing file."""
         path = Path(path)
+        fmt = self.config.export_format
         if path.exists():
             raise FileExistsError(f"{path} exists; move it away or choose another name")
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"uniavgen_config": json.dumps(self.config.model.to_dict()), "uniavgen_vocab": vocabulary,
-                "uniavgen_format": "fp32", "uniavgen_training_step": str(self.step),
+                "uniavgen_format": fmt, "uniavgen_training_step": str(self.step),
                 **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()}}
         tmp = path.with_name(path.name + ".partial")
-        save_file({k: v.contiguous() for k, v in self.ema.items()}, str(tmp), metadata=meta)
+        save_file({k: v.to(EXPORT_DTYPES[fmt]).contiguous() for k, v in self.ema.items()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
         return path
 
