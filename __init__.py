@@ -12,10 +12,12 @@ if _HERE not in sys.path:
     sys.path.append(_HERE)
 
 if __package__:
-    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, register_folders  # noqa: E402
+    from .nodes import (NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS,  # noqa: E402
+                        install_example_inputs, register_folders)
 
     try:
         register_folders()
+        install_example_inputs()
     except ImportError:  # imported outside ComfyUI (no folder_paths): nothing to register
         pass
 else:

@@ -1,5 +1,6 @@
 """ComfyUI node adapters (classic V1 API). Thin: validate, convert, call uniavgen_core."""
 from .decoding import UniAVGenAudioDecode
+from .examples import install as install_example_inputs  # noqa: F401  (the pack entry point calls it)
 from .folders import register as register_folders  # noqa: F401  (the pack entry point calls it)
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
 from .loaders import UniAVGenConvertModel, UniAVGenModelLoader, UniAVGenVocoderLoader

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import REPO
 from helpers import save_tiny_vocoder, tone
 
 DOUBLE = Path(__file__).parent / "comfy_double"
@@ -167,6 +168,31 @@ def test_models_linked_in_from_a_shared_store_load(comfy, tmp_path):
     finally:
         (root / "shared").unlink()
         (root / "mini_link.safetensors").unlink()
+
+
+def test_example_inputs_are_copied_once_and_never_over_a_users_file(comfy):
+    from nodes import examples
+    inputs = comfy["base"] / "input"
+    inputs.mkdir(exist_ok=True)
+    (inputs / "uniavgen_voice.wav").write_bytes(b"the user's own recording")
+    copied = comfy["nodes"].install_example_inputs()
+    assert sorted(p.name for p in copied) == ["uniavgen_clip.mp4", "uniavgen_face.png", "uniavgen_speech.wav"]
+    assert (inputs / "uniavgen_voice.wav").read_bytes() == b"the user's own recording"
+    assert (inputs / "uniavgen_face.png").read_bytes() == (examples.EXAMPLES / "uniavgen_face.png").read_bytes()
+    assert comfy["nodes"].install_example_inputs() == []
+
+
+def test_every_input_file_a_workflow_loads_ships_as_an_example():
+    import json
+    from nodes import examples
+    wanted = set()
+    for path in (REPO / "workflows" / "api").glob("*.json"):
+        for node in json.loads(path.read_text()).values():
+            for key in ("image", "audio", "file", "video"):
+                value = node["inputs"].get(key)
+                if isinstance(value, str) and "." in value:
+                    wanted.add(value)
+    assert wanted and wanted <= {p.name for p in examples.EXAMPLES.iterdir()}
 
 
 def test_a_yaml_created_key_with_no_extensions_is_repaired(comfy):

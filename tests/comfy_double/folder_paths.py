@@ -16,6 +16,10 @@ def reset(base):
         folder_names_and_paths[key] = ([os.path.join(models_dir, s) for s in sub], set(supported_pt_extensions))
 
 
+def get_input_directory():
+    return os.path.join(os.path.dirname(models_dir), "input")
+
+
 def add_model_folder_path(folder_name, full_folder_path, is_default=False):
     paths, exts = folder_names_and_paths.setdefault(folder_name, ([], set()))
     if full_folder_path not in paths:

@@ -11,35 +11,16 @@ models/vae/uniavgen_test_random_wan22_vae.safetensors   a randomly initialised F
 models/loras/uniavgen_test_tiny_lora.safetensors   a random LoRA on the tiny DiT (its own and Wan diffusers names)
 models/uniavgen/UniAVGen_test_tiny_lora_merged.safetensors   the tiny DiT with that LoRA merged by hand
 models/uniavgen/UniAVGen_test_tiny_fp8.safetensors   the tiny DiT as scaled fp8
-input/uniavgen_face.png, uniavgen_voice.wav, uniavgen_speech.wav, uniavgen_clip.mp4
+The workflows' input files are the pack's example_inputs/, which the pack itself copies into
+input/ when ComfyUI starts.
 """
-import math
 import shutil
 import sys
-import wave
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))      # the repo's uniavgen_core
-
-
-def write_wav(path, seconds, rate, freq, channels=1):
-    t = np.arange(int(seconds * rate)) / rate
-    tone = (0.3 * np.sin(2 * math.pi * freq * t) * (1 + 0.5 * np.sin(2 * math.pi * 3 * t)))
-    pcm = (np.repeat(tone[:, None], channels, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(channels)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(pcm.tobytes())
-
-
-def picture(h, w, shift=0.0):
-    y, x = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
-    face = np.exp(-(((y - 0.45) / 0.2) ** 2 + ((x - 0.5 - shift) / 0.15) ** 2))
-    return (np.stack([0.3 + 0.6 * face, 0.25 + 0.4 * y, 0.2 + 0.3 * x], -1).clip(0, 1) * 255).astype(np.uint8)
 
 
 def wan22_vae(path):
@@ -58,6 +39,7 @@ def wan22_vae(path):
 
 
 MARKER = ".uniavgen-host-test"
+EXAMPLE_INPUTS = ("uniavgen_face.png", "uniavgen_voice.wav", "uniavgen_speech.wav", "uniavgen_clip.mp4")
 DIT, VOCODER, VAE = "UniAVGen_test_tiny", "uniavgen_test_tiny_bigvgan", "uniavgen_test_random_wan22_vae.safetensors"
 MERGED, FP8 = "UniAVGen_test_tiny_lora_merged.safetensors", "UniAVGen_test_tiny_fp8.safetensors"
 LORA, LORA_STRENGTH = "uniavgen_test_tiny_lora.safetensors", 0.8
@@ -120,23 +102,10 @@ def main(comfy, golden, vocab):
     if not vae.is_file():
         vae.parent.mkdir(parents=True, exist_ok=True)
         wan22_vae(vae)
-    inputs = comfy / "input"
-    inputs.mkdir(exist_ok=True)
-    from PIL import Image
-    Image.fromarray(picture(120, 90)).save(inputs / "uniavgen_face.png")
-    write_wav(inputs / "uniavgen_voice.wav", 1.5, 44100, 180.0, channels=2)
-    write_wav(inputs / "uniavgen_speech.wav", 2.0, 16000, 220.0)
-    import av
-    with av.open(str(inputs / "uniavgen_clip.mp4"), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        for i in range(15):
-            frame = av.VideoFrame.from_ndarray(picture(64, 96, 0.01 * i), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
+    # the workflows' inputs are the pack's shipped examples, copied in by the pack when ComfyUI
+    # starts: earlier test inputs under those names are removed (this is a test host) to prove it
+    for name in EXAMPLE_INPUTS:
+        (comfy / "input" / name).unlink(missing_ok=True)
 
 if __name__ == "__main__":
     main(*sys.argv[1:4])

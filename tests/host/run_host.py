@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parents[1]))            # the repo's uniavgen_core (
 from uniavgen_core import timing  # noqa: E402
 from uniavgen_core.mel import HOP, SAMPLE_RATE as RATE  # noqa: E402
 sys.path.insert(0, str(HERE))
-from make_assets import DIT, FP8, LORA, LORA_STRENGTH, MERGED, VAE, VOCODER  # noqa: E402
+from make_assets import DIT, EXAMPLE_INPUTS, FP8, LORA, LORA_STRENGTH, MERGED, VAE, VOCODER  # noqa: E402
 
 FPS = timing.FPS
 TINY_SECONDS = 0.5625                      # 9 video frames = 3 latent frames = 56 mel frames
@@ -254,6 +254,9 @@ def main():
     try:
         server = Server(args.port)
         info = server.get("/object_info")
+        shipped = repo / "example_inputs"
+        report["example_inputs"] = {n: (comfy / "input" / n).is_file() and (comfy / "input" / n).read_bytes()
+                                    == (shipped / n).read_bytes() for n in EXAMPLE_INPUTS}
         ours = sorted(k for k, v in info.items() if k.startswith("UniAVGen") and "testing" not in v["category"])
         report["nodes"] = ours
         report["templates"] = server.get("/workflow_templates")
@@ -284,6 +287,8 @@ def main():
         failures.append("object_info")
     if report["models"]["problems"]:
         failures.append("models")
+    if not all(report["example_inputs"].values()):
+        failures.append("example inputs")
     report["passed"] = not failures
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({"passed": report["passed"], "failures": failures, "nodes": report["nodes"]}))

@@ -1,0 +1,59 @@
+"""The example inputs the shipped workflows load, made by the synthetic generator (no third-party
+faces or voices): a face picture, a reference voice, driving speech and a talking clip.
+
+    python -m uniavgen_core.synthetic.samples [OUT_DIR]      # default: example_inputs/
+
+The pack copies them into ComfyUI's input folder when they are missing there (nodes/samples.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import wave
+from pathlib import Path
+
+import torch
+
+from ..mel import SAMPLE_RATE
+from .clips import make_clip
+from .speech import synthesize
+
+FACE_SEED, SPEECH_SEED = 7_000_001, 7_000_002      # outside the training, codec and held-out ranges
+SPEECH_TEXT = "the weather was cold this morning, but the sun is out now."
+FILES = ("uniavgen_face.png", "uniavgen_voice.wav", "uniavgen_speech.wav", "uniavgen_clip.mp4")
+
+
+def write_wav(path: Path, wave_24k: torch.Tensor) -> None:
+    pcm = (wave_24k.clamp(-1, 1).numpy() * 32767).round().astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(SAMPLE_RATE)
+        f.writeframes(pcm.tobytes())
+
+
+def make(out: Path) -> list[Path]:
+    from PIL import Image
+    from ..demo import write_mp4
+    out.mkdir(parents=True, exist_ok=True)
+    face = make_clip(FACE_SEED, frames=81, size=512)
+    picture = (face.frames[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    Image.fromarray(picture).save(out / FILES[0], optimize=True)
+    write_wav(out / FILES[1], face.ref_wave)
+    write_wav(out / FILES[2], synthesize(SPEECH_TEXT, make_clip(SPEECH_SEED, frames=17).voice).wave)
+    clip = make_clip(SPEECH_SEED, frames=81, size=256)
+    write_mp4(out / FILES[3], clip.frames, clip.wave, scale=1)
+    return [out / name for name in FILES]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.synthetic.samples", description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).resolve().parents[2] / "example_inputs")
+    args = parser.parse_args(argv)
+    for path in make(args.out):
+        print(f"{path} ({path.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
