@@ -1,4 +1,5 @@
 """ComfyUI node adapters (classic V1 API). Thin: validate, convert, call uniavgen_core."""
+from .chaining import UniAVGenJoinClips, UniAVGenLastFrame
 from .decoding import UniAVGenAudioDecode
 from .examples import install as install_example_inputs  # noqa: F401  (the pack entry point calls it)
 from .folders import register as register_folders  # noqa: F401  (the pack entry point calls it)
@@ -18,6 +19,8 @@ _NODES = {
     UniAVGenVideoEncode: "UniAVGen Video Encode",
     UniAVGenSampler: "UniAVGen Sampler",
     UniAVGenAudioDecode: "UniAVGen Audio Decode",
+    UniAVGenLastFrame: "UniAVGen Last Frame",
+    UniAVGenJoinClips: "UniAVGen Join Clips",
     UniAVGenConvertModel: "UniAVGen Convert Model (one file, bf16/fp8)",
     UniAVGenVideoCodecLoader: "UniAVGen Video Codec Loader (weight-free)",
     UniAVGenCaptionEncode: "UniAVGen Caption (weight-free)",

@@ -593,3 +593,25 @@ def test_caption_zero_padding_is_dropped_and_overlong_prompts_warned():
     long = [[torch.randn(1, 600, 64), {}]]
     feats, msgs = caption_features(long, 64, 512, "positive")
     assert feats.shape == (512, 64) and "longer than 512 tokens" in msgs[0]
+
+
+def test_chaining_nodes_join_clips_of_any_length_in_step(comfy):
+    rate = 24000
+    for frames_1, frames_2 in ((9, 9), (81, 17), (13, 97)):
+        clip_1 = torch.rand(frames_1, 8, 12, 3)
+        (face,) = run(comfy, "UniAVGenLastFrame", images=clip_1)
+        assert torch.equal(face[0], clip_1[-1])
+        clip_2 = torch.cat([face, torch.rand(frames_2 - 1, 8, 12, 3)])
+        audio_1 = {"waveform": torch.rand(1, 1, frames_1 * rate // 16), "sample_rate": rate}
+        audio_2 = {"waveform": torch.rand(1, 1, frames_2 * rate // 16), "sample_rate": rate}
+        images, audio = run(comfy, "UniAVGenJoinClips", images_1=clip_1, audio_1=audio_1, images_2=clip_2,
+                            audio_2=audio_2)
+        assert images.shape[0] == frames_1 + frames_2 - 1 and torch.equal(images[frames_1 - 1], clip_1[-1])
+        assert audio["waveform"].shape[-1] == images.shape[0] * rate // 16          # picture and sound in step
+        assert torch.equal(audio["waveform"][..., frames_1 * 1500:], audio_2["waveform"][..., 1500:])
+    with pytest.raises(ValueError, match="audio rates differ"):
+        run(comfy, "UniAVGenJoinClips", images_1=clip_1, audio_1=audio_1, images_2=clip_2,
+            audio_2={"waveform": audio_2["waveform"], "sample_rate": 44100})
+    with pytest.raises(ValueError, match="differ in size"):
+        run(comfy, "UniAVGenJoinClips", images_1=clip_1, audio_1=audio_1, images_2=torch.rand(5, 4, 4, 3),
+            audio_2=audio_2)

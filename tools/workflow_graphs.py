@@ -95,7 +95,7 @@ def v2a():
 def long_form():
     """Two clips chained: clip 1's last frame is clip 2's face, clip 1's voice is clip 2's voice."""
     g = avg("long_form_clip1")
-    g[20] = ("ImageFromBatch", dict(image=(11, 0), batch_index=80, length=1))
+    g[20] = ("UniAVGenLastFrame", dict(images=(11, 0)))
     _reference(g, 21, (20, 0))
     g[22] = ("UniAVGenAudioEncode", dict(audio=(12, 0), role="reference voice (RAVG)"))
     g[23] = ("UniAVGenSpeechText", dict(model=(1, 0), text="And tomorrow we are going to the sea, all of us together.",
@@ -104,10 +104,8 @@ def long_form():
                                      voice=(22, 0), **dict(SAMPLER, seed=2026)))
     g[25] = ("VAEDecode", dict(samples=(24, 0), vae=(3, 0)))
     g[26] = ("UniAVGenAudioDecode", dict(vocoder=(2, 0), mel=(24, 1)))
-    g[27] = ("ImageFromBatch", dict(image=(25, 0), batch_index=1, length=80))   # its first frame repeats clip 1's last
-    g[28] = ("ImageBatch", dict(image1=(11, 0), image2=(27, 0)))
-    g[29] = ("AudioConcat", dict(audio1=(12, 0), audio2=(26, 0), direction="after"))
-    g[30] = ("CreateVideo", dict(images=(28, 0), fps=16.0, audio=(29, 0)))
+    g[27] = ("UniAVGenJoinClips", dict(images_1=(11, 0), audio_1=(12, 0), images_2=(25, 0), audio_2=(26, 0)))
+    g[30] = ("CreateVideo", dict(images=(27, 0), fps=16.0, audio=(27, 1)))
     g[31] = ("SaveVideo", dict(video=(30, 0), filename_prefix="UniAVGen/long_form", format="auto", codec="auto"))
     return g
 
