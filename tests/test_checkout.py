@@ -34,3 +34,15 @@ def test_host_test_assets_only_go_into_a_host_it_made(tmp_path, golden_dir, voca
     assert list(tmp_path.iterdir()) == []
     assert all("test" in name.lower() for name in (make_assets.DIT, make_assets.VOCODER, make_assets.VAE,
                                                    make_assets.MERGED, make_assets.FP8, make_assets.LORA))
+
+
+def test_the_frontend_extension_is_exported_and_imports_comfyuis_scripts():
+    """ComfyUI serves WEB_DIRECTORY's .js files at /extensions/<pack>/<file>: from there the host's
+    scripts are two folders up (the real host test checks it is served and runs)."""
+    import re
+    entry = (REPO / "__init__.py").read_text()
+    web = REPO / re.search(r'WEB_DIRECTORY = "(.+)"', entry).group(1)
+    scripts = sorted(web.glob("*.js"))
+    assert [p.name for p in scripts] == ["uniavgen_messages.js"] and "WEB_DIRECTORY" in entry.split("__all__")[1]
+    imports = re.findall(r'from "([^"]+)"', scripts[0].read_text())
+    assert imports and all(i.startswith("../../scripts/") for i in imports)
