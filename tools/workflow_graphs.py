@@ -40,11 +40,13 @@ def _video(g, sampler, first_id, prefix):
 
 
 def _outputs(g, sampler, first_id, prefix):
-    """The mp4, plus the audio and the face mask saved on their own."""
+    """The mp4, plus the audio and the face mask (one silent mp4, not a picture per frame) on their own."""
     _video(g, sampler, first_id, prefix)
     g[first_id + 4] = ("SaveAudio", dict(audio=(first_id + 1, 0), filename_prefix=f"UniAVGen/{prefix}"))
     g[first_id + 5] = ("MaskToImage", dict(mask=(sampler, 2)))
-    g[first_id + 6] = ("SaveImage", dict(images=(first_id + 5, 0), filename_prefix=f"UniAVGen/{prefix}_face_mask"))
+    g[first_id + 6] = ("CreateVideo", dict(images=(first_id + 5, 0), fps=16.0))
+    g[first_id + 7] = ("SaveVideo", dict(video=(first_id + 6, 0), filename_prefix=f"UniAVGen/{prefix}_face_mask",
+                                         format="auto", codec="auto"))
 
 
 def avg(prefix="avg"):

@@ -7,7 +7,7 @@ a tiny random vocoder, a randomly initialised FULL-SIZE Wan2.2 VAE at 64-pixel s
 test-only node standing in for umT5. The mini demo runs as shipped, on the pack's own small model
 and weight-free codecs. Checks: the pack imports, its nodes are in /object_info, the workflows are
 templates, every workflow passes /prompt validation and runs, and the outputs (mp4 with h264 + AAC
-of the right length, size and rate, the FLAC audio, the face-mask images) are inspected. A LoRA applied
+of the right length, size and rate, the FLAC audio, the face-mask video) are inspected. A LoRA applied
 by the LoRA loader gives the latent of the hand-merged weights, and an fp8 file loads into comfy.ops layers.
 """
 import argparse
@@ -42,7 +42,7 @@ class Expected:
     frames: tuple[int, ...]                # frame counts of the saved mp4s, the last one required
     size: tuple[int, int] | None           # (width, height) of every mp4, if fixed
     flac_samples: int                      # of each SaveAudio FLAC; 0: the workflow saves none
-    masks: int                             # face-mask images
+    masks: int                             # frames of the face-mask video (0: none saved)
 
 
 def expected(name: str) -> Expected:
@@ -126,7 +126,7 @@ def check_outputs(comfy: Path, want: Expected, outputs: dict) -> tuple[dict, lis
     for node_out in outputs.values():
         for item in node_out.get("images", []) + node_out.get("audio", []):
             path = comfy / "output" / item["subfolder"] / item["filename"]
-            key = "video" if path.suffix == ".mp4" else "audio" if path.suffix == ".flac" else "mask"
+            key = "mask" if "face_mask" in path.name else "video" if path.suffix == ".mp4" else "audio"
             files[key].append(path)
     problems, found = [], {}
     videos = [inspect(p) for p in files["video"]]
@@ -154,9 +154,11 @@ def check_outputs(comfy: Path, want: Expected, outputs: dict) -> tuple[dict, lis
                             f"want flac {RATE} Hz {want.flac_samples}")
     if bool(audios) != bool(want.flac_samples):
         problems.append(f"{len(audios)} FLAC files, want {'some' if want.flac_samples else 'none'}")
-    found["mask_images"] = len(files["mask"])
-    if len(files["mask"]) != want.masks:
-        problems.append(f"{len(files['mask'])} face-mask images, want {want.masks}")
+    masks = [inspect(p) for p in files["mask"]]
+    found["mask_videos"] = masks
+    if [m.get("frames") for m in masks] != ([want.masks] if want.masks else []):
+        problems.append(f"face-mask videos {[(m['file'], m.get('frames')) for m in masks]}, want one of "
+                        f"{want.masks} frames" if want.masks else "a face-mask video, want none")
     return found, problems
 
 
