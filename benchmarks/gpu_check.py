@@ -68,9 +68,9 @@ def main() -> int:
 
     code_t, out_t, secs_t = run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "cuda", "-p", "no:cacheprovider",
                                  "tests/test_cuda.py"], BUDGET_S["tests"], env)
-    tests = next((line for line in reversed(out_t.splitlines()) if " in " in line and ("passed" in line or
-                                                                                       "failed" in line)),
-                 out_t.strip().splitlines()[-1] if out_t.strip() else "no output")
+    lines = out_t.strip().splitlines() or ["no output"]
+    tests = next((line for line in reversed(lines) if " in " in line and ("passed" in line or "failed" in line)),
+                 lines[-1])
     print(out_t[-4000:], flush=True)
     code_b, out_b, secs_b = run([sys.executable, "benchmarks/bench.py", "--device", "cuda", "--shape", "official",
                                  "--modes", MODES, "--steps", "3"], BUDGET_S["bench"], env)

@@ -5,7 +5,8 @@ import torch
 
 from uniavgen_core.attention import resolve_backend
 from uniavgen_core.convert import convert
-from uniavgen_core.loading import embedded_vocab, file_metadata, is_scaled_fp8, load_model
+from uniavgen_core.loading import (RELEASE_TRAINED_FRAMES, embedded_vocab, file_metadata, is_scaled_fp8, load_model,
+                                   trained_frames)
 from uniavgen_core.vocoder import Vocoder
 
 from . import folders, host
@@ -13,13 +14,12 @@ from .common import CATEGORY, with_messages
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 GRIFFIN_LIM = "griffin-lim (weight-free)"
-RELEASE_FRAMES = 81                          # the release was trained on 5.0625 s clips
 
 
 class UniAVGenHandle(torch.nn.Module):
     """What ComfyUI's ModelPatcher manages: the DiT plus where it came from."""
 
-    def __init__(self, model, path, trained_frames=RELEASE_FRAMES):
+    def __init__(self, model, path, trained_frames=RELEASE_TRAINED_FRAMES):
         super().__init__()
         self.diffusion_model = model
         self.path = path
@@ -92,8 +92,7 @@ class UniAVGenModelLoader:
         net.attention_backend = resolve_backend(attention)
         if compile:
             net.compile_blocks()
-        trained = file_metadata([path]).get("uniavgen_trained_frames") if path.is_file() else None
-        handle = UniAVGenHandle(net, path, int(trained or RELEASE_FRAMES))
+        handle = UniAVGenHandle(net, path, trained_frames(file_metadata([path])))
         if not block_swap:
             return (host.model_patcher(handle, device, offload),)
         # The swapped layer pairs stay on the CPU from now on: the memory manager moves and counts

@@ -78,6 +78,15 @@ def file_metadata(files: list[Path]) -> dict:
         return {}
 
 
+TRAINED_FRAMES = "uniavgen_trained_frames"   # metadata key: the clip length (video frames) a model was trained on
+RELEASE_TRAINED_FRAMES = 81                   # the release was trained on 5.0625 s clips
+
+
+def trained_frames(metadata: dict) -> int:
+    """The clip length in video frames a model was trained on: stored by our trainer, else the release's."""
+    return int(metadata.get(TRAINED_FRAMES) or RELEASE_TRAINED_FRAMES)
+
+
 def embedded_config(metadata: dict, source: str) -> UniAVGenConfig:
     """The complete configuration a single-file checkpoint carries (written by our converter and
     trainer): it holds what tensor shapes cannot tell, such as head counts and the A2V window."""

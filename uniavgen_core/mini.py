@@ -20,7 +20,7 @@ from .codecs.caption_hash import HashedCaptionEncoder
 from .codecs.griffin_lim import GriffinLimVocoder
 from .codecs.video_pca import PatchPCACodec
 from .jobs import Job, Speech, build_job
-from .loading import CheckpointError, file_metadata, load_model
+from .loading import CheckpointError, file_metadata, load_model, trained_frames
 from .mel import SAMPLE_RATE, denormalise
 from .sampler import SamplingParams, Task, sample
 from .speech_tokenizer import SpeechTokenizer
@@ -52,7 +52,7 @@ class MiniPipeline:
             codec_path = model_path.parent / meta.get("uniavgen_video_codec", "")
         self.codec = PatchPCACodec.load(codec_path)
         self.vocoder = GriffinLimVocoder()
-        self.trained_frames = int(meta.get("uniavgen_trained_frames", 49))
+        self.trained_frames = trained_frames(meta)
 
     @property
     def duration(self) -> timing.Duration:

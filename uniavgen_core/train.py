@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .loading import TRAINED_FRAMES
 from .training import data
 from .training.trainer import TrainConfig, Trainer
 
@@ -44,7 +45,7 @@ def export(trainer: Trainer) -> Path:
     trainer.export(model, data.vocabulary_text(), {
         "uniavgen_video_codec": codec_name,
         "uniavgen_caption_encoder": {"kind": "hashed-words", "dim": cfg.dataset.caption_dim},
-        "uniavgen_trained_frames": cfg.dataset.frames,
+        TRAINED_FRAMES: cfg.dataset.frames,
         "uniavgen_trained_size": cfg.dataset.size,
     })
     shutil.copyfile(cfg.dataset.codec, folder / codec_name)
