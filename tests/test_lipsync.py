@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from uniavgen_core.lipsync import (audio_envelope, derangement, mouth_openness, paired_difference, score_clip,
-                                   shuffled_null, summarise, sync_score)
+from uniavgen_core.lipsync import (audio_envelope, derangement, high_pass, mouth_openness, paired_difference,
+                                   score_clip, shuffled_null, summarise, sync_score)
+from uniavgen_core.synthetic.clips import make_clip
 
 FPS = 16
 
@@ -153,6 +154,31 @@ def test_shuffled_null_is_clearly_below_real_pairs():
     real_scores = [sync_score(m, e) for m, e in zip(mouths, envs)]
     diff = paired_difference(real_scores, null_scores, n_boot=1000, seed=0, field="r0")
     assert diff.ci[0] > 0.5
+
+
+def test_high_pass_removes_slow_shape_and_keeps_fast_movement():
+    n = np.arange(48)
+    slow = 3.0 + 0.01 * n                                             # offset and a gentle ramp
+    fast = np.sin(2 * np.pi * n / 4)                                  # 4 Hz at 16 fps, a syllable rate
+    out = high_pass(slow + fast, 9)
+    assert np.abs(out[8:-8] - fast[8:-8]).max() < 0.13
+    assert abs(out.mean()) < 0.05
+    assert np.array_equal(high_pass(slow, 1), slow) and np.array_equal(high_pass(slow, 0), slow)
+
+
+def test_clips_sharing_a_talking_shape_are_not_counted_as_synced():
+    """Every clip: silence, a sentence, silence. Mismatched pairs share that shape; only the high-passed metric
+    puts them near 0, while real pairs stay high."""
+    clips = [make_clip(seed, frames=49, size=96) for seed in range(900_000, 900_016)]
+    pairs = [(mouth_openness(c.frames, c.mouth_box), audio_envelope(c.wave, 24000, c.frames.shape[0])) for c in clips]
+    mouths, envs = [m for m, _ in pairs], [e for _, e in pairs]
+    real = summarise([sync_score(m, e) for m, e in pairs], n_boot=500)
+    null = summarise(shuffled_null(mouths, envs), n_boot=500)
+    assert real.median_r0 > 0.6 and real.frac_offset0 > 0.8
+    assert abs(null.median_r0) < 0.15
+    assert null.confidence_ci[1] < real.confidence_ci[0]
+    plain_null = summarise(shuffled_null(mouths, envs, detrend_frames=0), n_boot=500)
+    assert plain_null.median_r0 > 0.25                                # the shared shape the high-pass removes
 
 
 def test_derangement_has_no_fixed_points_and_is_seeded():

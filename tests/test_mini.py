@@ -100,3 +100,25 @@ def test_shipped_codec_keeps_faces_and_mouths():
         mouth = [lipsync.mouth_openness(x, clip.mouth_box) for x in (clip.frames, back)]
         assert float(torch.corrcoef(torch.tensor(np.stack(mouth)))[0, 1]) > 0.8
     assert min(psnrs) > 22.5 and sum(psnrs) / len(psnrs) > 24, psnrs
+
+
+def test_evaluation_reports_both_metrics_and_the_nulls():
+    """A reduced evaluation of the shipped model (2 validation clips, 2 steps): every task scored with the
+    high-passed metric and the plain correlation, each against its shuffled null, in JSON and in the tables."""
+    import dataclasses
+
+    from uniavgen_core.mini import MINI_SAMPLING
+    from uniavgen_core.training import evaluate
+    results = evaluate.evaluate(str(demo.MODEL), str(demo.CODEC), clips=2, ablations=False, split="validation",
+                                params=dataclasses.replace(MINI_SAMPLING, steps=2), log=lambda m: None)
+    assert results["detrend_frames"] == 9 and set(results["tasks"]) == {"avg", "a2v", "v2a"}
+    for entry in [results["tasks"][t]["default"] for t in ("avg", "a2v", "v2a")]:
+        for part in (entry, entry["plain"]):
+            assert part["summary"]["n"] == part["null"]["n"] == 2
+            assert np.isfinite(part["summary"]["mean_confidence"]) and np.isfinite(part["null"]["median_r0"])
+    assert results["plain"]["ceiling"]["n"] == results["ceiling"]["n"] == 2
+    text = evaluate.markdown(results)
+    assert "High-passed over 9 frames" in text and "Plain correlation" in text
+    assert text.count("| V2A default |") == 2 and text.count("| AVG shuffled (null) |") == 2
+    assert all(results["tasks"][t]["default"]["minus_null"]["confidence"]["n"] == 2 for t in ("avg", "a2v", "v2a"))
+    assert "| V2A | " in text

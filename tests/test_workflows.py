@@ -123,3 +123,13 @@ def test_mini_demo_needs_no_download():
     graph = mini_demo()
     assert not {cls for cls, _ in graph.values()} & {"VAELoader", "CLIPLoader", "LoadImage", "LoadAudio", "LoadVideo"}
     assert not {v for _, inputs in graph.values() for v in inputs.values() if isinstance(v, str)} & DOWNLOADS
+
+
+def test_mini_demo_samples_like_make_demo():
+    """The workflow's sampler settings are the ones the small model was tuned and measured with."""
+    from uniavgen_core.mini import MINI_SAMPLING
+    (settings,) = [inputs for cls, inputs in mini_demo().values() if cls == "UniAVGenSampler"]
+    assert (settings["steps"], settings["shift"], settings["video_cfg"], settings["audio_cfg"],
+            settings["macfg_fraction"], settings["slg_layer"]) == (
+        MINI_SAMPLING.steps, MINI_SAMPLING.shift, MINI_SAMPLING.video_cfg, MINI_SAMPLING.audio_cfg,
+        MINI_SAMPLING.macfg_prop, MINI_SAMPLING.slg_layer)

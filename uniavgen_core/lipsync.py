@@ -5,6 +5,13 @@ open the mouth is and one for how loud the low band of the speech is. Their Pear
 a few frame offsets; the offset with the highest correlation is the estimated audio/video shift and
 `confidence` (peak minus median correlation over offsets) says how distinct that peak is.
 
+Both signals are high-passed before they are correlated (a centred moving average of ``DETREND_FRAMES`` frames
+is subtracted). Without it, the slow "talking / not talking" shape that every clip shares (silence, a sentence,
+silence) dominates: on the synthetic clips, shuffled pairs then correlate at r0 = 0.40 and the confidence of
+real pairs (0.31) is barely above theirs (0.17). High-passed, shuffled pairs sit at r0 = -0.08 and real pairs
+reach a confidence of 0.92 against 0.30, so the number measures the syllable-rate movement that lip sync is
+about. ``detrend_frames=0`` gives the plain correlation.
+
 Conventions
 -----------
 * Offset ``k`` means the mouth LAGS the audio by ``k`` frames: ``r[k] = corr(mouth[t + k], envelope[t])``.
@@ -27,6 +34,7 @@ import numpy as np
 LOW_BAND_HZ = (100.0, 1000.0)
 MOUTH_MIN_STD = 2e-3   # openness units (darkness 0..1 or fraction of pixels)
 AUDIO_MIN_STD = 0.5    # dB; audio_envelope of silence is exactly flat
+DETREND_FRAMES = 9     # 0.56 s at 16 fps: about two syllables; slower movement is removed before correlating
 
 
 def _numpy(x) -> np.ndarray:
@@ -159,6 +167,15 @@ class SyncScore:
     frozen: bool
 
 
+def high_pass(x: np.ndarray, window: int) -> np.ndarray:
+    """x minus its centred moving average over `window` frames (ends padded with the end values); window <= 1
+    returns x unchanged."""
+    if window <= 1:
+        return x
+    padded = np.pad(x, (window // 2, window - 1 - window // 2), mode="edge")
+    return x - np.convolve(padded, np.ones(window) / window, mode="valid")
+
+
 def _pearson(a: np.ndarray, b: np.ndarray, min_std_a: float, min_std_b: float) -> float:
     if len(a) < 3:
         return 0.0
@@ -169,13 +186,14 @@ def _pearson(a: np.ndarray, b: np.ndarray, min_std_a: float, min_std_b: float) -
 
 
 def sync_score(mouth, envelope, max_offset: int = 4, mouth_min_std: float = MOUTH_MIN_STD,
-               audio_min_std: float = AUDIO_MIN_STD) -> SyncScore:
+               audio_min_std: float = AUDIO_MIN_STD, detrend_frames: int = DETREND_FRAMES) -> SyncScore:
     """Pearson correlation of mouth openness and audio envelope at offsets -max_offset..+max_offset.
 
     r[k] = corr(mouth[t + k], envelope[t]) over the frames where both exist (the longer input is trimmed to the
-    shorter first). ``offset`` is the argmax (ties go to the smallest |k|) and ``confidence`` the peak minus the
-    median over offsets. A mouth with std < mouth_min_std or an envelope with std < audio_min_std (dB) is
-    frozen: r = 0 everywhere, confidence 0.
+    shorter first), both signals high-passed over `detrend_frames` frames first. ``offset`` is the argmax (ties
+    go to the smallest |k|) and ``confidence`` the peak minus the median over offsets. A mouth with
+    std < mouth_min_std or an envelope with std < audio_min_std (dB), measured before the high-pass, is frozen:
+    r = 0 everywhere, confidence 0.
     """
     m = _numpy(mouth).astype(np.float64).ravel()
     e = _numpy(envelope).astype(np.float64).ravel()
@@ -184,12 +202,17 @@ def sync_score(mouth, envelope, max_offset: int = 4, mouth_min_std: float = MOUT
     offsets = np.arange(-max_offset, max_offset + 1)
     if n < 3 or m.std() < mouth_min_std or e.std() < audio_min_std:
         return SyncScore(r=np.zeros(len(offsets)), offsets=offsets, r0=0.0, offset=0, confidence=0.0, frozen=True)
+    # the floors scale with what the high-pass keeps of each signal
+    keep_m, keep_e = high_pass(m, detrend_frames), high_pass(e, detrend_frames)
+    floor_m = mouth_min_std * keep_m.std() / m.std()
+    floor_e = audio_min_std * keep_e.std() / e.std()
+    m, e = keep_m, keep_e
     r = np.empty(len(offsets))
     for i, k in enumerate(offsets):
         if k >= 0:
-            r[i] = _pearson(m[k:], e[:n - k], mouth_min_std, audio_min_std)
+            r[i] = _pearson(m[k:], e[:n - k], floor_m, floor_e)
         else:
-            r[i] = _pearson(m[:n + k], e[-k:], mouth_min_std, audio_min_std)
+            r[i] = _pearson(m[:n + k], e[-k:], floor_m, floor_e)
     # argmax over offsets visited by increasing |k| so ties prefer the smallest shift
     order = np.argsort(np.abs(offsets), kind="stable")
     best = order[int(np.argmax(r[order]))]
@@ -198,10 +221,11 @@ def sync_score(mouth, envelope, max_offset: int = 4, mouth_min_std: float = MOUT
 
 
 def score_clip(frames, box, wave, sample_rate: int, fps: float = 16, max_offset: int = 4,
-               method: str = "darkness") -> SyncScore:
+               method: str = "darkness", detrend_frames: int = DETREND_FRAMES) -> SyncScore:
     """sync_score of one clip straight from its frames, mouth box and waveform."""
     mouth = mouth_openness(frames, box, method)
-    return sync_score(mouth, audio_envelope(wave, sample_rate, len(mouth), fps), max_offset)
+    return sync_score(mouth, audio_envelope(wave, sample_rate, len(mouth), fps), max_offset,
+                      detrend_frames=detrend_frames)
 
 
 # --------------------------------------------------------------------------------------------------- summaries
@@ -261,7 +285,8 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
     return partner
 
 
-def shuffled_null(mouths: Sequence, envelopes: Sequence, seed: int = 0, max_offset: int = 4) -> list[SyncScore]:
+def shuffled_null(mouths: Sequence, envelopes: Sequence, seed: int = 0, max_offset: int = 4,
+                  detrend_frames: int = DETREND_FRAMES) -> list[SyncScore]:
     """Scores of mismatched pairs: clip i's mouth with clip derangement(n, seed)[i]'s envelope.
 
     Both signals are trimmed to the shorter one. Summarised, this is the level that chance plus each clip's own
@@ -274,7 +299,7 @@ def shuffled_null(mouths: Sequence, envelopes: Sequence, seed: int = 0, max_offs
     for i, j in enumerate(partner):
         m, e = _numpy(mouths[i]).ravel(), _numpy(envelopes[j]).ravel()
         n = min(len(m), len(e))
-        out.append(sync_score(m[:n], e[:n], max_offset))
+        out.append(sync_score(m[:n], e[:n], max_offset, detrend_frames=detrend_frames))
     return out
 
 
