@@ -204,7 +204,15 @@ class UniAVGenConvertModel:
         if target.exists():
             return with_messages((), [f"skipped: {target} already exists and is never overwritten; give another "
                                       f"filename to write a new file"])
-        written = convert(path, target, "fp8" if format == "fp8" else "bf16",
-                          vocab=None if embedded_vocab(path) else folders.vocab_for(path))
+        try:
+            written = convert(path, target, "fp8" if format == "fp8" else "bf16",
+                              vocab=None if embedded_vocab(path) else folders.vocab_for(path))
+        except FileExistsError as err:
+            return with_messages((), [f"skipped: {err}"])
+        except (FileNotFoundError, ValueError):
+            raise
+        except OSError as err:
+            raise OSError(f"cannot write {target}: {err.strerror or err}; choose a models/uniavgen folder you can "
+                          f"write to, with enough free space") from None
         return with_messages((), [f"wrote {written} ({written.stat().st_size / 2 ** 30:.2f} GiB); "
                                   f"refresh the browser to choose it in the loader"])

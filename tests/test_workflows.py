@@ -9,7 +9,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 import build_workflows as bw  # noqa: E402
-from workflow_graphs import DOWNLOADS, mini_demo  # noqa: E402
+from workflow_graphs import DOWNLOADS, WORKFLOWS, mini_demo  # noqa: E402
 
 API = sorted((REPO / "workflows" / "api").glob("*.json"))
 UI = sorted((REPO / "workflows").glob("*.json"))
@@ -73,12 +73,17 @@ def test_api_workflow_matches_node_definitions(path, specs):
                 check_value(cls, name, entry, value)
 
 
+FRONTEND_ONLY = {"Note", "MarkdownNote"}        # drawn by the frontend, left out of the API export
+
+
 def ui_to_api(ui, specs):
     """What the frontend's 'Export (API)' makes of a UI workflow."""
     links = {link[0]: link for link in ui["links"]}
     by_id = {node["id"]: node["type"] for node in ui["nodes"]}
     graph = {}
     for node in ui["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            continue
         spec = specs[node["type"]]
         inputs, values = {}, iter(node["widgets_values"])
         for name in bw.input_names(spec):
@@ -97,10 +102,13 @@ def ui_to_api(ui, specs):
     return graph
 
 
+TWINS = {title: name for name, (title, _) in WORKFLOWS.items()}
+
+
 @pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
 def test_ui_workflow_is_its_api_twin(path, specs):
     ui = json.loads(path.read_text())
-    api = json.loads((path.parent / "api" / path.name).read_text())
+    api = json.loads((path.parent / "api" / f"{TWINS[path.stem]}.json").read_text())
     converted = ui_to_api(ui, specs)
     for node_id, node in api.items():
         spec = specs[node["class_type"]]
@@ -115,7 +123,57 @@ def test_ui_workflow_is_its_api_twin(path, specs):
     for node in ui["nodes"]:
         for out in node["outputs"]:
             assert set(out["links"]) <= ids
-    assert ui["last_link_id"] == len(ui["links"]) and ui["last_node_id"] == max(int(k) for k in api)
+    assert ui["last_link_id"] == len(ui["links"]) and ui["last_node_id"] == max(n["id"] for n in ui["nodes"])
+
+
+def overlap(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw_, bh = b
+    return ax < bx + bw_ and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_ui_workflow_opens_readable(path):
+    """Zoom the frontend draws in full, a note first, nodes that do not overlap, each inside one group, and
+    distinct titles (two nodes both called "CLIP Text Encode (Prompt)" cannot be told apart)."""
+    ui = json.loads(path.read_text())
+    assert ui["extra"]["ds"]["scale"] >= 0.6
+    notes = [n for n in ui["nodes"] if n["type"] in FRONTEND_ONLY]
+    assert len(notes) == 1 and len(notes[0]["widgets_values"][0]) > 100
+    boxes = {n["id"]: [*n["pos"], *n["size"]] for n in ui["nodes"]}
+    ids = sorted(boxes)
+    assert not [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:] if overlap(boxes[a], boxes[b])]
+    for n in ui["nodes"]:
+        if n["type"] in FRONTEND_ONLY:
+            continue
+        x, y, w, h = boxes[n["id"]]
+        inside = [g["title"] for g in ui["groups"] if g["bounding"][0] <= x and x + w <= sum(g["bounding"][::2])
+                  and g["bounding"][1] <= y and y + h <= sum(g["bounding"][1::2])]
+        assert len(inside) == 1, (n["title"], inside)
+    titles = [n["title"] for n in ui["nodes"]]
+    repeated = {t for t in titles if titles.count(t) > 1}
+    assert not repeated & {"CLIP Text Encode (Prompt)", "UniAVGen Caption Encode"}, repeated
+
+
+def test_every_output_needs_every_loader():
+    """A loader that fails validation (a missing vocoder, say) then stops the whole run: no output branch
+    can run the sampler without it."""
+    loaders = {"UniAVGenModelLoader", "UniAVGenVocoderLoader", "VAELoader", "CLIPLoader", "UniAVGenVideoCodecLoader"}
+    for name, (_, build) in WORKFLOWS.items():
+        graph = build()
+
+        def ancestors(n):
+            seen, todo = set(), [n]
+            while todo:
+                k = todo.pop()
+                if k not in seen:
+                    seen.add(k)
+                    todo += [v[0] for v in graph[k][1].values() if isinstance(v, tuple)]
+            return seen
+        wanted = {k for k, (cls, _) in graph.items() if cls in loaders}
+        for k, (cls, _) in graph.items():
+            if cls in OUTPUT_NODES:
+                assert wanted <= ancestors(k), (name, k, cls, wanted - ancestors(k))
 
 
 def test_mini_demo_needs_no_download():

@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+from workflow_graphs import NOTES, TITLES, WORKFLOWS, stage  # noqa: E402
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Where the frontend can offer to download the native models the workflows name.
 MODEL_URLS = {
@@ -78,8 +80,8 @@ def to_api(graph: dict, specs: dict) -> dict:
     api = {}
     for node_id, (cls, inputs) in sorted(graph.items()):
         values = {k: [str(v[0]), v[1]] if isinstance(v, tuple) else v for k, v in inputs.items()}
-        api[str(node_id)] = {"class_type": cls, "inputs": values,
-                             "_meta": {"title": specs[cls].get("display_name", cls)}}
+        title = TITLES.get(cls, {}).get(node_id) or specs[cls].get("display_name", cls)
+        api[str(node_id)] = {"class_type": cls, "inputs": values, "_meta": {"title": title}}
     return api
 
 
@@ -96,44 +98,83 @@ def _depths(graph: dict) -> dict:
     return depth
 
 
+# Layout, in canvas units. The frontend draws nodes as blank boxes below 0.6 zoom, so workflows open at 0.8.
+ZOOM = 0.8
+GAP = 40                     # between nodes and between groups
+GROUP_PAD, GROUP_TITLE = 20, 50
+SLOT_H, WIDGET_H, TITLE_H = 22, 26, 36
+PREVIEW_H = {"LoadImage": 300, "LoadVideo": 300}      # the image / video preview under the widgets
+NOTE_SIZE = (520, 420)
+
+
+def node_size(cls: str, spec: dict, ui_inputs: list, widgets: int) -> list[int]:
+    """Room for the node's slots, widgets, multi-line text boxes and previews, so nothing overflows."""
+    multiline = sum(1 for n in input_names(spec) if options(input_spec(spec, n)).get("multiline"))
+    slots = max(len([i for i in ui_inputs if "widget" not in i]), len(spec["output"]))
+    height = TITLE_H + SLOT_H * slots + WIDGET_H * widgets + 90 * multiline + PREVIEW_H.get(cls, 0) + 10
+    width = 420 if multiline else 340
+    return [width, height]
+
+
+def _node(node_id, cls, inputs, spec, title, slots):
+    ui_inputs, widgets = [], []
+    for n in input_names(spec):
+        entry = input_spec(spec, n)
+        widget, value = is_widget(entry), inputs.get(n)
+        linked = isinstance(value, tuple)
+        if linked or not widget:
+            slot = {"name": n, "type": kind(entry), "link": None}
+            if widget:
+                slot["widget"] = {"name": n}
+            slots[(node_id, n)] = len(ui_inputs)
+            ui_inputs.append(slot)
+        if widget:
+            opts = options(entry)
+            widgets.append(opts.get("default") if value is None or linked else value)
+            if opts.get("control_after_generate"):
+                widgets.append("fixed")
+            if opts.get("image_upload"):
+                widgets.append("image")
+    props = {"Node name for S&R": cls, "cnr_id": "comfyui-uniavgen" if cls.startswith("UniAVGen") else "comfy-core"}
+    models = [{"name": v, "url": MODEL_URLS[v][0], "directory": MODEL_URLS[v][1]}
+              for v in inputs.values() if isinstance(v, str) and v in MODEL_URLS]
+    if models:
+        props["models"] = models
+    n_widgets = sum(1 for n in input_names(spec) if is_widget(input_spec(spec, n)))
+    return {"id": node_id, "type": cls, "pos": [0, 0], "size": node_size(cls, spec, ui_inputs, n_widgets),
+            "flags": {}, "order": 0, "mode": 0, "inputs": ui_inputs,
+            "outputs": [{"name": spec["output_name"][i], "type": t, "links": [], "slot_index": i}
+                        for i, t in enumerate(spec["output"])],
+            "title": title or spec.get("display_name", cls), "properties": props, "widgets_values": widgets}
+
+
+def _place(nodes: dict, members: dict, depth: dict, x0: float, y0: float) -> dict:
+    """Lay out each stage's nodes in columns (one per depth inside the stage), stages left to right
+    starting at (x0, y0); returns the groups' bounding boxes."""
+    groups, x = {}, x0
+    for stage, ids in members.items():
+        columns = {}
+        for n in sorted(ids, key=lambda n: (depth[n], n)):
+            columns.setdefault(depth[n], []).append(n)
+        cx, bottom = x + GROUP_PAD, y0
+        for col in columns.values():
+            cy = y0 + GROUP_TITLE
+            for n in col:
+                nodes[n]["pos"] = [cx, cy]
+                cy += nodes[n]["size"][1] + GAP
+            bottom = max(bottom, cy - GAP)
+            cx += max(nodes[n]["size"][0] for n in col) + GAP
+        groups[stage] = [x, y0, cx - GAP + GROUP_PAD - x, bottom + GROUP_PAD - y0]
+        x = cx - GAP + GROUP_PAD + GAP
+    return groups
+
+
 def to_ui(graph: dict, specs: dict, name: str) -> dict:
     depth = _depths(graph)
-    rows: dict[int, int] = {}
-    links, nodes, link_id = [], [], 0
     slots = {}                                     # (node, input name) -> slot in the node's inputs list
-    for node_id, (cls, inputs) in sorted(graph.items()):
-        spec = specs[cls]
-        ui_inputs, widgets = [], []
-        for n in input_names(spec):
-            entry = input_spec(spec, n)
-            widget, value = is_widget(entry), inputs.get(n)
-            linked = isinstance(value, tuple)
-            if linked or not widget:
-                slot = {"name": n, "type": kind(entry), "link": None}
-                if widget:
-                    slot["widget"] = {"name": n}
-                slots[(node_id, n)] = len(ui_inputs)
-                ui_inputs.append(slot)
-            if widget:
-                opts = options(entry)
-                widgets.append(opts.get("default") if value is None or linked else value)
-                if opts.get("control_after_generate"):
-                    widgets.append("fixed")
-                if opts.get("image_upload"):
-                    widgets.append("image")
-        row = rows.get(depth[node_id], 0)
-        rows[depth[node_id]] = row + 1
-        props = {"Node name for S&R": cls, "cnr_id": "comfyui-uniavgen" if cls.startswith("UniAVGen") else "comfy-core"}
-        models = [{"name": v, "url": MODEL_URLS[v][0], "directory": MODEL_URLS[v][1]}
-                  for v in inputs.values() if isinstance(v, str) and v in MODEL_URLS]
-        if models:
-            props["models"] = models
-        nodes.append({"id": node_id, "type": cls, "pos": [40 + 420 * depth[node_id], 40 + 330 * row],
-                      "size": [380, 290], "flags": {}, "order": 0, "mode": 0, "inputs": ui_inputs,
-                      "outputs": [{"name": spec["output_name"][i], "type": t, "links": [], "slot_index": i}
-                                  for i, t in enumerate(spec["output"])],
-                      "title": spec.get("display_name", cls), "properties": props, "widgets_values": widgets})
-    by_id = {n["id"]: n for n in nodes}
+    nodes = {node_id: _node(node_id, cls, inputs, specs[cls], TITLES.get(cls, {}).get(node_id), slots)
+             for node_id, (cls, inputs) in sorted(graph.items())}
+    links, link_id = [], 0
     for node_id, (cls, inputs) in sorted(graph.items()):
         for n, v in inputs.items():
             if isinstance(v, tuple):
@@ -141,23 +182,39 @@ def to_ui(graph: dict, specs: dict, name: str) -> dict:
                 source, out = v
                 link_type = specs[graph[source][0]]["output"][out]
                 links.append([link_id, source, out, node_id, slots[(node_id, n)], link_type])
-                by_id[node_id]["inputs"][slots[(node_id, n)]]["link"] = link_id
-                by_id[source]["outputs"][out]["links"].append(link_id)
-    for order, n in enumerate(sorted(nodes, key=lambda n: (depth[n["id"]], n["id"]))):
+                nodes[node_id]["inputs"][slots[(node_id, n)]]["link"] = link_id
+                nodes[source]["outputs"][out]["links"].append(link_id)
+    members: dict[str, list] = {}
+    for node_id, (cls, _) in sorted(graph.items()):
+        members.setdefault(stage(name, node_id, cls), []).append(node_id)
+    rows = [{k: v for k, v in members.items() if not k.startswith("Clip 2")},
+            {k: v for k, v in members.items() if k.startswith("Clip 2")}]
+    top, boxes = GAP + NOTE_SIZE[1] + GAP, {}
+    for row in rows:
+        if row:
+            placed = _place(nodes, row, depth, GAP, top)
+            boxes.update(placed)
+            top = max(y + h for _, y, _, h in placed.values()) + GAP
+    for order, n in enumerate(sorted(nodes.values(), key=lambda n: (depth[n["id"]], n["id"]))):
         n["order"] = order
-    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-uniavgen/{name}")), "revision": 0, "last_node_id": max(graph), "last_link_id": link_id,
-            "nodes": nodes, "links": links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.55, "offset": [0, 0]}}, "version": 0.4}
+    note_id = max(graph) + 1
+    note = {"id": note_id, "type": "MarkdownNote", "pos": [GAP, GAP], "size": list(NOTE_SIZE), "flags": {},
+            "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "title": "Read me",
+            "properties": {}, "widgets_values": [NOTES[name]], "color": "#432", "bgcolor": "#653"}
+    groups = [{"id": i + 1, "title": title, "bounding": box, "color": "#3f789e", "font_size": 24, "flags": {}}
+              for i, (title, box) in enumerate(boxes.items())]
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-uniavgen/{name}")), "revision": 0,
+            "last_node_id": note_id, "last_link_id": link_id, "nodes": list(nodes.values()) + [note],
+            "links": links, "groups": groups, "config": {},
+            "extra": {"ds": {"scale": ZOOM, "offset": [0, 0]}}, "version": 0.4}
 
 
 def render() -> dict[Path, str]:
-    sys.path.insert(0, str(REPO / "tools"))
-    from workflow_graphs import WORKFLOWS
     specs = all_specs()
     files = {}
-    for name, build in WORKFLOWS.items():
+    for name, (title, build) in WORKFLOWS.items():
         graph = build()
-        files[REPO / "workflows" / f"{name}.json"] = json.dumps(to_ui(graph, specs, name), indent=1) + "\n"
+        files[REPO / "workflows" / f"{title}.json"] = json.dumps(to_ui(graph, specs, name), indent=1) + "\n"
         files[REPO / "workflows" / "api" / f"{name}.json"] = json.dumps(to_api(graph, specs), indent=1) + "\n"
     return files
 

@@ -40,11 +40,13 @@ def _video(g, sampler, first_id, prefix):
 
 
 def _outputs(g, sampler, first_id, prefix):
-    """The mp4, plus the audio and the face mask (one silent mp4, not a picture per frame) on their own."""
+    """The mp4, plus the audio on its own and the face mask as one mp4 with the speech. The mask video carries the
+    speech so that it needs the vocoder too: a vocoder that fails validation stops the whole run instead of
+    letting the sampler run for the mask alone."""
     _video(g, sampler, first_id, prefix)
     g[first_id + 4] = ("SaveAudio", dict(audio=(first_id + 1, 0), filename_prefix=f"UniAVGen/{prefix}"))
     g[first_id + 5] = ("MaskToImage", dict(mask=(sampler, 2)))
-    g[first_id + 6] = ("CreateVideo", dict(images=(first_id + 5, 0), fps=16.0))
+    g[first_id + 6] = ("CreateVideo", dict(images=(first_id + 5, 0), fps=16.0, audio=(first_id + 1, 0)))
     g[first_id + 7] = ("SaveVideo", dict(video=(first_id + 6, 0), filename_prefix=f"UniAVGen/{prefix}_face_mask",
                                          format="auto", codec="auto"))
 
@@ -135,11 +137,94 @@ def mini_demo():
     return g
 
 
+# id (the API file's name) -> (title: the UI file's name, which ComfyUI's template browser shows as it is;
+# the number gives the order, since the browser lists a pack's templates unsorted), builder
 WORKFLOWS = {
-    "uniavgen_avg_joint_generation": avg,
-    "uniavgen_ravg_voice_clone": ravg,
-    "uniavgen_a2v_audio_driven": a2v,
-    "uniavgen_v2a_dubbing": v2a,
-    "uniavgen_long_form_chained": long_form,
-    "uniavgen_mini_demo": mini_demo,
+    "uniavgen_mini_demo": ("1. Mini demo, nothing to download", mini_demo),
+    "uniavgen_avg_joint_generation": ("2. Talking video with its speech (AVG)", avg),
+    "uniavgen_ravg_voice_clone": ("3. Voice clone (RAVG)", ravg),
+    "uniavgen_a2v_audio_driven": ("4. Lip sync to your audio (A2V)", a2v),
+    "uniavgen_v2a_dubbing": ("5. Dubbing a video (V2A)", v2a),
+    "uniavgen_long_form_chained": ("6. Long form, two chained clips", long_form),
+}
+
+# Node titles where the class name alone would be ambiguous (two text encoders) or says too little.
+TITLES = {
+    "CLIPTextEncode": {5: "Caption: what the video shows", 6: "Negative caption"},
+    "UniAVGenCaptionEncode": {5: "Caption: what the video shows", 6: "Negative caption"},
+    "CreateVideo": {17: "Face mask video (with the speech)"},
+    "SaveVideo": {18: "Save the face mask video"},
+}
+
+# The groups a workflow is drawn in, left to right, and the classes in each. Long form: nodes 20+ are clip 2.
+STAGES = (
+    ("Models", {"UniAVGenModelLoader", "UniAVGenVocoderLoader", "VAELoader", "CLIPLoader",
+                "UniAVGenVideoCodecLoader", "UniAVGenLoraLoader"}),
+    ("Face, voice, words and caption", {"CLIPTextEncode", "UniAVGenCaptionEncode", "LoadImage", "LoadAudio",
+                                        "LoadVideo", "GetVideoComponents", "UniAVGenReferenceImage",
+                                        "UniAVGenSpeechText", "UniAVGenAudioEncode", "UniAVGenVideoEncode",
+                                        "UniAVGenSyntheticFace"}),
+    ("Generate", {"UniAVGenSampler"}),
+    ("Decode and save", {"VAEDecode", "UniAVGenAudioDecode", "CreateVideo", "SaveVideo", "SaveAudio",
+                         "MaskToImage", "UniAVGenJoinClips", "UniAVGenLastFrame"}),
+)
+CLIP_2 = "Clip 2: starts on clip 1's last frame, in clip 1's voice"
+
+
+def stage(workflow: str, node_id: int, cls: str) -> str:
+    if workflow == "uniavgen_long_form_chained" and node_id >= 20:
+        return CLIP_2
+    return next(name for name, classes in STAGES if cls in classes)
+
+
+_REAL_DOWNLOADS = """**Downloads** (once; details in the pack's README, "First run"):
+
+```
+hf download MCG-NJU/UniAVGen --include "diffusion_pytorch_model*" config.json vocab.txt "code2wav_bigvgan_model/*" --local-dir models/uniavgen/UniAVGen
+```
+then pick `UniAVGen/` in the Model Loader and `UniAVGen/code2wav_bigvgan_model/` in the Vocoder Loader.
+The VAE and the text encoder are ComfyUI's Wan 2.2 files: the missing-models dialog offers them.
+
+Messages (unknown characters, trimming, which task ran) appear on the nodes after a run."""
+
+NOTES = {
+    "uniavgen_mini_demo": """## UniAVGen mini demo: nothing to download
+
+The pack's own small model (4.5 M parameters, trained on synthetic cartoon faces and espeak speech) with
+weight-free codecs: a synthetic face says the transcript, and the speech and the talking video are
+generated together. It shows the pipeline working in about 10 seconds on a CPU, not the real model's quality.
+
+Change the words in **UniAVGen Speech Text** (letters and `',.?!-`), or the face's seed, and run.""",
+    "uniavgen_avg_joint_generation": """## Talking video with its speech (AVG)
+
+One face picture + a transcript + a caption: UniAVGen generates the speech and the talking video together.
+Put your picture in **Load Image** and your words in **UniAVGen Speech Text**.
+
+""" + _REAL_DOWNLOADS,
+    "uniavgen_ravg_voice_clone": """## Voice clone (RAVG)
+
+Like AVG, but the speech takes the voice of a short recording (**Load Audio**, 2-10 s). Type what that
+recording says in **reference_text** of **UniAVGen Speech Text**: the model needs its transcript.
+
+""" + _REAL_DOWNLOADS,
+    "uniavgen_a2v_audio_driven": """## Lip sync to your audio (A2V)
+
+Your speech recording (**Load Audio**) drives the face: only the video is generated. The transcript is not
+needed for A2V and is left empty.
+
+""" + _REAL_DOWNLOADS,
+    "uniavgen_v2a_dubbing": """## Dubbing a video (V2A)
+
+A video of a talking face (**Load Video**) + a transcript: UniAVGen generates speech that follows the lips.
+The pictures are kept as they are.
+
+""" + _REAL_DOWNLOADS,
+    "uniavgen_long_form_chained": """## Long form: two chained clips
+
+Clip 1 is a normal AVG clip. Clip 2 starts on clip 1's last frame (**UniAVGen Last Frame**) and speaks in
+clip 1's voice (its audio as the reference voice, with clip 1's transcript as reference_text).
+**UniAVGen Join Clips** drops the repeated frame and its 1/16 s of audio, so the sound stays in step at any
+clip length. Add more clips by copying the clip 2 group and wiring it to the previous clip.
+
+""" + _REAL_DOWNLOADS,
 }

@@ -15,6 +15,11 @@ _OFFICIAL_JSON_FIELDS = (
 )
 
 
+MAX_LAYERS = 256              # far above any released model; bounds what a corrupt file can make us build
+MAX_WIDTH = 1 << 20
+_MAY_BE_ZERO = {"speech_conv_layers"}
+
+
 @dataclass(frozen=True)
 class UniAVGenConfig:
     # video branch (Wan2.2-TI2V-5B layout, spec §1.1)
@@ -48,6 +53,7 @@ class UniAVGenConfig:
     a2v_window: int = 5            # pixel frames; half-window = window // 2 after making it odd
 
     def __post_init__(self):
+        self._check_types()
         for name in ("patch_size", "window_size", "interaction_layers"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.dim % self.num_heads or self.audio_dim % self.audio_num_heads:
@@ -59,6 +65,29 @@ class UniAVGenConfig:
             raise ValueError(f"window_size {self.window_size}: only global attention (-1, -1) is supported")
         if any(not 0 <= i < self.num_layers for i in self.interaction_layers):
             raise ValueError(f"interaction_layers {self.interaction_layers} outside 0..{self.num_layers - 1}")
+
+    def _check_types(self):
+        """Every field has its type and a sane range, so a hand-edited config.json or a corrupt embedded
+        configuration gets a message naming the field instead of an error deep inside the model build."""
+        for f in dataclasses.fields(self):
+            value, where = getattr(self, f.name), f"config field {f.name!r} = {getattr(self, f.name)!r}"
+            if f.type == "int":
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError(f"{where}: must be an integer")
+                low = 0 if f.name in _MAY_BE_ZERO else 1
+                high = MAX_LAYERS if f.name == "num_layers" else MAX_WIDTH
+                if not low <= value <= high:
+                    raise ValueError(f"{where}: must be within {low}..{high}")
+            elif f.type == "float":
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+                    raise ValueError(f"{where}: must be a number between 0 and 1")
+            elif f.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{where}: must be true or false")
+            elif f.type == "tuple":
+                if not isinstance(value, (list, tuple)) or len(value) > MAX_LAYERS or not all(
+                        isinstance(v, int) and not isinstance(v, bool) for v in value):
+                    raise ValueError(f"{where}: must be a list of integers")
 
     @property
     def head_dim(self) -> int:
@@ -132,6 +161,14 @@ class UniAVGenConfig:
 
 
 def _count_indexed(shapes: Mapping, prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
+    """Number of `prefix.<i>.` blocks; the indices must be 0..n-1 and n at most MAX_LAYERS."""
+    pattern = re.compile(re.escape(prefix) + r"\.(\d{1,9})\.")
     indices = {int(m.group(1)) for k in shapes if (m := pattern.match(k))}
-    return max(indices) + 1 if indices else 0
+    if len(indices) > MAX_LAYERS or (indices and max(indices) >= MAX_LAYERS):
+        raise ValueError(f"{prefix}: block index up to {max(indices)}, more than the {MAX_LAYERS} layers any "
+                         f"UniAVGen model has")
+    if indices and len(indices) != max(indices) + 1:
+        missing = sorted(set(range(max(indices) + 1)) - indices)
+        raise ValueError(f"{prefix}: blocks {missing[:5]}{'...' if len(missing) > 5 else ''} are missing "
+                         f"(found {len(indices)} blocks up to index {max(indices)})")
+    return len(indices)

@@ -10,22 +10,25 @@ existing file.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
+import shutil
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from .config import UniAVGenConfig
 from .fp8 import FP8, is_quantised, quantise, scale_key
-from .loading import CheckpointError, _strip_prefix, checkpoint_files, embedded_vocab, read_shapes
+from .loading import CheckpointError, TensorReader, embedded_vocab, inspect_checkpoint
 
 FORMATS = ("bf16", "fp8")
 _DTYPE_NAMES = {torch.bfloat16: "BF16", FP8: "F8_E4M3", torch.float32: "F32"}
+
+
+class ConversionError(ValueError):
+    """A conversion that cannot be done, with what to do about it."""
 
 
 def _plan(shapes: dict, fmt: str) -> list[tuple[str, torch.dtype, tuple]]:
@@ -40,35 +43,59 @@ def _plan(shapes: dict, fmt: str) -> list[tuple[str, torch.dtype, tuple]]:
 
 
 def _vocabulary(src: Path, vocab: str | os.PathLike | None) -> str | None:
-    """The vocabulary to embed: the given file, else the one embedded in the source, else
-    vocab.txt next to the source (None when there is none)."""
-    if vocab is None:
+    """The vocabulary to embed: the given file (which must exist), else the one embedded in the source,
+    else vocab.txt next to the source (None when there is none)."""
+    if vocab is not None:
+        vocab = Path(vocab)
+        if not vocab.is_file():
+            raise ConversionError(f"the vocabulary {vocab} does not exist; give the release's vocab.txt or leave "
+                                  f"--vocab out")
+    else:
         embedded = embedded_vocab(src)
         if embedded is not None:
             return embedded
         vocab = (src if src.is_dir() else src.parent) / "vocab.txt"
-    vocab = Path(vocab)
-    return vocab.read_text(encoding="utf-8").replace("\r\n", "\n") if vocab.is_file() else None
+        if not vocab.is_file():
+            return None
+    try:
+        return vocab.read_text(encoding="utf-8").replace("\r\n", "\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConversionError(f"cannot read the vocabulary {vocab}: {err}") from None
+
+
+def _publish(tmp: Path, dst: Path) -> None:
+    """Give the finished file its name without ever replacing a file that is there: a hard link fails if
+    the name was taken meanwhile; where links are not supported, the name is claimed exclusively first."""
+    try:
+        os.link(tmp, dst)
+    except FileExistsError:
+        raise FileExistsError(f"{dst} was created by something else during the conversion; it was left alone. "
+                              f"Convert again to another name.") from None
+    except OSError:                                     # no hard links on this file system
+        os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(tmp, dst)
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str = "bf16", vocab: str | os.PathLike | None = None):
+    """Write the checkpoint at `src` as one .safetensors at `dst`, checking it on the way: the keys and shapes
+    against the model, every tensor finite and floating point (see loading.inspect_checkpoint). fp8 sources
+    are dequantised first, so fp8 -> fp8 and fp8 -> bf16 work. Writes to a uniquely named temporary file
+    in the destination folder and publishes it without replacing anything."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     dst = Path(dst)
-    if dst.exists():
-        raise FileExistsError(f"{dst} already exists; choose another name (nothing is overwritten)")
     if dst.suffix != ".safetensors":
         raise ValueError(f"{dst.name}: the output must be a .safetensors file")
-    files, config_json = checkpoint_files(src)
-    raw_shapes = read_shapes(files)
-    prefix = _strip_prefix(list(raw_shapes))
-    shapes = {k[len(prefix):]: v for k, v in raw_shapes.items()}
-    config = UniAVGenConfig.from_shapes(shapes, hints=config_json)
-    metadata = {"uniavgen_config": json.dumps(config.to_dict()), "uniavgen_format": fmt}
+    if dst.exists() or dst.is_symlink():
+        raise FileExistsError(f"{dst} already exists; choose another name (nothing is overwritten)")
+    if not dst.parent.is_dir():
+        raise ConversionError(f"the folder {dst.parent} does not exist")
+    ckpt = inspect_checkpoint(src)
+    metadata = {"uniavgen_config": json.dumps(ckpt.config.to_dict()), "uniavgen_format": fmt}
     vocab_text = _vocabulary(Path(src), vocab)
     if vocab_text is not None:
         metadata["uniavgen_vocab"] = vocab_text
-    plan = _plan(shapes, fmt)
+    plan = _plan(ckpt.weights, fmt)
     header, offset = {"__metadata__": metadata}, 0
     for key, dtype, shape in plan:
         size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
@@ -76,27 +103,25 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str = "bf16", v
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    tmp = dst.with_name(dst.name + ".partial")
+    free = shutil.disk_usage(dst.parent).free
+    if free < offset + len(raw) + 8:
+        raise ConversionError(f"{dst.parent} has {free / 2 ** 30:.1f} GiB free, the file needs "
+                              f"{(offset + len(raw)) / 2 ** 30:.1f} GiB; free some space or write elsewhere")
+    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=".converting")
+    tmp = Path(name)
     try:
-        with contextlib.ExitStack() as stack, open(tmp, "wb") as out:
-            handles = {}                                    # stripped key -> (open file, key in it)
-            for f in files:
-                handle = stack.enter_context(safe_open(f, framework="pt"))
-                handles.update({k[len(prefix):]: (handle, k) for k in handle.keys()})
+        with os.fdopen(fd, "wb") as out, TensorReader(ckpt, dequantise_to=torch.float32) as reader:
             out.write(struct.pack("<Q", len(raw)) + raw)
             scale = None
             for key, dtype, _ in plan:
                 if dtype == torch.float32:                  # the scale of the weight just written
                     tensor = scale
                 else:
-                    handle, name = handles[key]
-                    tensor = handle.get_tensor(name)
-                    tensor, scale = quantise(tensor) if dtype == FP8 else (tensor.to(dtype), None)
+                    tensor, scale = quantise(reader.get(key)) if dtype == FP8 else (reader.get(key).to(dtype), None)
                 out.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        os.replace(tmp, dst)
+        _publish(tmp, dst)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -112,6 +137,10 @@ def main(argv=None) -> int:
         out = convert(args.src, args.dst, args.format, args.vocab)
     except (CheckpointError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: cannot write {args.dst}: {err.strerror or err}; choose a folder you can write to with "
+              f"enough free space", file=sys.stderr)
         return 2
     print(f"wrote {out} ({out.stat().st_size / 2 ** 30:.2f} GiB)")
     return 0

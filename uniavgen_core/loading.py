@@ -6,10 +6,12 @@ unpickled: only safetensors files are accepted.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 from safetensors import safe_open
@@ -34,6 +36,9 @@ def checkpoint_files(path: str | os.PathLike) -> tuple[list[Path], dict | None]:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}: put the UniAVGen folder (with {INDEX_NAME} and its "
                               f"shards) or a single .safetensors file there")
+    if not (path.is_file() or path.is_dir()):
+        raise CheckpointError(f"{path} is neither a regular file nor a folder (a pipe or a device?); point the loader "
+                              f"at the UniAVGen folder or a .safetensors file")
     if path.is_file():
         if path.suffix in PICKLE_SUFFIXES:
             raise CheckpointError(f"{path.name} is a pickle file; UniAVGen only loads .safetensors (pickles can run "
@@ -45,7 +50,7 @@ def checkpoint_files(path: str | os.PathLike) -> tuple[list[Path], dict | None]:
     config = _read_json(path / "config.json") if (path / "config.json").is_file() else None
     index = path / INDEX_NAME
     if index.is_file():
-        names = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        names = _shard_names(index)
         missing = [n for n in names if not (path / n).is_file()]
         if missing:
             raise CheckpointError(f"{path} is incomplete: {len(missing)} shard(s) named in {INDEX_NAME} are missing "
@@ -57,6 +62,40 @@ def checkpoint_files(path: str | os.PathLike) -> tuple[list[Path], dict | None]:
         hint = f" (found only pickle files: {', '.join(pickles[:3])}; they are not loaded)" if pickles else ""
         raise CheckpointError(f"{path} holds no .safetensors files{hint}")
     return files, config
+
+
+def _shard_names(index: Path) -> list[str]:
+    """The shard files an index names. Each must be a .safetensors file named inside the model's own folder
+    (no absolute path, no '..'): an index can never make the loader open a file elsewhere."""
+    raw = _read_json(index)
+    weight_map = raw.get("weight_map") if isinstance(raw, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise CheckpointError(f"{index} is not a valid index: it must hold a \"weight_map\" from tensor names to "
+                              f"shard file names; re-download it")
+    names = sorted(set(weight_map.values()))
+    for name in names:
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if (not name.endswith(".safetensors") or "\x00" in name or PurePosixPath(name).is_absolute()
+                or PureWindowsPath(name).drive or ".." in parts or len(name) > 1024):
+            raise CheckpointError(f"{index} names the shard {name[:200]!r}: shards must be .safetensors files inside "
+                                  f"{index.parent}; this index is damaged or was edited")
+    return names
+
+
+def check_tensor(name: str, tensor: torch.Tensor, source: str) -> None:
+    """Weights are floating point and finite: a damaged or foreign file is refused while it is read,
+    instead of making every output NaN. fp8 has no infinity; its NaN is the bit pattern x1111111."""
+    if not (tensor.is_floating_point()):
+        raise CheckpointError(f"{source}: {name} holds {str(tensor.dtype).replace('torch.', '')} values, but "
+                              f"UniAVGen weights are floating point; the file is damaged or not a UniAVGen model")
+    if tensor.dtype.itemsize == 1:
+        bad = bool(((tensor.view(torch.uint8) & 0x7F) == 0x7F).any())
+    else:
+        bad = not bool(torch.isfinite(tensor).all())
+    if bad:
+        raise CheckpointError(f"{source}: {name} contains NaN or infinite values; the file is damaged "
+                              f"(re-download or re-convert it)")
 
 
 def _read_json(path: Path) -> dict:
@@ -193,14 +232,23 @@ def check_keys(model_shapes: dict, file_shapes: dict, source: str) -> None:
     raise CheckpointError("\n".join(lines))
 
 
-def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, compute_dtype: torch.dtype | None = None,
-               device: str | torch.device = "cpu", ops=None, config: UniAVGenConfig | None = None) -> UniAVGenModel:
-    """Load UniAVGen strictly from an official folder (index json + shards) or one .safetensors.
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds, read from its headers and checked against the model it describes."""
+    files: list[Path]
+    prefix: str                     # stripped from every key in the files
+    shapes: dict                    # stripped key -> shape, fp8 scales included
+    weights: dict                   # the same without the fp8 scales
+    scaled: set                     # layers (key without ".weight") stored as scaled fp8
+    config: UniAVGenConfig
+    metadata: dict
+    source: str
 
-    dtype: storage dtype of the weights (None keeps the file's). compute_dtype: activation dtype
-    (default: dtype, or bfloat16 for 8-bit weights, or the file's). The configuration comes from
-    `config`, else from tensor shapes, with an official config.json next to the weights honoured.
-    """
+
+def inspect_checkpoint(path: str | os.PathLike, config: UniAVGenConfig | None = None, ops=None) -> Checkpoint:
+    """Read a checkpoint's headers, recognise foreign models, work out the configuration (given, embedded,
+    else from the shapes with an official config.json honoured) and check the weights' keys and shapes
+    against it. Reads no tensor data."""
     files, config_json = checkpoint_files(path)
     source = str(path)
     metadata = file_metadata(files)
@@ -209,21 +257,38 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
     shapes = read_shapes(files)
     prefix = _strip_prefix(list(shapes))
     shapes = {k[len(prefix):]: v for k, v in shapes.items()}
-    scaled = {fp8.layer_of(k) for k in shapes if k.endswith(fp8.SCALE_SUFFIX)}       # scaled-fp8 Linears
     foreign = identify_foreign(shapes)
     if foreign:
         raise CheckpointError(f"{source} is {foreign}.")
     weights = {k: v for k, v in shapes.items() if not k.endswith(fp8.SCALE_SUFFIX)}
+    scaled = {fp8.layer_of(k) for k in shapes if k.endswith(fp8.SCALE_SUFFIX)}
+    orphans = sorted(s for s in scaled if s + ".weight" not in weights)
+    if orphans:
+        raise CheckpointError(f"{source}: fp8 scales without their weights ({_group(orphans)}); the file is damaged")
     if config is None:
         try:
             config = UniAVGenConfig.from_shapes(weights, hints=config_json)
         except KeyError as err:
             check_keys(_meta_shapes(UniAVGenConfig.official(), ops), weights, source)
             raise CheckpointError(f"{source}: cannot infer the model size, key {err} is missing") from None
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             raise CheckpointError(f"{source}: inconsistent model configuration ({err})") from None
+    check_keys(_meta_shapes(config), weights, source)
+    return Checkpoint(files, prefix, shapes, weights, scaled, config, metadata, source)
+
+
+def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, compute_dtype: torch.dtype | None = None,
+               device: str | torch.device = "cpu", ops=None, config: UniAVGenConfig | None = None) -> UniAVGenModel:
+    """Load UniAVGen strictly from an official folder (index json + shards) or one .safetensors.
+
+    dtype: storage dtype of the weights (None keeps the file's). compute_dtype: activation dtype
+    (default: dtype, or bfloat16 for 8-bit weights, or the file's). The configuration comes from
+    `config`, else from the file (see inspect_checkpoint). Every tensor is checked as it is read.
+    """
+    ckpt = inspect_checkpoint(path, config, ops)
+    files, prefix, shapes, scaled, source = ckpt.files, ckpt.prefix, ckpt.shapes, ckpt.scaled, ckpt.source
     with torch.device("meta"):
-        model = UniAVGenModel(config, ops=ops)
+        model = UniAVGenModel(ckpt.config, ops=ops)
     keep_fp8 = dtype is None
     if keep_fp8:
         fp8.attach_scales(model, scaled)
@@ -231,26 +296,52 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
     # Layer classes that carry a scale on every Linear (ComfyUI's scaled-fp8 ops) get 1 where the
     # file stores the weight unquantised, or where the weights are dequantised while loading.
     unit_scales = [k for k in model_shapes if k.endswith(fp8.SCALE_SUFFIX) and not (keep_fp8 and k in shapes)]
-    check_keys({k: v for k, v in model_shapes.items() if k not in unit_scales}, shapes if keep_fp8 else weights,
+    check_keys({k: v for k, v in model_shapes.items() if k not in unit_scales}, shapes if keep_fp8 else ckpt.weights,
                source)
 
     state = {k: torch.ones((), device=device) for k in unit_scales}
-    for f in files:
-        with safe_open(f, framework="pt", device=str(device)) as handle:
-            for key in handle.keys():
-                name = key[len(prefix):]
-                if name.endswith(fp8.SCALE_SUFFIX) and not keep_fp8:
-                    continue
-                tensor = handle.get_tensor(key)
-                if not keep_fp8 and name.endswith(".weight") and fp8.layer_of(name) in scaled:   # dequantise
-                    state[name] = fp8.dequantise(tensor, handle.get_tensor(fp8.scale_key(key)), dtype)
-                else:
-                    state[name] = tensor if dtype is None else tensor.to(dtype)
+    with TensorReader(ckpt, device=device, dequantise_to=None if keep_fp8 else dtype) as reader:
+        for name in reader.where:
+            tensor = reader.get(name)
+            state[name] = tensor if dtype is None else tensor.to(dtype)
     model.load_state_dict(state, strict=True, assign=True)
     stored = state["patch_embedding.weight"].dtype
     # fp8 storage (scaled or not) computes in bf16 unless asked otherwise
     model.compute_dtype = compute_dtype or dtype or (torch.bfloat16 if stored.itemsize == 1 or scaled else stored)
     return model.eval().requires_grad_(False)
+
+
+class TensorReader:
+    """The tensors of a checkpoint by stripped key, each checked (check_tensor) as it is read.
+    dequantise_to: scaled fp8 weights come back dequantised to this dtype and their scales are not listed;
+    None gives the stored tensors, scales included. Use as a context manager."""
+
+    def __init__(self, ckpt: Checkpoint, device: str | torch.device = "cpu", dequantise_to: torch.dtype | None = None):
+        self.ckpt, self.device, self.dequantise_to = ckpt, str(device), dequantise_to
+        self._stack = contextlib.ExitStack()
+        self.where: dict[str, tuple] = {}           # stripped key -> (open file, key in it), in file order
+
+    def __enter__(self) -> "TensorReader":
+        for f in self.ckpt.files:
+            handle = self._stack.enter_context(safe_open(f, framework="pt", device=self.device))
+            for key in handle.keys():
+                name = key[len(self.ckpt.prefix):]
+                if not (self.dequantise_to is not None and name.endswith(fp8.SCALE_SUFFIX)):
+                    self.where[name] = (handle, key)
+        return self
+
+    def __exit__(self, *exc):
+        self._stack.close()
+
+    def get(self, name: str) -> torch.Tensor:
+        handle, key = self.where[name]
+        tensor = handle.get_tensor(key)
+        check_tensor(key, tensor, self.ckpt.source)
+        if self.dequantise_to is not None and name.endswith(".weight") and fp8.layer_of(name) in self.ckpt.scaled:
+            scale = handle.get_tensor(fp8.scale_key(key))
+            check_tensor(fp8.scale_key(key), scale, self.ckpt.source)
+            tensor = fp8.dequantise(tensor, scale, self.dequantise_to)
+        return tensor
 
 
 def is_scaled_fp8(path: str | os.PathLike) -> bool:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))            # the repo's uniavgen_core (this python has torch)
 from uniavgen_core import timing  # noqa: E402
 from uniavgen_core.mel import HOP, SAMPLE_RATE as RATE  # noqa: E402
+sys.path.insert(0, str(HERE.parents[1] / "tools"))
+from workflow_graphs import WORKFLOWS  # noqa: E402
 sys.path.insert(0, str(HERE))
 from make_assets import DIT, EXAMPLE_INPUTS, FP8, LORA, LORA_STRENGTH, MERGED, VAE, VOCODER  # noqa: E402
 
@@ -90,6 +93,13 @@ class Server:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"{}")
+
+    def status(self, path) -> int:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=60) as r:
+                return r.status
+        except urllib.error.HTTPError as err:
+            return err.code
 
     def run(self, prompt, timeout=900):
         status, reply = self.post("/prompt", {"prompt": prompt, "client_id": "uniavgen-host-test"})
@@ -156,6 +166,7 @@ def check_outputs(comfy: Path, want: Expected, outputs: dict) -> tuple[dict, lis
         problems.append(f"{len(audios)} FLAC files, want {'some' if want.flac_samples else 'none'}")
     masks = [inspect(p) for p in files["mask"]]
     found["mask_videos"] = masks
+    problems += [f"{m['file']}: no AAC speech in the face-mask video" for m in masks if m.get("audio") != "aac"]
     if [m.get("frames") for m in masks] != ([want.masks] if want.masks else []):
         problems.append(f"face-mask videos {[(m['file'], m.get('frames')) for m in masks]}, want one of "
                         f"{want.masks} frames" if want.masks else "a face-mask video, want none")
@@ -170,6 +181,33 @@ def ancestors(api: dict, node_id: str) -> set[str]:
             seen.add(n)
             todo += [v[0] for v in api[n]["inputs"].values() if isinstance(v, list) and len(v) == 2]
     return seen
+
+
+def template_checks(server: "Server", module: str, templates: dict) -> list[str]:
+    """The pack's templates are listed under their titles, and each one's workflow and thumbnail are served."""
+    titles = sorted(title for title, _ in WORKFLOWS.values())
+    problems = []
+    if sorted(templates.get(module, [])) != titles:
+        problems.append(f"templates listed for {module}: {templates.get(module)}, want {titles}")
+    for title in titles:
+        for ext in (".json", ".jpg"):
+            path = f"/api/workflow_templates/{module}/{urllib.parse.quote(title)}{ext}"
+            if server.status(path) != 200:
+                problems.append(f"{path}: not served")
+    return problems
+
+
+def bad_vocoder_refused(server: "Server", api: dict) -> list[str]:
+    """A vocoder that is not there fails validation for every output, so nothing runs (not the sampler alone)."""
+    graph = tiny(api)
+    loader = next(k for k, v in graph.items() if v["class_type"] == "UniAVGenVocoderLoader")
+    graph[loader]["inputs"]["vocoder"] = "no_such_vocoder/"
+    status, reply = server.post("/prompt", {"prompt": graph, "client_id": "uniavgen-host-test"})
+    if status != 400 or "prompt_id" in reply:
+        return [f"a missing vocoder was accepted ({status}): {json.dumps(reply)[:500]}"]
+    if "no_such_vocoder" not in json.dumps(reply):
+        return [f"the refusal does not name the vocoder: {json.dumps(reply)[:500]}"]
+    return []
 
 
 def latent_graph(api: dict, model: str, weight_dtype: str, tag: str, lora: str | None = None) -> dict:
@@ -261,6 +299,7 @@ def main():
         ours = sorted(k for k, v in info.items() if k.startswith("UniAVGen") and "testing" not in v["category"])
         report["nodes"] = ours
         report["templates"] = server.get("/workflow_templates")
+        report["template_problems"] = template_checks(server, repo.name, report["templates"])
         for path in sorted((repo / "workflows" / "api").glob("*.json")):
             name = path.stem
             api = json.loads(path.read_text())
@@ -277,6 +316,7 @@ def main():
             report["workflows"][name] = entry
             print(name, "OK" if not entry["problems"] else entry["problems"], entry.get("seconds"), flush=True)
         avg = json.loads((repo / "workflows" / "api" / "uniavgen_avg_joint_generation.json").read_text())
+        report["bad_vocoder"] = bad_vocoder_refused(server, avg)
         report["models"] = model_checks(server, comfy, avg)
         print("LoRA and fp8", "OK" if not report["models"]["problems"] else report["models"]["problems"], flush=True)
     finally:
@@ -292,6 +332,10 @@ def main():
         failures.append("web extension not served")
     if not all(report["example_inputs"].values()):
         failures.append("example inputs")
+    if report["template_problems"]:
+        failures.append(f"templates: {report['template_problems']}")
+    if report["bad_vocoder"]:
+        failures.append(f"bad vocoder: {report['bad_vocoder']}")
     report["passed"] = not failures
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({"passed": report["passed"], "failures": failures, "nodes": report["nodes"]}))
