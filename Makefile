@@ -11,7 +11,7 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.setup-stamp
 TORCH_PINS  := torch==2.11.0 torchaudio==2.11.0
-DEV_DEPS    := safetensors numpy transformers pypinyin jieba pytest
+DEV_DEPS    := safetensors numpy transformers pypinyin jieba pytest hypothesis==6.140.2
 # the demo, the synthetic training data and the small model's training
 DEMO_DEPS   := espeakng-loader==0.2.4 av matplotlib tqdm
 PYTEST_ARGS ?=

@@ -1,6 +1,8 @@
 """Shared bits of the node adapters."""
 import logging
 
+import torch
+
 CATEGORY = "UniAVGen"
 log = logging.getLogger("UniAVGen")
 
@@ -24,3 +26,14 @@ def resolution_inputs() -> dict:
         "short_side": ("INT", {"default": 480, "min": 64, "max": 2048, "step": 32, "tooltip":
                        "Short side in pixels when resolution is 'short side' (a multiple of 32)."}),
     }
+
+
+def check_images(images, name: str) -> None:
+    """An IMAGE batch [frames, height, width, channels] with something in it and only finite values."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or 0 in images.shape[:3] or images.shape[3] < 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be an IMAGE batch [frames, height, width, 3] with at least one pixel, got "
+                         f"{shape}")
+    if not images.is_floating_point() or not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} contains NaN, infinite or non-float pixels; the file is damaged or an upstream "
+                         f"node produced invalid pictures")

@@ -15,7 +15,7 @@ from uniavgen_core.speech_tokenizer import SpeechTokenizer
 from uniavgen_core.timing import TEMPORAL_STRIDE, video_frames
 
 from . import folders, host
-from .common import ASPECTS, CATEGORY, CROPS, resolution_inputs, with_messages
+from .common import ASPECTS, CATEGORY, CROPS, check_images, resolution_inputs, with_messages
 
 VOICE, DRIVING = "reference voice (RAVG)", "driving audio (A2V)"
 
@@ -106,8 +106,7 @@ class UniAVGenReferenceImage:
         }}
 
     def encode(self, image, vae, resolution, short_side, crop, aspect):
-        if image.dim() != 4 or image.shape[0] == 0:
-            raise ValueError("image must be an IMAGE batch [frames, height, width, 3]")
+        check_images(image, "image")
         messages = ["only the first image of the batch is used"] if image.shape[0] > 1 else []
         frame = image[:1, ..., :3].float()
         _, height, width, _ = frame.shape
@@ -194,8 +193,7 @@ class UniAVGenVideoEncode:
         }}
 
     def encode(self, images, fps, vae, resolution, short_side):
-        if images.dim() != 4 or images.shape[0] == 0:
-            raise ValueError("images must be an IMAGE batch [frames, height, width, 3]")
+        check_images(images, "images")
         clip = image_prep.resample_frames(images[..., :3].float(), fps)
         messages = [] if abs(fps - 16) < 1e-6 else [f"resampled {images.shape[0]} frames at {fps:g} fps to "
                                                     f"{clip.shape[0]} frames at 16 fps"]

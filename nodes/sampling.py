@@ -67,10 +67,13 @@ class UniAVGenSampler:
             if value is not None and value.role != role:
                 raise JobError(f"the audio connected to '{name}' was encoded as '{value.role}'; set the Audio "
                                f"Encode node's role to '{role}'")
+        params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
+                                macfg_prop=macfg_fraction, slg_layer=slg_layer)     # checked before any work
         chosen = choose_task(task, voice is not None, driving_audio is not None, driving_video is not None)
         messages = [f"task: {chosen.name}"]
         if chosen == Task.V2A:
-            whole = timing.Duration.from_video_frames(driving_video.frames)
+            longest = timing.MAX_SECONDS * timing.FPS + 1
+            whole = timing.Duration.from_video_frames(min(driving_video.frames, longest))
             wanted = timing.Duration.from_seconds(duration_seconds)
             if wanted.video_frames < whole.video_frames:
                 duration = wanted
@@ -115,8 +118,6 @@ class UniAVGenSampler:
         needed = activation_bytes(cfg, duration.latent_frames, h, w, duration.mel_frames, batch=2,
                                   dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=ref_mel)
         mm.load_models_gpu([model], memory_required=needed)
-        params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
-                                macfg_prop=macfg_fraction, slg_layer=slg_layer)
         bar = host.progress_bar(steps)
         previewer = host.previewer(device)
 

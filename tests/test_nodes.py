@@ -615,3 +615,34 @@ def test_chaining_nodes_join_clips_of_any_length_in_step(comfy):
     with pytest.raises(ValueError, match="differ in size"):
         run(comfy, "UniAVGenJoinClips", images_1=clip_1, audio_1=audio_1, images_2=torch.rand(5, 4, 4, 3),
             audio_2=audio_2)
+
+
+@pytest.mark.parametrize("where", ["reference", "video"])
+@pytest.mark.parametrize("damage", ["nan", "inf", "zero_height", "zero_width", "no_frames"])
+def test_broken_pictures_are_refused_before_the_vae(comfy, where, damage):
+    pictures = image(frames=9)
+    if damage in ("nan", "inf"):
+        pictures[0, 10, 10, 1] = float(damage)
+    else:
+        pictures = {"zero_height": pictures[:, :0], "zero_width": pictures[:, :, :0], "no_frames": pictures[:0]}[damage]
+    with pytest.raises(ValueError, match="NaN, infinite|at least one pixel"):
+        if where == "reference":
+            reference(comfy, image=pictures, vae=None)
+        else:
+            run(comfy, "UniAVGenVideoEncode", images=pictures, fps=16.0, vae=None, resolution="short side",
+                short_side=64)
+
+
+@pytest.mark.parametrize("name", ["shift", "video_cfg", "audio_cfg", "macfg_fraction"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_sampler_refuses_non_finite_settings_before_loading(comfy, model, name, value):
+    """ComfyUI's min/max check lets NaN through; the sampler names the setting before any work."""
+    with pytest.raises(ValueError, match=name.replace("macfg_fraction", "macfg_prop")):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, **{name: value}))
+
+
+def test_sampler_refuses_a_non_finite_prompt(comfy, model):
+    bad = caption()
+    bad[0][0][0, 3] = float("nan")
+    with pytest.raises(ValueError, match="caption contains NaN"):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, positive=bad, steps=1))

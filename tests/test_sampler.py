@@ -120,5 +120,5 @@ def test_bad_requests_are_rejected_with_a_reason(tiny_model):
         sample(tiny_model, [random_request(Task.AVG, 63), random_request(Task.AVG, 64, mel=71)], PARAMS)
     with pytest.raises(ValueError, match="only 70 are generated"):
         sample(tiny_model, [random_request(Task.A2V, 65, cond_len=90)], PARAMS)
-    with pytest.raises(ValueError, match="steps must be >= 1"):
+    with pytest.raises(ValueError, match="steps must be a whole number from 1"):
         SamplingParams(steps=0)

@@ -2,6 +2,7 @@
 waveforms: 24 kHz mono, peak-rescaled as released (spec §7.1)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -10,6 +11,12 @@ from .mel import HOP, SAMPLE_RATE
 
 PEAK = 0.999146              # the release's max_volume for both reference and driving audio
 REFERENCE_TAIL_SECONDS = 0.3  # silence appended to a reference voice
+MIN_RATE, MAX_RATE = 1000, 768_000    # Hz accepted
+MAX_SECONDS = 600                     # longest input read; clips are seconds long
+SILENT_PEAK = 1e-6                    # -120 dBFS: below this an input carries no usable sound
+# torchaudio's polyphase resampler builds a kernel of about (rate/g) x (24000/g) taps (g their greatest
+# common divisor); above this many, the resampling goes through the FFT instead (memory linear in length).
+MAX_POLYPHASE = 200_000
 
 
 class AudioInputError(ValueError):
@@ -37,31 +44,58 @@ def to_mono_24k(audio, what: str = "audio", item: int = 0) -> tuple[torch.Tensor
     wave = wave.reshape((1,) * (3 - wave.dim()) + tuple(wave.shape))
     if not 0 <= item < wave.shape[0]:
         raise AudioInputError(f"{what}: batch has {wave.shape[0]} item(s), item {item} was asked for")
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate <= 0 or int(rate) != rate:
-        raise AudioInputError(f"{what}: sample_rate must be a positive whole number of Hz, got {rate!r}")
+    if (not isinstance(rate, (int, float)) or isinstance(rate, bool) or not math.isfinite(rate)
+            or int(rate) != rate or not MIN_RATE <= rate <= MAX_RATE):
+        raise AudioInputError(f"{what}: sample_rate must be a whole number of Hz from {MIN_RATE} to {MAX_RATE}, "
+                              f"got {rate!r}")
     rate = int(rate)
-    wave = wave[item].float()
+    wave = wave[item]
+    messages = []
+    if wave.shape[0] > 16 and wave.shape[1] <= 8:        # [samples, channels]: channels last
+        wave = wave.transpose(0, 1)
+        messages.append(f"{what}: the waveform was [samples, channels]; read it as {wave.shape[0]} channel(s)")
     if wave.shape[-1] == 0 or wave.shape[0] == 0:
         raise AudioInputError(f"{what} is empty: it has no samples")
+    if wave.shape[-1] > MAX_SECONDS * rate or wave.shape[0] > 64:
+        raise AudioInputError(f"{what} is {wave.shape[-1] / rate:.0f} s with {wave.shape[0]} channels; give at most "
+                              f"{MAX_SECONDS} s and 64 channels (trim it first: a clip needs seconds)")
+    if not (wave.is_floating_point() or wave.dtype in (torch.int16, torch.int32, torch.uint8)):
+        raise AudioInputError(f"{what}: samples of type {wave.dtype} are not audio")
+    wave = wave.float()
     if not torch.isfinite(wave).all():
         bad = int((~torch.isfinite(wave)).sum())
         raise AudioInputError(f"{what} contains {bad} NaN or infinite sample(s); the file is damaged or an "
                               f"upstream node produced invalid audio")
     mono = wave.mean(dim=0)
-    messages = []
     if wave.shape[0] > 1:
         messages.append(f"{what}: mixed {wave.shape[0]} channels down to mono")
     if rate != SAMPLE_RATE:
-        import torchaudio.functional as AF
-        mono = AF.resample(mono, rate, SAMPLE_RATE)
+        mono = resample(mono, rate)
         messages.append(f"{what}: resampled from {rate} Hz to {SAMPLE_RATE} Hz")
     return mono, messages
 
 
+def resample(wave: torch.Tensor, rate: int) -> torch.Tensor:
+    """[N] at `rate` Hz to 24 kHz. Polyphase (torchaudio) where its kernel stays small, which covers the
+    common rates; otherwise band-limited through the FFT, whose memory is linear in the length."""
+    g = math.gcd(rate, SAMPLE_RATE)
+    if (rate // g) * (SAMPLE_RATE // g) <= MAX_POLYPHASE:
+        import torchaudio.functional as AF
+        return AF.resample(wave, rate, SAMPLE_RATE)
+    n = wave.shape[-1]
+    m = max(1, round(n * SAMPLE_RATE / rate))
+    spectrum = torch.fft.rfft(wave.double())
+    keep = min(spectrum.shape[-1], m // 2 + 1)
+    out = torch.zeros(m // 2 + 1, dtype=spectrum.dtype)
+    out[:keep] = spectrum[:keep]
+    return (torch.fft.irfft(out, n=m) * (m / n)).float()
+
+
 def rescale_peak(wave: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """Scale to the release's peak 0.999146; (unchanged wave, False) when it is silent."""
+    """Scale to the release's peak 0.999146; (unchanged wave, False) when it is silent (peak below
+    SILENT_PEAK, where the gain would amplify nothing but rounding noise, or overflow)."""
     peak = wave.abs().max()
-    if peak == 0:
+    if peak < SILENT_PEAK:
         return wave, False
     return wave * (PEAK / peak), True
 
@@ -74,7 +108,7 @@ def reference_voice(audio, item: int = 0) -> PreparedAudio:
                               f"give at least a second of clear speech")
     wave, audible = rescale_peak(wave)
     if not audible:
-        raise AudioInputError("reference voice is silent (every sample is 0): it carries no voice to copy; "
+        raise AudioInputError("reference voice is silent (no sample above -120 dBFS): it carries no voice to copy; "
                               "connect a recording of the speaker")
     tail = torch.zeros(round(REFERENCE_TAIL_SECONDS * SAMPLE_RATE))
     return PreparedAudio(torch.cat([wave, tail]), messages)
@@ -92,7 +126,7 @@ def level_driving_audio(audio, item: int = 0) -> PreparedAudio:
     wave, messages = to_mono_24k(audio, "driving audio", item)
     wave, audible = rescale_peak(wave)
     if not audible:
-        messages.append("driving audio is silent (every sample is 0): the video will get no speech cues")
+        messages.append("driving audio is silent (no sample above -120 dBFS): the video will get no speech cues")
     return PreparedAudio(wave, messages)
 
 

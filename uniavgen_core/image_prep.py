@@ -13,15 +13,22 @@ OFFICIAL_SHORT_SIDE = 736    # ceil(720 / 32) * 32 in the release
 TARGET_FPS = 16
 
 
+def _check_size(height: int, width: int) -> None:
+    if height < 1 or width < 1:
+        raise ValueError(f"the picture is {width}x{height} px: it needs at least one pixel each way")
+
+
 def official_size(height: int, width: int) -> tuple[int, int]:
     """The release's rule, float arithmetic included: scale the short side to 736, then round
     both sides up to multiples of 32 (some sizes land on 768, spec §7.1)."""
+    _check_size(height, width)
     scale = height / OFFICIAL_SHORT_SIDE if height < width else width / OFFICIAL_SHORT_SIDE
     return math.ceil(height / scale / ALIGN) * ALIGN, math.ceil(width / scale / ALIGN) * ALIGN
 
 
 def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     """Short side exactly `short_side` (a multiple of 32), long side the nearest multiple of 32."""
+    _check_size(height, width)
     if short_side % ALIGN or short_side < ALIGN:
         raise ValueError(f"short side {short_side} must be a positive multiple of {ALIGN}")
     if height <= width:
@@ -37,7 +44,8 @@ SMALL_UPSCALE = 2.0          # warned beyond: the picture is upscaled this much 
 def check_picture(height: int, width: int, out_h: int, out_w: int) -> list[str]:
     """Messages about a picture of height x width prepared at out_h x out_w; a ValueError for a
     shape the model cannot take (the official size of a 1 x 4000 strip would be gigapixels)."""
-    aspect = max(height, width) / max(1, min(height, width))
+    _check_size(height, width)
+    aspect = max(height, width) / min(height, width)
     if aspect > MAX_ASPECT:
         raise ValueError(f"the picture is {width}x{height} px, {aspect:.1f}:1; pictures up to {MAX_ASPECT:g}:1 are "
                          f"taken (the model was trained on about 16:9): crop it, e.g. crop center with an aspect")

@@ -19,6 +19,7 @@ from safetensors import safe_open
 from . import fp8
 from .config import UniAVGenConfig
 from .model import UniAVGenModel
+from .timing import latent_frames
 
 INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
@@ -123,7 +124,14 @@ RELEASE_TRAINED_FRAMES = 81                   # the release was trained on 5.062
 
 def trained_frames(metadata: dict) -> int:
     """The clip length in video frames a model was trained on: stored by our trainer, else the release's."""
-    return int(metadata.get(TRAINED_FRAMES) or RELEASE_TRAINED_FRAMES)
+    raw = metadata.get(TRAINED_FRAMES) or RELEASE_TRAINED_FRAMES
+    try:
+        frames = int(raw)
+        latent_frames(frames)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"the file's {TRAINED_FRAMES} = {str(raw)[:40]!r} is not a clip length (4k+1 video "
+                              f"frames); the file is damaged") from None
+    return frames
 
 
 def embedded_config(metadata: dict, source: str) -> UniAVGenConfig:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +22,9 @@ class Task(enum.IntEnum):
     V2A = 3    # video-driven audio (dubbing)
 
 
+MAX_STEPS = 1000
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     steps: int = 50
@@ -38,8 +42,12 @@ class SamplingParams:
     schedule_dtype: torch.dtype | None = None   # None: the model's compute dtype, as released
 
     def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        for name in ("shift", "video_cfg", "audio_cfg", "macfg_prop"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {self.steps!r}")
         if not 0.0 <= self.macfg_prop <= 1.0:
             raise ValueError(f"macfg_prop must be within [0, 1], got {self.macfg_prop}")
         if self.shift <= 0:
@@ -114,6 +122,29 @@ def seeded_noise(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     return video, torch.randn((1, request.mel_frames, 80), generator=gen)
 
 
+def _check_inputs(model: UniAVGenModel, requests: list[Request]):
+    """What the model would turn into an index error, a matmul error or NaN, named before any work."""
+    cfg = model.config
+    for i, r in enumerate(requests):
+        if not isinstance(r.seed, int) or not 0 <= r.seed < 2 ** 64:
+            raise ValueError(f"request {i}: seed must be a whole number from 0 to 2**64 - 1, got {r.seed!r}")
+        for which, c in (("condition", r.condition), ("null_condition", r.null_condition)):
+            where = f"request {i} {which}"
+            ids = c.speech_ids
+            if ids.numel() and (int(ids.min()) < -1 or int(ids.max()) >= cfg.speech_vocab_size):
+                raise ValueError(f"{where}: speech ids {int(ids.min())}..{int(ids.max())} are outside this model's "
+                                 f"vocabulary (0..{cfg.speech_vocab_size - 1}, -1 pads): the vocabulary does not "
+                                 f"belong to this model")
+            if c.caption.dim() == 2 and c.caption.shape[0] and c.caption.shape[1] != cfg.text_dim:
+                raise ValueError(f"{where}: caption features are {c.caption.shape[1]} wide; this model takes "
+                                 f"{cfg.text_dim} (umT5-XXL for the release)")
+            for name in ("caption", "ref_latent", "cond_latent", "ref_mel", "cond_mel"):
+                t = getattr(c, name)
+                if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise ValueError(f"{where}: {name} contains NaN or infinite values; an input (picture, "
+                                     f"audio, prompt) or an upstream node is broken")
+
+
 def _check_batch(requests: list[Request]):
     if not requests:
         raise ValueError("no requests to sample")
@@ -146,6 +177,7 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     that streams weights passes its compute device).
     """
     _check_batch(requests)
+    _check_inputs(model, requests)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = model.compute_dtype
     first = requests[0]
@@ -184,6 +216,10 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
             dt = (sched[i] - sched[i + 1]) / NUM_TIMESTEPS
             x_a = x_a + (-vel_a) * dt
             x_v = x_v + (-vel_v[:, :, 1:]) * dt           # the reference frame's prediction is dropped
+            if not (bool(torch.isfinite(x_v).all()) and bool(torch.isfinite(x_a).all())):
+                raise FloatingPointError(f"step {i + 1} of {params.steps} produced NaN or infinite values; the "
+                                         f"weights or the compute precision overflowed: load the model in bf16 "
+                                         f"or fp32")
             if callback is not None:
                 sigma = float(sched_host[i]) / NUM_TIMESTEPS
                 callback(StepInfo(i, params.steps, float(sched_host[i]), x_v, x_a,

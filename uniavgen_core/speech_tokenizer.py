@@ -8,6 +8,7 @@ each Chinese character preceded by a space token. Tokens outside the vocabulary 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,9 @@ _ZH_NORMALISE = str.maketrans({";": ",", "“": '"', "”": '"', "‘": "'", "�
 
 class VocabularyError(ValueError):
     pass
+
+
+_SURROGATE = re.compile("([\ud800-\udfff])")
 
 
 def _is_chinese(c: str) -> bool:
@@ -80,9 +84,15 @@ class SpeechTokenizer:
         return "zh" if any(_is_chinese(c) for c in text) else "en"
 
     def split(self, text: str, lang: str = "auto") -> list[str]:
-        """Token strings of one transcript."""
+        """Token strings of one transcript. A lone surrogate (broken UTF-16 pasted in) becomes its escape,
+        e.g. '\\ud800': a token no vocabulary has, so the user is told about it, and the Chinese word
+        splitter never sees it (it cannot encode one)."""
         if lang not in ("auto", "en", "zh"):
             raise ValueError(f"lang must be 'auto', 'en' or 'zh', got {lang!r}")
+        if _SURROGATE.search(text):
+            lang = self.detect_language(text) if lang == "auto" else lang
+            return [t for part in _SURROGATE.split(text) if part
+                    for t in ([f"\\u{ord(part):04x}"] if _SURROGATE.fullmatch(part) else self.split(part, lang))]
         if lang == "auto":
             lang = self.detect_language(text)
         if lang == "zh" and text:

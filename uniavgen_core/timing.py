@@ -9,11 +9,15 @@ from dataclasses import dataclass
 FPS = 16
 MEL_RATE = 100               # mel frames per second (24 kHz / hop 240)
 TEMPORAL_STRIDE = 4          # Wan2.2 VAE: latent frame i >= 1 covers 4 video frames
+MAX_SECONDS = 60             # longest clip generated at once (the release is trained on 5 s; chain clips beyond)
 
 
 def latent_frames(video_frames: int) -> int:
     if video_frames < 5 or (video_frames - 1) % TEMPORAL_STRIDE:
         raise ValueError(f"{video_frames} video frames: the count must be 4k+1 and at least 5 (e.g. 81)")
+    if video_frames > MAX_SECONDS * FPS + 1:
+        raise ValueError(f"{video_frames} video frames is more than {MAX_SECONDS} s at {FPS} fps; generate "
+                         f"shorter clips and chain them")
     return (video_frames - 1) // TEMPORAL_STRIDE + 1
 
 
@@ -48,7 +52,8 @@ class Duration:
     @classmethod
     def from_seconds(cls, seconds: float) -> "Duration":
         """The nearest 4k+1 frame count (at least 5) for a wanted length in seconds."""
-        if not seconds > 0:
-            raise ValueError(f"duration must be positive, got {seconds} s")
+        if not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"duration must be more than 0 and at most {MAX_SECONDS} s, got {seconds} s; chain "
+                             f"clips for longer videos")
         k = max(1, round((seconds * FPS - 1) / TEMPORAL_STRIDE))
         return cls.from_video_frames(TEMPORAL_STRIDE * k + 1)

@@ -1,0 +1,131 @@
+"""Hostile inputs at the front ends: odd sample rates, layouts and levels are handled within bounded time and
+memory, or refused with a message naming the input."""
+import math
+import time
+
+import pytest
+import torch
+
+from uniavgen_core.audio_input import (MAX_RATE, MIN_RATE, AudioInputError, driving_audio, reference_voice,
+                                       resample, to_mono_24k)
+from uniavgen_core.mel import SAMPLE_RATE
+
+
+def sine(freq, rate, seconds=1.0, channels=1):
+    t = torch.arange(int(rate * seconds)) / rate
+    return {"waveform": (0.5 * torch.sin(2 * math.pi * freq * t)).repeat(1, channels, 1), "sample_rate": rate}
+
+
+@pytest.mark.parametrize("rate", [12001, 44101, 96001, 22051, 7919, 768_000 - 1])
+def test_awkward_rates_resample_quickly_and_keep_the_pitch(rate):
+    """Rates sharing few factors with 24 kHz once built a polyphase kernel of gigabytes."""
+    start = time.perf_counter()
+    wave, messages = to_mono_24k(sine(440.0, rate), "driving audio")
+    assert time.perf_counter() - start < 5
+    assert abs(wave.shape[-1] - SAMPLE_RATE) <= 1 and torch.isfinite(wave).all()
+    spectrum = torch.fft.rfft(wave * torch.hann_window(wave.shape[-1]))
+    peak_hz = int(spectrum.abs().argmax()) * SAMPLE_RATE / wave.shape[-1]
+    assert abs(peak_hz - 440.0) < 2 and "resampled" in messages[-1]
+
+
+def test_fft_and_polyphase_resampling_agree():
+    t = torch.arange(48000) / 48000
+    wave = torch.sin(2 * math.pi * 300 * t) + 0.3 * torch.sin(2 * math.pi * 2100 * t)
+    a = resample(wave, 48000)
+    import torchaudio.functional as AF
+    b = AF.resample(wave, 48000, SAMPLE_RATE)
+    inner = slice(2000, -2000)                      # away from the edges, where the FFT wraps around
+    assert float((a[inner] - b[inner]).abs().max()) < 2e-2
+
+
+@pytest.mark.parametrize("rate", [0, -8000, MIN_RATE - 1, MAX_RATE + 1, float("nan"), float("inf"), 24000.5, True,
+                                  "24000", None])
+def test_impossible_sample_rates_are_named(rate):
+    with pytest.raises(AudioInputError, match="sample_rate must be a whole number of Hz"):
+        to_mono_24k({"waveform": torch.zeros(1, 1, 2400), "sample_rate": rate}, "driving audio")
+
+
+def test_channels_last_audio_is_read_as_channels():
+    audio = sine(300.0, 24000, channels=2)
+    last = {"waveform": audio["waveform"].transpose(1, 2).contiguous(), "sample_rate": 24000}
+    wave, messages = to_mono_24k(last, "driving audio")
+    assert wave.shape[-1] == 24000 and any("[samples, channels]" in m for m in messages)
+    assert torch.allclose(wave, to_mono_24k(audio, "driving audio")[0])
+
+
+@pytest.mark.parametrize("peak", [1e-40, 1e-20, 1e-9, 0.0])
+def test_nearly_silent_audio_is_silence_not_infinity(peak):
+    audio = sine(300.0, 24000)
+    audio["waveform"] = audio["waveform"] * (2 * peak)
+    prepared = driving_audio(audio, mel_frames=40)
+    assert torch.isfinite(prepared.wave).all() and any("silent" in m for m in prepared.messages)
+    with pytest.raises(AudioInputError, match="silent"):
+        reference_voice(audio)
+
+
+def test_too_long_or_too_many_channels_is_refused_before_any_work():
+    huge = {"waveform": torch.zeros(1, 1, 1).expand(1, 1, 1000 * 8000), "sample_rate": 8000}
+    with pytest.raises(AudioInputError, match="at most 600 s"):
+        to_mono_24k(huge, "driving audio")
+    wide = {"waveform": torch.zeros(1, 200, 24000), "sample_rate": 24000}
+    with pytest.raises(AudioInputError, match="64 channels"):
+        to_mono_24k(wide, "driving audio")
+
+
+# ------------------------------------------------------------------------------------------------ core API
+
+from helpers import random_request  # noqa: E402
+from uniavgen_core.sampler import SamplingParams, Task, sample  # noqa: E402
+
+TWO = SamplingParams(steps=2)
+
+
+@pytest.mark.parametrize("field", ["shift", "video_cfg", "audio_cfg", "macfg_prop"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "3", None])
+def test_sampling_settings_must_be_finite_numbers(field, value):
+    with pytest.raises(ValueError, match=field):
+        SamplingParams(**{field: value})
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 64, 2 ** 70, 1.5])
+def test_seeds_outside_64_bits_are_named(tiny_model, seed):
+    request = random_request(Task.AVG, 1)
+    request.seed = seed
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        sample(tiny_model, [request], TWO)
+
+
+def test_wrong_caption_width_and_foreign_vocabulary_are_named(tiny_model):
+    with pytest.raises(ValueError, match="caption features are 63 wide; this model takes 64"):
+        sample(tiny_model, [random_request(Task.AVG, 2, text_dim=63)], TWO)
+    request = random_request(Task.AVG, 3)
+    request.condition.speech_ids[0] = tiny_model.config.speech_vocab_size + 5
+    with pytest.raises(ValueError, match="outside this model's vocabulary"):
+        sample(tiny_model, [request], TWO)
+
+
+@pytest.mark.parametrize("name", ["caption", "ref_latent", "cond_mel"])
+def test_non_finite_conditioning_is_named(tiny_model, name):
+    request = random_request(Task.A2V, 4, cond_len=20)
+    tensor = getattr(request.condition, name)
+    setattr(request.condition, name, tensor.clone().index_fill_(0, torch.tensor([0]), float("nan")))
+    with pytest.raises(ValueError, match=f"{name} contains NaN"):
+        sample(tiny_model, [request], TWO)
+
+
+def test_overflow_during_sampling_stops_with_advice(tiny_model):
+    """Finite but absurd inputs overflow inside the model: the run stops at that step, naming the remedy,
+    instead of returning NaN latents."""
+    request = random_request(Task.AVG, 5)
+    request.condition.ref_latent.mul_(1e30)
+    with pytest.raises(FloatingPointError, match="step 1 of 2 produced NaN.*bf16 or fp32"):
+        sample(tiny_model, [request], TWO)
+
+
+@pytest.mark.parametrize("surrogate", ["\ud800", "\udbff", "\udc00", "\udfff"])
+@pytest.mark.parametrize("lang", ["auto", "zh", "en"])
+def test_lone_surrogates_become_unknown_characters(vocab_path, surrogate, lang):
+    """Broken UTF-16 pasted into a transcript is listed as unknown, not a crash in the Chinese word splitter."""
+    from uniavgen_core.speech_tokenizer import SpeechTokenizer
+    tokens = SpeechTokenizer.from_file(vocab_path).encode(f"你好{surrogate}世界", lang, ref_text=f"a{surrogate}")
+    assert f"\\u{ord(surrogate):04x}" in tokens.unknown

@@ -1,0 +1,166 @@
+"""Property-based checks of the front ends and the loader (hypothesis, bounded to well under 2 minutes).
+
+The invariant everywhere: an input ends in a valid result, or in an error the pack raises with a message
+(an exception raised from the pack's own code) - never a raw exception from torch, safetensors or the OS,
+never a non-finite output, never a long stall."""
+import json
+import struct
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save_file
+
+from conftest import REPO
+from uniavgen_core import image_prep, timing
+from uniavgen_core.audio_input import to_mono_24k
+from uniavgen_core.loading import checkpoint_files, load_model
+from uniavgen_core.speech_tokenizer import SpeechTokenizer
+
+PACK = (str(REPO / "uniavgen_core"), str(REPO / "nodes"))
+FAST = settings(max_examples=60, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                          HealthCheck.too_slow])
+
+
+def assert_pack_error(err: BaseException):
+    """The error was raised by the pack's own code (the innermost frame is ours) and says something."""
+    frames = traceback.extract_tb(err.__traceback__)
+    assert isinstance(err, (ValueError, FloatingPointError)), f"raw {type(err).__name__}: {err}"
+    assert frames and frames[-1].filename.startswith(PACK), f"raised outside the pack at {frames[-1].filename}: {err}"
+    assert len(str(err)) > 15
+
+
+def test_the_classifier_tells_raw_errors_from_the_packs():
+    with pytest.raises(AssertionError, match="raw RuntimeError"):
+        outcome(lambda: torch.zeros(2) @ torch.zeros(3))
+    with pytest.raises(AssertionError, match="raised outside the pack"):
+        outcome(int, "not a number")
+    assert outcome(timing.Duration.from_seconds, float("nan")) is None
+
+
+def outcome(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - the point is to classify every exception
+        assert_pack_error(err)
+        return None
+
+
+SPECIAL = st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0, 1e-40, -1e38, 1e38])
+RATES = st.one_of(st.integers(-10, 1_000_000), st.sampled_from([float("nan"), float("inf"), 24000.5, 44100.0]))
+
+
+@FAST
+@given(rate=RATES, channels=st.integers(1, 3), samples=st.integers(0, 4000), batch=st.integers(1, 2),
+       dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int16]),
+       poison=st.one_of(st.none(), SPECIAL), layout=st.sampled_from(["bct", "ct", "t", "btc"]))
+def test_audio_input(rate, channels, samples, batch, dtype, poison, layout):
+    wave = torch.linspace(-0.5, 0.5, batch * channels * samples).reshape(batch, channels, samples)
+    if poison is not None and samples:
+        wave[0, 0, samples // 2] = poison
+    wave = wave.to(dtype)
+    wave = {"bct": wave, "ct": wave[0], "t": wave[0, 0], "btc": wave.transpose(1, 2)}[layout]
+    result = outcome(to_mono_24k, {"waveform": wave, "sample_rate": rate}, "driving audio")
+    if result is not None:
+        mono, _ = result
+        assert mono.dim() == 1 and mono.numel() > 0 and torch.isfinite(mono).all()
+
+
+@FAST
+@given(seconds=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10 ** 6)))
+def test_durations(seconds):
+    d = outcome(timing.Duration.from_seconds, seconds)
+    if d is not None:
+        assert 5 <= d.video_frames <= timing.MAX_SECONDS * timing.FPS + 1 and (d.video_frames - 1) % 4 == 0
+        assert d.latent_frames == timing.latent_frames(d.video_frames)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(vocab_path):
+    return SpeechTokenizer.from_file(vocab_path)
+
+
+@FAST
+@given(text=st.one_of(st.text(max_size=60),
+                      st.lists(st.sampled_from(["你", "好", "世界", "\ud800", "\udfff", "a", " ", "。", "\x00", "é"]),
+                               max_size=12).map("".join)),
+       ref=st.one_of(st.none(), st.text(max_size=20)), lang=st.sampled_from(["auto", "en", "zh", "fr", ""]))
+def test_tokenizer(tokenizer, text, ref, lang):
+    tokens = outcome(tokenizer.encode, text, lang, ref)
+    if tokens is not None:
+        assert all(0 <= i < len(tokenizer) for i in tokens.ids)
+
+
+@FAST
+@given(height=st.integers(-2, 100_000), width=st.integers(-2, 100_000), short=st.integers(-64, 4096),
+       official=st.booleans())
+def test_picture_sizes(height, width, short, official):
+    def prepare():
+        size = image_prep.official_size(height, width) if official else image_prep.short_side_size(height, width,
+                                                                                                     short)
+        image_prep.check_picture(height, width, *size)
+        return size
+    size = outcome(prepare)
+    if size is not None:
+        assert all(s % 32 == 0 and 32 <= s for s in size)
+        assert size[0] * size[1] <= 4096 * 4096 * 4 or not official
+
+
+# ------------------------------------------------------------------------------------------------ loader
+
+@pytest.fixture(scope="module")
+def tiny_file(golden_dir, tmp_path_factory):
+    from safetensors.torch import load_file
+    state = {}
+    for f in checkpoint_files(golden_dir)[0]:
+        state.update(load_file(f))
+    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
+    save_file(state, path)
+    return path
+
+
+def split_file(path: Path):
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+DTYPES = ["F32", "F16", "BF16", "F64", "I64", "I32", "I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2", "XX", 7]
+MUTATIONS = st.lists(st.tuples(st.sampled_from(["dtype", "shape", "offsets", "rename", "drop", "metadata", "index"]),
+                               st.integers(0, 10 ** 6), st.text(max_size=12)), min_size=1, max_size=3)
+
+
+@settings(max_examples=40, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(mutations=MUTATIONS)
+def test_loader_on_mutated_headers(tiny_file, tmp_path_factory, mutations):
+    header, data = split_file(tiny_file)
+    keys = sorted(k for k in header if k != "__metadata__")
+    for kind, n, text in mutations:
+        key = keys[n % len(keys)]
+        entry = header.get(key)
+        if entry is None:
+            continue
+        if kind == "dtype":
+            entry["dtype"] = DTYPES[n % len(DTYPES)]
+        elif kind == "shape":
+            entry["shape"] = [n % 7, 10 ** (n % 12)][: 1 + n % 2]
+        elif kind == "offsets":
+            entry["data_offsets"] = [n, n + (n % 4096)]
+        elif kind == "rename":
+            header[text or "x"] = header.pop(key)
+        elif kind == "drop":
+            header.pop(key)
+        elif kind == "metadata":
+            header["__metadata__"] = {"uniavgen_config": text, "uniavgen_trained_frames": text}
+        elif kind == "index":
+            header[f"blocks.{n}.ffn.0.weight"] = dict(entry)
+    raw = json.dumps(header).encode()
+    path = tmp_path_factory.mktemp("mut") / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    model = outcome(load_model, path)
+    if model is not None:
+        assert all(torch.isfinite(p).all() for p in model.parameters() if p.is_floating_point())
