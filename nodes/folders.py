@@ -121,8 +121,11 @@ def lora_choices() -> list[str]:
 
 def resolve(choice: str, keys: tuple[str, ...], what: str) -> Path:
     """The path of a listed choice, inside one of the folders of `keys`."""
+    if (not isinstance(choice, str) or not choice or "\x00" in choice or len(choice) > 4096
+            or any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in choice.split("/"))):
+        raise ValueError(f"{what}: {str(choice)[:80]!r} is not a name from the model list")
     relative = Path(choice.rstrip("/"))
-    if not choice or relative.is_absolute() or ".." in relative.parts:
+    if relative.is_absolute() or ".." in relative.parts:
         raise ValueError(f"{what}: {choice!r} is not a name from the model list")
     searched = []
     for key in keys:

@@ -211,3 +211,32 @@ def test_a_full_disk_is_a_message_and_leaves_nothing(source, tmp_path, monkeypat
     assert convert_module.main([str(source), str(tmp_path / "y.safetensors")]) == 2
     assert "cannot write" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+# ------------------------------------------------------------------------------------------------ vocoder
+
+@pytest.mark.parametrize("damage", ["half_missing", "one_missing", "nan", "extra", "truncated"])
+def test_vocoder_loads_strictly(tmp_path, damage):
+    pytest.importorskip("transformers")
+    from helpers import save_tiny_vocoder
+    from uniavgen_core.vocoder import Vocoder, VocoderError
+    folder = tmp_path / "code2wav_bigvgan_model"
+    save_tiny_vocoder(folder)
+    weights = folder / "model.safetensors"
+    state = load_file(weights)
+    keys = sorted(state)
+    if damage == "half_missing":
+        state = {k: v for i, (k, v) in enumerate(sorted(state.items())) if i % 2}
+    elif damage == "one_missing":
+        del state[keys[len(keys) // 2]]
+    elif damage == "nan":
+        state[keys[3]] = state[keys[3]].clone().fill_(float("nan"))
+    elif damage == "extra":
+        state["surprise.weight"] = torch.zeros(3)
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    else:
+        save_file(state, weights, metadata={"format": "pt"})
+    expect = {"nan": "NaN or infinite", "truncated": "damaged or incomplete"}.get(damage, "does not match")
+    with pytest.raises(VocoderError, match=expect):
+        Vocoder.from_folder(folder)

@@ -216,7 +216,8 @@ def test_loaders_say_where_a_missing_model_goes(comfy):
 
 def test_choices_cannot_escape_the_model_folders(comfy):
     from nodes import folders
-    for bad in ("../../etc/passwd", "/etc/passwd", "UniAVGen/../../x"):
+    for bad in ("../../etc/passwd", "/etc/passwd", "UniAVGen/../../x", "a\x00b.safetensors", "x" * 300 + ".safetensors",
+                "UniAVGen/" + "d" * 256 + "/m.safetensors", "", None, 7):
         with pytest.raises(ValueError, match="not a name from the model list"):
             folders.resolve(bad, folders.DIT_KEYS, "UniAVGen model")
     with pytest.raises(FileNotFoundError, match="missing.safetensors' not found in .*models/uniavgen"):

@@ -31,6 +31,23 @@ def _model_class():
     return cls
 
 
+def _check_loading(info: dict, folder: Path) -> None:
+    """Strict loading: transformers fills missing weights with random ones, which decode to noise."""
+    from .loading import _group
+    problems = []
+    for kind in ("missing_keys", "unexpected_keys"):
+        keys = sorted(info.get(kind) or [])
+        if keys:
+            problems.append(f"{kind.replace('_', ' ')} ({len(keys)}): {_group(keys)}")
+    mismatched = info.get("mismatched_keys") or []
+    if mismatched:
+        problems.append(f"shape mismatches ({len(mismatched)}): " + "; ".join(str(m) for m in mismatched[:3]))
+    if problems:
+        raise VocoderError(f"the vocoder in {folder} does not match the BigVGAN it describes:\n  "
+                           + "\n  ".join(problems) + "\n  download the release's code2wav_bigvgan_model folder "
+                           "again (a partial download leaves weights out)")
+
+
 class Vocoder:
     def __init__(self, model: torch.nn.Module):
         cfg = model.config
@@ -54,9 +71,17 @@ class Vocoder:
                                f"not loaded); download the safetensors version")
         model_cls = _model_class()
         try:
-            model = model_cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
-        except (OSError, ValueError) as err:
-            raise VocoderError(f"cannot load the vocoder from {folder}: {err}") from None
+            model, info = model_cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                                    output_loading_info=True)
+        except Exception as err:  # noqa: BLE001 - transformers and safetensors raise many types for bad files
+            raise VocoderError(f"cannot load the vocoder from {folder} ({type(err).__name__}: {str(err)[:300]}); "
+                               f"the files are damaged or incomplete: download the release's "
+                               f"code2wav_bigvgan_model folder again") from None
+        _check_loading(info, folder)
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise VocoderError(f"the vocoder in {folder} has NaN or infinite values in {name}; the file is "
+                                   f"damaged: download it again")
         return cls(model.to(device=device, dtype=dtype))
 
     @torch.no_grad()
