@@ -1,6 +1,7 @@
 """The shipped workflows against the node definitions (ours and ComfyUI's own, from a real
 /object_info snapshot), and the UI files against their API twins."""
 import json
+import struct
 import sys
 
 import pytest
@@ -191,3 +192,13 @@ def test_mini_demo_samples_like_make_demo():
             settings["macfg_fraction"], settings["slg_layer"]) == (
         MINI_SAMPLING.steps, MINI_SAMPLING.shift, MINI_SAMPLING.video_cfg, MINI_SAMPLING.audio_cfg,
         MINI_SAMPLING.macfg_prop, MINI_SAMPLING.slg_layer)
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_each_template_has_its_thumbnail(path):
+    """The template browser asks for <name>.jpg next to each workflow (tools/screenshot_workflows.py makes them)."""
+    thumb = path.with_suffix(".jpg")
+    data = thumb.read_bytes()
+    assert data[:3] == b"\xff\xd8\xff" and len(data) > 10_000, thumb.name
+    height, width = struct.unpack(">HH", data[data.index(b"\xff\xc0") + 5:][:4])      # baseline JPEG frame header
+    assert (width, height) == (640, 379), (thumb.name, width, height)

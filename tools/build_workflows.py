@@ -103,8 +103,10 @@ ZOOM = 0.8
 GAP = 40                     # between nodes and between groups
 GROUP_PAD, GROUP_TITLE = 20, 50
 SLOT_H, WIDGET_H, TITLE_H = 22, 26, 36
-PREVIEW_H = {"LoadImage": 300, "LoadVideo": 300}      # the image / video preview under the widgets
-NOTE_SIZE = (520, 420)
+# Room the frontend adds under the widgets (previews, players) and minimum widths, as measured in it.
+PREVIEW_H = {"LoadImage": 300, "LoadVideo": 440, "LoadAudio": 44, "SaveAudio": 20}
+MIN_WIDTH = {"LoadVideo": 450}
+NOTE_SIZE = (560, 300)
 
 
 def node_size(cls: str, spec: dict, ui_inputs: list, widgets: int) -> list[int]:
@@ -112,7 +114,7 @@ def node_size(cls: str, spec: dict, ui_inputs: list, widgets: int) -> list[int]:
     multiline = sum(1 for n in input_names(spec) if options(input_spec(spec, n)).get("multiline"))
     slots = max(len([i for i in ui_inputs if "widget" not in i]), len(spec["output"]))
     height = TITLE_H + SLOT_H * slots + WIDGET_H * widgets + 90 * multiline + PREVIEW_H.get(cls, 0) + 10
-    width = 420 if multiline else 340
+    width = max(420 if multiline else 340, MIN_WIDTH.get(cls, 0))
     return [width, height]
 
 

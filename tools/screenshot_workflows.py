@@ -20,9 +20,9 @@ from playwright.async_api import async_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 VIEW = {"width": 1600, "height": 1000}
-THUMBNAIL = (640, 400)
+CANVAS = (80, 100, 1600, 1000)          # the graph without the frontend's menus and side bar
+THUMBNAIL = (640, 379)
 DOCS = {"2. Talking video with its speech (AVG)": "workflow_avg.png",
-        "1. Mini demo, nothing to download": "workflow_mini.png",
         "6. Long form, two chained clips": "workflow_long_form.png"}
 QUIET = {"Comfy.Minimap.Visible": False, "Comfy.NodeBadge.NodeSourceBadgeMode": "None",
          "Comfy.Graph.CanvasInfo": False}
@@ -52,7 +52,7 @@ async def shoot(url: str, chromium: str) -> list[Path]:
             await page.wait_for_timeout(1000)
             shot = Image.open(io.BytesIO(await page.screenshot())).convert("RGB")
             thumb = REPO / "workflows" / f"{path.stem}.jpg"
-            shot.resize(THUMBNAIL, Image.LANCZOS).save(thumb, quality=85)
+            shot.crop(CANVAS).resize(THUMBNAIL, Image.LANCZOS).save(thumb, quality=85)
             written.append(thumb)
             if path.stem in DOCS:
                 shot.save(REPO / "docs" / DOCS[path.stem])

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))      # the repo's uniavgen_core
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # the tests' helpers
+from helpers import save_tiny_vocoder  # noqa: E402
 
 
 def wan22_vae(path):
@@ -40,7 +42,7 @@ def wan22_vae(path):
 
 MARKER = ".uniavgen-host-test"
 EXAMPLE_INPUTS = ("uniavgen_face.png", "uniavgen_voice.wav", "uniavgen_speech.wav", "uniavgen_clip.mp4")
-DIT, VOCODER, VAE = "UniAVGen_test_tiny", "uniavgen_test_tiny_bigvgan", "uniavgen_test_random_wan22_vae.safetensors"
+DIT, VOCODER, VAE = "UniAVGen_test_tiny", "uniavgen_test_tiny_loud_bigvgan", "uniavgen_test_random_wan22_vae.safetensors"
 MERGED, FP8 = "UniAVGen_test_tiny_lora_merged.safetensors", "UniAVGen_test_tiny_fp8.safetensors"
 LORA, LORA_STRENGTH = "uniavgen_test_tiny_lora.safetensors", 0.8
 LORA_LAYERS = {                     # LoRA layer name -> the tiny DiT's layer
@@ -93,11 +95,7 @@ def main(comfy, golden, vocab):
     lora_assets(comfy, dit, Path(vocab))
     voc = comfy / "models" / "uniavgen" / VOCODER
     if not (voc / "config.json").is_file():
-        import transformers
-        torch.manual_seed(0)
-        model = transformers.Qwen2_5OmniToken2WavBigVGANModel(
-            transformers.Qwen2_5OmniBigVGANConfig(upsample_initial_channel=64))
-        model.save_pretrained(voc, safe_serialization=True)
+        save_tiny_vocoder(voc, loud=True)           # audible: clip 1's speech is clip 2's reference voice
     vae = comfy / "models" / "vae" / VAE
     if not vae.is_file():
         vae.parent.mkdir(parents=True, exist_ok=True)
