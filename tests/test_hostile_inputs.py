@@ -129,3 +129,14 @@ def test_lone_surrogates_become_unknown_characters(vocab_path, surrogate, lang):
     from uniavgen_core.speech_tokenizer import SpeechTokenizer
     tokens = SpeechTokenizer.from_file(vocab_path).encode(f"你好{surrogate}世界", lang, ref_text=f"a{surrogate}")
     assert f"\\u{ord(surrogate):04x}" in tokens.unknown
+
+
+def test_a_transcript_longer_than_the_clip_can_speak_is_reported():
+    from uniavgen_core import timing
+    from uniavgen_core.jobs import speaking_rate
+    five = timing.Duration.from_video_frames(81)
+    release = "Over the past week it has been raining nonstop, but the sun is finally breaking through today!"
+    assert speaking_rate(release, five) == []
+    assert "282 characters for 5.06 s (56 per second" in speaking_rate(release * 3 + " " * 10, five)[0]
+    assert speaking_rate("今天天气很好，我们去公园散步吧。", five) == []
+    assert "characters for 5.06 s" in speaking_rate("今天天气很好" * 10, five)[0]

@@ -11,7 +11,7 @@ from . import timing
 from .conditioning import Condition
 from .mel import HOP, log_mel, normalise
 from .sampler import Request, Task
-from .speech_tokenizer import Tokens
+from .speech_tokenizer import SpeechTokenizer, Tokens, _is_chinese
 
 
 class JobError(ValueError):
@@ -76,6 +76,22 @@ def fit_video(latent: torch.Tensor, duration: timing.Duration) -> torch.Tensor:
     return latent[:, : duration.latent_frames]
 
 
+# Fastest plausible speech: the release's own English example is 96 characters in 5.06 s (19/s).
+MAX_CHARS_PER_SECOND = {"en": 30, "zh": 8}
+
+
+def speaking_rate(text: str, duration: timing.Duration) -> list[str]:
+    """A message when the transcript cannot be spoken in the clip's duration (the model then rushes or drops
+    words): characters per second against a fast speaker's rate, Chinese counted in characters (syllables)."""
+    lang = SpeechTokenizer.detect_language(text)
+    count = sum(1 for c in text if _is_chinese(c)) if lang == "zh" else len(" ".join(text.split()))
+    rate, limit = count / duration.seconds, MAX_CHARS_PER_SECOND[lang]
+    if rate <= limit:
+        return []
+    return [f"the transcript has {count} characters for {duration.seconds:.2f} s ({rate:.0f} per second, a fast "
+            f"speaker manages about {limit}): raise the duration to {count / limit:.1f} s or shorten the text"]
+
+
 def build_job(task: Task, speech: Speech, caption: torch.Tensor, neg_caption: torch.Tensor,
               ref_latent: torch.Tensor, duration: timing.Duration, seed: int,
               voice_wave: torch.Tensor | None = None, driving_wave: torch.Tensor | None = None,
@@ -85,6 +101,8 @@ def build_job(task: Task, speech: Speech, caption: torch.Tensor, neg_caption: to
     messages = []
     if not speech.text.strip() and task != Task.A2V:
         messages.append("the transcript is empty: the audio will have no words")
+    if task != Task.A2V:
+        messages += speaking_rate(speech.text, duration)
     cond_latent = ref_latent
     if task == Task.V2A:
         if video_latent is None:
