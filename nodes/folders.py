@@ -23,7 +23,7 @@ BUILTIN = Path(__file__).resolve().parents[1] / "models_builtin"
 def register() -> None:
     """models/uniavgen (any model extension) and models/uniavgen_codecs (.safetensors), each followed
     by models_builtin/<key>. A yaml entry may have created a key already, with an empty extension
-    set that would list every file (COMFYUI_HOST.md §3): its folders are kept, the extensions set."""
+    set that would list every file (ComfyUI's folder_paths): its folders are kept, the extensions set."""
     fp = host.folder_paths()
     for key, extensions in ((KEY, fp.supported_pt_extensions), (CODEC_KEY, {".safetensors"})):
         paths = list(fp.folder_names_and_paths.get(key, ([], set()))[0])

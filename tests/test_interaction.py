@@ -1,4 +1,4 @@
-"""Cross-modal index maths against the values the spec derived from the official code."""
+"""Cross-modal index maths against values derived from the release's code (docs/MODEL.md §4)."""
 import torch
 
 from uniavgen_core.interaction import a2v_windows, v2a_interpolation
@@ -31,7 +31,7 @@ def test_v2a_interpolation_float32_tail_weights_sum_to_two():
 
 
 def test_v2a_interpolation_bf16_positions_are_quantised_as_released():
-    # p(100) = 16.0, p(256) = p(257) = 41.0 and tokens 499..505 weigh 2 (spec appendix C.3)
+    # p(100) = 16.0, p(256) = p(257) = 41.0 and tokens 499..505 weigh 2 (docs/MODEL.md §4.2)
     f = 81
     p = torch.arange(506).to(torch.bfloat16) / (506 / f)
     assert float(p[100]) == 16.0 and float(p[256]) == float(p[257]) == 41.0

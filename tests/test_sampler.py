@@ -8,7 +8,7 @@ from conftest import rel_l2
 from helpers import random_request
 from uniavgen_core.sampler import SamplingParams, Task, pass_switches, sample, timesteps
 
-# spec §6.2: the 51 released timesteps (50 steps, shift 5, bf16)
+# docs/MODEL.md §6.2: the 51 released timesteps (50 steps, shift 5, bf16)
 RELEASED_BF16 = [1000, 996, 992, 988, 984, 976, 972, 968, 964, 956, 952, 944, 940, 932, 928, 920, 912, 904, 896,
                  888, 880, 868, 860, 848, 840, 828, 816, 804, 788, 776, 760, 744, 728, 708, 688, 668, 644, 620, 592,
                  564, 532, 496, 456, 412, 364, 310, 249, 179, 98.5, 4.96875, 0]

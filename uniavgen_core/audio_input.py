@@ -1,5 +1,5 @@
 """ComfyUI-style AUDIO ({"waveform": [B, C, T], "sample_rate": int}) to the model's conditioning
-waveforms: 24 kHz mono, peak-rescaled as released (spec §7.1)."""
+waveforms: 24 kHz mono, peak-rescaled as released (docs/MODEL.md §7.1)."""
 from __future__ import annotations
 
 import math
@@ -132,7 +132,7 @@ def level_driving_audio(audio, item: int = 0) -> PreparedAudio:
 
 def fit_to_frames(wave: torch.Tensor, mel_frames: int) -> tuple[torch.Tensor, list[str]]:
     """Trim, or pad with silence, to `mel_frames` frames, so the whole target is conditioned (an
-    uncovered tail would be noise the model takes as clean, spec §9 item 4); says which."""
+    uncovered tail would be noise the model takes as clean, docs/MODEL.md §8.4); says which."""
     target, have = mel_frames * HOP, wave.shape[-1]
     if have > target:
         return wave[:target], [f"driving audio is {have / SAMPLE_RATE:.2f} s; trimmed to the video's "

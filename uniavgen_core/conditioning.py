@@ -12,7 +12,7 @@ import torch.nn.functional as F
 class Condition:
     """One sample's conditioning, in model space.
 
-    speech_ids   [L] int64 speech-text vocab ids padded with -1 (>= 10 long, spec §7.1)
+    speech_ids   [L] int64 speech-text vocab ids padded with -1 (>= 10 long, docs/MODEL.md §7.5)
     caption      [Lc, text_dim] caption encoder features, unpadded (Lc <= text_len)
     ref_latent   [C, 1, h, w] normalised reference-image latent (prepended frame)
     cond_latent  [C, Tc, h, w] clean frames replacing the first Tc generated frames

@@ -1,4 +1,4 @@
-"""Model hyperparameters (spec §1) and their inference from a checkpoint's tensor shapes."""
+"""Model hyperparameters (docs/MODEL.md §1) and their inference from a checkpoint's tensor shapes."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +22,7 @@ _MAY_BE_ZERO = {"speech_conv_layers"}
 
 @dataclass(frozen=True)
 class UniAVGenConfig:
-    # video branch (Wan2.2-TI2V-5B layout, spec §1.1)
+    # video branch (Wan2.2-TI2V-5B layout, docs/MODEL.md §1.1)
     dim: int = 3072
     ffn_dim: int = 14336
     num_heads: int = 24
@@ -37,18 +37,18 @@ class UniAVGenConfig:
     qk_norm: bool = True
     cross_attn_norm: bool = True
     window_size: tuple = (-1, -1)  # self-attention window; only global (-1, -1) exists
-    # audio branch (spec §1.2)
+    # audio branch (docs/MODEL.md §1.2)
     audio_dim: int = 1536
     audio_ffn_dim: int = 8960
     audio_num_heads: int = 12
     in_audio_dim: int = 80
     out_dim_audio: int = 80
-    # speech-text embedding (spec §1.3)
+    # speech-text embedding (docs/MODEL.md §1.3)
     speech_vocab_size: int = 2545
     speech_dim: int = 512
     speech_conv_layers: int = 4
     speech_conv_mult: int = 2
-    # cross-modal interaction (spec §1.4)
+    # cross-modal interaction (docs/MODEL.md §1.4)
     interaction_layers: tuple = field(default_factory=lambda: tuple(range(0, 30, 2)))
     a2v_window: int = 5            # pixel frames; half-window = window // 2 after making it odd
 
@@ -99,7 +99,7 @@ class UniAVGenConfig:
 
     @classmethod
     def official(cls) -> "UniAVGenConfig":
-        """The released UniAVGen model (spec §1)."""
+        """The released UniAVGen model (docs/MODEL.md §1)."""
         return cls()
 
     def to_dict(self) -> dict:

@@ -1,4 +1,4 @@
-"""Picture preparation: resolution policy, crops, frame-rate conversion (spec §7.1).
+"""Picture preparation: resolution policy, crops, frame-rate conversion (docs/MODEL.md §7.1).
 
 Images are ComfyUI IMAGE tensors [T, H, W, 3] float in 0..1."""
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _check_size(height: int, width: int) -> None:
 
 def official_size(height: int, width: int) -> tuple[int, int]:
     """The release's rule, float arithmetic included: scale the short side to 736, then round
-    both sides up to multiples of 32 (some sizes land on 768, spec §7.1)."""
+    both sides up to multiples of 32 (some sizes land on 768, docs/MODEL.md §8.7)."""
     _check_size(height, width)
     scale = height / OFFICIAL_SHORT_SIDE if height < width else width / OFFICIAL_SHORT_SIDE
     return math.ceil(height / scale / ALIGN) * ALIGN, math.ceil(width / scale / ALIGN) * ALIGN

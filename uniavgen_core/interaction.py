@@ -1,4 +1,4 @@
-"""Asymmetric cross-modal interaction with face-aware modulation (spec §4, §5).
+"""Asymmetric cross-modal interaction with face-aware modulation (docs/MODEL.md §4, §5).
 
 Notation: B batch, T latent frames without the reference frame, n tokens per latent frame,
 S target audio tokens, F = 4(T-1)+1 pixel frames, r = S/F audio tokens per pixel frame.
@@ -18,7 +18,7 @@ from .timing import video_frames as pixel_frames
 
 @functools.lru_cache(maxsize=64)
 def a2v_windows(n_audio: int, latent_frames: int, window: int) -> tuple[tuple[int, ...], ...]:
-    """Audio token indices seen by each latent frame: T windows of one common length W (spec §4.2).
+    """Audio token indices seen by each latent frame: T windows of one common length W (docs/MODEL.md §4.1).
 
     Latent frame i >= 1 covers pixel frames 4i-3..4i, widened by half a window of pixel frames on
     each side; frame 0 is the single audio position 0 widened the same way. Windows are evened out
@@ -45,7 +45,7 @@ def a2v_windows(n_audio: int, latent_frames: int, window: int) -> tuple[tuple[in
 def v2a_interpolation(n_audio: int, latent_frames: int, dtype: torch.dtype, device="cpu"):
     """For each audio token j: latent frames (down, up) and weights (w_down, w_up), [S] each.
 
-    p_j = j / r is computed in the activation dtype, as released (spec §4.3, §9 item 3): in bf16
+    p_j = j / r is computed in the activation dtype, as released (docs/MODEL.md §4.2, §8.3): in bf16
     positions are quantised. At the tail both indices clamp to the last pixel frame and the
     weights sum to 2, also as released."""
     f = pixel_frames(latent_frames)
@@ -92,7 +92,7 @@ def v2a_plan(n_audio: int, latent_frames: int, dtype: torch.dtype, device: torch
 
 class AudioToVideo(Attention):
     """Video tokens of each latent frame attend to a window of audio; the face mask gates the
-    attention output before `o` (spec §4.2, §5)."""
+    attention output before `o` (docs/MODEL.md §4.1, §5)."""
 
     def __init__(self, video_dim, audio_dim, num_heads, qk_norm, eps, ops):
         super().__init__(video_dim, audio_dim, video_dim, num_heads, qk_norm, eps, ops)
@@ -117,7 +117,7 @@ class AudioToVideo(Attention):
 
 class VideoToAudio(Attention):
     """Each audio token j attends to the mask-weighted tokens of its interpolated video frame
-    (spec §4.3), computed without materialising a key set per audio token.
+    (docs/MODEL.md §4.2), computed without materialising a key set per audio token.
 
     With A_f = k(M * V_f) the projected video of latent frame f (bias b included), the release's
     key is K_j = w_u A_u + w_d A_d + c_j b, c_j = 1 - w_u - w_d (u, d: the token's two frames;
@@ -125,7 +125,7 @@ class VideoToAudio(Attention):
     rotary embedding is linear, and so is attention in the values. Hence the logits are
     (w_u q.A~_u + w_d q.A~_d + c_j q.b~) / rms_j with A~ = rope(g * A), and rms_j follows from
     per-frame norms and dot products. Tokens are grouped by frame, so every product is a small
-    batched matmul over one frame's n tokens (spec §9 item 28)."""
+    batched matmul over one frame's n tokens (docs/MODEL.md §4.2)."""
 
     def __init__(self, audio_dim, video_dim, num_heads, qk_norm, eps, ops):
         super().__init__(audio_dim, video_dim, audio_dim, num_heads, qk_norm, eps, ops)

@@ -11,7 +11,7 @@ from .rope import apply_rope
 
 
 class RMSNorm(nn.Module):
-    """RMS norm over the full width. As released (spec §3.5, §9 item 10), x is not upcast: the
+    """RMS norm over the full width. As released (docs/MODEL.md §3.5, §8.5), x is not upcast: the
     output is x * scale * weight in the input dtype. The mean square is one float32 reduction
     (the release squares in the input dtype first), so in bf16 the scale can differ in its last
     bit, and the norm reads x once instead of writing and reading a squared copy."""
@@ -90,7 +90,7 @@ class TanhGELU(nn.Module):
 
 
 class DiTBlock(nn.Module):
-    """Wan attention block (spec §3.5), used by the video and the audio branch."""
+    """Wan attention block (docs/MODEL.md §3.5), used by the video and the audio branch."""
 
     def __init__(self, dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps, ops):
         super().__init__()
@@ -105,7 +105,7 @@ class DiTBlock(nn.Module):
     def forward(self, x, e0, self_rope, self_mask, context, cross_rope, cross_mask):
         """x [B, L, C]; e0 [B, G, 6, C] float32 time projection per token group.
         self_rope: table for q and k; cross_rope: (q table, k table) or None."""
-        # The float32 sum is cast to the activation dtype, as released (spec §3.5).
+        # The float32 sum is cast to the activation dtype, as released (docs/MODEL.md §8.5).
         mod = (self.modulation.float()[:, None] + e0).to(x.dtype).unsqueeze(3)   # [B, G, 6, 1, C]
         s1, c1, g1, s2, c2, g2 = mod.unbind(2)
         u = modulate(self.norm1(x), s1, c1)
@@ -121,7 +121,7 @@ class DiTBlock(nn.Module):
 
 class ModulatedHead(nn.Module):
     """LayerNorm -> shift/scale from `modulation` + a time embedding -> Linear, all in float32
-    (the release runs it under float32 autocast; spec §3.8, §4.2 step 1)."""
+    (the release runs it under float32 autocast; docs/MODEL.md §3.8, §5)."""
 
     def __init__(self, dim, out_dim, eps, ops):
         super().__init__()

@@ -1,4 +1,4 @@
-"""The official log-mel front end (spec §7.3) and the model's mel normalisation."""
+"""The official log-mel front end (docs/MODEL.md §7.3) and the model's mel normalisation."""
 from __future__ import annotations
 
 import functools

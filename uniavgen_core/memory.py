@@ -11,7 +11,7 @@ def activation_bytes(cfg: UniAVGenConfig, latent_frames: int, h: int, w: int, me
                      dtype_bytes: int = 2, ref_mel_frames: int = 0) -> int:
     """Peak bytes of activations for a forward of `batch` samples (2 for batched CFG).
 
-    The peak is a block's FFN (spec §3.5): the block's input and its residual, the modulated
+    The peak is a block's FFN (docs/MODEL.md §3.5): the block's input and its residual, the modulated
     input and the hidden layer (GELU runs in place) are alive together, i.e. 3 widths plus the
     FFN width per token. Both branches are counted, with a 20% margin. The interactions need
     less (V2A is factorised per frame). `benchmarks/memory_estimate.py` measures the real peak

@@ -1,4 +1,4 @@
-"""The UniAVGen dual-branch DiT (spec §2-§5), batched, with the official state-dict keys."""
+"""The UniAVGen dual-branch DiT (docs/MODEL.md §2-§5), batched, with the official state-dict keys."""
 from __future__ import annotations
 
 import functools
@@ -35,7 +35,7 @@ def _sinusoid_freqs(half: int, device: torch.device) -> torch.Tensor:
 
 
 def timestep_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """[..., dim] = [cos(t*v_k) | sin(t*v_k)], v_k = 10000^(-k/(dim/2)), float32 (spec §3.4)."""
+    """[..., dim] = [cos(t*v_k) | sin(t*v_k)], v_k = 10000^(-k/(dim/2)), float32 (docs/MODEL.md §3.4)."""
     angles = t.float()[..., None] * _sinusoid_freqs(dim // 2, t.device)
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
@@ -47,7 +47,7 @@ def _window_index(n_audio, latent_frames, window, device):
 
 @functools.lru_cache(maxsize=32)
 def _caption_bias(lens: tuple, text_len: int, bucket: int, device):
-    """Captions are zero padded to `text_len` rows before the caption MLP (spec §3.3), so every
+    """Captions are zero padded to `text_len` rows before the caption MLP (docs/MODEL.md §3.3), so every
     padding row becomes the same cross-attention key and value. Attention over m such rows equals
     attention over one of them with its logit raised by log(m). Keep each sample's real rows and
     one padding row, with the batch's row count rounded up to a multiple of `bucket`; the rows a
@@ -125,7 +125,7 @@ class UniAVGenModel(nn.Module):
         self.caption_bucket = 1                # caption rows kept: a multiple of this (see _caption_bias)
         # video embeddings
         self.patch_embedding = ops.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
-        self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (naming trap, spec §2.1)
+        self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (docs/MODEL.md §2.2)
         self.time_embedding = _mlp(ops, cfg.freq_dim, d, d, silu)
         self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(d, 6 * d))
         # audio embeddings
@@ -167,7 +167,7 @@ class UniAVGenModel(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, cond: ConditionBatch,
                 switches: Switches, capture_masks: bool = False) -> ModelOutput:
-        """One DiT evaluation (spec §3) for a batch.
+        """One DiT evaluation (docs/MODEL.md §3) for a batch.
 
         video [B, C, F, h, w] noisy latents; audio [B, S, 80] noisy normalised mel; t [B] or a
         scalar timestep in [0, 1000]; cond: padded conditioning (`ConditionBatch.stack`);
@@ -186,7 +186,7 @@ class UniAVGenModel(nn.Module):
         n = hp * wp                                     # tokens per latent frame
         t = t.to(dev).float().expand(b) if t.dim() == 0 or t.numel() == 1 else t.to(dev).float()
 
-        # video tokens [ref | cond frames | noisy frames] (spec §3.1)
+        # video tokens [ref | cond frames | noisy frames] (docs/MODEL.md §3.1)
         video_cond = to_device(cond.video_cond, dev)
         frame = torch.arange(frames, device=dev)
         is_cond = (frame[None] < video_cond[:, None])[:, None, :, None, None]
@@ -197,7 +197,7 @@ class UniAVGenModel(nn.Module):
         rows = cfg.text_len if caption_bias is None else caption_bias.shape[1]
         caption = self.text_embedding_video(cond.caption[:, :rows].to(dtype))
 
-        # audio tokens [ref mel | cond mel[:audio_cond] | noisy[audio_cond:]] (spec §3.2)
+        # audio tokens [ref mel | cond mel[:audio_cond] | noisy[audio_cond:]] (docs/MODEL.md §3.2)
         layout = AudioLayout(cond.ref_lens, n_audio, dev)
         audio_cond = to_device(cond.audio_cond, dev)
         is_cond_a = (torch.arange(n_audio, device=dev)[None] < audio_cond[:, None])[..., None]
@@ -209,7 +209,7 @@ class UniAVGenModel(nn.Module):
         speech = self.text_proj(self.text_embedding(
             cond.speech_ids, None if speech_valid is None else speech_valid[..., None], dtype))
 
-        # time embeddings, float32 (spec §3.4): one per latent frame for video (the reference and
+        # time embeddings, float32 (docs/MODEL.md §3.4): one per latent frame for video (the reference and
         # conditional frames are clean, t = 0), one per sample for audio (0 in A2V).
         tv = torch.where(torch.arange(1 + frames, device=dev)[None] < 1 + video_cond[:, None], 0.0, t[:, None])
         ta = torch.where(audio_cond >= 1, 0.0, t)[:, None]
@@ -251,7 +251,7 @@ class UniAVGenModel(nn.Module):
             xv = self.blocks[layer](xv, e0_v, v_rope, None, caption, None, caption_bias)
             k = inter_index.get(layer)
             if k is not None and (a2v_needed or v2a_needed or capture_masks):
-                # both directions read the post-block states of this layer (spec §3.7)
+                # both directions read the post-block states of this layer (docs/MODEL.md §3.7)
                 v_tgt, a_tgt = xv[:, n:], layout.target(xa)
                 a2v, v2a = self.a2v_blocks[k], self.v2a_blocks[k]
                 mask = a2v.face_mask(v_tgt, e_v[:, 1:])

@@ -4,7 +4,7 @@ Every layer of the model is built from an injectable namespace providing `Linear
 `Conv3d`, `LayerNorm` and `Embedding` with torch.nn's constructor arguments and state-dict
 keys. This default one casts weight and bias to the input's dtype and device when they differ
 (a no-op when they match), so bf16/fp16/fp8-stored weights can run at a chosen compute dtype
-and the float32 parts of the model (spec §3.4-3.8) can use bf16 weights. Inside ComfyUI,
+and the float32 parts of the model (docs/MODEL.md §3.4-3.8) can use bf16 weights. Inside ComfyUI,
 `comfy.ops.manual_cast` plugs in the same way and adds offloading and weight patches.
 """
 from __future__ import annotations

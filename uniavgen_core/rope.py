@@ -1,4 +1,4 @@
-"""Real-valued rotary embeddings (spec §3.6).
+"""Real-valued rotary embeddings (docs/MODEL.md §3.6).
 
 Channels (2j, 2j+1) of a head form one pair rotated by angle pos * w_j (interleaved layout,
 as the official complex implementation). The angle tables are constants per shape: they are
@@ -54,7 +54,7 @@ def audio_table(head_dim: int, length: int, device: torch.device):
 
 @functools.lru_cache(maxsize=64)
 def a2v_key_table(head_dim: int, audio_head_dim: int, length: int, device: torch.device):
-    """A2V keys (spec §4.2 step 5): the first `frame` pairs of the *audio* table at window
+    """A2V keys (docs/MODEL.md §4.1): the first `frame` pairs of the *audio* table at window
     positions 0..length-1; the remaining pairs are not rotated."""
     pf = split_pairs(head_dim)[0]
     angles = np.zeros((length, head_dim // 2))

@@ -1,4 +1,4 @@
-"""Flow-matching sampler with per-modality and modality-aware CFG (spec §6)."""
+"""Flow-matching sampler with per-modality and modality-aware CFG (docs/MODEL.md §6)."""
 from __future__ import annotations
 
 import enum
@@ -33,7 +33,7 @@ class SamplingParams:
     audio_cfg: float = 2.0
     macfg_prop: float = 0.5     # fraction of steps whose unconditional pass has both interactions off
     slg_layer: int = 11         # layer pair skipped in the unconditional pass; <= 0 turns it off
-    # The release turns V2A off in RAVG's conditional pass only (spec §6.3, §9 item 1), so late
+    # The release turns V2A off in RAVG's conditional pass only (docs/MODEL.md §8.1), so late
     # guidance pushes the audio away from the video. False reproduces the release; True keeps V2A
     # on in that pass, consistent with AVG.
     ravg_cond_v2a: bool = False
@@ -56,7 +56,7 @@ class SamplingParams:
 
 @dataclass
 class Request:
-    """One generation job. Latents are normalised Wan2.2 latents, mels normalised (spec §7.3).
+    """One generation job. Latents are normalised Wan2.2 latents, mels normalised (docs/MODEL.md §7.6, §7.3).
 
     `condition` / `null_condition` hold the prompts of the conditional and unconditional passes
     (null: the negative caption and speech text; the same reference and conditioning inputs)."""
@@ -86,13 +86,13 @@ class StepInfo:
 
 @dataclass
 class SampleResult:
-    video: torch.Tensor                # [N, C, F, h, w] float32, conditions written back (spec §6.5)
+    video: torch.Tensor                # [N, C, F, h, w] float32, conditions written back (docs/MODEL.md §6.5)
     audio: torch.Tensor                # [N, S, 80] float32
     face_masks: torch.Tensor | None = None   # last step's conditional-pass masks, if requested
 
 
 def timesteps(steps: int, shift: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """[steps + 1] shifted timesteps from 1000 to 0 (spec §6.2): linspace(1000, 1) in float32,
+    """[steps + 1] shifted timesteps from 1000 to 0 (docs/MODEL.md §6.2): linspace(1000, 1) in float32,
     a final 0, the shift in float32, then rounded to `dtype` (bf16 in the release)."""
     base = np.append(np.linspace(NUM_TIMESTEPS, 1, steps, dtype=np.float32), np.float32(0.0))
     s = torch.from_numpy(base) / NUM_TIMESTEPS
@@ -100,7 +100,7 @@ def timesteps(steps: int, shift: float, dtype: torch.dtype = torch.float32) -> t
 
 
 def pass_switches(task: Task, step: int, params: SamplingParams) -> tuple[Switches, Switches]:
-    """(conditional, unconditional) switches of one request at one step (spec §6.3)."""
+    """(conditional, unconditional) switches of one request at one step (docs/MODEL.md §6.3)."""
     on = params.interactions
     a2v = task != Task.V2A and on
     v2a_cond = on and (task in (Task.AVG, Task.V2A) or (task == Task.RAVG and params.ravg_cond_v2a))
@@ -228,7 +228,7 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
         if getattr(model, "block_swap", None) is not None:
             model.block_swap.park()        # drop the next step's prefetched layer
 
-    # write the conditions back (spec §6.5)
+    # write the conditions back (docs/MODEL.md §6.5)
     for j, r in enumerate(requests):
         x_v[j, :, : r.condition.video_cond] = r.condition.cond_latent.to(x_v)
         if r.condition.audio_cond:

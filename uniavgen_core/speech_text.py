@@ -1,4 +1,4 @@
-"""Speech-text (transcript) embedding: F5-TTS style ConvNeXtV2 stack (spec §1.3, §3.3)."""
+"""Speech-text (transcript) embedding: F5-TTS style ConvNeXtV2 stack (docs/MODEL.md §1.3, §3.3)."""
 from __future__ import annotations
 
 import functools

@@ -1,4 +1,4 @@
-"""Speech-text tokenizer: transcript -> speech vocabulary ids, as the official release (spec §7.1).
+"""Speech-text tokenizer: transcript -> speech vocabulary ids, as the official release (docs/MODEL.md §7.5).
 
 English (and any non-Chinese text) is tokenised character by character, unchanged. Chinese is
 segmented with jieba and converted to TONE3 pinyin with tone sandhi, one syllable per character,

@@ -1,5 +1,5 @@
 """BigVGAN vocoder of Qwen2.5-Omni (transformers `Qwen2_5OmniToken2WavBigVGANModel`), as used by
-the release (spec §7.6): log-mel [B, 80, T] in, 24 kHz waveform (240 samples per frame) out."""
+the release (docs/MODEL.md §7.4): log-mel [B, 80, T] in, 24 kHz waveform (240 samples per frame) out."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Double of comfy.latent_formats.Wan22 (48-channel statistics, spec appendix A)."""
+"""Double of comfy.latent_formats.Wan22 (48-channel statistics, docs/MODEL.md §7.6)."""
 import torch
 
 _MEAN = [-0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557, -0.1382, 0.0542, 0.2813, 0.0891,
