@@ -4,6 +4,7 @@ The invariant everywhere: an input ends in a valid result, or in an error the pa
 (an exception raised from the pack's own code) - never a raw exception from torch, safetensors or the OS,
 never a non-finite output, never a long stall."""
 import json
+import math
 import struct
 import traceback
 from pathlib import Path
@@ -164,3 +165,71 @@ def test_loader_on_mutated_headers(tiny_file, tmp_path_factory, mutations):
     model = outcome(load_model, path)
     if model is not None:
         assert all(torch.isfinite(p).all() for p in model.parameters() if p.is_floating_point())
+
+
+@FAST
+@given(samples=st.integers(0, 6000), batch=st.sampled_from([None, 1, 2]), poison=st.one_of(st.none(), SPECIAL),
+       scale=st.sampled_from([0.0, 1e-30, 1.0, 1e6]))
+def test_mel_front_end(samples, batch, poison, scale):
+    from uniavgen_core.mel import HOP, log_mel
+    wave = torch.sin(torch.arange(samples) * 0.07) * scale
+    if poison is not None and samples:
+        wave[samples // 3] = poison
+    if batch:
+        wave = wave.expand(batch, -1)
+    mel = outcome(log_mel, wave)
+    if mel is not None:
+        assert mel.shape[-2:] == (80, samples // HOP) and torch.isfinite(mel).all()
+
+
+@FAST
+@given(values=st.fixed_dictionaries({k: st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                                                   st.integers(-3, 10 ** 6), st.text(max_size=3), st.none())
+                                     for k in ("shift", "video_cfg", "audio_cfg", "macfg_prop", "steps")}))
+def test_sampling_settings(values):
+    from uniavgen_core.sampler import SamplingParams
+    params = outcome(SamplingParams, **values)
+    if params is not None:
+        assert all(math.isfinite(getattr(params, k)) for k in ("shift", "video_cfg", "audio_cfg", "macfg_prop"))
+        assert 1 <= params.steps <= 1000 and params.shift > 0
+
+
+INDEX_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=30)),
+                            lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                    st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                            max_leaves=8)
+
+
+@settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SHARD_NAMES = st.one_of(st.text(max_size=40), st.sampled_from([
+    "../outside.safetensors", "./../outside.safetensors", "sub/../../outside.safetensors", "..\\outside.safetensors",
+    "diffusion_pytorch_model-00001-of-00002.safetensors", "diffusion_pytorch_model-00002-of-00002.safetensors"]),
+    st.builds(lambda p: str(p), st.just(Path("/tmp/outside.safetensors"))))
+
+
+@given(weight_map=st.one_of(INDEX_VALUES, st.dictionaries(st.text(max_size=20), SHARD_NAMES, max_size=4)),
+       wrap=st.booleans())
+def test_loader_on_mutated_index_files(golden_dir, tmp_path_factory, weight_map, wrap):
+    import shutil
+    from uniavgen_core.loading import INDEX_NAME
+    folder = tmp_path_factory.mktemp("index")
+    for f in golden_dir.iterdir():
+        if f.name.startswith("diffusion_pytorch_model") and f.suffix == ".safetensors":
+            (folder / f.name).symlink_to(f)
+    (folder / INDEX_NAME).write_text(json.dumps({"weight_map": weight_map} if wrap else weight_map))
+    outside = folder.parent / "outside.safetensors"
+    save_file({"x": torch.zeros(1)}, outside)
+    opened = []
+    import safetensors
+    real_open = safetensors.safe_open
+
+    def spy(path, *args, **kwargs):
+        opened.append(Path(path))
+        return real_open(path, *args, **kwargs)
+    import uniavgen_core.loading as loading
+    loading.safe_open, original = spy, loading.safe_open
+    try:
+        outcome(load_model, folder)
+    finally:
+        loading.safe_open = original
+    assert all(p.parent == folder for p in opened), opened          # nothing outside the model's folder

@@ -12,6 +12,7 @@ N_FFT = WIN = 1024
 N_MELS = 80
 F_MAX = 8000.0
 MEL_MEAN, MEL_STD = -5.1753, 2.1544
+MAX_SAMPLE = 1e3             # far above full scale; beyond it the power spectrum can overflow float32
 
 
 @functools.lru_cache(maxsize=8)
@@ -27,6 +28,13 @@ def log_mel(wave: torch.Tensor) -> torch.Tensor:
 
     Reflect-pad (n_fft - hop)/2 on both sides, STFT without centring, magnitude
     sqrt(re^2 + im^2 + 1e-9), Slaney mel filter, natural log clamped at 1e-5."""
+    if wave.dim() not in (1, 2):
+        raise ValueError(f"the mel front end takes a waveform [samples] or [batch, samples], got {tuple(wave.shape)}")
+    if wave.is_floating_point() and not bool(torch.isfinite(wave).all()):
+        raise ValueError("the waveform contains NaN or infinite samples")
+    if wave.numel() and float(wave.abs().max()) > MAX_SAMPLE:
+        raise ValueError(f"the waveform reaches {float(wave.abs().max()):.3g}; samples are expected within [-1, 1] "
+                         f"(at most {MAX_SAMPLE:g}): level the audio first (audio_input does)")
     single = wave.dim() == 1
     y = wave.float().reshape(1, -1) if single else wave.float()
     pad = (N_FFT - HOP) // 2
