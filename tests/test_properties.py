@@ -200,13 +200,13 @@ INDEX_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), s
                             max_leaves=8)
 
 
-@settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SHARD_NAMES = st.one_of(st.text(max_size=40), st.sampled_from([
     "../outside.safetensors", "./../outside.safetensors", "sub/../../outside.safetensors", "..\\outside.safetensors",
     "diffusion_pytorch_model-00001-of-00002.safetensors", "diffusion_pytorch_model-00002-of-00002.safetensors"]),
     st.builds(lambda p: str(p), st.just(Path("/tmp/outside.safetensors"))))
 
 
+@settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(weight_map=st.one_of(INDEX_VALUES, st.dictionaries(st.text(max_size=20), SHARD_NAMES, max_size=4)),
        wrap=st.booleans())
 def test_loader_on_mutated_index_files(golden_dir, tmp_path_factory, weight_map, wrap):
