@@ -11,7 +11,7 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.setup-stamp
 TORCH_PINS  := torch==2.11.0 torchaudio==2.11.0
-DEV_DEPS    := safetensors numpy transformers pypinyin jieba pytest hypothesis==6.140.2
+DEV_DEPS    := safetensors numpy transformers pypinyin jieba pytest hypothesis==6.140.2 ruff==0.14.6
 # the demo, the synthetic training data and the small model's training
 DEMO_DEPS   := espeakng-loader==0.2.4 av matplotlib tqdm
 PYTEST_ARGS ?=
@@ -31,6 +31,7 @@ $(STAMP): Makefile pyproject.toml requirements.txt | $(PY)
 	touch $@
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs tests $(PYTEST_ARGS)
 
 # The CUDA tests and the official-shape benchmark on a GPU machine, in at most 8 minutes

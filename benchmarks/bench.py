@@ -185,7 +185,8 @@ def table(rows, shape_name, device) -> str:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, " \
                                                                         f"{torch.get_num_threads()} threads)"
     lines = [f"### {datetime.date.today()} — {name}, shape `{shape_name}`", "",
-             "| mode | dtype | attention | step (cond+null) | compute | matmul rate | floor | step / floor | peak memory"
+             "| mode | dtype | attention | step (cond+null) | compute | matmul rate | floor | step / floor "
+             "| peak memory"
              + (" (GPU) |" if device.type == "cuda" else " (RSS) |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -39,7 +39,8 @@ class UniAVGenJoinClips:
         return {"required": {
             "images_1": ("IMAGE", {"tooltip": "Frames of the first clip (16 fps)."}),
             "audio_1": ("AUDIO", {"tooltip": "Audio of the first clip."}),
-            "images_2": ("IMAGE", {"tooltip": "Frames of the second clip, whose first frame is the first clip's last."}),
+            "images_2": ("IMAGE", {"tooltip": "Frames of the second clip, whose first frame is the first clip's "
+                                              "last."}),
             "audio_2": ("AUDIO", {"tooltip": "Audio of the second clip."}),
         }}
 

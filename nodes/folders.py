@@ -43,7 +43,8 @@ def roots(key: str) -> list[Path]:
 def _walk(keys) -> list[tuple[Path, Path, tuple[str, ...]]]:
     """(root, folder relative to root, file names) for every folder under the roots of `keys`.
 
-    Links are followed, except a link back to a folder above it (a loop). The result is cached until a listed folder's modification time changes
+    Links are followed, except a link back to a folder above it (a loop). The result is cached
+    until a listed folder's modification time changes
     (adding, removing or renaming a file or folder changes its folder's), so the node menus do
     not walk the model tree several times per request. A listing with a folder changed in the
     last seconds is not cached: a second change within the file system's timestamp granularity

@@ -39,7 +39,8 @@ class UniAVGenSampler:
             "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "tooltip":
                       "Timestep shift of the flow-matching schedule (release: 5)."}),
             "seed": ("INT", {"default": 2025, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                     "tooltip": "Noise seed; the noise is drawn on the CPU, so a seed gives the same clip on any GPU."}),
+                     "tooltip": "Noise seed; the noise is drawn on the CPU, so a seed gives the same clip on any "
+                                "GPU."}),
             "video_cfg": ("FLOAT", {"default": 3.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
                           "Guidance strength for the video (release: 3)."}),
             "audio_cfg": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":

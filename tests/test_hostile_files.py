@@ -32,8 +32,9 @@ def sharded_copy(golden_dir, dest):
     return dest
 
 
-@pytest.mark.parametrize("shard", ["../outside.safetensors", "/tmp/outside.safetensors", "sub/../../outside.safetensors",
-                                   "C:\\outside.safetensors", "..\\outside.safetensors", "model.bin", "a\x00.safetensors"])
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/tmp/outside.safetensors",
+                                   "sub/../../outside.safetensors", "C:\\outside.safetensors",
+                                   "..\\outside.safetensors", "model.bin", "a\x00.safetensors"])
 def test_index_cannot_point_outside_the_folder(golden_dir, tmp_path, shard):
     model = sharded_copy(golden_dir, tmp_path / "model")
     save_file({"x": torch.zeros(1)}, tmp_path / "outside.safetensors")      # a real file the index aims at

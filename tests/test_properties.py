@@ -210,7 +210,6 @@ SHARD_NAMES = st.one_of(st.text(max_size=40), st.sampled_from([
 @given(weight_map=st.one_of(INDEX_VALUES, st.dictionaries(st.text(max_size=20), SHARD_NAMES, max_size=4)),
        wrap=st.booleans())
 def test_loader_on_mutated_index_files(golden_dir, tmp_path_factory, weight_map, wrap):
-    import shutil
     from uniavgen_core.loading import INDEX_NAME
     folder = tmp_path_factory.mktemp("index")
     for f in golden_dir.iterdir():

@@ -38,7 +38,9 @@ def clip_digest(clip):
     h.update((clip.text + clip.ref_text + clip.caption).encode())
     return h.hexdigest()
 """
-exec(DIGEST)
+_namespace: dict = {}
+exec(DIGEST, _namespace)
+clip_digest = _namespace["clip_digest"]
 
 
 def test_clip_is_deterministic_within_and_across_processes(clips):
@@ -156,8 +158,9 @@ def test_blinks_close_the_eyes_every_few_seconds():
     assert (track > 0).sum() == 3 * len(peaks) and torch.all(track[peaks - 1] == 0.5)
     face = random_face(np.random.default_rng(1))
     frames = render(face, torch.zeros(2), torch.tensor([0.0, 1.0]))
-    t, l, b, r = _eye_box(face, 128)
-    assert (frames[0, t:b, l:r] > 0.95).all(-1).sum() > 20 and (frames[1, t:b, l:r] > 0.95).all(-1).sum() == 0
+    top, left, bottom, right = _eye_box(face, 128)
+    eyes = frames[:, top:bottom, left:right]
+    assert (eyes[0] > 0.95).all(-1).sum() > 20 and (eyes[1] > 0.95).all(-1).sum() == 0
 
 
 def test_caption_names_the_attributes():

@@ -194,7 +194,8 @@ def test_resume_refuses_another_model(tmp_path, grad_enabled):
 
 def test_config_file(tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('out = "run"\nseed = 7\n[dataset]\npath = "data/train.safetensors"\n[model]\ndim = 64\nnum_heads = 2\n'
+    path.write_text('out = "run"\nseed = 7\n[dataset]\npath = "data/train.safetensors"\n'
+                    '[model]\ndim = 64\nnum_heads = 2\n'
                     'audio_dim = 64\naudio_num_heads = 2\n[optim]\nsteps = 5\n[mix]\ntext_dropout = 0.2\n')
     cfg = TrainConfig.from_toml(path)
     assert cfg.seed == 7 and cfg.model.dim == 64 and cfg.optim.steps == 5 and cfg.mix.text_dropout == 0.2

@@ -154,7 +154,7 @@ def _place(nodes: dict, members: dict, depth: dict, x0: float, y0: float) -> dic
     """Lay out each stage's nodes in columns (one per depth inside the stage), stages left to right
     starting at (x0, y0); returns the groups' bounding boxes."""
     groups, x = {}, x0
-    for stage, ids in members.items():
+    for title, ids in members.items():
         columns = {}
         for n in sorted(ids, key=lambda n: (depth[n], n)):
             columns.setdefault(depth[n], []).append(n)
@@ -166,7 +166,7 @@ def _place(nodes: dict, members: dict, depth: dict, x0: float, y0: float) -> dic
                 cy += nodes[n]["size"][1] + GAP
             bottom = max(bottom, cy - GAP)
             cx += max(nodes[n]["size"][0] for n in col) + GAP
-        groups[stage] = [x, y0, cx - GAP + GROUP_PAD - x, bottom + GROUP_PAD - y0]
+        groups[title] = [x, y0, cx - GAP + GROUP_PAD - x, bottom + GROUP_PAD - y0]
         x = cx - GAP + GROUP_PAD + GAP
     return groups
 

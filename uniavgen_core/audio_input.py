@@ -28,10 +28,6 @@ class PreparedAudio:
     wave: torch.Tensor                                   # [N] float32, 24 kHz, mono
     messages: list[str] = field(default_factory=list)    # what was done to it, for the user
 
-    @property
-    def seconds(self) -> float:
-        return self.wave.shape[-1] / SAMPLE_RATE
-
 
 def to_mono_24k(audio, what: str = "audio", item: int = 0) -> tuple[torch.Tensor, list[str]]:
     """One item of an AUDIO dict as a float32 24 kHz mono waveform [N] (channels averaged)."""

@@ -59,7 +59,7 @@ class BlockSwap:
         return total - self.host_bytes
 
     def next_after(self, layer: int) -> int | None:
-        return next((l for l in self.layers if l > layer), None)
+        return next((i for i in self.layers if i > layer), None)
 
     def prefetch(self, layer: int | None) -> None:
         if layer is None or layer not in self.host or layer in self.ready:

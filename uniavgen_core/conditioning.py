@@ -90,7 +90,8 @@ class ConditionBatch:
         as_f = dict(device=device, dtype=dtype)
         mel = lambda m, n: _pad_to(m.to(**as_f) if m is not None else torch.zeros(0, 80, **as_f), n, 0)
         return cls(
-            speech_ids=torch.stack([_pad_to(c.speech_ids.reshape(-1).to(device, torch.long), lt, 0, -1) for c in conds]),
+            speech_ids=torch.stack([_pad_to(c.speech_ids.reshape(-1).to(device, torch.long), lt, 0, -1)
+                                    for c in conds]),
             speech_lens=tuple(c.speech_ids.shape[-1] for c in conds),
             caption=torch.stack([_pad_to(c.caption.to(**as_f), text_len, 0) for c in conds]),
             caption_lens=tuple(c.caption.shape[0] for c in conds),

@@ -7,14 +7,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-# Fields of the official diffusers `config.json` that map 1:1 onto ours.
-_OFFICIAL_JSON_FIELDS = (
-    "patch_size", "text_len", "in_dim", "in_audio_dim", "dim", "ffn_dim", "audio_dim",
-    "audio_ffn_dim", "freq_dim", "text_dim", "out_dim", "out_dim_audio", "num_heads",
-    "audio_num_heads", "num_layers", "window_size", "qk_norm", "cross_attn_norm", "eps",
-)
-
-
 MAX_LAYERS = 256              # far above any released model; bounds what a corrupt file can make us build
 MAX_WIDTH = 1 << 20
 _MAY_BE_ZERO = {"speech_conv_layers"}

@@ -294,7 +294,7 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
     `config`, else from the file (see inspect_checkpoint). Every tensor is checked as it is read.
     """
     ckpt = inspect_checkpoint(path, config, ops)
-    files, prefix, shapes, scaled, source = ckpt.files, ckpt.prefix, ckpt.shapes, ckpt.scaled, ckpt.source
+    shapes, scaled, source = ckpt.shapes, ckpt.scaled, ckpt.source
     with torch.device("meta"):
         model = UniAVGenModel(ckpt.config, ops=ops)
     keep_fp8 = dtype is None

@@ -49,7 +49,8 @@ _DIFFUSERS_WAN = [
 _WAN_CAPTION = [(r"^text_embedding\.([02])$", r"text_embedding_video.\1")]
 
 _FAMILIES = [
-    (r"(^|_|\.)(down_blocks|up_blocks|mid_block|input_blocks|output_blocks)[._]|^lora_te\d?_", "a Stable Diffusion LoRA"),
+    (r"(^|_|\.)(down_blocks|up_blocks|mid_block|input_blocks|output_blocks)[._]|^lora_te\d?_",
+     "a Stable Diffusion LoRA"),
     (r"(^|_|\.)(double_blocks|single_blocks|single_transformer_blocks)[._]", "a Flux or HunyuanVideo LoRA"),
     (r"(^|_|\.)transformer_blocks[._]\d+[._]attn[._]add_", "an SD3 or LTX-Video style LoRA"),
 ]

@@ -293,7 +293,8 @@ class UniAVGenModel(nn.Module):
         if frames < 2:
             raise ValueError(f"{frames} latent frame(s): UniAVGen needs at least 2 (5 video frames)")
         if audio.dim() != 3 or audio.shape[0] != b or audio.shape[2] != cfg.in_audio_dim or audio.shape[1] < 1:
-            raise ValueError(f"audio must be [batch={b}, mel frames >= 1, {cfg.in_audio_dim}], got {tuple(audio.shape)}")
+            raise ValueError(f"audio must be [batch={b}, mel frames >= 1, {cfg.in_audio_dim}], "
+                             f"got {tuple(audio.shape)}")
         if len(cond) != b or len(switches.a2v) != b:
             raise ValueError(f"batch of {b} latents but {len(cond)} conditions and {len(switches.a2v)} switch sets")
         if cond.cond_latent.shape[2:] != video.shape[2:] or cond.cond_mel.shape[1] != audio.shape[1]:

@@ -42,7 +42,8 @@ def wan22_vae(path):
 
 MARKER = ".uniavgen-host-test"
 EXAMPLE_INPUTS = ("uniavgen_face.png", "uniavgen_voice.wav", "uniavgen_speech.wav", "uniavgen_clip.mp4")
-DIT, VOCODER, VAE = "UniAVGen_test_tiny", "uniavgen_test_tiny_loud_bigvgan", "uniavgen_test_random_wan22_vae.safetensors"
+DIT, VOCODER = "UniAVGen_test_tiny", "uniavgen_test_tiny_loud_bigvgan"
+VAE = "uniavgen_test_random_wan22_vae.safetensors"
 MERGED, FP8 = "UniAVGen_test_tiny_lora_merged.safetensors", "UniAVGen_test_tiny_fp8.safetensors"
 LORA, LORA_STRENGTH = "uniavgen_test_tiny_lora.safetensors", 0.8
 LORA_LAYERS = {                     # LoRA layer name -> the tiny DiT's layer

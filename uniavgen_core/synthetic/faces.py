@@ -267,10 +267,10 @@ def render(face: Face, openness: torch.Tensor, blink: torch.Tensor, size: int | 
     frames = base.expand(openness.shape[0], size, size, 3).contiguous()
     # the eye and mouth boxes are disjoint; each distinct value of a track is drawn once
     for box, draw, track in ((_eye_box(face, size), _eyes, blink), (mouth_box(face, size), _mouth, openness)):
-        t, l, b, r = box
+        top, left, bottom, right = box
         values, index = torch.unique(track, return_inverse=True)
-        patches = draw(face, base[t:b, l:r].expand(len(values), b - t, r - l, 3), box, values, scale)
-        frames[:, t:b, l:r] = patches[index]
+        region = base[top:bottom, left:right].expand(len(values), bottom - top, right - left, 3)
+        frames[:, top:bottom, left:right] = draw(face, region, box, values, scale)[index]
     return frames.clamp_(0, 1)
 
 

@@ -47,7 +47,8 @@ def make(out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.synthetic.samples", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.synthetic.samples",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).resolve().parents[2] / "example_inputs")
     args = parser.parse_args(argv)
     for path in make(args.out):

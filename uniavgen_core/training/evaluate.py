@@ -77,7 +77,8 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
         return summary_dict(null_scores(pairs, window))
 
     def differences(a, b):
-        return {field: dataclasses.asdict(lipsync.paired_difference(a, b, field=field)) for field in ("r0", "confidence")}
+        return {field: dataclasses.asdict(lipsync.paired_difference(a, b, field=field))
+                for field in ("r0", "confidence")}
 
     def plain(pairs, with_null=True):
         out = {"summary": summary_dict(score_pairs(pairs, 0))}
@@ -96,8 +97,8 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
                "ceiling": summary_dict(score_pairs(real)),
                "ceiling_codec": summary_dict(score_pairs(through_codec)),
                "null_real": null(real),
-               "plain": {"ceiling": plain(real, False)["summary"], "ceiling_codec": plain(through_codec, False)["summary"],
-                         "null_real": null(real, 0)},
+               "plain": {"ceiling": plain(real, False)["summary"],
+                         "ceiling_codec": plain(through_codec, False)["summary"], "null_real": null(real, 0)},
                "tasks": {}}
     variants = {"default": params}
     if ablations:

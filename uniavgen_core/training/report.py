@@ -57,7 +57,8 @@ def plot(records: list[dict], out: str | Path, window: int = 50) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.training.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.training.report",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("out")
     args = parser.parse_args(argv)
