@@ -241,3 +241,11 @@ def test_vocoder_loads_strictly(tmp_path, damage):
     expect = {"nan": "NaN or infinite", "truncated": "damaged or incomplete"}.get(damage, "does not match")
     with pytest.raises(VocoderError, match=expect):
         Vocoder.from_folder(folder)
+
+
+@pytest.mark.parametrize("stored", ["[]", "3", "null", '"text"', "{", '{"dim": "wide"}', '{"num_layers": 100000}'])
+def test_invalid_embedded_configuration_is_named(tiny_state, tmp_path, stored):
+    path = tmp_path / "model.safetensors"
+    save_file(tiny_state, path, metadata={"uniavgen_config": stored})
+    with pytest.raises(CheckpointError, match="configuration stored in the file is invalid"):
+        load_model(path)

@@ -138,7 +138,10 @@ def embedded_config(metadata: dict, source: str) -> UniAVGenConfig:
     """The complete configuration a single-file checkpoint carries (written by our converter and
     trainer): it holds what tensor shapes cannot tell, such as head counts and the A2V window."""
     try:
-        return UniAVGenConfig.from_dict(json.loads(metadata["uniavgen_config"]))
+        values = json.loads(metadata["uniavgen_config"])
+        if not isinstance(values, dict):
+            raise ValueError(f"a JSON object was expected, got {type(values).__name__}")
+        return UniAVGenConfig.from_dict(values)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{source}: the configuration stored in the file is invalid ({err})") from None
 
