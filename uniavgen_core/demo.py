@@ -23,6 +23,7 @@ from . import lipsync
 from .mel import SAMPLE_RATE
 from .mini import MINI_SAMPLING, MiniPipeline
 from .sampler import Task
+from .timing import FPS
 
 PACK = Path(__file__).resolve().parents[1]
 MODEL = PACK / "models_builtin" / "uniavgen" / "UniAVGen-mini.safetensors"
@@ -50,7 +51,7 @@ def check_text(pipe: MiniPipeline, text: str) -> str:
     return cleaned
 
 
-def write_mp4(path: Path, frames: torch.Tensor, wave: torch.Tensor, fps: int = 16, scale: int = DISPLAY_SCALE):
+def write_mp4(path: Path, frames: torch.Tensor, wave: torch.Tensor, fps: int = FPS, scale: int = DISPLAY_SCALE):
     """h264 video + AAC audio at 24 kHz."""
     import av
     import numpy as np

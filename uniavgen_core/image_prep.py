@@ -8,9 +8,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .timing import FPS
+
 ALIGN = 32                   # VAE x16, then 2x2 patches
 OFFICIAL_SHORT_SIDE = 736    # ceil(720 / 32) * 32 in the release
-TARGET_FPS = 16
+TARGET_FPS = FPS
 
 
 def _check_size(height: int, width: int) -> None:

@@ -31,6 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .timing import FPS
+
 LOW_BAND_HZ = (100.0, 1000.0)
 MOUTH_MIN_STD = 2e-3   # openness units (darkness 0..1 or fraction of pixels)
 AUDIO_MIN_STD = 0.5    # dB; audio_envelope of silence is exactly flat
@@ -50,7 +52,7 @@ def _numpy(x) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------- audio
 
 
-def audio_envelope(wave, sample_rate: int, frames: int, fps: float = 16, band: tuple[float, float] = LOW_BAND_HZ,
+def audio_envelope(wave, sample_rate: int, frames: int, fps: float = FPS, band: tuple[float, float] = LOW_BAND_HZ,
                    window_frames: float = 2.0, floor_db: float = 50.0) -> np.ndarray:
     """Per-frame log energy (dB) of the audio's low band: [frames] float64.
 
@@ -220,7 +222,7 @@ def sync_score(mouth, envelope, max_offset: int = 4, mouth_min_std: float = MOUT
                      confidence=float(r[best] - np.median(r)), frozen=False)
 
 
-def score_clip(frames, box, wave, sample_rate: int, fps: float = 16, max_offset: int = 4,
+def score_clip(frames, box, wave, sample_rate: int, fps: float = FPS, max_offset: int = 4,
                method: str = "darkness", detrend_frames: int = DETREND_FRAMES) -> SyncScore:
     """sync_score of one clip straight from its frames, mouth box and waveform."""
     mouth = mouth_openness(frames, box, method)

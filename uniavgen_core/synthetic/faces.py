@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..timing import FPS
+
 Colour = tuple[float, float, float]
 
 # name -> RGB; `_named` jitters them slightly so the name stays right
@@ -295,7 +297,7 @@ def _a(words: str) -> str:
     return ("an " if words[0] in "aeiou" else "a ") + words
 
 
-def blinks(rng: np.random.Generator, frames: int, fps: int = 16) -> torch.Tensor:
+def blinks(rng: np.random.Generator, frames: int, fps: int = FPS) -> torch.Tensor:
     """Eye closure [frames] in [0, 1]: three-frame blinks (half, fully, half closed) 2-5 s apart, the
     first within 3 s."""
     track = np.zeros(frames + 2, np.float32)        # one spare frame either side

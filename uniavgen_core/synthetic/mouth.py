@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..mel import SAMPLE_RATE
+from ..timing import FPS
 
 LOW_BAND = (100.0, 1000.0)     # Hz: voiced speech energy, mostly the first formant
 FLOOR = 1e-7                   # power floor of the log energy (digital silence)
@@ -20,7 +21,7 @@ def _window(length: int) -> torch.Tensor:
     return torch.hann_window(length, periodic=False)
 
 
-def lowband_log_energy(wave: torch.Tensor, frames: int, fps: int = 16,
+def lowband_log_energy(wave: torch.Tensor, frames: int, fps: int = FPS,
                        sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """[frames] natural log of the mean 100-1000 Hz power per video frame.
 
@@ -41,7 +42,7 @@ def is_closure(phoneme: str) -> bool:
     return phoneme[:1] in ("m", "b", "p")
 
 
-def closed_frames(phonemes: list[tuple[str, float]], frames: int, fps: int = 16,
+def closed_frames(phonemes: list[tuple[str, float]], frames: int, fps: int = FPS,
                   end: float | None = None) -> torch.Tensor:
     """[frames] bool: frames during an m, b or p (those whose centre lies inside one, and the frame holding
     its midpoint). A phoneme lasts until the next one starts, the last one until `end` seconds."""
@@ -58,7 +59,7 @@ def closed_frames(phonemes: list[tuple[str, float]], frames: int, fps: int = 16,
     return closed
 
 
-def mouth_track(wave: torch.Tensor, phonemes: list[tuple[str, float]], frames: int, fps: int = 16) -> torch.Tensor:
+def mouth_track(wave: torch.Tensor, phonemes: list[tuple[str, float]], frames: int, fps: int = FPS) -> torch.Tensor:
     """Openness [frames] in [0, 1] for a 24 kHz wave: the low-band log energy, lightly smoothed, mapped
     linearly from SPAN + HEADROOM nats below the clip's loudest frame (closed) to HEADROOM below it
     (open); zero during m, b and p (phoneme times in seconds from the wave's start)."""
