@@ -64,14 +64,8 @@ def meta_model(config, fp8: bool) -> UniAVGenModel:
 
 def layer_bytes(model: UniAVGenModel) -> list[int]:
     """Bytes of each layer pair as block swap moves it (both blocks and their interaction blocks)."""
-    inter = {layer: i for i, layer in enumerate(model.config.interaction_layers)}
-    sizes = []
-    for layer in range(model.config.num_layers):
-        modules = [model.blocks[layer], model.audio_blocks[layer]]
-        if layer in inter:
-            modules += [model.a2v_blocks[inter[layer]], model.v2a_blocks[inter[layer]]]
-        sizes.append(sum(t.nbytes for m in modules for t in list(m.parameters()) + list(m.buffers())))
-    return sizes
+    return [sum(t.nbytes for m in model.layer_pair(layer) for t in list(m.parameters()) + list(m.buffers()))
+            for layer in range(model.config.num_layers)]
 
 
 def estimate(shape: dict, mode: str) -> dict:

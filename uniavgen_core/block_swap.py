@@ -27,14 +27,11 @@ class BlockSwap:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
-        inter = {layer: i for i, layer in enumerate(cfg.interaction_layers)}
         self.layers = list(range(cfg.num_layers - count, cfg.num_layers))
         self.host: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.pinned_modules: list[torch.nn.Module] = []
         for layer in self.layers:
-            modules = [model.blocks[layer], model.audio_blocks[layer]]
-            if layer in inter:
-                modules += [model.a2v_blocks[inter[layer]], model.v2a_blocks[inter[layer]]]
+            modules = model.layer_pair(layer)
             tensors = [t for m in modules for t in list(m.parameters()) + list(m.buffers())]
             for sub in (s for m in modules for s in m.modules()):
                 sub._apply = types.MethodType(_stay, sub)

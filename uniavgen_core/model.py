@@ -148,6 +148,17 @@ class UniAVGenModel(nn.Module):
                                         for _ in range(n_inter))
         self.head = ModulatedHead(d, cfg.out_dim * int(np.prod(cfg.patch_size)), cfg.eps, ops)
         self.head_audio = ModulatedHead(da, cfg.out_dim_audio, cfg.eps, ops)
+        # layer -> index of the interaction blocks that follow it (docs/MODEL.md §1.4)
+        self.interaction_index = {layer: i for i, layer in enumerate(cfg.interaction_layers)}
+
+    def layer_pair(self, layer: int) -> list[nn.Module]:
+        """The modules of layer pair `layer`: the video and audio blocks and, after an interaction layer, its
+        A2V and V2A blocks. The unit the forward runs, block swap streams and the memory estimate counts."""
+        modules = [self.blocks[layer], self.audio_blocks[layer]]
+        k = self.interaction_index.get(layer)
+        if k is not None:
+            modules += [self.a2v_blocks[k], self.v2a_blocks[k]]
+        return modules
 
     def set_block_swap(self, count: int, device) -> None:
         """Keep the weights of the last `count` layer pairs on the CPU, streamed to `device` per
@@ -236,7 +247,6 @@ class UniAVGenModel(nn.Module):
         gain_a = (is_cond_a.logical_not() & v2a_on[:, None, None]).to(dtype)                          # [B, S, 1]
         a2v_needed = any(a and vc < frames for a, vc in zip(switches.a2v, cond.video_cond))
         v2a_needed = any(v and ac < n_audio for v, ac in zip(switches.v2a, cond.audio_cond))
-        inter_index = {layer: i for i, layer in enumerate(cfg.interaction_layers)}
         masks = []
         skipped = {layer: [0 < s == layer for s in switches.skip_layer] for layer in set(switches.skip_layer)}
 
@@ -249,7 +259,7 @@ class UniAVGenModel(nn.Module):
                 self.block_swap.acquire(layer)
             xa = self.audio_blocks[layer](xa, e0_a, a_rope, layout.key_mask, speech, (a_rope, s_rope), speech_valid)
             xv = self.blocks[layer](xv, e0_v, v_rope, None, caption, None, caption_bias)
-            k = inter_index.get(layer)
+            k = self.interaction_index.get(layer)
             if k is not None and (a2v_needed or v2a_needed or capture_masks):
                 # both directions read the post-block states of this layer (docs/MODEL.md §3.7)
                 v_tgt, a_tgt = xv[:, n:], layout.target(xa)
