@@ -160,7 +160,8 @@ class UniAVGenVocoderLoader:
         if vocoder is None or vocoder in cls.choices():
             return True
         return (f"vocoder {vocoder!r} is not in models/uniavgen: put the release's code2wav_bigvgan_model folder "
-                f"(config.json + .safetensors) there and refresh, or choose '{GRIFFIN_LIM}'")
+                f"(config.json + .safetensors) in models/uniavgen/UniAVGen/, where the README's download command "
+                f"puts it, or anywhere under models/uniavgen; refresh and pick it, or choose '{GRIFFIN_LIM}'")
 
     def load(self, vocoder, precision):
         if vocoder == GRIFFIN_LIM:

@@ -32,9 +32,10 @@ class UniAVGenSampler:
                          "encoder (CLIPLoader, type wan)."}),
             "negative": ("CONDITIONING", {"tooltip": "Negative description; the release uses an empty prompt."}),
             "task": (TASKS, {"default": "auto", "tooltip": "auto picks the task from the connected inputs."}),
-            "duration_seconds": ("FLOAT", {"default": 5.0625, "min": 0.3125, "max": 30.0, "step": 0.0625,
-                                 "tooltip": "Length of the clip (rounded to 4k+1 frames at 16 fps). The release "
-                                 "was trained on 5.0625 s. Ignored for dubbing, which follows the video."}),
+            "duration_seconds": ("FLOAT", {"default": 5.0625, "min": 0.3125, "max": float(timing.MAX_SECONDS),
+                                 "step": 0.0625, "tooltip": "Length of the clip (rounded to 4k+1 frames at 16 fps). "
+                                 "The release was trained on 5.0625 s. Dubbing (V2A) follows the video: a shorter "
+                                 "duration dubs only its start."}),
             "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "Denoising steps (release: 50)."}),
             "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "tooltip":
                       "Timestep shift of the flow-matching schedule (release: 5)."}),

@@ -4,7 +4,7 @@
 A graph is {id: (class_type, {input: value or (source_id, output_index)})}."""
 
 DIT = "UniAVGen/"
-VOCODER = "code2wav_bigvgan_model/"
+VOCODER = "UniAVGen/code2wav_bigvgan_model/"    # where the download command puts it
 VAE = "wan2.2_vae.safetensors"
 UMT5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 DOWNLOADS = {DIT, VOCODER, VAE, UMT5}         # model files the user downloads (README); the pack ships the rest
@@ -151,7 +151,7 @@ WORKFLOWS = {
 # Node titles where the class name alone would be ambiguous (two text encoders) or says too little.
 TITLES = {
     "CLIPTextEncode": {5: "Caption: what the video shows", 6: "Negative caption"},
-    "UniAVGenCaptionEncode": {5: "Caption: what the video shows", 6: "Negative caption"},
+    "UniAVGenCaptionEncode": {5: "Caption (from the synthetic face)", 6: "Negative caption"},
     "CreateVideo": {17: "Face mask video (with the speech)"},
     "SaveVideo": {18: "Save the face mask video"},
 }
@@ -180,9 +180,9 @@ def stage(workflow: str, node_id: int, cls: str) -> str:
 _REAL_DOWNLOADS = """**Downloads** (once; details in the pack's README, "First run"):
 
 ```
-hf download MCG-NJU/UniAVGen --include "diffusion_pytorch_model*" config.json vocab.txt "code2wav_bigvgan_model/*" --local-dir models/uniavgen/UniAVGen
+hf download MCG-NJU/UniAVGen --include "diffusion_pytorch_model*" --include config.json --include vocab.txt --include "code2wav_bigvgan_model/*" --local-dir models/uniavgen/UniAVGen
 ```
-then pick `UniAVGen/` in the Model Loader and `UniAVGen/code2wav_bigvgan_model/` in the Vocoder Loader.
+The loaders already name `UniAVGen/` and `UniAVGen/code2wav_bigvgan_model/`, where this puts them.
 The VAE and the text encoder are ComfyUI's Wan 2.2 files: the missing-models dialog offers them.
 
 Messages (unknown characters, trimming, which task ran) appear on the nodes after a run."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 FPS = 16
 MEL_RATE = 100               # mel frames per second (24 kHz / hop 240)
 TEMPORAL_STRIDE = 4          # Wan2.2 VAE: latent frame i >= 1 covers 4 video frames
-MAX_SECONDS = 60             # longest clip generated at once (the release is trained on 5 s; chain clips beyond)
+MAX_SECONDS = 30             # longest clip generated at once (the release is trained on 5 s; chain clips beyond)
 
 
 def latent_frames(video_frames: int) -> int:
