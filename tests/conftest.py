@@ -34,6 +34,18 @@ def no_grad():
 
 
 @pytest.fixture(scope="session")
+def tiny_state(golden_dir) -> dict:
+    """The tiny golden model's tensors as one state dict (tests copy before changing them)."""
+    from safetensors.torch import load_file
+
+    from uniavgen_core.loading import checkpoint_files
+    state = {}
+    for f in checkpoint_files(golden_dir)[0]:
+        state.update(load_file(f))
+    return state
+
+
+@pytest.fixture(scope="session")
 def tiny_model(golden_dir):
     from uniavgen_core.loading import load_model
     return load_model(golden_dir, dtype=torch.float32)

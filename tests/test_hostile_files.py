@@ -13,15 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import REPO
 from uniavgen_core.convert import ConversionError, convert
-from uniavgen_core.loading import INDEX_NAME, CheckpointError, TensorReader, checkpoint_files, load_model
-
-
-@pytest.fixture(scope="module")
-def tiny_state(golden_dir):
-    state = {}
-    for f in checkpoint_files(golden_dir)[0]:
-        state.update(load_file(f))
-    return state
+from uniavgen_core.loading import INDEX_NAME, CheckpointError, TensorReader, load_model
 
 
 def sharded_copy(golden_dir, dest):

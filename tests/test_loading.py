@@ -5,21 +5,13 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from conftest import REPO
 from helpers import random_request
 from uniavgen_core.config import UniAVGenConfig
-from uniavgen_core.loading import CheckpointError, _meta_shapes, checkpoint_files, load_model
+from uniavgen_core.loading import CheckpointError, _meta_shapes, load_model
 from uniavgen_core.sampler import SamplingParams, Task, sample
-
-
-@pytest.fixture(scope="module")
-def tiny_state(golden_dir):
-    state = {}
-    for f in checkpoint_files(golden_dir)[0]:
-        state.update(load_file(f))
-    return state
 
 
 def write(tmp_path, state, name="model.safetensors"):
