@@ -70,7 +70,7 @@ class UniAVGenSampler:
                 raise JobError(f"the audio connected to '{name}' was encoded as '{value.role}'; set the Audio "
                                f"Encode node's role to '{role}'")
         params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
-                                macfg_prop=macfg_fraction, slg_layer=slg_layer)     # checked before any work
+                                macfg_fraction=macfg_fraction, slg_layer=slg_layer)     # checked before any work
         chosen = choose_task(task, voice is not None, driving_audio is not None, driving_video is not None)
         messages = [f"task: {chosen.name}"]
         if chosen == Task.V2A:

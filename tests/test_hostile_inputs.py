@@ -80,7 +80,7 @@ from uniavgen_core.sampler import SamplingParams, Task, sample  # noqa: E402
 TWO = SamplingParams(steps=2)
 
 
-@pytest.mark.parametrize("field", ["shift", "video_cfg", "audio_cfg", "macfg_prop"])
+@pytest.mark.parametrize("field", ["shift", "video_cfg", "audio_cfg", "macfg_fraction"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "3", None])
 def test_sampling_settings_must_be_finite_numbers(field, value):
     with pytest.raises(ValueError, match=field):

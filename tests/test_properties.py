@@ -185,12 +185,12 @@ def test_mel_front_end(samples, batch, poison, scale):
 @FAST
 @given(values=st.fixed_dictionaries({k: st.one_of(st.floats(allow_nan=True, allow_infinity=True),
                                                    st.integers(-3, 10 ** 6), st.text(max_size=3), st.none())
-                                     for k in ("shift", "video_cfg", "audio_cfg", "macfg_prop", "steps")}))
+                                     for k in ("shift", "video_cfg", "audio_cfg", "macfg_fraction", "steps")}))
 def test_sampling_settings(values):
     from uniavgen_core.sampler import SamplingParams
     params = outcome(SamplingParams, **values)
     if params is not None:
-        assert all(math.isfinite(getattr(params, k)) for k in ("shift", "video_cfg", "audio_cfg", "macfg_prop"))
+        assert all(math.isfinite(getattr(params, k)) for k in ("shift", "video_cfg", "audio_cfg", "macfg_fraction"))
         assert 1 <= params.steps <= 1000 and params.shift > 0
 
 

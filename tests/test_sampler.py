@@ -33,7 +33,7 @@ def test_float32_schedule_any_step_count():
     (Task.V2A, (False, True), (False, True)),
 ])
 def test_released_switch_table(task, cond, late_null):
-    params = SamplingParams(steps=10, macfg_prop=0.5, slg_layer=11)
+    params = SamplingParams(steps=10, macfg_fraction=0.5, slg_layer=11)
     for step in range(10):
         c, u = pass_switches(task, step, params)
         assert (c.a2v[0], c.v2a[0], c.skip_layer[0]) == (*cond, -1)
@@ -47,12 +47,12 @@ def test_ravg_cond_v2a_option():
 
 
 def test_macfg_fraction_rounds_down_like_the_release():
-    params = SamplingParams(steps=7, macfg_prop=0.3)            # int(2.1) = 2 interaction-free steps
+    params = SamplingParams(steps=7, macfg_fraction=0.3)            # int(2.1) = 2 interaction-free steps
     off = [not pass_switches(Task.AVG, i, params)[1].a2v[0] for i in range(7)]
     assert off == [True, True] + [False] * 5
 
 
-PARAMS = SamplingParams(steps=3, macfg_prop=0.34, slg_layer=5)
+PARAMS = SamplingParams(steps=3, macfg_fraction=0.34, slg_layer=5)
 
 
 def test_batched_cfg_equals_two_passes(tiny_model):

@@ -191,7 +191,7 @@ def test_mini_demo_samples_like_make_demo():
     assert (settings["steps"], settings["shift"], settings["video_cfg"], settings["audio_cfg"],
             settings["macfg_fraction"], settings["slg_layer"]) == (
         MINI_SAMPLING.steps, MINI_SAMPLING.shift, MINI_SAMPLING.video_cfg, MINI_SAMPLING.audio_cfg,
-        MINI_SAMPLING.macfg_prop, MINI_SAMPLING.slg_layer)
+        MINI_SAMPLING.macfg_fraction, MINI_SAMPLING.slg_layer)
 
 
 @pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)

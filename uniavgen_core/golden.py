@@ -59,14 +59,14 @@ def case_request(case: dict, inputs: dict) -> Request:
 
 def case_params(case: dict) -> SamplingParams:
     return SamplingParams(steps=case["steps"], shift=case["shift"], video_cfg=case["video_cfg"],
-                          audio_cfg=case["audio_cfg"], macfg_prop=case["macfg_prop"], slg_layer=case["slg_layer"])
+                          audio_cfg=case["audio_cfg"], macfg_fraction=case["macfg_prop"], slg_layer=case["slg_layer"])
 
 
 def forward_passes(model, request: Request, params: SamplingParams, noise) -> dict:
     """The three single evaluations at t = 700 on the initial noise, as one batch of three."""
     cond_sw, _ = pass_switches(request.task, 0, params)
-    _, null_macfg = pass_switches(request.task, 0, replace(params, macfg_prop=1.0))
-    _, null_plain = pass_switches(request.task, 0, replace(params, macfg_prop=0.0))
+    _, null_macfg = pass_switches(request.task, 0, replace(params, macfg_fraction=1.0))
+    _, null_plain = pass_switches(request.task, 0, replace(params, macfg_fraction=0.0))
     stack = lambda c: ConditionBatch.stack([c], request.latent_frames, request.mel_frames, model.config.text_len,
                                            noise[0].device, model.compute_dtype)
     batch = ConditionBatch.cat([stack(request.condition), stack(request.null_condition),

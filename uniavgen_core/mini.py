@@ -26,7 +26,7 @@ from .sampler import SamplingParams, Task, sample
 from .speech_tokenizer import SpeechTokenizer
 
 # What the shipped small model was tuned with (see docs/mini_model.md).
-MINI_SAMPLING = SamplingParams(steps=16, shift=5.0, video_cfg=3.0, audio_cfg=4.0, macfg_prop=0.5, slg_layer=-1)
+MINI_SAMPLING = SamplingParams(steps=16, shift=5.0, video_cfg=3.0, audio_cfg=4.0, macfg_fraction=0.5, slg_layer=-1)
 
 
 @dataclass

@@ -31,7 +31,7 @@ class SamplingParams:
     shift: float = 5.0
     video_cfg: float = 3.0
     audio_cfg: float = 2.0
-    macfg_prop: float = 0.5     # fraction of steps whose unconditional pass has both interactions off
+    macfg_fraction: float = 0.5     # fraction of steps whose unconditional pass has both interactions off
     slg_layer: int = 11         # layer pair skipped in the unconditional pass; <= 0 turns it off
     # The release turns V2A off in RAVG's conditional pass only (docs/MODEL.md §8.1), so late
     # guidance pushes the audio away from the video. False reproduces the release; True keeps V2A
@@ -42,14 +42,14 @@ class SamplingParams:
     schedule_dtype: torch.dtype | None = None   # None: the model's compute dtype, as released
 
     def __post_init__(self):
-        for name in ("shift", "video_cfg", "audio_cfg", "macfg_prop"):
+        for name in ("shift", "video_cfg", "audio_cfg", "macfg_fraction"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {self.steps!r}")
-        if not 0.0 <= self.macfg_prop <= 1.0:
-            raise ValueError(f"macfg_prop must be within [0, 1], got {self.macfg_prop}")
+        if not 0.0 <= self.macfg_fraction <= 1.0:
+            raise ValueError(f"macfg_fraction must be within [0, 1], got {self.macfg_fraction}")
         if self.shift <= 0:
             raise ValueError(f"shift must be > 0, got {self.shift}")
 
@@ -106,7 +106,7 @@ def pass_switches(task: Task, step: int, params: SamplingParams) -> tuple[Switch
     v2a_cond = on and (task in (Task.AVG, Task.V2A) or (task == Task.RAVG and params.ravg_cond_v2a))
     v2a_null = task != Task.A2V and on
     cond = Switches((a2v,), (v2a_cond,), (-1,))
-    if step < int(params.macfg_prop * params.steps):       # MA-CFG: interaction-free null pass
+    if step < int(params.macfg_fraction * params.steps):       # MA-CFG: interaction-free null pass
         null = Switches((False,), (False,), (params.slg_layer,))
     else:
         null = Switches((a2v,), (v2a_null,), (params.slg_layer,))

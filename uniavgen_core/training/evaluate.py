@@ -103,8 +103,8 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
     variants = {"default": params}
     if ablations:
         variants.update({"interactions_off": dataclasses.replace(params, interactions=False),
-                         "macfg_0": dataclasses.replace(params, macfg_prop=0.0),
-                         "macfg_1": dataclasses.replace(params, macfg_prop=1.0)})
+                         "macfg_0": dataclasses.replace(params, macfg_fraction=0.0),
+                         "macfg_1": dataclasses.replace(params, macfg_fraction=1.0)})
     for name, task in TASKS.items():
         per_variant = {}
         for variant, p in variants.items():
