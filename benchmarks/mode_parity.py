@@ -42,8 +42,8 @@ def errors(model, cases: list, expected: dict, device: torch.device) -> dict[str
         request = case_request(case, inputs)
         result = sample(model, [request], case_params(case), noise=(inputs["noise_video"], inputs["noise_audio"]),
                         device=device)
-        generated = {"video": request.condition.video_cond < request.latent_frames,
-                     "audio": request.condition.audio_cond < request.mel_frames}
+        generated = {"video": request.condition.video_cond_frames < request.latent_frames,
+                     "audio": request.condition.audio_cond_frames < request.mel_frames}
         for key, ours in (("video", result.video), ("audio", result.audio)):
             if generated[key]:
                 ref = expected[f"{name}.out.{key}"]

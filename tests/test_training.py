@@ -113,12 +113,13 @@ def test_task_layouts():
     gen = lambda: torch.Generator().manual_seed(0)
     v2a = build_batch(examples, gen(), only("v2a"), MICRO.text_len)
     assert v2a.video_weight.sum() == 0 and bool((v2a.audio_weight == 1).all())
-    assert v2a.cond.video_cond == (FRAMES,) * 8 and v2a.cond.audio_cond == (0,) * 8
+    assert v2a.cond.video_cond_frames == (FRAMES,) * 8 and v2a.cond.audio_cond_frames == (0,) * 8
     a2v = build_batch(examples, gen(), only("a2v"), MICRO.text_len)
-    assert a2v.audio_weight.sum() == 0 and a2v.cond.audio_cond == (MEL,) * 8 and a2v.cond.video_cond == (1,) * 8
+    assert a2v.audio_weight.sum() == 0
+    assert a2v.cond.audio_cond_frames == (MEL,) * 8 and a2v.cond.video_cond_frames == (1,) * 8
     assert bool((a2v.video_weight[:, :, 1:] == 1).all()) and a2v.video_weight[:, :, 0].sum() == 0
     cont = build_batch(examples, gen(), only("continuation"), MICRO.text_len)
-    for k, m in zip(cont.cond.video_cond, cont.cond.audio_cond):
+    for k, m in zip(cont.cond.video_cond_frames, cont.cond.audio_cond_frames):
         assert 2 <= k <= FRAMES - 1 and m == timing.mel_frames(timing.video_frames(k))
     ravg = build_batch(examples, gen(), only("ravg"), MICRO.text_len)
     assert ravg.cond.ref_lens == (11,) * 8

@@ -28,11 +28,11 @@ class Condition:
     cond_mel: torch.Tensor | None = None
 
     @property
-    def video_cond(self) -> int:
+    def video_cond_frames(self) -> int:
         return self.cond_latent.shape[1]
 
     @property
-    def audio_cond(self) -> int:
+    def audio_cond_frames(self) -> int:
         return 0 if self.cond_mel is None else self.cond_mel.shape[0]
 
     @property
@@ -69,12 +69,12 @@ class ConditionBatch:
     caption: torch.Tensor           # [B, text_len, text_dim] zero padded
     caption_lens: tuple
     ref_latent: torch.Tensor        # [B, C, 1, h, w]
-    cond_latent: torch.Tensor       # [B, C, F, h, w] zero past each video_cond
-    video_cond: tuple
+    cond_latent: torch.Tensor       # [B, C, F, h, w] zero past each video_cond_frames
+    video_cond_frames: tuple
     ref_mel: torch.Tensor           # [B, max L_ref, 80] zero padded
     ref_lens: tuple
-    cond_mel: torch.Tensor          # [B, S, 80] zero past each audio_cond
-    audio_cond: tuple
+    cond_mel: torch.Tensor          # [B, S, 80] zero past each audio_cond_frames
+    audio_cond_frames: tuple
 
     def __len__(self):
         return len(self.speech_lens)
@@ -97,11 +97,11 @@ class ConditionBatch:
             caption_lens=tuple(c.caption.shape[0] for c in conds),
             ref_latent=torch.stack([c.ref_latent.to(**as_f) for c in conds]),
             cond_latent=torch.stack([_pad_to(c.cond_latent.to(**as_f), latent_frames, 1) for c in conds]),
-            video_cond=tuple(c.video_cond for c in conds),
+            video_cond_frames=tuple(c.video_cond_frames for c in conds),
             ref_mel=torch.stack([mel(c.ref_mel, r) for c in conds]),
             ref_lens=tuple(c.ref_len for c in conds),
             cond_mel=torch.stack([mel(c.cond_mel, mel_frames) for c in conds]),
-            audio_cond=tuple(c.audio_cond for c in conds),
+            audio_cond_frames=tuple(c.audio_cond_frames for c in conds),
         )
 
     @classmethod
@@ -116,11 +116,11 @@ class ConditionBatch:
             caption_lens=sum((b.caption_lens for b in batches), ()),
             ref_latent=torch.cat([b.ref_latent for b in batches]),
             cond_latent=torch.cat([b.cond_latent for b in batches]),
-            video_cond=sum((b.video_cond for b in batches), ()),
+            video_cond_frames=sum((b.video_cond_frames for b in batches), ()),
             ref_mel=torch.cat([_pad_to(b.ref_mel, r, 1) for b in batches]),
             ref_lens=sum((b.ref_lens for b in batches), ()),
             cond_mel=torch.cat([b.cond_mel for b in batches]),
-            audio_cond=sum((b.audio_cond for b in batches), ()),
+            audio_cond_frames=sum((b.audio_cond_frames for b in batches), ()),
         )
 
 
@@ -137,12 +137,12 @@ def _check_condition(c: Condition, i: int, frames: int, mel_frames: int, text_le
     if c.cond_latent.dim() != 4 or c.cond_latent.shape[2:] != c.ref_latent.shape[2:]:
         raise ValueError(f"{where}: cond_latent {tuple(c.cond_latent.shape)} must be [C, frames, h, w] with the "
                          f"reference latent's size {tuple(c.ref_latent.shape[2:])}")
-    if not 1 <= c.video_cond <= frames:
-        raise ValueError(f"{where}: {c.video_cond} conditioning latent frames for a {frames}-frame video; "
+    if not 1 <= c.video_cond_frames <= frames:
+        raise ValueError(f"{where}: {c.video_cond_frames} conditioning latent frames for a {frames}-frame video; "
                          f"give between 1 and {frames}")
-    if c.audio_cond > mel_frames:
-        raise ValueError(f"{where}: driving audio has {c.audio_cond} mel frames but only {mel_frames} are generated; "
-                         f"trim the audio or raise the duration")
+    if c.audio_cond_frames > mel_frames:
+        raise ValueError(f"{where}: driving audio has {c.audio_cond_frames} mel frames but only {mel_frames} are "
+                         f"generated; trim the audio or raise the duration")
     for name, m in (("ref_mel", c.ref_mel), ("cond_mel", c.cond_mel)):
         if m is not None and (m.dim() != 2 or m.shape[1] != 80):
             raise ValueError(f"{where}: {name} must be a [frames, 80] mel, got {tuple(m.shape)}")

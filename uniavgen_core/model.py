@@ -170,7 +170,10 @@ class UniAVGenModel(nn.Module):
     def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> None:
         """torch.compile every transformer block (both branches). The blocks share one graph per
         branch and shape, so the first step compiles and later steps and blocks reuse it.
-        Caption rows are rounded up to a multiple of 128, so prompts of any length share four graphs."""
+        Caption rows are rounded up to a multiple of 128, so prompts of any length share four graphs.
+        With the default inductor backend, each block becomes generated Triton kernels on CUDA (norms,
+        modulation and activations fused around the matmuls and attention) and C++ on the CPU; the
+        interaction blocks, embeddings and heads stay eager."""
         self.caption_bucket = 128
         for block in list(self.blocks) + list(self.audio_blocks):
             block.compile(backend=backend, mode=mode, dynamic=False, fullgraph=True)
@@ -198,9 +201,9 @@ class UniAVGenModel(nn.Module):
         t = t.to(dev).float().expand(b) if t.dim() == 0 or t.numel() == 1 else t.to(dev).float()
 
         # video tokens [ref | cond frames | noisy frames] (docs/MODEL.md §3.1)
-        video_cond = to_device(cond.video_cond, dev)
+        video_cond_frames = to_device(cond.video_cond_frames, dev)
         frame = torch.arange(frames, device=dev)
-        is_cond = (frame[None] < video_cond[:, None])[:, None, :, None, None]
+        is_cond = (frame[None] < video_cond_frames[:, None])[:, None, :, None, None]
         x = torch.where(is_cond, cond.cond_latent.to(dtype), video.to(dtype))
         x = torch.cat([cond.ref_latent.to(dtype), x], dim=2)
         xv = self.patch_embedding(x).flatten(2).transpose(1, 2)                       # [B, (1+F)*n, d]
@@ -208,10 +211,10 @@ class UniAVGenModel(nn.Module):
         rows = cfg.text_len if caption_bias is None else caption_bias.shape[1]
         caption = self.text_embedding_video(cond.caption[:, :rows].to(dtype))
 
-        # audio tokens [ref mel | cond mel[:audio_cond] | noisy[audio_cond:]] (docs/MODEL.md §3.2)
+        # audio tokens [ref mel | cond mel[:audio_cond_frames] | noisy[audio_cond_frames:]] (docs/MODEL.md §3.2)
         layout = AudioLayout(cond.ref_lens, n_audio, dev)
-        audio_cond = to_device(cond.audio_cond, dev)
-        is_cond_a = (torch.arange(n_audio, device=dev)[None] < audio_cond[:, None])[..., None]
+        audio_cond_frames = to_device(cond.audio_cond_frames, dev)
+        is_cond_a = (torch.arange(n_audio, device=dev)[None] < audio_cond_frames[:, None])[..., None]
         target = torch.where(is_cond_a, cond.cond_mel.to(dtype), audio.to(dtype))
         xa = self.audio_embedding(layout.assemble(cond.ref_mel.to(dtype), target))
         if layout.key_mask is not None:
@@ -222,8 +225,8 @@ class UniAVGenModel(nn.Module):
 
         # time embeddings, float32 (docs/MODEL.md §3.4): one per latent frame for video (the reference and
         # conditional frames are clean, t = 0), one per sample for audio (0 in A2V).
-        tv = torch.where(torch.arange(1 + frames, device=dev)[None] < 1 + video_cond[:, None], 0.0, t[:, None])
-        ta = torch.where(audio_cond >= 1, 0.0, t)[:, None]
+        tv = torch.where(torch.arange(1 + frames, device=dev)[None] < 1 + video_cond_frames[:, None], 0.0, t[:, None])
+        ta = torch.where(audio_cond_frames >= 1, 0.0, t)[:, None]
         e_v = self.time_embedding(timestep_sinusoid(tv, cfg.freq_dim))                  # [B, 1+F, d]
         e0_v = self.time_projection(e_v).unflatten(-1, (6, cfg.dim))
         e_a = self.time_embedding_audio(timestep_sinusoid(ta, cfg.freq_dim))           # [B, 1, da]
@@ -243,10 +246,11 @@ class UniAVGenModel(nn.Module):
         # per-sample residual gains: interactions write only to generated (non-conditional) tokens
         a2v_on = to_device(switches.a2v, dev)
         v2a_on = to_device(switches.v2a, dev)
-        gain_v = ((frame[None] >= video_cond[:, None]) & a2v_on[:, None]).to(dtype)[..., None, None]  # [B, F, 1, 1]
+        # [B, F, 1, 1]: interaction residuals only on generated frames of samples with A2V on
+        gain_v = ((frame[None] >= video_cond_frames[:, None]) & a2v_on[:, None]).to(dtype)[..., None, None]
         gain_a = (is_cond_a.logical_not() & v2a_on[:, None, None]).to(dtype)                          # [B, S, 1]
-        a2v_needed = any(a and vc < frames for a, vc in zip(switches.a2v, cond.video_cond))
-        v2a_needed = any(v and ac < n_audio for v, ac in zip(switches.v2a, cond.audio_cond))
+        a2v_needed = any(a and vc < frames for a, vc in zip(switches.a2v, cond.video_cond_frames))
+        v2a_needed = any(v and ac < n_audio for v, ac in zip(switches.v2a, cond.audio_cond_frames))
         masks = []
         skipped = {layer: [0 < s == layer for s in switches.skip_layer] for layer in set(switches.skip_layer)}
 

@@ -155,10 +155,10 @@ def _check_batch(requests: list[Request]):
                              f"got {(first.latent_frames, first.mel_frames, first.latent_size)} and "
                              f"{(r.latent_frames, r.mel_frames, r.latent_size)}")
     for r in requests:
-        if r.task == Task.V2A and r.condition.video_cond != r.latent_frames:
+        if r.task == Task.V2A and r.condition.video_cond_frames != r.latent_frames:
             raise ValueError(f"V2A needs the whole conditioning video ({r.latent_frames} latent frames), "
-                             f"got {r.condition.video_cond}")
-        if r.task == Task.A2V and r.condition.audio_cond == 0:
+                             f"got {r.condition.video_cond_frames}")
+        if r.task == Task.A2V and r.condition.audio_cond_frames == 0:
             raise ValueError("A2V needs driving audio (cond_mel)")
         if r.task == Task.RAVG and r.condition.ref_len == 0:
             raise ValueError("RAVG needs a reference voice (ref_mel)")
@@ -230,7 +230,7 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
 
     # write the conditions back (docs/MODEL.md §6.5)
     for j, r in enumerate(requests):
-        x_v[j, :, : r.condition.video_cond] = r.condition.cond_latent.to(x_v)
-        if r.condition.audio_cond:
-            x_a[j, : r.condition.audio_cond] = r.condition.cond_mel.to(x_a)
+        x_v[j, :, : r.condition.video_cond_frames] = r.condition.cond_latent.to(x_v)
+        if r.condition.audio_cond_frames:
+            x_a[j, : r.condition.audio_cond_frames] = r.condition.cond_mel.to(x_a)
     return SampleResult(x_v, x_a, masks)

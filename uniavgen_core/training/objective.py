@@ -106,7 +106,7 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     eps_a = torch.randn((b, n_mel, 80), generator=gen)
 
     space = torch.tensor([mix.space_id])
-    conds, video_cond, audio_cond = [], [], []
+    conds, video_cond_frames, audio_cond_frames = [], [], []
     for e, task, dropped, k in zip(examples, tasks, drop_text, cut):
         if task == TrainTask.RAVG and (e.ref_mel is None or e.ref_ids is None):
             task = TrainTask.AVG
@@ -123,15 +123,15 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
         caption = e.caption[:0] if dropped else e.caption
         conds.append(Condition(ids, caption.float(), x0[:, :1], x0[:, :vc], ref_mel,
                                e.mel[:ac].float() if ac else None))
-        video_cond.append(vc)
-        audio_cond.append(ac)
+        video_cond_frames.append(vc)
+        audio_cond_frames.append(ac)
 
     x0_v = torch.stack([e.latent.float() for e in examples])
     x0_a = torch.stack([e.mel.float() for e in examples])
     sv, sa = s.view(b, 1, 1, 1, 1), s.view(b, 1, 1)
     frame = torch.arange(frames)
-    video_weight = (frame[None] >= torch.tensor(video_cond)[:, None]).float().view(b, 1, frames, 1, 1)
-    audio_weight = (torch.arange(n_mel)[None] >= torch.tensor(audio_cond)[:, None]).float()[..., None]
+    video_weight = (frame[None] >= torch.tensor(video_cond_frames)[:, None]).float().view(b, 1, frames, 1, 1)
+    audio_weight = (torch.arange(n_mel)[None] >= torch.tensor(audio_cond_frames)[:, None]).float()[..., None]
     faces = torch.stack([e.face.float() if e.face is not None else torch.full((h // 2, w // 2), float("nan"))
                          for e in examples])
     on = tuple(not d for d in drop_inter)
