@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from uniavgen_core.attention import BACKENDS, resolve_backend  # noqa: E402
-from uniavgen_core.conditioning import Condition, ConditionBatch  # noqa: E402
+from uniavgen_core.conditioning import Condition, ConditionBatch, Switches  # noqa: E402
 from uniavgen_core.config import UniAVGenConfig  # noqa: E402
 from uniavgen_core import fp8 as fp8_format  # noqa: E402
 from uniavgen_core.model import UniAVGenModel  # noqa: E402
@@ -88,7 +88,7 @@ def step_inputs(model, shape, device):
     c, u = pass_switches(Task.AVG, 0, SamplingParams())
     video = torch.randn(2, 48, frames, h, w, generator=gen).to(device, dtype)
     audio = torch.randn(2, mel, 80, generator=gen).to(device, dtype)
-    return video, audio, torch.full((2,), 996.0, device=device), cond, c + u
+    return video, audio, torch.full((2,), 996.0, device=device), cond, Switches.cat([c, u])
 
 
 def sync(device):

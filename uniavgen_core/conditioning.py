@@ -52,8 +52,11 @@ class Switches:
     def uniform(cls, batch: int, a2v=True, v2a=True, skip_layer=-1) -> "Switches":
         return cls((a2v,) * batch, (v2a,) * batch, (skip_layer,) * batch)
 
-    def __add__(self, other: "Switches") -> "Switches":
-        return Switches(self.a2v + other.a2v, self.v2a + other.v2a, self.skip_layer + other.skip_layer)
+    @classmethod
+    def cat(cls, parts: list["Switches"]) -> "Switches":
+        """The switches of batches joined in order (as ConditionBatch.cat joins their conditions)."""
+        return cls(sum((p.a2v for p in parts), ()), sum((p.v2a for p in parts), ()),
+                   sum((p.skip_layer for p in parts), ()))
 
 
 def _pad_to(x: torch.Tensor, length: int, dim: int, value=0.0) -> torch.Tensor:

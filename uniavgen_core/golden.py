@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .conditioning import Condition, ConditionBatch
+from .conditioning import Condition, ConditionBatch, Switches
 from .loading import load_model, official_key_shapes
 from .mel import log_mel, normalise
 from .sampler import Request, SamplingParams, Task, pass_switches, sample
@@ -72,7 +72,7 @@ def forward_passes(model, request: Request, params: SamplingParams, noise) -> di
     batch = ConditionBatch.cat([stack(request.condition), stack(request.null_condition),
                                 stack(request.null_condition)])
     video, audio = (x.expand(3, *x.shape[1:]).to(model.compute_dtype) for x in noise)
-    out = model(video, audio, torch.full((3,), FWD_TIMESTEP), batch, cond_sw + null_macfg + null_plain)
+    out = model(video, audio, torch.full((3,), FWD_TIMESTEP), batch, Switches.cat([cond_sw, null_macfg, null_plain]))
     names = ("cond", "null_macfg", "null_plain")
     result = {f"fwd.{p}.video": out.video[i] for i, p in enumerate(names)}
     result.update({f"fwd.{p}.audio": out.audio[i: i + 1] for i, p in enumerate(names)})

@@ -197,13 +197,13 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     try:
         for i in range(params.steps):
             per_request = [pass_switches(r.task, i, params) for r in requests]
-            sw_c = sum((p[0] for p in per_request[1:]), per_request[0][0])
-            sw_u = sum((p[1] for p in per_request[1:]), per_request[0][1])
+            sw_c = Switches.cat([p[0] for p in per_request])
+            sw_u = Switches.cat([p[1] for p in per_request])
             t = sched[i].expand(n)
             v_in, a_in = x_v.to(dtype), x_a.to(dtype)
             if params.batch_cfg:
-                out = model(torch.cat([v_in, v_in]), torch.cat([a_in, a_in]), torch.cat([t, t]), both, sw_c + sw_u,
-                            capture_masks=capture_face_masks)
+                out = model(torch.cat([v_in, v_in]), torch.cat([a_in, a_in]), torch.cat([t, t]), both,
+                            Switches.cat([sw_c, sw_u]), capture_masks=capture_face_masks)
                 vel_v_c, vel_v_u = out.video.split(n)
                 vel_a_c, vel_a_u = out.audio.split(n)
                 masks = None if out.face_masks is None else out.face_masks[:n]
