@@ -1,18 +1,9 @@
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def golden_root() -> Path:
-    root = Path(os.environ.get("UNIAVGEN_GOLDEN", REPO.parent / "shared" / "golden"))
-    if not (root / "public" / "golden.json").is_file():
-        pytest.fail(f"golden vectors not found at {root} (expected public/golden.json there); "
-                    f"put the shared folder beside the repo or set UNIAVGEN_GOLDEN=/path/to/golden", pytrace=False)
-    return root
+from helpers import golden_root
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +46,3 @@ def tiny_model(golden_dir):
 def fp8_checkpoint(golden_dir, vocab_path, tmp_path_factory) -> Path:
     from uniavgen_core.convert import convert
     return convert(golden_dir, tmp_path_factory.mktemp("fp8") / "fp8.safetensors", "fp8", vocab=vocab_path)
-
-
-def rel_l2(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours.double() - ref.double()).norm() / ref.double().norm())

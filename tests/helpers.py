@@ -1,10 +1,28 @@
-"""Random requests for the tiny golden model, test audio and a tiny vocoder."""
+"""Shared test helpers: where the repository and the golden vectors are, a relative error, random requests
+for the tiny golden model, test audio and a tiny vocoder."""
 import math
+import os
+from pathlib import Path
 
 import torch
 
 from uniavgen_core.conditioning import Condition
 from uniavgen_core.sampler import Request, Task
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def golden_root() -> Path:
+    import pytest                           # helpers also serve the host test, which has no pytest
+    root = Path(os.environ.get("UNIAVGEN_GOLDEN", REPO.parent / "shared" / "golden"))
+    if not (root / "public" / "golden.json").is_file():
+        pytest.fail(f"golden vectors not found at {root} (expected public/golden.json there); "
+                    f"put the shared folder beside the repo or set UNIAVGEN_GOLDEN=/path/to/golden", pytrace=False)
+    return root
+
+
+def rel_l2(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((ours.double() - ref.double()).norm() / ref.double().norm())
 
 
 def random_ids(gen, length, pad_to=10):

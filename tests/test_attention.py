@@ -1,7 +1,7 @@
 """Attention backends: dispatch, fallbacks and their reasons."""
 import torch
 
-from conftest import rel_l2
+from helpers import rel_l2
 from helpers import random_request
 from uniavgen_core import attention as attn
 from uniavgen_core.sampler import SamplingParams, Task, sample

@@ -4,7 +4,7 @@ import sys
 import torch
 import torch._dynamo
 
-from conftest import REPO
+from helpers import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench  # noqa: E402

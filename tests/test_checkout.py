@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import REPO, golden_root
+from helpers import REPO, golden_root
 
 
 def test_the_suite_runs_in_a_clone_named_as_the_readme_says(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch._dynamo
 
-from conftest import rel_l2
+from helpers import rel_l2
 from helpers import random_request
 from uniavgen_core.loading import load_model
 from uniavgen_core.sampler import SamplingParams, Task, sample

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import REPO, rel_l2
+from helpers import REPO, rel_l2
 from helpers import random_request
 from uniavgen_core.convert import convert
 from uniavgen_core.fp8 import quantise

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, rel_l2
+from helpers import REPO, rel_l2
 from helpers import random_request
 from uniavgen_core.attention import BACKENDS, unavailable_reason
 from uniavgen_core.loading import load_model

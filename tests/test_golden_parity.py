@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import REPO, rel_l2
+from helpers import REPO, rel_l2
 from uniavgen_core.golden import MKL_COMPATIBLE, case_inputs, case_request
 from uniavgen_core.sampler import seeded_noise
 

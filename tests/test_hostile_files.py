@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import REPO
+from helpers import REPO
 from uniavgen_core.convert import ConversionError, convert
 from uniavgen_core.loading import INDEX_NAME, CheckpointError, TensorReader, load_model
 

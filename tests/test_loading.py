@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import REPO
+from helpers import REPO
 from helpers import random_request
 from uniavgen_core.config import UniAVGenConfig
 from uniavgen_core.loading import CheckpointError, _meta_shapes, load_model

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import REPO, rel_l2
+from helpers import REPO, rel_l2
 from helpers import random_request
 from uniavgen_core.conditioning import ConditionBatch, Switches
 from uniavgen_core.config import UniAVGenConfig

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 from helpers import save_tiny_vocoder, tone
 
 DOUBLE = Path(__file__).parent / "comfy_double"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from conftest import REPO
+from helpers import REPO
 from uniavgen_core import image_prep, timing
 from uniavgen_core.audio_input import to_mono_24k
 from uniavgen_core.loading import checkpoint_files, load_model

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conftest import rel_l2
+from helpers import rel_l2
 from helpers import random_request
 from uniavgen_core.sampler import SamplingParams, Task, pass_switches, sample, timesteps
 
