@@ -11,7 +11,7 @@ from . import timing
 from .conditioning import Condition
 from .mel import HOP, log_mel, normalise
 from .sampler import Request, Task
-from .speech_tokenizer import SpeechTokenizer, Tokens, _is_chinese
+from .speech_tokenizer import SpeechTokenizer, Tokens, is_chinese
 
 
 class JobError(ValueError):
@@ -84,7 +84,7 @@ def speaking_rate(text: str, duration: timing.Duration) -> list[str]:
     """A message when the transcript cannot be spoken in the clip's duration (the model then rushes or drops
     words): characters per second against a fast speaker's rate, Chinese counted in characters (syllables)."""
     lang = SpeechTokenizer.detect_language(text)
-    count = sum(1 for c in text if _is_chinese(c)) if lang == "zh" else len(" ".join(text.split()))
+    count = sum(1 for c in text if is_chinese(c)) if lang == "zh" else len(" ".join(text.split()))
     rate, limit = count / duration.seconds, MAX_CHARS_PER_SECOND[lang]
     if rate <= limit:
         return []

@@ -87,7 +87,7 @@ def _shard_names(index: Path) -> list[str]:
 def check_tensor(name: str, tensor: torch.Tensor, source: str) -> None:
     """Weights are floating point and finite: a damaged or foreign file is refused while it is read,
     instead of making every output NaN. fp8 has no infinity; its NaN is the bit pattern x1111111."""
-    if not (tensor.is_floating_point()):
+    if not tensor.is_floating_point():
         raise CheckpointError(f"{source}: {name} holds {str(tensor.dtype).replace('torch.', '')} values, but "
                               f"UniAVGen weights are floating point; the file is damaged or not a UniAVGen model")
     if tensor.dtype.itemsize == 1:
@@ -198,7 +198,7 @@ def identify_foreign(shapes: dict) -> str | None:
 _INDEXED = re.compile(r"^(.*?(?:blocks|audio_blocks|a2v_blocks|v2a_blocks|text_blocks))\.(\d+)\.(.+)$")
 
 
-def _group(keys) -> str:
+def summarise_keys(keys) -> str:
     """Summarise keys by block index: 'blocks.{0..29}.ffn.0.weight, head.head.bias', largest groups first."""
     groups: dict[tuple, list[int]] = {}
     for key in keys:
@@ -229,9 +229,9 @@ def check_keys(model_shapes: dict, file_shapes: dict, source: str) -> None:
         return
     lines = [f"{source} does not match the UniAVGen model:"]
     if missing:
-        lines.append(f"  missing keys ({len(missing)}): {_group(missing)}")
+        lines.append(f"  missing keys ({len(missing)}): {summarise_keys(missing)}")
     if unexpected:
-        lines.append(f"  unexpected keys ({len(unexpected)}): {_group(unexpected)}")
+        lines.append(f"  unexpected keys ({len(unexpected)}): {summarise_keys(unexpected)}")
     if mismatched:
         lines.append(f"  shape mismatches ({len(mismatched)}): " + "; ".join(mismatched[:5])
                      + (f"; and {len(mismatched) - 5} more" if len(mismatched) > 5 else ""))
@@ -256,10 +256,12 @@ class Checkpoint:
     source: str
 
 
-def inspect_checkpoint(path: str | os.PathLike, config: UniAVGenConfig | None = None, ops=None) -> Checkpoint:
+def inspect_checkpoint(path: str | os.PathLike, config: UniAVGenConfig | None = None, ops=None,
+                       verify_keys: bool = True) -> Checkpoint:
     """Read a checkpoint's headers, recognise foreign models, work out the configuration (given, embedded,
-    else from the shapes with an official config.json honoured) and check the weights' keys and shapes
-    against it. Reads no tensor data."""
+    else from the shapes with an official config.json honoured) and, with verify_keys, check the weights'
+    keys and shapes against it (load_model checks against the model it builds instead). Reads no tensor
+    data."""
     files, config_json = checkpoint_files(path)
     source = str(path)
     metadata = file_metadata(files)
@@ -275,7 +277,8 @@ def inspect_checkpoint(path: str | os.PathLike, config: UniAVGenConfig | None = 
     scaled = {fp8.layer_of(k) for k in shapes if k.endswith(fp8.SCALE_SUFFIX)}
     orphans = sorted(s for s in scaled if s + ".weight" not in weights)
     if orphans:
-        raise CheckpointError(f"{source}: fp8 scales without their weights ({_group(orphans)}); the file is damaged")
+        raise CheckpointError(f"{source}: fp8 scales without their weights ({summarise_keys(orphans)}); "
+                              f"the file is damaged")
     if config is None:
         try:
             config = UniAVGenConfig.from_shapes(weights, hints=config_json)
@@ -284,7 +287,8 @@ def inspect_checkpoint(path: str | os.PathLike, config: UniAVGenConfig | None = 
             raise CheckpointError(f"{source}: cannot infer the model size, key {err} is missing") from None
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{source}: inconsistent model configuration ({err})") from None
-    check_keys(_meta_shapes(config), weights, source)
+    if verify_keys:
+        check_keys(_meta_shapes(config), weights, source)
     return Checkpoint(files, prefix, shapes, weights, scaled, config, metadata, source)
 
 
@@ -296,7 +300,7 @@ def load_model(path: str | os.PathLike, *, dtype: torch.dtype | None = None, com
     (default: dtype, or bfloat16 for 8-bit weights, or the file's). The configuration comes from
     `config`, else from the file (see inspect_checkpoint). Every tensor is checked as it is read.
     """
-    ckpt = inspect_checkpoint(path, config, ops)
+    ckpt = inspect_checkpoint(path, config, ops, verify_keys=False)
     shapes, scaled, source = ckpt.shapes, ckpt.scaled, ckpt.source
     with torch.device("meta"):
         model = UniAVGenModel(ckpt.config, ops=ops)

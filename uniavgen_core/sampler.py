@@ -216,7 +216,7 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
             dt = (sched[i] - sched[i + 1]) / NUM_TIMESTEPS
             x_a = x_a + (-vel_a) * dt
             x_v = x_v + (-vel_v[:, :, 1:]) * dt           # the reference frame's prediction is dropped
-            if not (bool(torch.isfinite(x_v).all()) and bool(torch.isfinite(x_a).all())):
+            if not bool(torch.isfinite(x_v).all() & torch.isfinite(x_a).all()):      # one device sync
                 raise FloatingPointError(f"step {i + 1} of {params.steps} produced NaN or infinite values; the "
                                          f"weights or the compute precision overflowed: load the model in bf16 "
                                          f"or fp32")

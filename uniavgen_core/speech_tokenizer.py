@@ -27,7 +27,7 @@ class VocabularyError(ValueError):
 _SURROGATE = re.compile("([\ud800-\udfff])")
 
 
-def _is_chinese(c: str) -> bool:
+def is_chinese(c: str) -> bool:
     return "\u3100" <= c <= "\u9fff"
 
 
@@ -81,7 +81,7 @@ class SpeechTokenizer:
     # ------------------------------------------------------------------ text -> tokens
     @staticmethod
     def detect_language(text: str) -> str:
-        return "zh" if any(_is_chinese(c) for c in text) else "en"
+        return "zh" if any(is_chinese(c) for c in text) else "en"
 
     def split(self, text: str, lang: str = "auto") -> list[str]:
         """Token strings of one transcript. A lone surrogate (broken UTF-16 pasted in) becomes its escape,
@@ -148,14 +148,14 @@ def _pinyin_tokens(text: str) -> list[str]:
         syllables = pinyin(seg) if size == 3 * len(seg) else None
         if syllables is not None and len(syllables) == len(seg):   # only 3-byte characters
             for c, syllable in zip(seg, syllables):
-                if _is_chinese(c):
+                if is_chinese(c):
                     out.append(" ")
                 out.append(syllable)
             continue
         for c in seg:                                         # mixed segment, character by character
             if ord(c) < 256:
                 out.append(c)
-            elif _is_chinese(c):
+            elif is_chinese(c):
                 out.append(" ")
                 out.extend(pinyin(c))
             else:

@@ -33,12 +33,12 @@ def _model_class():
 
 def _check_loading(info: dict, folder: Path) -> None:
     """Strict loading: transformers fills missing weights with random ones, which decode to noise."""
-    from .loading import _group
+    from .loading import summarise_keys
     problems = []
     for kind in ("missing_keys", "unexpected_keys"):
         keys = sorted(info.get(kind) or [])
         if keys:
-            problems.append(f"{kind.replace('_', ' ')} ({len(keys)}): {_group(keys)}")
+            problems.append(f"{kind.replace('_', ' ')} ({len(keys)}): {summarise_keys(keys)}")
     mismatched = info.get("mismatched_keys") or []
     if mismatched:
         problems.append(f"shape mismatches ({len(mismatched)}): " + "; ".join(str(m) for m in mismatched[:3]))
