@@ -60,7 +60,7 @@ demo: setup
 	$(PY) -m uniavgen_core.demo --out build/demo $(DEMO_TEXT)
 
 # Reproduce the small model from scratch (synthetic data -> codec fit -> training -> export,
-# about 71 minutes on 2 CPU cores, added up from its parts), then measure its lip sync. An interrupted run resumes.
+# 75 minutes on 2 CPU cores, measured end to end), then measure its lip sync. An interrupted run resumes.
 MINI        := build/mini/run
 MINI_MODEL  := $(MINI)/export/UniAVGen-mini.safetensors
 MINI_CODEC  := $(MINI)/export/UniAVGen-mini-video-codec.safetensors
