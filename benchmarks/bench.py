@@ -23,12 +23,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from uniavgen_core.attention import BACKENDS, resolve_backend  # noqa: E402
-from uniavgen_core.conditioning import Condition, ConditionBatch, Switches  # noqa: E402
-from uniavgen_core.config import UniAVGenConfig  # noqa: E402
-from uniavgen_core import fp8 as fp8_format  # noqa: E402
-from uniavgen_core.model import UniAVGenModel  # noqa: E402
-from uniavgen_core.sampler import SamplingParams, Task, pass_switches  # noqa: E402
+from uniavgen_core.model.attention import BACKENDS, resolve_backend  # noqa: E402
+from uniavgen_core.model.conditioning import Condition, ConditionBatch, Switches  # noqa: E402
+from uniavgen_core.model.config import UniAVGenConfig  # noqa: E402
+from uniavgen_core.model import fp8 as fp8_format  # noqa: E402
+from uniavgen_core.model.dit import UniAVGenModel  # noqa: E402
+from uniavgen_core.sampling import SamplingParams, Task, pass_switches  # noqa: E402
 
 SHAPES = {
     "official": dict(config=UniAVGenConfig.official(), frames=21, h=46, w=82, mel=506),

@@ -13,6 +13,7 @@ peak, to be read next to `bench.py --device cuda`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -23,10 +24,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench  # noqa: E402
-from uniavgen_core import attention  # noqa: E402
-from uniavgen_core.fp8 import FP8  # noqa: E402
-from uniavgen_core import model as model_module  # noqa: E402
-from uniavgen_core.model import UniAVGenModel  # noqa: E402
+from uniavgen_core.model import attention  # noqa: E402
+from uniavgen_core.model.fp8 import FP8  # noqa: E402
+from uniavgen_core.model import dit as model_module  # noqa: E402
+from uniavgen_core.model.dit import UniAVGenModel  # noqa: E402
 
 GIB = 2 ** 30
 
@@ -77,14 +78,14 @@ def estimate(shape: dict, mode: str) -> dict:
     resident = sum(t.nbytes for t in tensors) - sum(swapped)
     in_flight = sum(sorted(swapped)[-2:])
     inputs = bench.step_inputs(model, shape, torch.device("meta"))
-    fused, bias = attention._sdpa, model_module._caption_bias
-    attention._sdpa = lambda q, k, v, key_mask=None: torch.empty_like(q)
-    model_module._caption_bias = lambda *args: None
+    fused, bias = attention.BACKENDS["sdpa"], model_module.caption_bias
+    attention.BACKENDS["sdpa"] = dataclasses.replace(fused, kernel=lambda q, k, v, key_mask=None: torch.empty_like(q))
+    model_module.caption_bias = lambda *args: None
     try:
         with LiveBytes({t.untyped_storage()._cdata for t in tensors}) as tracker:
             model(*inputs)
     finally:
-        attention._sdpa, model_module._caption_bias = fused, bias
+        attention.BACKENDS["sdpa"], model_module.caption_bias = fused, bias
     return dict(mode=mode, resident=resident, in_flight=in_flight, activations=tracker.peak,
                 total=resident + in_flight + tracker.peak)
 

@@ -14,10 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from uniavgen_core.convert import convert  # noqa: E402
+from uniavgen_core.checkpoint.convert import convert  # noqa: E402
 from uniavgen_core.golden import case_params, case_request, model_cases  # noqa: E402
-from uniavgen_core.loading import load_model  # noqa: E402
-from uniavgen_core.sampler import sample  # noqa: E402
+from uniavgen_core.checkpoint.loading import load_model  # noqa: E402
+from uniavgen_core.sampling import sample  # noqa: E402
 
 MODES = ("float32", "bf16", "fp8", "fp8 float32 compute", "bf16 swap15", "bf16 compile")
 

@@ -2,7 +2,7 @@
 join of two clips whose second starts on the first one's last frame."""
 import torch
 
-from uniavgen_core.timing import FPS
+from uniavgen_core.units import FPS
 
 from .common import CATEGORY
 

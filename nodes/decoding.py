@@ -1,5 +1,5 @@
 """Mel -> AUDIO with the loaded vocoder (BigVGAN or Griffin-Lim)."""
-from uniavgen_core.mel import denormalise
+from uniavgen_core.audio.mel import denormalise
 
 from . import host
 from .common import CATEGORY

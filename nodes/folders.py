@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from uniavgen_core.loading import INDEX_NAME
+from uniavgen_core.checkpoint.loading import INDEX_NAME
 
 from . import host
 

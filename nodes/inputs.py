@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 
-from uniavgen_core import image_prep
-from uniavgen_core.audio_input import PreparedAudio, level_driving_audio, reference_voice
-from uniavgen_core.face import FaceDetectorUnavailable, box_mask, detect_face
-from uniavgen_core.jobs import Speech
-from uniavgen_core.loading import embedded_vocab
-from uniavgen_core.speech_tokenizer import SpeechTokenizer
-from uniavgen_core.timing import TEMPORAL_STRIDE, video_frames
+from uniavgen_core.audio.inputs import PreparedAudio, level_driving_audio, reference_voice
+from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
+from uniavgen_core.checkpoint.loading import embedded_vocab
+from uniavgen_core.frontend import image_prep
+from uniavgen_core.frontend.face import FaceDetectorUnavailable, box_mask, detect_face
+from uniavgen_core.frontend.jobs import Speech
+from uniavgen_core.units import TEMPORAL_STRIDE, video_frames
 
 from . import folders, host
 from .common import ASPECTS, CATEGORY, CROPS, check_images, resolution_inputs, with_messages

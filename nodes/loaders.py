@@ -3,11 +3,18 @@ import logging
 
 import torch
 
-from uniavgen_core.attention import resolve_backend
-from uniavgen_core.convert import convert
-from uniavgen_core.loading import (RELEASE_TRAINED_FRAMES, embedded_vocab, file_metadata, is_scaled_fp8, load_model,
-                                   trained_frames)
-from uniavgen_core.vocoder import Vocoder
+from uniavgen_core.audio.vocoder import Vocoder
+from uniavgen_core.checkpoint.convert import convert
+from uniavgen_core.checkpoint.loading import (
+    RELEASE_TRAINED_FRAMES,
+    embedded_vocab,
+    file_metadata,
+    is_scaled_fp8,
+    load_model,
+    trained_frames,
+)
+from uniavgen_core.model.attention import choices as attention_choices
+from uniavgen_core.model.attention import resolve_backend
 
 from . import folders, host
 from .common import CATEGORY, with_messages
@@ -55,7 +62,7 @@ class UniAVGenModelLoader:
                              "Storage and compute precision. auto: bf16 on GPUs that support it (as released), "
                              "fp32 on the CPU; an fp8 file stays fp8 (dequantised per layer)."}),
         }, "optional": {
-            "attention": (["auto", "sdpa", "flash_attn", "sage"], {"default": "auto", "tooltip":
+            "attention": (attention_choices(), {"default": "auto", "tooltip":
                           "Attention kernel. auto: flash-attn or SageAttention when installed, else PyTorch SDPA. "
                           "An unavailable choice falls back to SDPA with the reason in the log."}),
             "block_swap": ("INT", {"default": 0, "min": 0, "max": 30, "tooltip":
@@ -122,7 +129,7 @@ class GriffinLim:
     """The weight-free vocoder; it runs where its input is."""
 
     def __init__(self):
-        from uniavgen_core.codecs.griffin_lim import GriffinLimVocoder   # here: it imports torchaudio
+        from uniavgen_core.codecs.griffin_lim import GriffinLimVocoder  # here: it imports torchaudio
         self.vocoder = GriffinLimVocoder()
 
     def decode(self, log_mel: torch.Tensor, device: torch.device) -> dict:

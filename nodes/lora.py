@@ -4,8 +4,8 @@ weights, so no patched copy of the model is kept."""
 import torch
 from safetensors.torch import load_file
 
-from uniavgen_core import fp8
 from uniavgen_core.lora import LoraError, inspect
+from uniavgen_core.model import fp8
 
 from . import folders, host
 from .common import CATEGORY, with_messages

@@ -1,10 +1,10 @@
 """The sampler node: one UniAVGen generation, video latent + mel + face masks out."""
 
-from uniavgen_core import timing
-from uniavgen_core.audio_input import fit_to_frames
-from uniavgen_core.jobs import JobError, build_job, caption_features, choose_task, frame_masks
-from uniavgen_core.memory import activation_bytes
-from uniavgen_core.sampler import SamplingParams, Task, sample
+from uniavgen_core import units
+from uniavgen_core.audio.inputs import fit_to_frames
+from uniavgen_core.frontend.jobs import JobError, build_job, caption_features, choose_task, frame_masks
+from uniavgen_core.model.memory import activation_bytes
+from uniavgen_core.sampling import SamplingParams, Task, sample
 
 from . import host
 from .common import CATEGORY, with_messages
@@ -32,7 +32,7 @@ class UniAVGenSampler:
                          "encoder (CLIPLoader, type wan)."}),
             "negative": ("CONDITIONING", {"tooltip": "Negative description; the release uses an empty prompt."}),
             "task": (TASKS, {"default": "auto", "tooltip": "auto picks the task from the connected inputs."}),
-            "duration_seconds": ("FLOAT", {"default": 5.0625, "min": 0.3125, "max": float(timing.MAX_SECONDS),
+            "duration_seconds": ("FLOAT", {"default": 5.0625, "min": 0.3125, "max": float(units.MAX_SECONDS),
                                  "step": 0.0625, "tooltip": "Length of the clip (rounded to 4k+1 frames at 16 fps). "
                                  "The release was trained on 5.0625 s. Dubbing (V2A) follows the video: a shorter "
                                  "duration dubs only its start."}),
@@ -74,9 +74,9 @@ class UniAVGenSampler:
         chosen = choose_task(task, voice is not None, driving_audio is not None, driving_video is not None)
         messages = [f"task: {chosen.name}"]
         if chosen == Task.V2A:
-            longest = timing.MAX_SECONDS * timing.FPS + 1
-            whole = timing.Duration.from_video_frames(min(driving_video.frames, longest))
-            wanted = timing.Duration.from_seconds(duration_seconds)
+            longest = units.MAX_SECONDS * units.FPS + 1
+            whole = units.Duration.from_video_frames(min(driving_video.frames, longest))
+            wanted = units.Duration.from_seconds(duration_seconds)
             if wanted.video_frames < whole.video_frames:
                 duration = wanted
                 messages.append(f"dubbing the first {wanted.seconds:.4g} s of the {whole.seconds:.4g} s video")
@@ -86,10 +86,10 @@ class UniAVGenSampler:
                     messages.append(f"the video is {whole.seconds:.4g} s long: dubbing all of it")
             reference = reference or driving_video.reference
         else:
-            duration = timing.Duration.from_seconds(duration_seconds)
+            duration = units.Duration.from_seconds(duration_seconds)
         if reference is None:
             raise JobError(f"task {chosen.name} needs a reference face: connect UniAVGen Reference Image")
-        trained = timing.Duration.from_video_frames(model.model.trained_frames)
+        trained = units.Duration.from_video_frames(model.model.trained_frames)
         if duration.video_frames > 1.5 * trained.video_frames:
             messages.append(f"{duration.seconds:.4g} s is far past the {trained.seconds:.4g} s this model was trained "
                             f"on: expect the face and the voice to drift; chain clips for longer videos (the "

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uniavgen_core.checkpoint.loading import file_metadata
 from uniavgen_core.codecs.caption_hash import HashedCaptionEncoder
 from uniavgen_core.codecs.video_pca import LATENT_CHANNELS, PatchPCACodec
-from uniavgen_core.loading import file_metadata
 
 from . import folders, host
 from .common import CATEGORY
@@ -123,6 +123,6 @@ class UniAVGenSyntheticFace:
     def render(self, seed, size):
         if size % SIZE_STEP:
             raise ValueError(f"size {size} must be a multiple of {SIZE_STEP}")
-        from uniavgen_core.synthetic import faces   # here: the package imports torchaudio, optional for the pack
+        from uniavgen_core.synthetic import faces  # here: the package imports torchaudio, optional for the pack
         face = faces.random_face(np.random.default_rng(seed), size)
         return (faces.render(face, openness=torch.zeros(1), blink=torch.zeros(1)), faces.caption(face))

@@ -29,7 +29,7 @@ def tiny_state(golden_dir) -> dict:
     """The tiny golden model's tensors as one state dict (tests copy before changing them)."""
     from safetensors.torch import load_file
 
-    from uniavgen_core.loading import checkpoint_files
+    from uniavgen_core.checkpoint.loading import checkpoint_files
     state = {}
     for f in checkpoint_files(golden_dir)[0]:
         state.update(load_file(f))
@@ -38,11 +38,11 @@ def tiny_state(golden_dir) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_model(golden_dir):
-    from uniavgen_core.loading import load_model
+    from uniavgen_core.checkpoint.loading import load_model
     return load_model(golden_dir, dtype=torch.float32)
 
 
 @pytest.fixture(scope="session")
 def fp8_checkpoint(golden_dir, vocab_path, tmp_path_factory) -> Path:
-    from uniavgen_core.convert import convert
+    from uniavgen_core.checkpoint.convert import convert
     return convert(golden_dir, tmp_path_factory.mktemp("fp8") / "fp8.safetensors", "fp8", vocab=vocab_path)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from uniavgen_core.conditioning import Condition
-from uniavgen_core.sampler import Request, Task
+from uniavgen_core.model.conditioning import Condition
+from uniavgen_core.sampling import Request, Task
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,8 +3,8 @@ import torch
 
 from helpers import rel_l2
 from helpers import random_request
-from uniavgen_core import attention as attn
-from uniavgen_core.sampler import SamplingParams, Task, sample
+from uniavgen_core.model import attention as attn
+from uniavgen_core.sampling import SamplingParams, Task, sample
 
 
 def test_sdpa_matches_the_definition():
@@ -38,39 +38,44 @@ def test_unavailable_backends_fall_back_with_a_reason(caplog):
     assert attn.resolve_backend("auto") in ("sdpa", "flash_attn", "sage")
 
 
-def test_kernel_gets_unmasked_half_precision_calls_only(monkeypatch):
+def test_calls_a_backend_cannot_take_go_to_sdpa(monkeypatch):
     calls = []
 
-    def kernel(q, k, v):
-        calls.append(tuple(q.shape))
-        return attn._sdpa(q, k, v)
+    def kernel(q, k, v, key_mask=None):
+        calls.append((tuple(q.shape), q.dtype))
+        return attn.BACKENDS["sdpa"].kernel(q, k, v)
 
-    monkeypatch.setitem(attn.BACKENDS, "fake", (kernel, ()))
+    monkeypatch.setitem(attn.BACKENDS, "fake", attn.AttentionBackend("fake", kernel, devices=("cpu",),
+                                                                     dtypes=(torch.bfloat16,)))
     q = torch.randn(1, 4, 2, 8, dtype=torch.bfloat16)
-    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
     with attn.use_backend("fake"):
         attn.attention(q, q, q)
-        attn.attention(q, q, q, key_mask=torch.tensor([[True, True, True, False]]))
-        attn.attention(q.float(), q.float(), q.float())
-    assert calls == [(1, 4, 2, 8)]
+        attn.attention(q, q, q, key_mask=torch.tensor([[True, True, True, False]]))     # no mask support
+        attn.attention(q.float(), q.float(), q.float())                                  # not its dtype
+        attn.attention(q.to("meta"), q.to("meta"), q.to("meta"))                         # not its device
+    assert calls == [((1, 4, 2, 8), torch.bfloat16)]
+
+
+def test_a_registered_backend_is_offered_and_chosen_by_priority(monkeypatch):
+    fake = attn.AttentionBackend("fake", attn.BACKENDS["sdpa"].kernel, priority=9)
+    assert "fake" not in attn.choices()
+    monkeypatch.setitem(attn.BACKENDS, "fake", fake)
+    assert attn.choices()[0] == "auto" and "fake" in attn.choices()
+    assert attn.resolve_backend("auto") == "fake" and attn.resolve_backend("fake") == "fake"
+    missing = attn.AttentionBackend("missing", fake.kernel, modules=("no_such_module_here",), priority=10)
+    monkeypatch.setitem(attn.BACKENDS, "missing", missing)
+    assert "pip install no-such-module-here" in attn.unavailable_reason("missing")
+    assert attn.resolve_backend("auto") == "fake"
 
 
 def test_model_forward_uses_the_selected_backend(tiny_model, monkeypatch):
     seen = []
 
-    def kernel(q, k, v):
+    def kernel(q, k, v, key_mask=None):
         seen.append(q.shape[1])
-        return attn._sdpa(q, k, v)
+        return attn.BACKENDS["sdpa"].kernel(q, k, v, key_mask)
 
-    monkeypatch.setitem(attn.BACKENDS, "fake", (kernel, ()))
-    # route every unmasked call through the kernel, whatever the device and dtype
-    real = attn.attention
-    monkeypatch.setattr(attn, "attention", lambda q, k, v, key_mask=None: (
-        kernel(q, k, v).flatten(2) if key_mask is None and attn._backend == "fake" else real(q, k, v, key_mask)))
-    import uniavgen_core.layers as layers
-    import uniavgen_core.interaction as interaction
-    monkeypatch.setattr(layers, "attention", attn.attention)
-    monkeypatch.setattr(interaction, "attention", attn.attention)
+    monkeypatch.setitem(attn.BACKENDS, "fake", attn.AttentionBackend("fake", kernel, key_mask=True))
     request = [random_request(Task.AVG, 3)]
     reference = sample(tiny_model, request, SamplingParams(steps=1))
     tiny_model.attention_backend = "fake"

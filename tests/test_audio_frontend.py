@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from helpers import tone
-from uniavgen_core import timing
-from uniavgen_core.audio_input import (PEAK, AudioInputError, driving_audio, reference_voice, to_mono_24k)
-from uniavgen_core.mel import HOP, denormalise, log_mel, normalise
+from uniavgen_core import units
+from uniavgen_core.audio.inputs import (PEAK, AudioInputError, driving_audio, reference_voice, to_mono_24k)
+from uniavgen_core.audio.mel import denormalise, log_mel, normalise
+from uniavgen_core.units import HOP
 
 
 def test_log_mel_frames_batching_and_float32_for_bf16_input():
@@ -97,11 +98,11 @@ def test_malformed_and_tiny_audio():
 
 
 def test_durations_of_the_release_and_others():
-    d = timing.Duration.from_video_frames(81)
+    d = units.Duration.from_video_frames(81)
     assert (d.latent_frames, d.mel_frames, d.seconds, d.samples) == (21, 506, 5.0625, 121440)
-    assert timing.Duration.from_seconds(5.0).video_frames == 81
-    assert timing.Duration.from_seconds(0.01).video_frames == 5
-    assert timing.Duration.from_seconds(10).latent_frames == 41
-    assert timing.video_frames(21) == 81 and timing.mel_frames(121) == 756
+    assert units.Duration.from_seconds(5.0).video_frames == 81
+    assert units.Duration.from_seconds(0.01).video_frames == 5
+    assert units.Duration.from_seconds(10).latent_frames == 41
+    assert units.video_frames(21) == 81 and units.mel_frames(121) == 756
     with pytest.raises(ValueError, match="4k\\+1"):
-        timing.latent_frames(80)
+        units.latent_frames(80)

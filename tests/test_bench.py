@@ -10,7 +10,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import bench  # noqa: E402
 import memory_estimate as est  # noqa: E402
 import mode_parity  # noqa: E402
-from uniavgen_core.memory import activation_bytes  # noqa: E402
+from uniavgen_core.model.memory import activation_bytes  # noqa: E402
 
 
 def test_benchmark_modes_run_and_report():

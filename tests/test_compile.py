@@ -6,8 +6,8 @@ import torch._dynamo
 
 from helpers import rel_l2
 from helpers import random_request
-from uniavgen_core.loading import load_model
-from uniavgen_core.sampler import SamplingParams, Task, sample
+from uniavgen_core.checkpoint.loading import load_model
+from uniavgen_core.sampling import SamplingParams, Task, sample
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from safetensors import safe_open
 
 from helpers import REPO, rel_l2
 from helpers import random_request
-from uniavgen_core.convert import convert
-from uniavgen_core.fp8 import quantise
-from uniavgen_core.loading import embedded_vocab, is_scaled_fp8, load_model
-from uniavgen_core.sampler import SamplingParams, Task, sample
-from uniavgen_core.speech_tokenizer import SpeechTokenizer
+from uniavgen_core.checkpoint.convert import convert
+from uniavgen_core.model.fp8 import quantise
+from uniavgen_core.checkpoint.loading import embedded_vocab, is_scaled_fp8, load_model
+from uniavgen_core.sampling import SamplingParams, Task, sample
+from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
 
 PARAMS = SamplingParams(steps=3)
 

@@ -8,9 +8,9 @@ import torch
 
 from helpers import REPO, rel_l2
 from helpers import random_request
-from uniavgen_core.attention import BACKENDS, unavailable_reason
-from uniavgen_core.loading import load_model
-from uniavgen_core.sampler import SamplingParams, Task, sample
+from uniavgen_core.model.attention import BACKENDS, unavailable_reason
+from uniavgen_core.checkpoint.loading import load_model
+from uniavgen_core.sampling import SamplingParams, Task, sample
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU: run `make gpu-check` on one")]

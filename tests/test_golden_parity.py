@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from helpers import REPO, rel_l2
 from uniavgen_core.golden import MKL_COMPATIBLE, case_inputs, case_request
-from uniavgen_core.sampler import seeded_noise
+from uniavgen_core.sampling import seeded_noise
 
 FWD_TOL, OUT_TOL = 1e-4, 1e-3
 

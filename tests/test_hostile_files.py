@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from helpers import REPO
-from uniavgen_core.convert import ConversionError, convert
-from uniavgen_core.loading import INDEX_NAME, CheckpointError, TensorReader, load_model
+from uniavgen_core.checkpoint.convert import ConversionError, convert
+from uniavgen_core.checkpoint.loading import INDEX_NAME, CheckpointError, TensorReader, load_model
 
 
 def sharded_copy(golden_dir, dest):
@@ -192,7 +192,8 @@ def test_read_only_destination_is_a_message(source, tmp_path):
 
 
 def test_a_full_disk_is_a_message_and_leaves_nothing(source, tmp_path, monkeypatch, capsys):
-    from uniavgen_core import convert as convert_module
+    from uniavgen_core import convert as command_line
+    from uniavgen_core.checkpoint import convert as convert_module
     monkeypatch.setattr(convert_module.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 9, 1))
     with pytest.raises(ConversionError, match="free some space"):
         convert(source, tmp_path / "x.safetensors", "bf16")
@@ -201,7 +202,7 @@ def test_a_full_disk_is_a_message_and_leaves_nothing(source, tmp_path, monkeypat
     def full(self, name):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(TensorReader, "get", full)
-    assert convert_module.main([str(source), str(tmp_path / "y.safetensors")]) == 2
+    assert command_line.main([str(source), str(tmp_path / "y.safetensors")]) == 2
     assert "cannot write" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
@@ -212,7 +213,7 @@ def test_a_full_disk_is_a_message_and_leaves_nothing(source, tmp_path, monkeypat
 def test_vocoder_loads_strictly(tmp_path, damage):
     pytest.importorskip("transformers")
     from helpers import save_tiny_vocoder
-    from uniavgen_core.vocoder import Vocoder, VocoderError
+    from uniavgen_core.audio.vocoder import Vocoder, VocoderError
     folder = tmp_path / "code2wav_bigvgan_model"
     save_tiny_vocoder(folder)
     weights = folder / "model.safetensors"

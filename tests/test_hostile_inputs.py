@@ -6,9 +6,9 @@ import time
 import pytest
 import torch
 
-from uniavgen_core.audio_input import (MAX_RATE, MIN_RATE, AudioInputError, driving_audio, reference_voice,
+from uniavgen_core.audio.inputs import (MAX_RATE, MIN_RATE, AudioInputError, driving_audio, reference_voice,
                                        resample, to_mono_24k)
-from uniavgen_core.mel import SAMPLE_RATE
+from uniavgen_core.units import SAMPLE_RATE
 
 
 def sine(freq, rate, seconds=1.0, channels=1):
@@ -75,7 +75,7 @@ def test_too_long_or_too_many_channels_is_refused_before_any_work():
 # ------------------------------------------------------------------------------------------------ core API
 
 from helpers import random_request  # noqa: E402
-from uniavgen_core.sampler import SamplingParams, Task, sample  # noqa: E402
+from uniavgen_core.sampling import SamplingParams, Task, sample  # noqa: E402
 
 TWO = SamplingParams(steps=2)
 
@@ -126,15 +126,15 @@ def test_overflow_during_sampling_stops_with_advice(tiny_model):
 @pytest.mark.parametrize("lang", ["auto", "zh", "en"])
 def test_lone_surrogates_become_unknown_characters(vocab_path, surrogate, lang):
     """Broken UTF-16 pasted into a transcript is listed as unknown, not a crash in the Chinese word splitter."""
-    from uniavgen_core.speech_tokenizer import SpeechTokenizer
+    from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
     tokens = SpeechTokenizer.from_file(vocab_path).encode(f"你好{surrogate}世界", lang, ref_text=f"a{surrogate}")
     assert f"\\u{ord(surrogate):04x}" in tokens.unknown
 
 
 def test_a_transcript_longer_than_the_clip_can_speak_is_reported():
-    from uniavgen_core import timing
-    from uniavgen_core.jobs import speaking_rate
-    five = timing.Duration.from_video_frames(81)
+    from uniavgen_core import units
+    from uniavgen_core.frontend.jobs import speaking_rate
+    five = units.Duration.from_video_frames(81)
     release = "Over the past week it has been raining nonstop, but the sun is finally breaking through today!"
     assert speaking_rate(release, five) == []
     assert "282 characters for 5.06 s (56 per second" in speaking_rate(release * 3 + " " * 10, five)[0]

@@ -1,7 +1,7 @@
 """Cross-modal index maths against values derived from the release's code (docs/MODEL.md §4)."""
 import torch
 
-from uniavgen_core.interaction import a2v_windows, v2a_interpolation
+from uniavgen_core.model.interaction import a2v_windows, v2a_interpolation
 
 
 def test_a2v_windows_at_the_released_duration():

@@ -9,9 +9,9 @@ from safetensors.torch import save_file
 
 from helpers import REPO
 from helpers import random_request
-from uniavgen_core.config import UniAVGenConfig
-from uniavgen_core.loading import CheckpointError, _meta_shapes, load_model
-from uniavgen_core.sampler import SamplingParams, Task, sample
+from uniavgen_core.model.config import UniAVGenConfig
+from uniavgen_core.checkpoint.loading import CheckpointError, key_shapes, load_model
+from uniavgen_core.sampling import SamplingParams, Task, sample
 
 
 def write(tmp_path, state, name="model.safetensors"):
@@ -111,7 +111,7 @@ def test_incomplete_download_names_the_missing_shard(golden_dir, tmp_path):
 
 PEAK_SCRIPT = """
 import resource, sys, torch
-from uniavgen_core.loading import load_model
+from uniavgen_core.checkpoint.loading import load_model
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 model = load_model(sys.argv[1])
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -123,7 +123,7 @@ def test_loading_peak_memory_is_about_one_model(tmp_path):
     """A 7B model must not need twice its size in RAM: build on meta, assign tensors read lazily."""
     cfg = UniAVGenConfig(dim=512, ffn_dim=2048, num_heads=4, audio_dim=256, audio_ffn_dim=1024, audio_num_heads=2,
                          text_dim=512, num_layers=16, interaction_layers=tuple(range(0, 16, 2)))
-    path = write(tmp_path, {k: torch.ones(s) for k, s in _meta_shapes(cfg).items()})
+    path = write(tmp_path, {k: torch.ones(s) for k, s in key_shapes(cfg).items()})
     proc = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr

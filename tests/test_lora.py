@@ -3,9 +3,9 @@ models are refused with what they seem to be."""
 import pytest
 import torch
 
-from uniavgen_core.config import UniAVGenConfig
+from uniavgen_core.model.config import UniAVGenConfig
 from uniavgen_core.lora import LoraError, aliases, inspect, layer_name
-from uniavgen_core.model import UniAVGenModel
+from uniavgen_core.model.dit import UniAVGenModel
 
 CONFIG = UniAVGenConfig(dim=96, ffn_dim=160, num_heads=3, num_layers=4, audio_dim=64, audio_ffn_dim=128,
                         audio_num_heads=2, text_dim=64, interaction_layers=(0, 2))

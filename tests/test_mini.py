@@ -7,9 +7,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from uniavgen_core import demo, timing
+from uniavgen_core import demo
+
+from uniavgen_core import units
 from uniavgen_core.codecs.video_pca import PCAFitter
-from uniavgen_core.loading import load_model
+from uniavgen_core.checkpoint.loading import load_model
 from uniavgen_core.mini import MiniPipeline
 from uniavgen_core.synthetic.clips import make_clip
 from uniavgen_core.training import data
@@ -41,8 +43,8 @@ def test_training_set_is_deterministic_and_loads(tmp_path, codec_file):
     examples = data.load(a)
     assert len(examples) == 3
     e = examples[0]
-    assert e.latent.shape == (48, timing.latent_frames(FRAMES), 8, 8)
-    assert e.mel.shape == (timing.mel_frames(FRAMES), 80) and e.face.shape == (4, 4)
+    assert e.latent.shape == (48, units.latent_frames(FRAMES), 8, 8)
+    assert e.mel.shape == (units.mel_frames(FRAMES), 80) and e.face.shape == (4, 4)
     clip = make_clip(3, frames=FRAMES)
     tok = data.tokenizer()
     assert e.text_ids.tolist() == tok.encode(clip.text, "en").ids and not tok.encode(clip.text, "en").unknown

@@ -7,11 +7,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers import REPO, rel_l2
 from helpers import random_request
-from uniavgen_core.conditioning import ConditionBatch, Switches
-from uniavgen_core.config import UniAVGenConfig
-from uniavgen_core.loading import load_model, official_key_shapes, read_shapes, checkpoint_files
-from uniavgen_core.model import UniAVGenModel
-from uniavgen_core.sampler import Task
+from uniavgen_core.model.conditioning import ConditionBatch, Switches
+from uniavgen_core.model.config import UniAVGenConfig
+from uniavgen_core.checkpoint.loading import load_model, official_key_shapes, read_shapes, checkpoint_files
+from uniavgen_core.model.dit import UniAVGenModel
+from uniavgen_core.sampling import Task
 
 
 def test_official_configuration_key_set_and_parameter_count():
@@ -72,9 +72,9 @@ def _forward(model, requests, dtype=torch.float32):
 
 
 def test_forward_has_no_float64_or_complex_arithmetic(tiny_model):
-    from uniavgen_core import model, rope, speech_text
-    for cached in (rope.video_table, rope.audio_table, rope.a2v_key_table, model._sinusoid_freqs,
-                   model._window_index, speech_text._positions):
+    from uniavgen_core.model import dit, rope, sinusoid
+    for cached in (rope.video_table, rope.audio_table, rope.a2v_key_table, sinusoid.timestep_frequencies,
+                   dit.window_index, sinusoid.speech_positions):
         cached.cache_clear()                           # the cold path (table building) counts too
     reqs = [random_request(Task.RAVG, 1, ref_len=20), random_request(Task.A2V, 2, cond_len=30)]
     with DtypeRecorder() as rec:
@@ -85,9 +85,9 @@ def test_forward_has_no_float64_or_complex_arithmetic(tiny_model):
 
 def test_forward_modules_have_no_host_syncs():
     pattern = re.compile(r"\.item\(\)|\.tolist\(\)|\.cpu\(\)|\.numpy\(\)|torch\.cuda\.synchronize")
-    for name in ("model", "layers", "interaction", "speech_text", "attention", "rope", "ops"):
-        source = (REPO / "uniavgen_core" / f"{name}.py").read_text()
-        assert not pattern.search(source), f"{name}.py: {pattern.search(source).group()}"
+    for path in sorted((REPO / "uniavgen_core" / "model").glob("*.py")):
+        found = pattern.search(path.read_text())
+        assert not found, f"{path.name}: {found.group()}"
 
 
 def test_face_masks_are_returned_for_display(tiny_model):
@@ -144,12 +144,11 @@ def test_padding_rows_of_the_caption_are_attended_as_one_weighted_row(tiny_model
         tiny_model.caption_bucket = 1
     assert rel_l2(bucketed.video, full.video) < 1e-5
     # not vacuous: the padding rows matter (dropping them changes the output)
-    from uniavgen_core import model as model_module
-    original = model_module._caption_bias
+    from uniavgen_core.model import dit
+    original = dit.caption_bias
     try:
-        model_module._caption_bias = lambda lens, *a: torch.tensor(
-            [[0.0] * n + [float("-inf")] * (31 - n) for n in lens])
+        dit.caption_bias = lambda lens, *a: torch.tensor([[0.0] * n + [float("-inf")] * (31 - n) for n in lens])
         dropped = _forward(tiny_model, reqs)
     finally:
-        model_module._caption_bias = original
+        dit.caption_bias = original
     assert rel_l2(dropped.video[[0, 2]], full.video[[0, 2]]) > 1e-3    # sample 1 has no real row left

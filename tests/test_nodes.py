@@ -386,7 +386,7 @@ def test_sampler_ravg_a2v_v2a_and_auto_task(comfy, model):
 
 
 def test_sampler_bad_inputs_are_explained(comfy, model):
-    from uniavgen_core.jobs import JobError
+    from uniavgen_core.frontend.jobs import JobError
     with pytest.raises(JobError, match="RAVG needs a reference voice"):
         run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, task="RAVG"))
     (voice,) = run(comfy, "UniAVGenAudioEncode", audio=tone200(1.0, 44100, 2), role="reference voice (RAVG)")
@@ -587,7 +587,7 @@ def test_block_swap_from_the_loader(comfy):
 
 
 def test_caption_zero_padding_is_dropped_and_overlong_prompts_warned():
-    from uniavgen_core.jobs import caption_features
+    from uniavgen_core.frontend.jobs import caption_features
     feats, msgs = caption_features(caption(rows=7), 64, 512, "positive")
     assert feats.shape == (7, 64) and not msgs
     assert caption_features(caption(rows=0), 64, 512, "negative")[0].shape == (0, 64)

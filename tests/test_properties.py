@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from helpers import REPO
-from uniavgen_core import image_prep, timing
-from uniavgen_core.audio_input import to_mono_24k
-from uniavgen_core.loading import checkpoint_files, load_model
-from uniavgen_core.speech_tokenizer import SpeechTokenizer
+from uniavgen_core.frontend import image_prep
+from uniavgen_core import units
+from uniavgen_core.audio.inputs import to_mono_24k
+from uniavgen_core.checkpoint.loading import checkpoint_files, load_model
+from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
 
 PACK = (str(REPO / "uniavgen_core"), str(REPO / "nodes"))
 FAST = settings(max_examples=60, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -39,7 +40,7 @@ def test_the_classifier_tells_raw_errors_from_the_packs():
         outcome(lambda: torch.zeros(2) @ torch.zeros(3))
     with pytest.raises(AssertionError, match="raised outside the pack"):
         outcome(int, "not a number")
-    assert outcome(timing.Duration.from_seconds, float("nan")) is None
+    assert outcome(units.Duration.from_seconds, float("nan")) is None
 
 
 def outcome(fn, *args, **kwargs):
@@ -73,10 +74,10 @@ def test_audio_input(rate, channels, samples, batch, dtype, poison, layout):
 @FAST
 @given(seconds=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10 ** 6)))
 def test_durations(seconds):
-    d = outcome(timing.Duration.from_seconds, seconds)
+    d = outcome(units.Duration.from_seconds, seconds)
     if d is not None:
-        assert 5 <= d.video_frames <= timing.MAX_SECONDS * timing.FPS + 1 and (d.video_frames - 1) % 4 == 0
-        assert d.latent_frames == timing.latent_frames(d.video_frames)
+        assert 5 <= d.video_frames <= units.MAX_SECONDS * units.FPS + 1 and (d.video_frames - 1) % 4 == 0
+        assert d.latent_frames == units.latent_frames(d.video_frames)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +172,8 @@ def test_loader_on_mutated_headers(tiny_file, tmp_path_factory, mutations):
 @given(samples=st.integers(0, 6000), batch=st.sampled_from([None, 1, 2]), poison=st.one_of(st.none(), SPECIAL),
        scale=st.sampled_from([0.0, 1e-30, 1.0, 1e6]))
 def test_mel_front_end(samples, batch, poison, scale):
-    from uniavgen_core.mel import HOP, log_mel
+    from uniavgen_core.audio.mel import log_mel
+    from uniavgen_core.units import HOP
     wave = torch.sin(torch.arange(samples) * 0.07) * scale
     if poison is not None and samples:
         wave[samples // 3] = poison
@@ -187,7 +189,7 @@ def test_mel_front_end(samples, batch, poison, scale):
                                                    st.integers(-3, 10 ** 6), st.text(max_size=3), st.none())
                                      for k in ("shift", "video_cfg", "audio_cfg", "macfg_fraction", "steps")}))
 def test_sampling_settings(values):
-    from uniavgen_core.sampler import SamplingParams
+    from uniavgen_core.sampling import SamplingParams
     params = outcome(SamplingParams, **values)
     if params is not None:
         assert all(math.isfinite(getattr(params, k)) for k in ("shift", "video_cfg", "audio_cfg", "macfg_fraction"))
@@ -210,7 +212,7 @@ SHARD_NAMES = st.one_of(st.text(max_size=40), st.sampled_from([
 @given(weight_map=st.one_of(INDEX_VALUES, st.dictionaries(st.text(max_size=20), SHARD_NAMES, max_size=4)),
        wrap=st.booleans())
 def test_loader_on_mutated_index_files(golden_dir, tmp_path_factory, weight_map, wrap):
-    from uniavgen_core.loading import INDEX_NAME
+    from uniavgen_core.checkpoint.loading import INDEX_NAME
     folder = tmp_path_factory.mktemp("index")
     for f in golden_dir.iterdir():
         if f.name.startswith("diffusion_pytorch_model") and f.suffix == ".safetensors":
@@ -225,7 +227,7 @@ def test_loader_on_mutated_index_files(golden_dir, tmp_path_factory, weight_map,
     def spy(path, *args, **kwargs):
         opened.append(Path(path))
         return real_open(path, *args, **kwargs)
-    import uniavgen_core.loading as loading
+    import uniavgen_core.checkpoint.loading as loading
     loading.safe_open, original = spy, loading.safe_open
     try:
         outcome(load_model, folder)

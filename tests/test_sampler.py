@@ -6,7 +6,7 @@ import torch
 
 from helpers import rel_l2
 from helpers import random_request
-from uniavgen_core.sampler import SamplingParams, Task, pass_switches, sample, timesteps
+from uniavgen_core.sampling import SamplingParams, Task, pass_switches, sample, timesteps
 
 # docs/MODEL.md §6.2: the 51 released timesteps (50 steps, shift 5, bf16)
 RELEASED_BF16 = [1000, 996, 992, 988, 984, 976, 972, 968, 964, 956, 952, 944, 940, 932, 928, 920, 912, 904, 896,
@@ -122,3 +122,45 @@ def test_bad_requests_are_rejected_with_a_reason(tiny_model):
         sample(tiny_model, [random_request(Task.A2V, 65, cond_len=90)], PARAMS)
     with pytest.raises(ValueError, match="steps must be a whole number from 1"):
         SamplingParams(steps=0)
+
+
+def test_a_registered_solver_is_chosen_by_name(tiny_model, monkeypatch):
+    from uniavgen_core.sampling import solvers
+    steps = []
+
+    class Recording(solvers.Euler):
+        def step(self, i, video, audio, velocity_video, velocity_audio):
+            steps.append(i)
+            return super().step(i, video, audio, velocity_video, velocity_audio)
+
+    monkeypatch.setitem(solvers.SOLVERS, "recording", Recording)
+    request = [random_request(Task.AVG, 21)]
+    euler = sample(tiny_model, request, SamplingParams(steps=3))
+    recorded = sample(tiny_model, request, SamplingParams(steps=3, solver="recording"))
+    assert steps == [0, 1, 2] and torch.equal(recorded.video, euler.video) and torch.equal(recorded.audio, euler.audio)
+    with pytest.raises(ValueError, match="unknown solver 'unipc'.*euler"):
+        SamplingParams(solver="unipc")
+
+
+def test_a_velocity_wrapper_sees_every_step_and_can_replace_model_calls(tiny_model):
+    """The seam a step cache uses: reusing step 0's velocity at step 1 runs the model twice, not
+    three times, and changes the result (so the wrapper's answer is the one used)."""
+    request = [random_request(Task.AVG, 22)]
+    plain = sample(tiny_model, request, SamplingParams(steps=3))
+    calls = []
+
+    def reuse_first(inner):
+        kept = {}
+
+        def velocity(step, video, audio, t):
+            if step == 1:
+                return kept[0]
+            calls.append(step)
+            kept[step] = inner(step, video, audio, t)
+            return kept[step]
+        return velocity
+
+    cached = sample(tiny_model, request, SamplingParams(steps=3), wrap_velocity=reuse_first)
+    identity = sample(tiny_model, request, SamplingParams(steps=3), wrap_velocity=lambda inner: inner)
+    assert calls == [0, 2] and torch.equal(identity.video, plain.video)
+    assert rel_l2(cached.video, plain.video) > 1e-4

@@ -1,7 +1,7 @@
 """Speech-text tokenizer: official rules, vocabulary file handling, unknown-token reports."""
 import pytest
 
-from uniavgen_core.speech_tokenizer import SpeechTokenizer, VocabularyError
+from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer, VocabularyError
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from uniavgen_core.mel import HOP
+from uniavgen_core.units import HOP
 from uniavgen_core.synthetic import speech
 from uniavgen_core.synthetic.clips import make_clip
-from uniavgen_core.synthetic.faces import (HAIR_STYLES, _eye_box, blinks, caption, face_mask, mouth_box,
+from uniavgen_core.synthetic.faces import (HAIR_STYLES, eye_box, blinks, caption, face_mask, mouth_box,
                                            random_face, render)
 from uniavgen_core.synthetic.mouth import closed_frames, is_closure, lowband_log_energy, mouth_track
 from uniavgen_core.synthetic.sentences import VOCAB, sentence
-from uniavgen_core.timing import FPS, mel_frames
+from uniavgen_core.units import FPS, mel_frames
 
 DARK = 0.2     # luminance below which a pixel counts as mouth interior
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_mouth_box_holds_the_dark_mouth():
         face = random_face(np.random.default_rng(seed))
         top, left, bottom, right = box = mouth_box(face)
         assert 0 <= top < bottom <= 128 and 0 <= left < right <= 128
-        et, el, eb, er = _eye_box(face, 128)
+        et, el, eb, er = eye_box(face, 128)
         assert eb <= top or bottom <= et or er <= left or right <= el     # eyes and mouth never overlap
         cx, cy, rx, ry = face.head
         assert 0.3 <= 2 * face.mouth[2] / (2 * rx) <= 0.45 and 0.6 <= 2 * ry / 128 <= 0.85
@@ -158,7 +158,7 @@ def test_blinks_close_the_eyes_every_few_seconds():
     assert (track > 0).sum() == 3 * len(peaks) and torch.all(track[peaks - 1] == 0.5)
     face = random_face(np.random.default_rng(1))
     frames = render(face, torch.zeros(2), torch.tensor([0.0, 1.0]))
-    top, left, bottom, right = _eye_box(face, 128)
+    top, left, bottom, right = eye_box(face, 128)
     eyes = frames[:, top:bottom, left:right]
     assert (eyes[0] > 0.95).all(-1).sum() > 20 and (eyes[1] > 0.95).all(-1).sum() == 0
 

@@ -5,18 +5,18 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from uniavgen_core import timing
-from uniavgen_core.config import UniAVGenConfig
-from uniavgen_core.conditioning import Switches
-from uniavgen_core.loading import file_metadata, load_model
-from uniavgen_core.model import UniAVGenModel
+from uniavgen_core import units
+from uniavgen_core.model.config import UniAVGenConfig
+from uniavgen_core.model.conditioning import Switches
+from uniavgen_core.checkpoint.loading import file_metadata, load_model
+from uniavgen_core.model.dit import UniAVGenModel
 from uniavgen_core.training.objective import Example, MixConfig, TrainTask, build_batch, losses
 from uniavgen_core.training.trainer import OptimConfig, TrainConfig, Trainer
 
 MICRO = UniAVGenConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=2, text_dim=16, text_len=16, freq_dim=32,
                        audio_dim=64, audio_ffn_dim=96, audio_num_heads=2, speech_vocab_size=33, speech_dim=32,
                        speech_conv_layers=1, interaction_layers=(0,))
-FRAMES, MEL = 3, timing.mel_frames(timing.video_frames(3))
+FRAMES, MEL = 3, units.mel_frames(units.video_frames(3))
 
 
 def example(seed, ref_len=11):
@@ -120,7 +120,7 @@ def test_task_layouts():
     assert bool((a2v.video_weight[:, :, 1:] == 1).all()) and a2v.video_weight[:, :, 0].sum() == 0
     cont = build_batch(examples, gen(), only("continuation"), MICRO.text_len)
     for k, m in zip(cont.cond.video_cond_frames, cont.cond.audio_cond_frames):
-        assert 2 <= k <= FRAMES - 1 and m == timing.mel_frames(timing.video_frames(k))
+        assert 2 <= k <= FRAMES - 1 and m == units.mel_frames(units.video_frames(k))
     ravg = build_batch(examples, gen(), only("ravg"), MICRO.text_len)
     assert ravg.cond.ref_lens == (11,) * 8
     # RAVG's transcript is reference + space + text, as at inference

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers import save_tiny_vocoder
-from uniavgen_core.vocoder import Vocoder, VocoderError
+from uniavgen_core.audio.vocoder import Vocoder, VocoderError
 
 transformers = pytest.importorskip("transformers", reason="transformers is a declared dependency; install it")
 

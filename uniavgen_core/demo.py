@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from . import lipsync
-from .mel import SAMPLE_RATE
 from .mini import MINI_SAMPLING, MiniPipeline
-from .sampler import Task
-from .timing import FPS
+from .mp4 import write_mp4
+from .sampling import Task
+from .units import SAMPLE_RATE
 
 PACK = Path(__file__).resolve().parents[1]
 MODEL = PACK / "models_builtin" / "uniavgen" / "UniAVGen-mini.safetensors"
@@ -49,31 +49,6 @@ def check_text(pipe: MiniPipeline, text: str) -> str:
                         f"use letters, spaces and {known.strip('abcdefghijklmnopqrstuvwxyz')!r} "
                         f"(write numbers as words)")
     return cleaned
-
-
-def write_mp4(path: Path, frames: torch.Tensor, wave: torch.Tensor, fps: int = FPS, scale: int = DISPLAY_SCALE):
-    """h264 video + AAC audio at 24 kHz."""
-    import av
-    import numpy as np
-
-    pictures = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2), scale_factor=scale, mode="bilinear",
-                                               align_corners=False).clamp(0, 1)
-    pictures = (pictures.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
-    with av.open(str(path), "w") as box:
-        video = box.add_stream("libx264", rate=fps, options={"crf": "18"})
-        video.width, video.height, video.pix_fmt = pictures.shape[2], pictures.shape[1], "yuv420p"
-        audio = box.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
-        for picture in pictures:
-            for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
-                box.mux(packet)
-        samples = wave.clamp(-1, 1).numpy().astype(np.float32)[None]
-        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        for packet in audio.encode(frame):
-            box.mux(packet)
-        for stream in (video, audio):
-            for packet in stream.encode(None):
-                box.mux(packet)
 
 
 def contact_sheet(path: Path, rows: list[tuple[str, torch.Tensor, torch.Tensor]], box: tuple, every: int = 4):
@@ -135,7 +110,7 @@ def run(out: Path, text: str = DEFAULT_TEXT, steps: int | None = None, model: Pa
              "a2v": (made[1].frames, driving[: pipe.duration.samples]),
              "v2a": (face.frames, made[2].wave)}
     for name, (frames, wave) in clips.items():
-        write_mp4(out / f"{name}.mp4", frames, wave)
+        write_mp4(out / f"{name}.mp4", frames, wave, scale=DISPLAY_SCALE)
     titles = {"avg": f"AVG: '{text}'", "a2v": "A2V: the face follows the synthetic speech",
               "v2a": f"V2A: speech made for this rendered clip ('{face.text}')"}
     contact_sheet(out / "contact_sheet.png", [(titles[k], f, w) for k, (f, w) in clips.items()], face.mouth_box)

@@ -21,11 +21,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .conditioning import Condition, ConditionBatch, Switches
-from .loading import load_model, official_key_shapes
-from .mel import log_mel, normalise
-from .sampler import Request, SamplingParams, Task, pass_switches, sample
-from .speech_tokenizer import SpeechTokenizer
+from .audio.mel import log_mel, normalise
+from .audio.speech_tokenizer import SpeechTokenizer
+from .checkpoint.loading import load_model, official_key_shapes
+from .model.conditioning import Condition, ConditionBatch, Switches
+from .sampling import Request, SamplingParams, Task, pass_switches, sample
 
 # Intel MKL picks its FFT kernels by CPU instruction set, and float32 results differ in the last
 # bits between them. In the near-silent bins of a pure tone that rounding noise is all there is

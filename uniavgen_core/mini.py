@@ -2,7 +2,7 @@
 video codec, Griffin-Lim and hashed captions), without ComfyUI.
 
 It goes through the public API the nodes use: `load_model`, the speech tokenizer, the audio
-front end (`audio_input`), `jobs.build_job` and `sample`. `make demo` and the lip-sync
+front end (`audio.inputs`), `jobs.build_job` and `sample`. `make demo` and the lip-sync
 evaluation run on it.
 """
 from __future__ import annotations
@@ -14,16 +14,17 @@ from pathlib import Path
 
 import torch
 
-from . import timing
-from .audio_input import driving_audio
+from . import units
+from .audio.inputs import driving_audio
+from .audio.mel import denormalise
+from .audio.speech_tokenizer import SpeechTokenizer
+from .checkpoint.loading import CheckpointError, file_metadata, load_model, trained_frames
 from .codecs.caption_hash import HashedCaptionEncoder
 from .codecs.griffin_lim import GriffinLimVocoder
 from .codecs.video_pca import PatchPCACodec
-from .jobs import Job, Speech, build_job
-from .loading import CheckpointError, file_metadata, load_model, trained_frames
-from .mel import SAMPLE_RATE, denormalise
-from .sampler import SamplingParams, Task, sample
-from .speech_tokenizer import SpeechTokenizer
+from .frontend.jobs import Job, Speech, build_job
+from .sampling import SamplingParams, Task, sample
+from .units import SAMPLE_RATE
 
 # What the shipped small model was tuned with (see docs/mini_model.md).
 MINI_SAMPLING = SamplingParams(steps=16, shift=5.0, video_cfg=3.0, audio_cfg=4.0, macfg_fraction=0.5, slg_layer=-1)
@@ -55,16 +56,16 @@ class MiniPipeline:
         self.trained_frames = trained_frames(meta)
 
     @property
-    def duration(self) -> timing.Duration:
+    def duration(self) -> units.Duration:
         """The clip length the model was trained on."""
-        return timing.Duration.from_video_frames(self.trained_frames)
+        return units.Duration.from_video_frames(self.trained_frames)
 
     def speech(self, text: str) -> Speech:
         return Speech(self.tokenizer.encode(text, "en"), self.tokenizer.null(), text)
 
     def job(self, task: Task, text: str, caption: str, reference: torch.Tensor, seed: int,
             driving_wave: torch.Tensor | None = None, driving_frames: torch.Tensor | None = None,
-            duration: timing.Duration | None = None) -> Job:
+            duration: units.Duration | None = None) -> Job:
         """reference: the face picture [H, W, 3] in [0, 1]; driving_wave: 24 kHz speech for A2V;
         driving_frames: [4k+1, H, W, 3] pictures at 16 fps for V2A."""
         duration = duration or self.duration
@@ -72,7 +73,7 @@ class MiniPipeline:
         video_latent = drive = None
         if task == Task.V2A:
             video_latent = self.codec.encode(driving_frames.float())
-            duration = timing.Duration.from_video_frames(driving_frames.shape[0])
+            duration = units.Duration.from_video_frames(driving_frames.shape[0])
         if task == Task.A2V:
             drive = driving_audio({"waveform": driving_wave.reshape(1, 1, -1), "sample_rate": SAMPLE_RATE},
                                   duration.mel_frames).wave

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .loading import TRAINED_FRAMES
+from .checkpoint.loading import TRAINED_FRAMES
 from .training import data
 from .training.trainer import TrainConfig, Trainer
 

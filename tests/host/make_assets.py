@@ -59,8 +59,8 @@ def lora_assets(comfy: Path, dit: Path, vocab: Path):
     """A rank-4 LoRA (alpha 2) and the same update merged by hand: W + s * alpha / rank * B @ A."""
     import json
     from safetensors.torch import save_file
-    from uniavgen_core.convert import convert
-    from uniavgen_core.loading import load_model
+    from uniavgen_core.checkpoint.convert import convert
+    from uniavgen_core.checkpoint.loading import load_model
     model = load_model(dit, dtype=torch.float32)
     gen = torch.Generator().manual_seed(7)
     lora, state = {}, {k: v.clone() for k, v in model.state_dict().items()}

@@ -25,19 +25,19 @@ import av
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))            # the repo's uniavgen_core (this python has torch)
-from uniavgen_core import timing  # noqa: E402
-from uniavgen_core.mel import HOP, SAMPLE_RATE as RATE  # noqa: E402
+from uniavgen_core import units  # noqa: E402
+from uniavgen_core.units import HOP, SAMPLE_RATE as RATE  # noqa: E402
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 from workflow_graphs import WORKFLOWS  # noqa: E402
 sys.path.insert(0, str(HERE))
 from make_assets import DIT, EXAMPLE_INPUTS, FP8, LORA, LORA_STRENGTH, MERGED, VAE, VOCODER  # noqa: E402
 
-FPS = timing.FPS
+FPS = units.FPS
 TINY_SECONDS = 0.5625                      # 9 video frames = 3 latent frames = 56 mel frames
-TINY = timing.Duration.from_seconds(TINY_SECONDS)
+TINY = units.Duration.from_seconds(TINY_SECONDS)
 FRAMES, MEL = TINY.video_frames, TINY.mel_frames
 MINI = "uniavgen_mini_demo"                # runs as shipped: small enough for a CPU, nothing downloaded
-MINI_FRAMES, MINI_SIZE = timing.Duration.from_seconds(3.0625).video_frames, 128
+MINI_FRAMES, MINI_SIZE = units.Duration.from_seconds(3.0625).video_frames, 128
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import functools
 import torch
 import torchaudio.functional as AF
 
-from ..mel import F_MAX, HOP, N_FFT, N_MELS, SAMPLE_RATE, WIN
+from ..audio.mel import N_FFT, WIN, mel_basis
+from ..units import HOP, N_MELS, SAMPLE_RATE
 
 N_STFT = N_FFT // 2 + 1
 N_ITER = 64
@@ -25,10 +26,9 @@ _CENTRE = N_FFT // 2 - (N_FFT - HOP) // 2           # 120
 
 @functools.lru_cache(maxsize=4)
 def _filters(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The front end's Slaney mel filter [80, 513], its pseudo-inverse [513, 80], the window."""
-    fb = AF.melscale_fbanks(N_STFT, 0.0, F_MAX, N_MELS, SAMPLE_RATE, norm="slaney", mel_scale="slaney")
-    fb = fb.T.contiguous().double()
-    return fb.float().to(device), torch.linalg.pinv(fb).float().to(device), torch.hann_window(WIN, device=device)
+    """The front end's mel filter [80, 513], its pseudo-inverse [513, 80] (taken in float64), the window."""
+    fb, window = mel_basis(torch.device("cpu"))
+    return fb.to(device), torch.linalg.pinv(fb.double()).float().to(device), window.to(device)
 
 
 def mel_to_magnitude(log_mel: torch.Tensor, nnls_steps: int = NNLS_STEPS) -> torch.Tensor:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..mel import HOP, SAMPLE_RATE
-from ..timing import FPS, latent_frames, mel_frames
+from ..units import FPS, HOP, SAMPLE_RATE, latent_frames, mel_frames
 from .faces import Face, blinks, caption, face_mask, mouth_box, random_face, render
 from .mouth import mouth_track
 from .sentences import sentence

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..timing import FPS
+from ..units import FPS
 
 Colour = tuple[float, float, float]
 
@@ -198,7 +198,7 @@ def _lens(x, y, cx, cy, half_width, half_height, scale):
     return across * _band(y, cy - h, cy + h, scale)
 
 
-def _eye_box(face: Face, size: int) -> tuple[int, int, int, int]:
+def eye_box(face: Face, size: int) -> tuple[int, int, int, int]:
     scale = size / face.size
     cx = face.head[0]
     ey, ed, erx, ery = face.eyes
@@ -268,7 +268,7 @@ def render(face: Face, openness: torch.Tensor, blink: torch.Tensor, size: int | 
     base = _static(face, size)
     frames = base.expand(openness.shape[0], size, size, 3).contiguous()
     # the eye and mouth boxes are disjoint; each distinct value of a track is drawn once
-    for box, draw, track in ((_eye_box(face, size), _eyes, blink), (mouth_box(face, size), _mouth, openness)):
+    for box, draw, track in ((eye_box(face, size), _eyes, blink), (mouth_box(face, size), _mouth, openness)):
         top, left, bottom, right = box
         values, index = torch.unique(track, return_inverse=True)
         region = base[top:bottom, left:right].expand(len(values), bottom - top, right - left, 3)

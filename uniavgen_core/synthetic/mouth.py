@@ -7,8 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..mel import SAMPLE_RATE
-from ..timing import FPS
+from ..units import FPS, SAMPLE_RATE
 
 LOW_BAND = (100.0, 1000.0)     # Hz: voiced speech energy, mostly the first formant
 FLOOR = 1e-7                   # power floor of the log energy (digital silence)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..mel import SAMPLE_RATE
+from ..mp4 import write_mp4
+from ..units import SAMPLE_RATE
 from .clips import make_clip
 from .speech import synthesize
 
@@ -34,7 +35,7 @@ def write_wav(path: Path, wave_24k: torch.Tensor) -> None:
 
 def make(out: Path) -> list[Path]:
     from PIL import Image
-    from ..demo import write_mp4
+
     out.mkdir(parents=True, exist_ok=True)
     face = make_clip(FACE_SEED, frames=81, size=512)
     picture = (face.frames[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
@@ -42,7 +43,7 @@ def make(out: Path) -> list[Path]:
     write_wav(out / FILES[1], face.ref_wave)
     write_wav(out / FILES[2], synthesize(SPEECH_TEXT, make_clip(SPEECH_SEED, frames=17).voice).wave)
     clip = make_clip(SPEECH_SEED, frames=81, size=256)
-    write_mp4(out / FILES[3], clip.frames, clip.wave, scale=1)
+    write_mp4(out / FILES[3], clip.frames, clip.wave)
     return [out / name for name in FILES]
 
 

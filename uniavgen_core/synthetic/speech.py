@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from ..mel import SAMPLE_RATE
+from ..units import SAMPLE_RATE
 
 ESPEAK_RATE = 22_050
 

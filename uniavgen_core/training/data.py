@@ -19,13 +19,14 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..audio.inputs import reference_voice, rescale_peak
+from ..audio.mel import log_mel, normalise
+from ..audio.speech_tokenizer import SpeechTokenizer
 from ..codecs.caption_hash import HashedCaptionEncoder
 from ..codecs.video_pca import PatchPCACodec, PCAFitter
-from ..audio_input import reference_voice, rescale_peak
-from ..mel import SAMPLE_RATE, log_mel, normalise
-from ..speech_tokenizer import SpeechTokenizer
 from ..synthetic.clips import make_clip
 from ..synthetic.sentences import VOCAB
+from ..units import SAMPLE_RATE
 from .objective import Example
 
 TOKENS_PER_SIDE = 32        # pixels per video token side: 16x codec x 2x2 patches

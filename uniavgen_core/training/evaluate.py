@@ -24,7 +24,7 @@ import torch
 
 from .. import lipsync
 from ..mini import MINI_SAMPLING, MiniPipeline
-from ..sampler import SamplingParams, Task
+from ..sampling import SamplingParams, Task
 from ..synthetic.clips import Clip, make_clip
 from .data import DataConfig
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .. import timing
-from ..conditioning import Condition, ConditionBatch, Switches
-from ..sampler import NUM_TIMESTEPS
-from ..speech_tokenizer import FILLER, MIN_IDS
+from .. import units
+from ..audio.speech_tokenizer import FILLER, MIN_IDS
+from ..model.conditioning import Condition, ConditionBatch, Switches
+from ..sampling import NUM_TIMESTEPS
 
 
 class TrainTask(enum.IntEnum):
@@ -113,7 +113,7 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
         x0 = e.latent.float()
         vc = {TrainTask.V2A: frames, TrainTask.CONTINUATION: min(k, frames - 1)}.get(task, 1)
         ac = {TrainTask.A2V: n_mel,
-              TrainTask.CONTINUATION: min(n_mel - 1, timing.mel_frames(timing.video_frames(vc)))}.get(task, 0)
+              TrainTask.CONTINUATION: min(n_mel - 1, units.mel_frames(units.video_frames(vc)))}.get(task, 0)
         ref_mel = e.ref_mel.float() if task == TrainTask.RAVG else None
         if task == TrainTask.RAVG:      # transcripts as at inference: reference + space + text
             ids = _ids(e.ref_ids, space) if dropped else _ids(e.ref_ids, space, e.text_ids)

@@ -10,16 +10,16 @@ import dataclasses
 import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..config import UniAVGenConfig
-from ..model import UniAVGenModel
+from ..model.config import UniAVGenConfig
+from ..model.dit import UniAVGenModel
 from .data import DataConfig
 from .objective import Example, MixConfig, build_batch, losses
 

@@ -1,5 +1,5 @@
 """Double of comfy.ops.manual_cast: layers that cast weights to the input and say so."""
-from uniavgen_core import ops as _ops
+from uniavgen_core.model import ops as _ops
 
 
 class manual_cast:

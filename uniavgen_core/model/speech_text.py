@@ -1,12 +1,12 @@
 """Speech-text (transcript) embedding: F5-TTS style ConvNeXtV2 stack (docs/MODEL.md §1.3, §3.3)."""
 from __future__ import annotations
 
-import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sinusoid import speech_positions
 from .ops import cast_like
 
 
@@ -40,14 +40,6 @@ class ConvNeXtV2Block(nn.Module):
         return x + self.pwconv2(self.grn(y, valid))
 
 
-@functools.lru_cache(maxsize=16)
-def _positions(dim: int, length: int, device: torch.device) -> torch.Tensor:
-    """[length, dim] = [cos(p*w_k) | sin(p*w_k)], w_k = 10000^(-2k/dim), in float32 as released."""
-    freqs = 1.0 / (10000.0 ** (torch.arange(0, dim, 2, device=device)[: dim // 2].float() / dim))
-    angles = torch.outer(torch.arange(length, device=device).float(), freqs)
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
-
-
 class SpeechTextEmbedding(nn.Module):
     def __init__(self, vocab_size, dim, conv_layers, conv_mult, ops):
         super().__init__()
@@ -60,7 +52,7 @@ class SpeechTextEmbedding(nn.Module):
         ids = ids + 1                                   # filler -1 -> 0, vocab id k -> k + 1
         keep = (ids != 0).unsqueeze(-1)
         x = self.text_embed(ids).to(dtype)
-        x = x + _positions(x.shape[-1], ids.shape[1], ids.device).to(dtype)
+        x = x + speech_positions(x.shape[-1], ids.shape[1], ids.device).to(dtype)
         x = x * keep
         for block in self.text_blocks:
             x = block(x, valid) * keep                  # filler re-zeroed after every block

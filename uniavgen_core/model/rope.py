@@ -12,10 +12,7 @@ import functools
 import numpy as np
 import torch
 
-
-def _inv_freq(pairs: int, denom: int) -> np.ndarray:
-    """w_j = 10000^(-2j/denom), j < pairs (float64, host)."""
-    return 10000.0 ** (-2.0 * np.arange(pairs, dtype=np.float64) / denom)
+from .sinusoid import frequencies
 
 
 def split_pairs(head_dim: int) -> tuple[int, int, int]:
@@ -35,9 +32,9 @@ def video_table(head_dim: int, frames: int, rows: int, cols: int, device: torch.
     """[frames*rows*cols, head_dim/2] cos/sin for raster-ordered (frame, row, column) tokens.
     The frame axis uses w_j = 10000^(-2j/(d - 4(d//6))), rows/columns 10000^(-2j/(2(d//6)))."""
     pf, pr, pc = split_pairs(head_dim)
-    f = np.arange(frames)[:, None] * _inv_freq(pf, head_dim - 4 * (head_dim // 6))
-    r = np.arange(rows)[:, None] * _inv_freq(pr, 2 * (head_dim // 6))
-    c = np.arange(cols)[:, None] * _inv_freq(pc, 2 * (head_dim // 6))
+    f = np.arange(frames)[:, None] * frequencies(pf, head_dim - 4 * (head_dim // 6))
+    r = np.arange(rows)[:, None] * frequencies(pr, 2 * (head_dim // 6))
+    c = np.arange(cols)[:, None] * frequencies(pc, 2 * (head_dim // 6))
     angles = np.concatenate([
         np.broadcast_to(f[:, None, None, :], (frames, rows, cols, pf)),
         np.broadcast_to(r[None, :, None, :], (frames, rows, cols, pr)),
@@ -49,7 +46,7 @@ def video_table(head_dim: int, frames: int, rows: int, cols: int, device: torch.
 @functools.lru_cache(maxsize=64)
 def audio_table(head_dim: int, length: int, device: torch.device):
     """[length, head_dim/2] cos/sin for 1-D positions 0..length-1, w_j = 10000^(-2j/head_dim)."""
-    return _to_tables(np.arange(length)[:, None] * _inv_freq(head_dim // 2, head_dim), device)
+    return _to_tables(np.arange(length)[:, None] * frequencies(head_dim // 2, head_dim), device)
 
 
 @functools.lru_cache(maxsize=64)
@@ -58,7 +55,7 @@ def a2v_key_table(head_dim: int, audio_head_dim: int, length: int, device: torch
     positions 0..length-1; the remaining pairs are not rotated."""
     pf = split_pairs(head_dim)[0]
     angles = np.zeros((length, head_dim // 2))
-    angles[:, :pf] = np.arange(length)[:, None] * _inv_freq(audio_head_dim // 2, audio_head_dim)[:pf]
+    angles[:, :pf] = np.arange(length)[:, None] * frequencies(audio_head_dim // 2, audio_head_dim)[:pf]
     return _to_tables(angles, device)
 
 

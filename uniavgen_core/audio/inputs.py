@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .mel import HOP, SAMPLE_RATE
+from ..units import HOP, SAMPLE_RATE
 
 PEAK = 0.999146              # the release's max_volume for both reference and driving audio
 REFERENCE_TAIL_SECONDS = 0.3  # silence appended to a reference voice

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from . import timing
-from .conditioning import Condition
-from .mel import HOP, log_mel, normalise
-from .sampler import Request, Task
-from .speech_tokenizer import SpeechTokenizer, Tokens, is_chinese
+from .. import units
+from ..audio.mel import log_mel, normalise
+from ..audio.speech_tokenizer import SpeechTokenizer, Tokens, is_chinese
+from ..model.conditioning import Condition
+from ..sampling import Request, Task
+from ..units import HOP
 
 
 class JobError(ValueError):
@@ -29,7 +30,7 @@ class Speech:
 @dataclass
 class Job:
     request: Request
-    duration: timing.Duration
+    duration: units.Duration
     messages: list[str] = field(default_factory=list)
 
 
@@ -69,9 +70,9 @@ def caption_features(conditioning, text_dim: int, text_len: int, what: str) -> t
     return features[: min(rows, text_len)].float(), messages
 
 
-def fit_video(latent: torch.Tensor, duration: timing.Duration) -> torch.Tensor:
+def fit_video(latent: torch.Tensor, duration: units.Duration) -> torch.Tensor:
     if latent.shape[1] < duration.latent_frames:
-        raise JobError(f"the driving video covers {timing.video_frames(latent.shape[1])} frames at 16 fps but "
+        raise JobError(f"the driving video covers {units.video_frames(latent.shape[1])} frames at 16 fps but "
                        f"{duration.video_frames} are to be generated; lower the duration or give a longer video")
     return latent[:, : duration.latent_frames]
 
@@ -80,7 +81,7 @@ def fit_video(latent: torch.Tensor, duration: timing.Duration) -> torch.Tensor:
 MAX_CHARS_PER_SECOND = {"en": 30, "zh": 8}
 
 
-def speaking_rate(text: str, duration: timing.Duration) -> list[str]:
+def speaking_rate(text: str, duration: units.Duration) -> list[str]:
     """A message when the transcript cannot be spoken in the clip's duration (the model then rushes or drops
     words): characters per second against a fast speaker's rate, Chinese counted in characters (syllables)."""
     lang = SpeechTokenizer.detect_language(text)
@@ -93,11 +94,11 @@ def speaking_rate(text: str, duration: timing.Duration) -> list[str]:
 
 
 def build_job(task: Task, speech: Speech, caption: torch.Tensor, neg_caption: torch.Tensor,
-              ref_latent: torch.Tensor, duration: timing.Duration, seed: int,
+              ref_latent: torch.Tensor, duration: units.Duration, seed: int,
               voice_wave: torch.Tensor | None = None, driving_wave: torch.Tensor | None = None,
               video_latent: torch.Tensor | None = None) -> Job:
     """ref_latent [C, 1, h, w] and video_latent [C, T, h, w] are normalised latents; waves are
-    prepared 24 kHz mono (audio_input.reference_voice / driving_audio)."""
+    prepared 24 kHz mono (audio.inputs.reference_voice / driving_audio)."""
     messages = []
     if not speech.text.strip() and task != Task.A2V:
         messages.append("the transcript is empty: the audio will have no words")
@@ -115,7 +116,7 @@ def build_job(task: Task, speech: Speech, caption: torch.Tensor, neg_caption: to
     cond_mel = None
     if task == Task.A2V:
         if driving_wave is None or driving_wave.shape[-1] != duration.mel_frames * HOP:
-            raise JobError("A2V needs driving audio fitted to the duration (audio_input.driving_audio)")
+            raise JobError("A2V needs driving audio fitted to the duration (audio.inputs.driving_audio)")
         cond_mel = normalise(log_mel(driving_wave))
     make = lambda ids, cap: Condition(ids, cap, ref_latent, cond_latent, ref_mel, cond_mel)
     request = Request(task, make(speech.tokens.padded(), caption), make(speech.null.padded(), neg_caption),
@@ -127,5 +128,5 @@ def frame_masks(face_masks: torch.Tensor, height: int, width: int) -> torch.Tens
     """Face masks [layers, T, h', w'] of one sample -> [4T-3, height, width] per output video frame:
     the mean over interaction layers, latent frame i >= 1 repeated over its 4 video frames."""
     per_latent = face_masks.float().mean(dim=0)                                   # [T, h', w']
-    frames = torch.cat([per_latent[:1], per_latent[1:].repeat_interleave(timing.TEMPORAL_STRIDE, dim=0)])
+    frames = torch.cat([per_latent[:1], per_latent[1:].repeat_interleave(units.TEMPORAL_STRIDE, dim=0)])
     return F.interpolate(frames[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]

@@ -16,6 +16,7 @@ from .interaction import AudioToVideo, VideoToAudio, a2v_windows, v2a_plan
 from .layers import DiTBlock, ModulatedHead
 from .ops import default_ops
 from .rope import a2v_key_table, audio_table, video_table
+from .sinusoid import timestep_sinusoid
 from .speech_text import SpeechTextEmbedding
 
 
@@ -29,24 +30,14 @@ def _mlp(ops, d_in, d_hidden, d_out, act):
     return nn.Sequential(ops.Linear(d_in, d_hidden), act, ops.Linear(d_hidden, d_out))
 
 
-@functools.lru_cache(maxsize=8)
-def _sinusoid_freqs(half: int, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy((10000.0 ** (-np.arange(half) / half)).astype(np.float32)).to(device)
-
-
-def timestep_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """[..., dim] = [cos(t*v_k) | sin(t*v_k)], v_k = 10000^(-k/(dim/2)), float32 (docs/MODEL.md §3.4)."""
-    angles = t.float()[..., None] * _sinusoid_freqs(dim // 2, t.device)
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
-
-
 @functools.lru_cache(maxsize=32)
-def _window_index(n_audio, latent_frames, window, device):
+def window_index(n_audio: int, latent_frames: int, window: int, device) -> torch.Tensor:
+    """[F, window] audio token index of each latent frame's A2V window, on `device` (cached)."""
     return to_device(a2v_windows(n_audio, latent_frames, window), device)
 
 
 @functools.lru_cache(maxsize=32)
-def _caption_bias(lens: tuple, text_len: int, bucket: int, device):
+def caption_bias(lens: tuple, text_len: int, bucket: int, device) -> torch.Tensor | None:
     """Captions are zero padded to `text_len` rows before the caption MLP (docs/MODEL.md §3.3), so every
     padding row becomes the same cross-attention key and value. Attention over m such rows equals
     attention over one of them with its logit raised by log(m). Keep each sample's real rows and
@@ -109,6 +100,17 @@ class AudioLayout:
         return x
 
 
+class ForwardContext:
+    """What one forward computes once and every layer reads: sizes, condition positions, the
+    embedded caption and speech, time modulations, rotary tables and interaction plans. The stages of
+    `UniAVGenModel.forward` fill it in order; it is also where a sequence-parallel forward would
+    record how tokens are split."""
+
+    def __init__(self, batch, frames, h, w, hp, wp, n_audio, dtype, device):
+        self.batch, self.frames, self.h, self.w, self.hp, self.wp = batch, frames, h, w, hp, wp
+        self.n_audio, self.dtype, self.device = n_audio, dtype, device
+
+
 class UniAVGenModel(nn.Module):
     def __init__(self, config: UniAVGenConfig | None = None, ops=None):
         super().__init__()
@@ -122,7 +124,7 @@ class UniAVGenModel(nn.Module):
         self.compute_dtype = torch.float32
         self.attention_backend = "sdpa"        # see attention.resolve_backend
         self.block_swap = None                 # see set_block_swap
-        self.caption_bucket = 1                # caption rows kept: a multiple of this (see _caption_bias)
+        self.caption_bucket = 1                # caption rows kept: a multiple of this (see caption_bias)
         # video embeddings
         self.patch_embedding = ops.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (docs/MODEL.md §2.2)
@@ -191,108 +193,144 @@ class UniAVGenModel(nn.Module):
             return self._forward(video, audio, t, cond, switches, capture_masks)
 
     def _forward(self, video, audio, t, cond: ConditionBatch, switches: Switches, capture_masks: bool):
+        self._check_inputs(video, audio, cond, switches)
+        ctx = self.prepare(video, audio, cond, switches)
+        xv, xa = self.embed_tokens(ctx, video, audio, cond)
+        self.embed_speech(ctx, cond)
+        self.embed_times(ctx, t)
+        self.attach_positions(ctx)
+        xv, xa, masks = self.run_layers(ctx, xv, xa, capture_masks)
+        return self.heads(ctx, xv, xa, masks)
+
+    def prepare(self, video, audio, cond: ConditionBatch, switches: Switches) -> ForwardContext:
+        """The per-forward constants: sizes, which frames and mel rows are conditions, and where each
+        sample's interactions write (they write only to generated, non-conditional tokens)."""
         cfg, dtype, dev = self.config, self.compute_dtype, video.device
         b, _, frames, h, w = video.shape
         n_audio = audio.shape[1]
-        self._check_inputs(video, audio, cond, switches)
-        pt, ph, pw = cfg.patch_size
-        hp, wp = h // ph, w // pw
-        n = hp * wp                                     # tokens per latent frame
-        t = t.to(dev).float().expand(b) if t.dim() == 0 or t.numel() == 1 else t.to(dev).float()
-
-        # video tokens [ref | cond frames | noisy frames] (docs/MODEL.md §3.1)
-        video_cond_frames = to_device(cond.video_cond_frames, dev)
+        hp, wp = h // cfg.patch_size[1], w // cfg.patch_size[2]
+        ctx = ForwardContext(b, frames, h, w, hp, wp, n_audio, dtype, dev)
+        ctx.video_cond_frames = to_device(cond.video_cond_frames, dev)
+        ctx.audio_cond_frames = to_device(cond.audio_cond_frames, dev)
         frame = torch.arange(frames, device=dev)
-        is_cond = (frame[None] < video_cond_frames[:, None])[:, None, :, None, None]
-        x = torch.where(is_cond, cond.cond_latent.to(dtype), video.to(dtype))
+        ctx.is_cond_v = (frame[None] < ctx.video_cond_frames[:, None])[:, None, :, None, None]
+        ctx.is_cond_a = (torch.arange(n_audio, device=dev)[None] < ctx.audio_cond_frames[:, None])[..., None]
+        ctx.layout = AudioLayout(cond.ref_lens, n_audio, dev)
+        # [B, F, 1, 1] and [B, S, 1]: interaction residuals only on generated frames / rows of samples
+        # whose switch is on
+        a2v_on, v2a_on = to_device(switches.a2v, dev), to_device(switches.v2a, dev)
+        ctx.gain_v = ((frame[None] >= ctx.video_cond_frames[:, None]) & a2v_on[:, None]).to(dtype)[..., None, None]
+        ctx.gain_a = (ctx.is_cond_a.logical_not() & v2a_on[:, None, None]).to(dtype)
+        ctx.a2v_needed = any(a and vc < frames for a, vc in zip(switches.a2v, cond.video_cond_frames))
+        ctx.v2a_needed = any(v and ac < n_audio for v, ac in zip(switches.v2a, cond.audio_cond_frames))
+        ctx.skipped = {layer: [0 < s == layer for s in switches.skip_layer] for layer in set(switches.skip_layer)}
+        return ctx
+
+    def embed_tokens(self, ctx: ForwardContext, video, audio, cond: ConditionBatch):
+        """Video tokens [ref | cond frames | noisy frames] (docs/MODEL.md §3.1), the caption, and audio
+        tokens [ref mel | cond mel | noisy mel] (§3.2)."""
+        cfg, dtype, dev = self.config, ctx.dtype, ctx.device
+        x = torch.where(ctx.is_cond_v, cond.cond_latent.to(dtype), video.to(dtype))
         x = torch.cat([cond.ref_latent.to(dtype), x], dim=2)
         xv = self.patch_embedding(x).flatten(2).transpose(1, 2)                       # [B, (1+F)*n, d]
-        caption_bias = _caption_bias(cond.caption_lens, cfg.text_len, self.caption_bucket, dev)
-        rows = cfg.text_len if caption_bias is None else caption_bias.shape[1]
-        caption = self.text_embedding_video(cond.caption[:, :rows].to(dtype))
+        ctx.caption_bias = caption_bias(cond.caption_lens, cfg.text_len, self.caption_bucket, dev)
+        rows = cfg.text_len if ctx.caption_bias is None else ctx.caption_bias.shape[1]
+        ctx.caption = self.text_embedding_video(cond.caption[:, :rows].to(dtype))
+        target = torch.where(ctx.is_cond_a, cond.cond_mel.to(dtype), audio.to(dtype))
+        xa = self.audio_embedding(ctx.layout.assemble(cond.ref_mel.to(dtype), target))
+        if ctx.layout.key_mask is not None:
+            xa = torch.where(ctx.layout.key_mask[..., None], xa, self.audio_padding.to(xa))
+        return xv, xa
 
-        # audio tokens [ref mel | cond mel[:audio_cond_frames] | noisy[audio_cond_frames:]] (docs/MODEL.md §3.2)
-        layout = AudioLayout(cond.ref_lens, n_audio, dev)
-        audio_cond_frames = to_device(cond.audio_cond_frames, dev)
-        is_cond_a = (torch.arange(n_audio, device=dev)[None] < audio_cond_frames[:, None])[..., None]
-        target = torch.where(is_cond_a, cond.cond_mel.to(dtype), audio.to(dtype))
-        xa = self.audio_embedding(layout.assemble(cond.ref_mel.to(dtype), target))
-        if layout.key_mask is not None:
-            xa = torch.where(layout.key_mask[..., None], xa, self.audio_padding.to(xa))
-        speech_valid = length_mask(list(cond.speech_lens), cond.speech_ids.shape[1], dev)
-        speech = self.text_proj(self.text_embedding(
-            cond.speech_ids, None if speech_valid is None else speech_valid[..., None], dtype))
+    def embed_speech(self, ctx: ForwardContext, cond: ConditionBatch) -> None:
+        """The speech-text tokens the audio branch cross-attends to (docs/MODEL.md §3.3)."""
+        ctx.speech_valid = length_mask(list(cond.speech_lens), cond.speech_ids.shape[1], ctx.device)
+        valid = None if ctx.speech_valid is None else ctx.speech_valid[..., None]
+        ctx.speech = self.text_proj(self.text_embedding(cond.speech_ids, valid, ctx.dtype))
 
-        # time embeddings, float32 (docs/MODEL.md §3.4): one per latent frame for video (the reference and
-        # conditional frames are clean, t = 0), one per sample for audio (0 in A2V).
-        tv = torch.where(torch.arange(1 + frames, device=dev)[None] < 1 + video_cond_frames[:, None], 0.0, t[:, None])
-        ta = torch.where(audio_cond_frames >= 1, 0.0, t)[:, None]
-        e_v = self.time_embedding(timestep_sinusoid(tv, cfg.freq_dim))                  # [B, 1+F, d]
-        e0_v = self.time_projection(e_v).unflatten(-1, (6, cfg.dim))
-        e_a = self.time_embedding_audio(timestep_sinusoid(ta, cfg.freq_dim))           # [B, 1, da]
-        e0_a = self.time_projection_audio(e_a).unflatten(-1, (6, cfg.audio_dim))
+    def embed_times(self, ctx: ForwardContext, t: torch.Tensor) -> None:
+        """Time embeddings in float32 (docs/MODEL.md §3.4): one per latent frame for video (the reference
+        and conditional frames are clean, t = 0), one per sample for audio (0 in A2V)."""
+        cfg, dev, b = self.config, ctx.device, ctx.batch
+        t = t.to(dev).float().expand(b) if t.dim() == 0 or t.numel() == 1 else t.to(dev).float()
+        frames = torch.arange(1 + ctx.frames, device=dev)[None]
+        tv = torch.where(frames < 1 + ctx.video_cond_frames[:, None], 0.0, t[:, None])
+        ta = torch.where(ctx.audio_cond_frames >= 1, 0.0, t)[:, None]
+        ctx.e_v = self.time_embedding(timestep_sinusoid(tv, cfg.freq_dim))                  # [B, 1+F, d]
+        ctx.e0_v = self.time_projection(ctx.e_v).unflatten(-1, (6, cfg.dim))
+        ctx.e_a = self.time_embedding_audio(timestep_sinusoid(ta, cfg.freq_dim))           # [B, 1, da]
+        ctx.e0_a = self.time_projection_audio(ctx.e_a).unflatten(-1, (6, cfg.audio_dim))
 
-        # rotary tables, cached per shape
-        hd = cfg.head_dim
-        v_rope = video_table(hd, 1 + frames, hp, wp, dev)
-        a_table = audio_table(cfg.audio_head_dim, max(layout.length, speech.shape[1]), dev)
-        a_rope = tuple(x[: layout.length] for x in a_table)
-        s_rope = tuple(x[: speech.shape[1]] for x in a_table)
-        spatial = video_table(hd, 1, hp, wp, dev)
-        windows = _window_index(n_audio, frames, cfg.a2v_window, dev)
-        k_a2v = a2v_key_table(hd, cfg.audio_head_dim, windows.shape[1], dev)
-        plan = v2a_plan(n_audio, frames, dtype, dev)
+    def attach_positions(self, ctx: ForwardContext) -> None:
+        """Rotary tables and interaction index plans, cached per shape."""
+        cfg, dev = self.config, ctx.device
+        hd, n_speech = cfg.head_dim, ctx.speech.shape[1]
+        ctx.v_rope = video_table(hd, 1 + ctx.frames, ctx.hp, ctx.wp, dev)
+        a_table = audio_table(cfg.audio_head_dim, max(ctx.layout.length, n_speech), dev)
+        ctx.a_rope = tuple(x[: ctx.layout.length] for x in a_table)
+        ctx.s_rope = tuple(x[:n_speech] for x in a_table)
+        ctx.spatial = video_table(hd, 1, ctx.hp, ctx.wp, dev)
+        ctx.windows = window_index(ctx.n_audio, ctx.frames, cfg.a2v_window, dev)
+        ctx.k_a2v = a2v_key_table(hd, cfg.audio_head_dim, ctx.windows.shape[1], dev)
+        ctx.plan = v2a_plan(ctx.n_audio, ctx.frames, ctx.dtype, dev)
 
-        # per-sample residual gains: interactions write only to generated (non-conditional) tokens
-        a2v_on = to_device(switches.a2v, dev)
-        v2a_on = to_device(switches.v2a, dev)
-        # [B, F, 1, 1]: interaction residuals only on generated frames of samples with A2V on
-        gain_v = ((frame[None] >= video_cond_frames[:, None]) & a2v_on[:, None]).to(dtype)[..., None, None]
-        gain_a = (is_cond_a.logical_not() & v2a_on[:, None, None]).to(dtype)                          # [B, S, 1]
-        a2v_needed = any(a and vc < frames for a, vc in zip(switches.a2v, cond.video_cond_frames))
-        v2a_needed = any(v and ac < n_audio for v, ac in zip(switches.v2a, cond.audio_cond_frames))
+    def run_layers(self, ctx: ForwardContext, xv, xa, capture_masks: bool):
+        """The layer pairs in order, each followed by its interaction blocks (if any); a layer pair
+        a sample skips (skip-layer guidance) leaves that sample's tokens as they were."""
         masks = []
-        skipped = {layer: [0 < s == layer for s in switches.skip_layer] for layer in set(switches.skip_layer)}
-
-        for layer in range(cfg.num_layers):
-            skip = skipped.get(layer, [False])
+        for layer in range(self.config.num_layers):
+            skip = ctx.skipped.get(layer, [False])
             if all(skip):
                 continue
             before = (xv, xa) if any(skip) else None
             if self.block_swap is not None:
                 self.block_swap.acquire(layer)
-            xa = self.audio_blocks[layer](xa, e0_a, a_rope, layout.key_mask, speech, (a_rope, s_rope), speech_valid)
-            xv = self.blocks[layer](xv, e0_v, v_rope, None, caption, None, caption_bias)
+            xa = self.audio_blocks[layer](xa, ctx.e0_a, ctx.a_rope, ctx.layout.key_mask, ctx.speech,
+                                          (ctx.a_rope, ctx.s_rope), ctx.speech_valid)
+            xv = self.blocks[layer](xv, ctx.e0_v, ctx.v_rope, None, ctx.caption, None, ctx.caption_bias)
             k = self.interaction_index.get(layer)
-            if k is not None and (a2v_needed or v2a_needed or capture_masks):
-                # both directions read the post-block states of this layer (docs/MODEL.md §3.7)
-                v_tgt, a_tgt = xv[:, n:], layout.target(xa)
-                a2v, v2a = self.a2v_blocks[k], self.v2a_blocks[k]
-                mask = a2v.face_mask(v_tgt, e_v[:, 1:])
-                if capture_masks:
-                    masks.append(mask.float().view(b, frames, hp, wp))
-                dv = a2v(v_tgt, a_tgt, mask, windows, spatial, k_a2v) if a2v_needed else None
-                da = v2a(a_tgt, v_tgt, mask, plan, spatial) if v2a_needed else None
-                if dv is not None:
-                    dv = (dv.view(b, frames, n, -1) * gain_v).view(b, frames * n, -1)
-                    if torch.is_grad_enabled():
-                        xv = torch.cat([xv[:, :n], xv[:, n:] + dv], dim=1)
-                    else:
-                        xv[:, n:] += dv
-                if da is not None:
-                    xa = layout.add_to_target(xa, da * gain_a)
-                del v_tgt, a_tgt, mask, dv, da  # not kept through the next layer: peak memory
+            if k is not None and (ctx.a2v_needed or ctx.v2a_needed or capture_masks):
+                xv, xa = self.interact(ctx, k, xv, xa, masks if capture_masks else None)
             if self.block_swap is not None:
                 self.block_swap.release(layer)
             if before is not None:
-                keep = to_device(skip, dev)[:, None, None]
+                keep = to_device(skip, ctx.device)[:, None, None]
                 xv, xa = torch.where(keep, before[0], xv), torch.where(keep, before[1], xa)
+        return xv, xa, masks
 
-        out_v = self.head(xv, e_v)                                                     # [B, (1+F)*n, p*C]
-        out_v = out_v.view(b, 1 + frames, hp, wp, pt, ph, pw, cfg.out_dim)
-        out_v = out_v.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, cfg.out_dim, (1 + frames) * pt, h, w)
-        out_a = self.head_audio(layout.target(xa), e_a)
-        face = torch.stack(masks, dim=1) if capture_masks else None
+    def interact(self, ctx: ForwardContext, k: int, xv, xa, masks: list | None):
+        """Interaction k: A2V and V2A both read the post-block states of this layer (docs/MODEL.md §3.7)
+        and add their residuals to the generated tokens: in place at inference, out of place when
+        gradients are recorded."""
+        b, frames, n = ctx.batch, ctx.frames, ctx.hp * ctx.wp
+        v_tgt, a_tgt = xv[:, n:], ctx.layout.target(xa)
+        a2v, v2a = self.a2v_blocks[k], self.v2a_blocks[k]
+        mask = a2v.face_mask(v_tgt, ctx.e_v[:, 1:])
+        if masks is not None:
+            masks.append(mask.float().view(b, frames, ctx.hp, ctx.wp))
+        dv = a2v(v_tgt, a_tgt, mask, ctx.windows, ctx.spatial, ctx.k_a2v) if ctx.a2v_needed else None
+        da = v2a(a_tgt, v_tgt, mask, ctx.plan, ctx.spatial) if ctx.v2a_needed else None
+        del v_tgt, a_tgt, mask              # not kept through the rest of the layer: peak memory
+        if dv is not None:
+            dv = (dv.view(b, frames, n, -1) * ctx.gain_v).view(b, frames * n, -1)
+            if torch.is_grad_enabled():
+                xv = torch.cat([xv[:, :n], xv[:, n:] + dv], dim=1)
+            else:
+                xv[:, n:] += dv
+        if da is not None:
+            xa = ctx.layout.add_to_target(xa, da * ctx.gain_a)
+        return xv, xa
+
+    def heads(self, ctx: ForwardContext, xv, xa, masks: list) -> ModelOutput:
+        """Velocities: the video head unpatchified to latents (reference frame included) and the
+        audio head on the target mel rows."""
+        cfg, b, frames = self.config, ctx.batch, ctx.frames
+        pt, ph, pw = cfg.patch_size
+        out_v = self.head(xv, ctx.e_v)                                                 # [B, (1+F)*n, p*C]
+        out_v = out_v.view(b, 1 + frames, ctx.hp, ctx.wp, pt, ph, pw, cfg.out_dim)
+        out_v = out_v.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, cfg.out_dim, (1 + frames) * pt, ctx.h, ctx.w)
+        out_a = self.head_audio(ctx.layout.target(xa), ctx.e_a)
+        face = torch.stack(masks, dim=1) if masks else None
         return ModelOutput(out_v, out_a, face)
 
     def _check_inputs(self, video, audio, cond: ConditionBatch, switches: Switches):

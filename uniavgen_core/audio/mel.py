@@ -6,17 +6,17 @@ import functools
 import torch
 import torch.nn.functional as F
 
-SAMPLE_RATE = 24_000
-HOP = 240                    # 100 mel frames per second
+from ..units import HOP, N_MELS, SAMPLE_RATE
+
 N_FFT = WIN = 1024
-N_MELS = 80
 F_MAX = 8000.0
 MEL_MEAN, MEL_STD = -5.1753, 2.1544
 MAX_SAMPLE = 1e3             # far above full scale; beyond it the power spectrum can overflow float32
 
 
 @functools.lru_cache(maxsize=8)
-def _basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def mel_basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mel filter bank [80, 513] (float32) and the analysis window."""
     import torchaudio.functional as AF
     # Slaney mel scale and Slaney area normalisation: the librosa filter the release uses.
     fb = AF.melscale_fbanks(N_FFT // 2 + 1, 0.0, F_MAX, N_MELS, SAMPLE_RATE, norm="slaney", mel_scale="slaney")
@@ -34,14 +34,14 @@ def log_mel(wave: torch.Tensor) -> torch.Tensor:
         raise ValueError("the waveform contains NaN or infinite samples")
     if wave.numel() and float(wave.abs().max()) > MAX_SAMPLE:
         raise ValueError(f"the waveform reaches {float(wave.abs().max()):.3g}; samples are expected within [-1, 1] "
-                         f"(at most {MAX_SAMPLE:g}): level the audio first (audio_input does)")
+                         f"(at most {MAX_SAMPLE:g}): level the audio first (audio.inputs does)")
     single = wave.dim() == 1
     y = wave.float().reshape(1, -1) if single else wave.float()
     pad = (N_FFT - HOP) // 2
     if y.shape[-1] <= pad:      # reflect padding needs more samples than it pads
         raise ValueError(f"audio of {y.shape[-1]} samples is too short for the mel front end: it needs at least "
                          f"{pad + 1} samples ({(pad + 1) / SAMPLE_RATE * 1000:.1f} ms at 24 kHz)")
-    basis, window = _basis(y.device)
+    basis, window = mel_basis(y.device)
     y = F.pad(y[:, None], (pad, pad), mode="reflect")[:, 0]
     spec = torch.stft(y, N_FFT, hop_length=HOP, win_length=WIN, window=window, center=False,
                       return_complex=True)

@@ -10,10 +10,10 @@ import math
 
 import torch
 
+from ..units import video_frames as pixel_frames
 from .attention import attention
 from .layers import Attention, ModulatedHead
 from .rope import apply_rope
-from .timing import video_frames as pixel_frames
 
 
 @functools.lru_cache(maxsize=64)

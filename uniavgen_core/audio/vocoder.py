@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .mel import HOP, N_MELS, SAMPLE_RATE
+from ..units import HOP, N_MELS, SAMPLE_RATE
 
 MIN_TRANSFORMERS = "4.52"
 CHUNK_FRAMES = 1024          # longer inputs are decoded piecewise ...
@@ -33,7 +33,7 @@ def _model_class():
 
 def _check_loading(info: dict, folder: Path) -> None:
     """Strict loading: transformers fills missing weights with random ones, which decode to noise."""
-    from .loading import summarise_keys
+    from ..checkpoint.loading import summarise_keys
     problems = []
     for kind in ("missing_keys", "unexpected_keys"):
         keys = sorted(info.get(kind) or [])

@@ -1,18 +1,5 @@
-"""LoRA files for UniAVGen: which model layer each LoRA entry targets, and whether the file was
-made for this model at all.
-
-Accepted names, for any Linear of the model (`blocks.3.self_attn.q`, `audio_blocks.0.ffn.2`,
-`a2v_blocks.1.k`, ...):
-* the model's own names, bare or under `diffusion_model.`, `transformer.`, `model.` or
-  `base_model.model.`, with PEFT (`.lora_A` / `.lora_B`) or kohya (`.lora_down` / `.lora_up`,
-  `.alpha`) tensors;
-* the same with dots as underscores under `lora_unet_` / `lora_transformer_` (kohya, musubi-tuner);
-* Wan2.2-TI2V-5B LoRAs in the diffusers layout (`blocks.N.attn1.to_q`, `attn2`, `ffn.net.0.proj`,
-  `condition_embedder.*`, `proj_out`): the video branch has Wan's layout, so they apply to it.
-
-A file whose matched layers have other shapes (Wan 14B is 5120 wide, the video branch 3072) or
-that matches nothing (Stable Diffusion, Flux, ...) is refused with what it seems to be.
-"""
+"""Which model layer each entry of a LoRA file targets, and whether the file was made for this
+model at all (a readable refusal with what it seems to be)."""
 from __future__ import annotations
 
 import re
@@ -20,33 +7,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .layouts import LAYOUTS
+
 # The suffixes of one LoRA entry, after its layer name.
 _SUFFIXES = (".lora_A.weight", ".lora_B.weight", ".lora_down.weight", ".lora_up.weight", ".lora_mid.weight",
              ".alpha", ".dora_scale", ".diff", ".diff_b", ".lora_A.default.weight", ".lora_B.default.weight")
-_PREFIXES = ("", "diffusion_model.", "transformer.", "model.", "base_model.model.")
-_UNDERSCORE_PREFIXES = ("lora_unet_", "lora_transformer_")
-
-# diffusers' Wan names -> Wan's (and so the video branch's) names
-_DIFFUSERS_WAN = [
-    (r"^blocks\.(\d+)\.attn1\.to_q$", r"blocks.\1.self_attn.q"),
-    (r"^blocks\.(\d+)\.attn1\.to_k$", r"blocks.\1.self_attn.k"),
-    (r"^blocks\.(\d+)\.attn1\.to_v$", r"blocks.\1.self_attn.v"),
-    (r"^blocks\.(\d+)\.attn1\.to_out\.0$", r"blocks.\1.self_attn.o"),
-    (r"^blocks\.(\d+)\.attn2\.to_q$", r"blocks.\1.cross_attn.q"),
-    (r"^blocks\.(\d+)\.attn2\.to_k$", r"blocks.\1.cross_attn.k"),
-    (r"^blocks\.(\d+)\.attn2\.to_v$", r"blocks.\1.cross_attn.v"),
-    (r"^blocks\.(\d+)\.attn2\.to_out\.0$", r"blocks.\1.cross_attn.o"),
-    (r"^blocks\.(\d+)\.ffn\.net\.0\.proj$", r"blocks.\1.ffn.0"),
-    (r"^blocks\.(\d+)\.ffn\.net\.2$", r"blocks.\1.ffn.2"),
-    (r"^condition_embedder\.time_embedder\.linear_1$", "time_embedding.0"),
-    (r"^condition_embedder\.time_embedder\.linear_2$", "time_embedding.2"),
-    (r"^condition_embedder\.time_proj$", "time_projection.1"),
-    (r"^condition_embedder\.text_embedder\.linear_1$", "text_embedding_video.0"),
-    (r"^condition_embedder\.text_embedder\.linear_2$", "text_embedding_video.2"),
-    (r"^proj_out$", "head.head"),
-]
-# Wan's own name of the caption MLP is UniAVGen's speech-text embedding's: renamed here
-_WAN_CAPTION = [(r"^text_embedding\.([02])$", r"text_embedding_video.\1")]
 
 _FAMILIES = [
     (r"(^|_|\.)(down_blocks|up_blocks|mid_block|input_blocks|output_blocks)[._]|^lora_te\d?_",
@@ -88,27 +53,6 @@ def layer_name(key: str) -> str | None:
     return None
 
 
-def aliases(model_layers) -> dict[str, str]:
-    """Every accepted LoRA layer name -> the model layer it targets."""
-    out = {}
-    for layer in model_layers:
-        for prefix in _PREFIXES:
-            out[prefix + layer] = layer
-        for prefix in _UNDERSCORE_PREFIXES:
-            out[prefix + layer.replace(".", "_")] = layer
-    return out
-
-
-def _canonical(name: str, table: dict[str, str]) -> str | None:
-    if name in table:
-        return table[name]
-    bare = next((name[len(p):] for p in _PREFIXES[1:] if name.startswith(p)), name)
-    for pattern, repl in _DIFFUSERS_WAN + _WAN_CAPTION:
-        if re.match(pattern, bare):
-            return table.get(re.sub(pattern, repl, bare))
-    return None
-
-
 def _down_up(lora: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     down = lora.get(f"{name}.lora_A.weight", lora.get(f"{name}.lora_down.weight"))
     up = lora.get(f"{name}.lora_B.weight", lora.get(f"{name}.lora_up.weight"))
@@ -121,10 +65,10 @@ def inspect(lora: dict[str, torch.Tensor], layer_shapes: dict[str, tuple[int, in
     names = sorted({n for n in map(layer_name, lora) if n is not None})
     if not names:
         raise LoraError(f"{source} has no LoRA tensors (no .lora_A/.lora_B, .lora_down/.lora_up or .diff keys)")
-    table = aliases(layer_shapes)
+    resolvers = [layout(layer_shapes) for layout in LAYOUTS.values()]
     targets, ignored, wrong, ranks = {}, [], [], set()
     for name in names:
-        layer = _canonical(name, table)
+        layer = next((found for found in (resolve(name) for resolve in resolvers) if found is not None), None)
         if layer is None:
             ignored.append(name)
             continue

@@ -1,4 +1,5 @@
-"""Relations between seconds, video frames (16 fps), latent frames and mel frames (100/s).
+"""The units shared by the model and the front ends: frame rates, strides and the audio hop, and
+the relations between seconds, video frames (16 fps), latent frames and mel frames (100/s).
 
 The release generates 81 video frames = 5.0625 s = 21 latent frames = 506 mel frames."""
 from __future__ import annotations
@@ -7,7 +8,10 @@ import math
 from dataclasses import dataclass
 
 FPS = 16
-MEL_RATE = 100               # mel frames per second (24 kHz / hop 240)
+SAMPLE_RATE = 24_000         # audio samples per second, in and out of the model
+HOP = 240                    # audio samples per mel frame
+N_MELS = 80                  # mel bins, the audio branch's input and output width
+MEL_RATE = SAMPLE_RATE // HOP    # 100 mel frames per second
 TEMPORAL_STRIDE = 4          # Wan2.2 VAE: latent frame i >= 1 covers 4 video frames
 MAX_SECONDS = 30             # longest clip generated at once (the release is trained on 5 s; chain clips beyond)
 
@@ -42,8 +46,8 @@ class Duration:
 
     @property
     def samples(self) -> int:
-        """Waveform samples at 24 kHz after the vocoder (240 per mel frame)."""
-        return self.mel_frames * 240
+        """Waveform samples after the vocoder (HOP per mel frame)."""
+        return self.mel_frames * HOP
 
     @classmethod
     def from_video_frames(cls, frames: int) -> "Duration":

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .timing import FPS
+from ..units import FPS
 
 ALIGN = 32                   # VAE x16, then 2x2 patches
 OFFICIAL_SHORT_SIDE = 736    # ceil(720 / 32) * 32 in the release

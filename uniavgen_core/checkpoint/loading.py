@@ -16,10 +16,10 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import torch
 from safetensors import safe_open
 
-from . import fp8
-from .config import UniAVGenConfig
-from .model import UniAVGenModel
-from .timing import latent_frames
+from ..model import fp8
+from ..model.config import UniAVGenConfig
+from ..model.dit import UniAVGenModel
+from ..units import latent_frames
 
 INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
@@ -283,12 +283,12 @@ def inspect_checkpoint(path: str | os.PathLike, config: UniAVGenConfig | None = 
         try:
             config = UniAVGenConfig.from_shapes(weights, hints=config_json)
         except KeyError as err:
-            check_keys(_meta_shapes(UniAVGenConfig.official(), ops), weights, source)
+            check_keys(key_shapes(UniAVGenConfig.official(), ops), weights, source)
             raise CheckpointError(f"{source}: cannot infer the model size, key {err} is missing") from None
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{source}: inconsistent model configuration ({err})") from None
     if verify_keys:
-        check_keys(_meta_shapes(config), weights, source)
+        check_keys(key_shapes(config), weights, source)
     return Checkpoint(files, prefix, shapes, weights, scaled, config, metadata, source)
 
 
@@ -364,11 +364,12 @@ def is_scaled_fp8(path: str | os.PathLike) -> bool:
     return any(k.endswith(fp8.SCALE_SUFFIX) for k in read_shapes(files))
 
 
-def _meta_shapes(config: UniAVGenConfig, ops=None) -> dict:
+def key_shapes(config: UniAVGenConfig, ops=None) -> dict[str, tuple]:
+    """{state-dict key: shape} of a model of `config` built with `ops`, on the meta device."""
     with torch.device("meta"):
         return {k: tuple(v.shape) for k, v in UniAVGenModel(config, ops=ops).state_dict().items()}
 
 
 def official_key_shapes() -> dict[str, list[int]]:
     """{state-dict key: shape} of the released configuration, built on the meta device."""
-    return {k: list(v) for k, v in _meta_shapes(UniAVGenConfig.official()).items()}
+    return {k: list(v) for k, v in key_shapes(UniAVGenConfig.official()).items()}

@@ -1,0 +1,101 @@
+"""The package layout as its imports draw it: the model knows nothing of sampling, audio or files on
+disk, the core never imports ComfyUI or the nodes, and the development tools stay out of the nodes'
+import path. The graph comes from the source (every import statement, at any depth)."""
+import ast
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+CORE = REPO / "uniavgen_core"
+TOOLS = {"golden", "demo", "train", "convert"}      # command-line tools: python -m uniavgen_core.<tool>
+
+
+def module_name(path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path) -> set[str]:
+    """Absolute names of the modules (or module members) `path` imports."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            found.add(module)
+            found.update(f"{module}.{a.name}" for a in node.names)
+    return found
+
+
+def graph(folder) -> dict[str, set[str]]:
+    return {module_name(p): imports(p) for p in sorted(folder.rglob("*.py"))}
+
+
+def area(module: str) -> str:
+    """uniavgen_core.model.dit -> model; uniavgen_core.units -> units."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_the_graph_is_read_from_every_module():
+    g = graph(CORE)
+    assert {"uniavgen_core.model.dit", "uniavgen_core.sampling.loop", "uniavgen_core.audio.mel",
+            "uniavgen_core.checkpoint.loading", "uniavgen_core.units"} <= set(g)
+    assert "uniavgen_core.model.conditioning" in g["uniavgen_core.sampling.guidance"]
+
+
+@pytest.mark.parametrize("package, allowed", [
+    ("model", {"model", "units"}),
+    ("sampling", {"sampling", "model", "units"}),
+    ("audio", {"audio", "units", "checkpoint", "model"}),     # the vocoder reads its weights like the DiT
+    ("checkpoint", {"checkpoint", "model", "units"}),
+])
+def test_no_arrow_points_up_or_sideways(package, allowed):
+    bad = []
+    for module, deps in graph(CORE / package).items():
+        for dep in deps:
+            if dep.startswith("uniavgen_core.") and area(dep) not in allowed:
+                bad.append(f"{module} -> {dep}")
+    assert not bad, bad
+
+
+def test_the_core_never_imports_comfyui_or_the_nodes():
+    bad = [f"{m} -> {d}" for m, deps in graph(CORE).items() for d in deps
+           if d.split(".")[0] in ("comfy", "comfy_api", "folder_paths", "nodes", "server", "comfy_extras")]
+    assert not bad, bad
+
+
+def test_nothing_imports_the_command_line_tools():
+    bad = [f"{m} -> {d}" for folder in (CORE, REPO / "nodes") for m, deps in graph(folder).items() for d in deps
+           if any(d == f"uniavgen_core.{t}" or d.startswith(f"uniavgen_core.{t}.") for t in TOOLS)
+           and m not in {f"uniavgen_core.{t}" for t in TOOLS}]
+    assert not bad, bad
+
+
+def test_loading_the_nodes_leaves_the_development_tools_unloaded():
+    script = ("import sys; sys.path[:0] = ['tests/comfy_double', '.']; import nodes; "
+              "print(' '.join(sorted(m for m in sys.modules if m.startswith('uniavgen_core'))))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert "uniavgen_core.sampling" in loaded and "uniavgen_core.model.dit" in loaded
+    unwanted = {m for m in loaded if area(m) in TOOLS | {"training"}}
+    assert not unwanted, unwanted
+
+
+def test_the_public_api_is_importable_from_the_package():
+    import uniavgen_core
+    for name in uniavgen_core.__all__:
+        assert getattr(uniavgen_core, name) is not None, name
+    assert uniavgen_core.sample.__module__ == "uniavgen_core.sampling.loop"
+    assert uniavgen_core.load_model.__module__ == "uniavgen_core.checkpoint.loading"

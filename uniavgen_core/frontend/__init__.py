@@ -1,0 +1,1 @@
+"""From what a user connects (pictures, prompts, audio, video) to a sampling request."""

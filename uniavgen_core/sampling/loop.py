@@ -1,0 +1,129 @@
+"""The sampling loop: noise to clean latents for a batch of requests (docs/MODEL.md §6).
+
+Each step asks the guidance for a velocity and the solver for an update; the loop itself only
+checks inputs and results, reports progress and writes the conditions back at the end."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..model.conditioning import ConditionBatch
+from ..model.dit import UniAVGenModel
+from .guidance import GuidedVelocity, Velocity
+from .params import Request, SampleResult, SamplingParams, StepInfo, Task
+from .schedule import NUM_TIMESTEPS, timesteps
+from .solvers import SOLVERS
+
+
+def seeded_noise(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 CPU noise: video [1, 48, F, h, w] then audio [1, S, 80] from one generator seeded
+    with the request's seed, so a seed gives the same result on any device."""
+    gen = torch.Generator("cpu").manual_seed(request.seed)
+    video = torch.randn((1, request.condition.ref_latent.shape[0], request.latent_frames, *request.latent_size),
+                        generator=gen)
+    return video, torch.randn((1, request.mel_frames, 80), generator=gen)
+
+
+def _check_inputs(model: UniAVGenModel, requests: list[Request]):
+    """What the model would turn into an index error, a matmul error or NaN, named before any work."""
+    cfg = model.config
+    for i, r in enumerate(requests):
+        if not isinstance(r.seed, int) or not 0 <= r.seed < 2 ** 64:
+            raise ValueError(f"request {i}: seed must be a whole number from 0 to 2**64 - 1, got {r.seed!r}")
+        for which, c in (("condition", r.condition), ("null_condition", r.null_condition)):
+            where = f"request {i} {which}"
+            ids = c.speech_ids
+            if ids.numel() and (int(ids.min()) < -1 or int(ids.max()) >= cfg.speech_vocab_size):
+                raise ValueError(f"{where}: speech ids {int(ids.min())}..{int(ids.max())} are outside this model's "
+                                 f"vocabulary (0..{cfg.speech_vocab_size - 1}, -1 pads): the vocabulary does not "
+                                 f"belong to this model")
+            if c.caption.dim() == 2 and c.caption.shape[0] and c.caption.shape[1] != cfg.text_dim:
+                raise ValueError(f"{where}: caption features are {c.caption.shape[1]} wide; this model takes "
+                                 f"{cfg.text_dim} (umT5-XXL for the release)")
+            for name in ("caption", "ref_latent", "cond_latent", "ref_mel", "cond_mel"):
+                t = getattr(c, name)
+                if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise ValueError(f"{where}: {name} contains NaN or infinite values; an input (picture, "
+                                     f"audio, prompt) or an upstream node is broken")
+
+
+def _check_batch(requests: list[Request]):
+    if not requests:
+        raise ValueError("no requests to sample")
+    first = requests[0]
+    for r in requests[1:]:
+        if (r.latent_frames, r.mel_frames, r.latent_size) != (first.latent_frames, first.mel_frames, first.latent_size):
+            raise ValueError("requests in one batch must share frames, mel frames and latent size; "
+                             f"got {(first.latent_frames, first.mel_frames, first.latent_size)} and "
+                             f"{(r.latent_frames, r.mel_frames, r.latent_size)}")
+    for r in requests:
+        if r.task == Task.V2A and r.condition.video_cond_frames != r.latent_frames:
+            raise ValueError(f"V2A needs the whole conditioning video ({r.latent_frames} latent frames), "
+                             f"got {r.condition.video_cond_frames}")
+        if r.task == Task.A2V and r.condition.audio_cond_frames == 0:
+            raise ValueError("A2V needs driving audio (cond_mel)")
+        if r.task == Task.RAVG and r.condition.ref_len == 0:
+            raise ValueError("RAVG needs a reference voice (ref_mel)")
+
+
+@torch.no_grad()
+def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams = SamplingParams(),
+           noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+           callback: Callable[[StepInfo], None] | None = None, capture_face_masks: bool = False,
+           device: torch.device | str | None = None,
+           wrap_velocity: Callable[[GuidedVelocity], Callable[..., Velocity]] | None = None) -> SampleResult:
+    """Flow-matching from noise to clean latents for a batch of requests, with the guidance of
+    `params` and its solver (Euler as released).
+
+    noise: (video [N, C, F, h, w], audio [N, S, 80]); default: each request's seeded noise.
+    callback: called after every step with a StepInfo; raise from it to cancel.
+    device: where to compute (default: where the model's first weight is; a memory manager
+    that streams weights passes its compute device).
+    wrap_velocity: wraps the guided velocity (same call, same result), e.g. a step cache that
+    reuses earlier velocities instead of running the model.
+    """
+    _check_batch(requests)
+    _check_inputs(model, requests)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dtype = model.compute_dtype
+    first = requests[0]
+    stack = lambda conds: ConditionBatch.stack(conds, first.latent_frames, first.mel_frames,
+                                               model.config.text_len, device, dtype)
+    velocity = GuidedVelocity(model, [r.task for r in requests], params, stack([r.condition for r in requests]),
+                              stack([r.null_condition for r in requests]), capture_face_masks)
+    if wrap_velocity is not None:
+        velocity = wrap_velocity(velocity)
+    if noise is None:
+        pairs = [seeded_noise(r) for r in requests]
+        noise = (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
+    x_v, x_a = (n.to(device=device, dtype=torch.float32) for n in noise)
+    sched_host = timesteps(params.steps, params.shift, params.schedule_dtype or dtype)
+    sched = sched_host.to(device)
+    solver = SOLVERS[params.solver](sched)
+    masks = None
+
+    try:
+        for i in range(params.steps):
+            v_in, a_in = x_v.to(dtype), x_a.to(dtype)
+            vel = velocity(i, v_in, a_in, sched[i].expand(len(requests)))
+            masks = vel.face_masks
+            x_v, x_a = solver.step(i, x_v, x_a, vel.video, vel.audio)
+            if not bool(torch.isfinite(x_v).all() & torch.isfinite(x_a).all()):      # one device sync
+                raise FloatingPointError(f"step {i + 1} of {params.steps} produced NaN or infinite values; the "
+                                         f"weights or the compute precision overflowed: load the model in bf16 "
+                                         f"or fp32")
+            if callback is not None:
+                sigma = float(sched_host[i]) / NUM_TIMESTEPS
+                callback(StepInfo(i, params.steps, float(sched_host[i]), x_v, x_a,
+                                  v_in.float() - sigma * vel.video, a_in.float() - sigma * vel.audio, masks))
+    finally:
+        if getattr(model, "block_swap", None) is not None:
+            model.block_swap.park()        # drop the next step's prefetched layer
+
+    # write the conditions back (docs/MODEL.md §6.5)
+    for j, r in enumerate(requests):
+        x_v[j, :, : r.condition.video_cond_frames] = r.condition.cond_latent.to(x_v)
+        if r.condition.audio_cond_frames:
+            x_a[j, : r.condition.audio_cond_frames] = r.condition.cond_mel.to(x_a)
+    return SampleResult(x_v, x_a, masks)

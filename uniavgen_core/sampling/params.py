@@ -1,0 +1,90 @@
+"""What a sampling run is asked for and what it returns: tasks, parameters, requests, results."""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..model.conditioning import Condition
+from .solvers import SOLVERS
+
+
+class Task(enum.IntEnum):
+    AVG = 0    # joint audio + video from a reference face, caption and transcript
+    RAVG = 1   # the same with a reference voice
+    A2V = 2    # audio-driven video
+    V2A = 3    # video-driven audio (dubbing)
+
+
+MAX_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    steps: int = 50
+    shift: float = 5.0
+    video_cfg: float = 3.0
+    audio_cfg: float = 2.0
+    macfg_fraction: float = 0.5     # fraction of steps whose unconditional pass has both interactions off
+    slg_layer: int = 11         # layer pair skipped in the unconditional pass; <= 0 turns it off
+    # The release turns V2A off in RAVG's conditional pass only (docs/MODEL.md §8.1), so late
+    # guidance pushes the audio away from the video. False reproduces the release; True keeps V2A
+    # on in that pass, consistent with AVG.
+    ravg_cond_v2a: bool = False
+    batch_cfg: bool = True      # conditional and unconditional passes as one batched forward
+    interactions: bool = True   # False: both cross-modal interactions off in every pass (an ablation)
+    schedule_dtype: torch.dtype | None = None   # None: the model's compute dtype, as released
+    solver: str = "euler"       # a name registered in solvers.SOLVERS
+
+    def __post_init__(self):
+        for name in ("shift", "video_cfg", "audio_cfg", "macfg_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {self.steps!r}")
+        if not 0.0 <= self.macfg_fraction <= 1.0:
+            raise ValueError(f"macfg_fraction must be within [0, 1], got {self.macfg_fraction}")
+        if self.shift <= 0:
+            raise ValueError(f"shift must be > 0, got {self.shift}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r} (choose from {', '.join(SOLVERS)})")
+
+
+@dataclass
+class Request:
+    """One generation job. Latents are normalised Wan2.2 latents, mels normalised (docs/MODEL.md §7.6, §7.3).
+
+    `condition` / `null_condition` hold the prompts of the conditional and unconditional passes
+    (null: the negative caption and speech text; the same reference and conditioning inputs)."""
+    task: Task
+    condition: Condition
+    null_condition: Condition
+    latent_frames: int      # F, generated latent frames including the first (reference) one
+    mel_frames: int         # S, generated mel frames
+    seed: int = 2025
+
+    @property
+    def latent_size(self) -> tuple:
+        return tuple(self.condition.ref_latent.shape[2:])
+
+
+@dataclass
+class StepInfo:
+    step: int                          # 0-based index of the finished step
+    steps: int
+    timestep: float
+    video: torch.Tensor                # [N, C, F, h, w] latents after this step (float32)
+    audio: torch.Tensor                # [N, S, 80]
+    denoised_video: torch.Tensor       # current estimate of the clean latents, for previews
+    denoised_audio: torch.Tensor
+    face_masks: torch.Tensor | None    # [N, layers, F, h/2, w/2] from the conditional pass, if requested
+
+
+@dataclass
+class SampleResult:
+    video: torch.Tensor                # [N, C, F, h, w] float32, conditions written back (docs/MODEL.md §6.5)
+    audio: torch.Tensor                # [N, S, 80] float32
+    face_masks: torch.Tensor | None = None   # last step's conditional-pass masks, if requested
