@@ -13,6 +13,7 @@ from uniavgen_core.checkpoint.loading import (
     load_model,
     trained_frames,
 )
+from uniavgen_core.model.attention import auto_order
 from uniavgen_core.model.attention import choices as attention_choices
 from uniavgen_core.model.attention import resolve_backend
 
@@ -63,8 +64,9 @@ class UniAVGenModelLoader:
                              "fp32 on the CPU; an fp8 file stays fp8 (dequantised per layer)."}),
         }, "optional": {
             "attention": (attention_choices(), {"default": "auto", "tooltip":
-                          "Attention kernel. auto: flash-attn or SageAttention when installed, else PyTorch SDPA. "
-                          "An unavailable choice falls back to SDPA with the reason in the log."}),
+                          "Attention kernel. auto: the first installed of " + ", ".join(auto_order()) +
+                          " (sdpa is PyTorch's own and always works). An unavailable choice falls back to sdpa "
+                          "with the reason in the log."}),
             "block_swap": ("INT", {"default": 0, "min": 0, "max": 30, "tooltip":
                            "Layer pairs whose weights stay in CPU memory and are streamed to the GPU one layer "
                            "at a time (prefetched while the previous layer computes); ComfyUI's memory manager "

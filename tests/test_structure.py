@@ -93,6 +93,16 @@ def test_loading_the_nodes_leaves_the_development_tools_unloaded():
     assert not unwanted, unwanted
 
 
+def test_importing_the_model_loads_only_the_model_and_units():
+    script = ("import sys, uniavgen_core.model; "
+              "print(' '.join(sorted(m for m in sys.modules if m.startswith('uniavgen_core'))))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert "uniavgen_core.model.dit" in loaded
+    assert {area(m) for m in loaded} <= {"", "model", "units"}, sorted(loaded)
+
+
 def test_the_public_api_is_importable_from_the_package():
     import uniavgen_core
     for name in uniavgen_core.__all__:

@@ -1,4 +1,4 @@
-"""A weight-free vocoder: log-mel of the front end in `mel.py` -> 24 kHz waveform.
+"""A weight-free vocoder: log-mel of the front end in `audio/mel.py` -> 24 kHz waveform.
 
 The front end's Slaney mel filter bank is inverted with its pseudo-inverse (clamped at zero and
 refined by non-negative least-squares steps; nothing above 8 kHz comes back), the phase is
@@ -19,7 +19,7 @@ N_ITER = 64
 MOMENTUM = 0.99
 NNLS_STEPS = 32
 EDGE_FRAMES = 2
-# Frame t of mel.py covers samples [240 t - 392, 240 t + 632): its centre is 240 t + 120, while a
+# Frame t of audio/mel.py covers samples [240 t - 392, 240 t + 632): its centre is 240 t + 120, while a
 # centred STFT frame t is centred on 240 t.
 _CENTRE = N_FFT // 2 - (N_FFT - HOP) // 2           # 120
 
@@ -27,8 +27,8 @@ _CENTRE = N_FFT // 2 - (N_FFT - HOP) // 2           # 120
 @functools.lru_cache(maxsize=4)
 def _filters(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The front end's mel filter [80, 513], its pseudo-inverse [513, 80] (taken in float64), the window."""
-    fb, window = mel_basis(torch.device("cpu"))
-    return fb.to(device), torch.linalg.pinv(fb.double()).float().to(device), window.to(device)
+    fb = mel_basis(torch.device("cpu"))[0]
+    return fb.to(device), torch.linalg.pinv(fb.double()).float().to(device), mel_basis(device)[1]
 
 
 def mel_to_magnitude(log_mel: torch.Tensor, nnls_steps: int = NNLS_STEPS) -> torch.Tensor:
@@ -48,7 +48,7 @@ def mel_to_magnitude(log_mel: torch.Tensor, nnls_steps: int = NNLS_STEPS) -> tor
 
 
 class GriffinLimVocoder:
-    """log-mel [B, 80, T] -> AUDIO dict, the interface of `vocoder.Vocoder.decode` (no weights).
+    """log-mel [B, 80, T] -> AUDIO dict, the interface of `audio.vocoder.Vocoder.decode` (no weights).
 
     Deterministic (zero initial phase), runs on the device of its input; `n_iter` Griffin-Lim
     iterations with momentum."""
@@ -76,7 +76,7 @@ class GriffinLimVocoder:
         window = _filters(log_mel.device)[2]
         wave = AF.griffinlim(mag, window, N_FFT, HOP, WIN, power=1.0, n_iter=self.n_iter, momentum=self.momentum,
                              length=HOP * (frames + 2 * pad - 1), rand_init=False)
-        # frame t + pad of the padded spectrogram is centred on 240 (t + pad), frame t of mel.py on 240 t + 120
+        # frame t + pad of the padded spectrogram is centred on 240 (t + pad), frame t of audio/mel.py on 240 t + 120
         start = HOP * pad - _CENTRE
         wave = wave[:, start: start + HOP * frames].clamp(-1, 1).float().cpu()
         return {"waveform": wave[:, None], "sample_rate": SAMPLE_RATE}

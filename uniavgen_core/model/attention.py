@@ -27,7 +27,7 @@ HALF = (torch.float16, torch.bfloat16)
 @dataclass(frozen=True)
 class AttentionBackend:
     name: str
-    kernel: Callable             # (q, k, v, key_mask=None) -> [B, Lq, H, D]
+    kernel: Callable             # (q, k, v, key_mask) -> [B, Lq, H, D]; key_mask is None unless key_mask=True
     modules: tuple = ()          # modules one of which must import (empty: always there)
     devices: tuple | None = None     # device types it runs on (None: any)
     dtypes: tuple | None = None      # q/k/v dtypes it takes (None: any)
@@ -105,12 +105,16 @@ def choices() -> list[str]:
     return ["auto", *BACKENDS]
 
 
+def auto_order() -> list[str]:
+    """The backends `auto` tries, best first."""
+    return [b.name for b in sorted(BACKENDS.values(), key=lambda b: -b.priority)]
+
+
 def resolve_backend(name: str) -> str:
-    """`name` if it can run here, else 'sdpa' with the reason logged. 'auto' picks the available
-    backend of the highest priority."""
+    """`name` if it can run here, else 'sdpa' with the reason logged. 'auto' picks the first
+    available backend of `auto_order()`."""
     if name == "auto":
-        ranked = sorted(BACKENDS.values(), key=lambda b: -b.priority)
-        return next(b.name for b in ranked if b.unavailable_reason() is None)
+        return next(b for b in auto_order() if unavailable_reason(b) is None)
     reason = unavailable_reason(name)
     if reason is not None:
         log.warning("attention backend: %s; using sdpa", reason)

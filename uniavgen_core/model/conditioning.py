@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..units import N_MELS
+
 
 @dataclass
 class Condition:
@@ -91,7 +93,7 @@ class ConditionBatch:
         lt = max(c.speech_ids.shape[-1] for c in conds)
         r = max(c.ref_len for c in conds)
         as_f = dict(device=device, dtype=dtype)
-        mel = lambda m, n: _pad_to(m.to(**as_f) if m is not None else torch.zeros(0, 80, **as_f), n, 0)
+        mel = lambda m, n: _pad_to(m.to(**as_f) if m is not None else torch.zeros(0, N_MELS, **as_f), n, 0)
         return cls(
             speech_ids=torch.stack([_pad_to(c.speech_ids.reshape(-1).to(device, torch.long), lt, 0, -1)
                                     for c in conds]),
@@ -147,5 +149,5 @@ def _check_condition(c: Condition, i: int, frames: int, mel_frames: int, text_le
         raise ValueError(f"{where}: driving audio has {c.audio_cond_frames} mel frames but only {mel_frames} are "
                          f"generated; trim the audio or raise the duration")
     for name, m in (("ref_mel", c.ref_mel), ("cond_mel", c.cond_mel)):
-        if m is not None and (m.dim() != 2 or m.shape[1] != 80):
-            raise ValueError(f"{where}: {name} must be a [frames, 80] mel, got {tuple(m.shape)}")
+        if m is not None and (m.dim() != 2 or m.shape[1] != N_MELS):
+            raise ValueError(f"{where}: {name} must be a [frames, {N_MELS}] mel, got {tuple(m.shape)}")

@@ -10,6 +10,7 @@ import torch
 
 from ..model.conditioning import ConditionBatch
 from ..model.dit import UniAVGenModel
+from ..units import N_MELS
 from .guidance import GuidedVelocity, Velocity
 from .params import Request, SampleResult, SamplingParams, StepInfo, Task
 from .schedule import NUM_TIMESTEPS, timesteps
@@ -22,7 +23,7 @@ def seeded_noise(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator("cpu").manual_seed(request.seed)
     video = torch.randn((1, request.condition.ref_latent.shape[0], request.latent_frames, *request.latent_size),
                         generator=gen)
-    return video, torch.randn((1, request.mel_frames, 80), generator=gen)
+    return video, torch.randn((1, request.mel_frames, N_MELS), generator=gen)
 
 
 def _check_inputs(model: UniAVGenModel, requests: list[Request]):

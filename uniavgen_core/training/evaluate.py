@@ -26,6 +26,7 @@ from .. import lipsync
 from ..mini import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, Task
 from ..synthetic.clips import Clip, make_clip
+from ..units import SAMPLE_RATE
 from .data import DataConfig
 
 TASKS = {"avg": Task.AVG, "a2v": Task.A2V, "v2a": Task.V2A}
@@ -52,7 +53,7 @@ def signals(task: Task, clip: Clip, frames: torch.Tensor, wave: torch.Tensor):
     speech = clip.wave if task == Task.A2V else wave
     n = min(pictures.shape[0], frames.shape[0])
     mouth = lipsync.mouth_openness(pictures[:n], clip.mouth_box)
-    env = lipsync.audio_envelope(speech, 24000, n)
+    env = lipsync.audio_envelope(speech, SAMPLE_RATE, n)
     return mouth, env
 
 
@@ -88,8 +89,8 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
 
     pipe = MiniPipeline(model, codec)
     data = held_out(clips, split)
-    real = [(lipsync.mouth_openness(c.frames, c.mouth_box), lipsync.audio_envelope(c.wave, 24000, c.frames.shape[0]))
-            for c in data]
+    real = [(lipsync.mouth_openness(c.frames, c.mouth_box),
+             lipsync.audio_envelope(c.wave, SAMPLE_RATE, c.frames.shape[0])) for c in data]
     through_codec = [(lipsync.mouth_openness(pipe.codec.decode(pipe.codec.encode(c.frames)), c.mouth_box), e)
                      for c, (_, e) in zip(data, real)]
     results = {"clips": clips, "split": split, "detrend_frames": detrend_frames,

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import units
+from ..units import N_MELS
 from ..audio.speech_tokenizer import FILLER, MIN_IDS
 from ..model.conditioning import Condition, ConditionBatch, Switches
 from ..sampling import NUM_TIMESTEPS
@@ -103,7 +104,7 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     u = torch.rand(b, generator=gen)
     s = mix.shift * u / (1 + (mix.shift - 1) * u)
     eps_v = torch.randn((b, c, frames, h, w), generator=gen)
-    eps_a = torch.randn((b, n_mel, 80), generator=gen)
+    eps_a = torch.randn((b, n_mel, N_MELS), generator=gen)
 
     space = torch.tensor([mix.space_id])
     conds, video_cond_frames, audio_cond_frames = [], [], []
