@@ -12,7 +12,6 @@ from ..units import FPS
 
 ALIGN = 32                   # VAE x16, then 2x2 patches
 OFFICIAL_SHORT_SIDE = 736    # ceil(720 / 32) * 32 in the release
-TARGET_FPS = FPS
 
 
 def _check_size(height: int, width: int) -> None:
@@ -82,7 +81,7 @@ def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x.clamp(0, 1).movedim(1, -1)
 
 
-def resample_frames(images: torch.Tensor, fps: float, target_fps: float = TARGET_FPS) -> torch.Tensor:
+def resample_frames(images: torch.Tensor, fps: float, target_fps: float = FPS) -> torch.Tensor:
     """Nearest-frame resampling of a clip from `fps` to `target_fps` (same duration)."""
     if not fps > 0:
         raise ValueError(f"frame rate must be positive, got {fps}")
