@@ -82,23 +82,24 @@ def test_nothing_imports_the_command_line_tools():
     assert not bad, bad
 
 
-def test_loading_the_nodes_leaves_the_development_tools_unloaded():
-    script = ("import sys; sys.path[:0] = ['tests/comfy_double', '.']; import nodes; "
+def loaded_after(statement: str) -> set[str]:
+    """The package's modules in memory after `statement` runs in a fresh interpreter."""
+    script = (f"import sys; sys.path[:0] = ['tests/comfy_double', '.']; {statement}; "
               "print(' '.join(sorted(m for m in sys.modules if m.startswith('uniavgen_core'))))")
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    loaded = set(proc.stdout.split())
+    return set(proc.stdout.split())
+
+
+def test_loading_the_nodes_leaves_the_development_tools_unloaded():
+    loaded = loaded_after("import nodes")
     assert "uniavgen_core.sampling" in loaded and "uniavgen_core.model.dit" in loaded
     unwanted = {m for m in loaded if area(m) in TOOLS | {"training"}}
     assert not unwanted, unwanted
 
 
 def test_importing_the_model_loads_only_the_model_and_units():
-    script = ("import sys, uniavgen_core.model; "
-              "print(' '.join(sorted(m for m in sys.modules if m.startswith('uniavgen_core'))))")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    loaded = set(proc.stdout.split())
+    loaded = loaded_after("import uniavgen_core.model")
     assert "uniavgen_core.model.dit" in loaded
     assert {area(m) for m in loaded} <= {"", "model", "units"}, sorted(loaded)
 
