@@ -12,7 +12,7 @@ from uniavgen_core.checkpoint.loading import embedded_vocab
 from uniavgen_core.frontend import image_prep
 from uniavgen_core.frontend.face import FaceDetectorUnavailable, box_mask, detect_face
 from uniavgen_core.frontend.jobs import Speech
-from uniavgen_core.units import TEMPORAL_STRIDE, video_frames
+from uniavgen_core.units import FPS, TEMPORAL_STRIDE, video_frames
 
 from . import folders, host
 from .common import ASPECTS, CATEGORY, CROPS, check_images, resolution_inputs, with_messages
@@ -186,7 +186,7 @@ class UniAVGenVideoEncode:
     def INPUT_TYPES(cls):
         return {"required": {
             "images": ("IMAGE", {"tooltip": "The video's frames (e.g. from GetVideoComponents or a video loader)."}),
-            "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": 240.0, "step": 0.001, "tooltip":
+            "fps": ("FLOAT", {"default": float(FPS), "min": 1.0, "max": 240.0, "step": 0.001, "tooltip":
                     "Frame rate of the input frames; they are resampled to the model's 16 fps."}),
             "vae": ("VAE", {"tooltip": "The Wan2.2 VAE (VAELoader with wan2.2_vae.safetensors)."}),
             **resolution_inputs(),
@@ -195,11 +195,11 @@ class UniAVGenVideoEncode:
     def encode(self, images, fps, vae, resolution, short_side):
         check_images(images, "images")
         clip = image_prep.resample_frames(images[..., :3].float(), fps)
-        messages = [] if abs(fps - 16) < 1e-6 else [f"resampled {images.shape[0]} frames at {fps:g} fps to "
-                                                    f"{clip.shape[0]} frames at 16 fps"]
+        messages = [] if abs(fps - FPS) < 1e-6 else [f"resampled {images.shape[0]} frames at {fps:g} fps to "
+                                                    f"{clip.shape[0]} frames at {FPS} fps"]
         usable = (clip.shape[0] - 1) // TEMPORAL_STRIDE * TEMPORAL_STRIDE + 1
         if clip.shape[0] < 5:
-            raise ValueError(f"the video has {clip.shape[0]} frame(s) at 16 fps; dubbing needs at least 5 "
+            raise ValueError(f"the video has {clip.shape[0]} frame(s) at {FPS} fps; dubbing needs at least 5 "
                              f"(0.31 s)")
         if usable != clip.shape[0]:
             messages.append(f"used the first {usable} of {clip.shape[0]} frames (the model needs 4k+1 frames)")

@@ -12,7 +12,6 @@ from ..audio.mel import log_mel, normalise
 from ..audio.speech_tokenizer import SpeechTokenizer, Tokens, is_chinese
 from ..model.conditioning import Condition
 from ..sampling import Request, Task
-from ..units import HOP
 
 
 class JobError(ValueError):
@@ -72,7 +71,7 @@ def caption_features(conditioning, text_dim: int, text_len: int, what: str) -> t
 
 def fit_video(latent: torch.Tensor, duration: units.Duration) -> torch.Tensor:
     if latent.shape[1] < duration.latent_frames:
-        raise JobError(f"the driving video covers {units.video_frames(latent.shape[1])} frames at 16 fps but "
+        raise JobError(f"the driving video covers {units.video_frames(latent.shape[1])} frames at {units.FPS} fps but "
                        f"{duration.video_frames} are to be generated; lower the duration or give a longer video")
     return latent[:, : duration.latent_frames]
 
@@ -115,7 +114,7 @@ def build_job(task: Task, speech: Speech, caption: torch.Tensor, neg_caption: to
     ref_mel = normalise(log_mel(voice_wave)) if task == Task.RAVG and voice_wave is not None else None
     cond_mel = None
     if task == Task.A2V:
-        if driving_wave is None or driving_wave.shape[-1] != duration.mel_frames * HOP:
+        if driving_wave is None or driving_wave.shape[-1] != duration.mel_frames * units.HOP:
             raise JobError("A2V needs driving audio fitted to the duration (audio.inputs.driving_audio)")
         cond_mel = normalise(log_mel(driving_wave))
     make = lambda ids, cap: Condition(ids, cap, ref_latent, cond_latent, ref_mel, cond_mel)

@@ -81,11 +81,8 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
         return {field: dataclasses.asdict(lipsync.paired_difference(a, b, field=field))
                 for field in ("r0", "confidence")}
 
-    def plain(pairs, with_null=True):
-        out = {"summary": summary_dict(score_pairs(pairs, 0))}
-        if with_null:
-            out["null"] = null(pairs, 0)
-        return out
+    def summary(pairs, window=detrend_frames):
+        return summary_dict(score_pairs(pairs, window))
 
     pipe = MiniPipeline(model, codec)
     data = held_out(clips, split)
@@ -95,11 +92,9 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
                      for c, (_, e) in zip(data, real)]
     results = {"clips": clips, "split": split, "detrend_frames": detrend_frames,
                "params": {k: v for k, v in dataclasses.asdict(params).items() if k != "schedule_dtype"},
-               "ceiling": summary_dict(score_pairs(real)),
-               "ceiling_codec": summary_dict(score_pairs(through_codec)),
-               "null_real": null(real),
-               "plain": {"ceiling": plain(real, False)["summary"],
-                         "ceiling_codec": plain(through_codec, False)["summary"], "null_real": null(real, 0)},
+               "ceiling": summary(real), "ceiling_codec": summary(through_codec), "null_real": null(real),
+               "plain": {"ceiling": summary(real, 0), "ceiling_codec": summary(through_codec, 0),
+                         "null_real": null(real, 0)},
                "tasks": {}}
     variants = {"default": params}
     if ablations:
@@ -117,7 +112,8 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
             pairs = [signals(task, c, g.frames, g.wave) for c, g in zip(data, made)]
             scores, shuffled = score_pairs(pairs), null_scores(pairs)
             entry = {"summary": summary_dict(scores), "null": summary_dict(shuffled),
-                     "minus_null": differences(scores, shuffled), "plain": plain(pairs),
+                     "minus_null": differences(scores, shuffled),
+                     "plain": {"summary": summary(pairs, 0), "null": null(pairs, 0)},
                      "seconds": seconds, "scores": scores}
             per_variant[variant] = entry
             log(f"{name} {variant}: median r0 {entry['summary']['median_r0']:.3f}, confidence "
