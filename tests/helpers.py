@@ -10,15 +10,32 @@ from uniavgen_core.model.conditioning import Condition
 from uniavgen_core.sampling import Request, Task
 
 REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "data" / "golden"          # shipped test data: public/ as the official code wrote it
 
 
 def golden_root() -> Path:
+    """The golden folder (public/ inside): UNIAVGEN_GOLDEN when set, else the copy in tests/data."""
     import pytest                           # helpers also serve the host test, which has no pytest
-    root = Path(os.environ.get("UNIAVGEN_GOLDEN", REPO.parent / "shared" / "golden"))
+    root = Path(os.environ.get("UNIAVGEN_GOLDEN") or GOLDEN)
     if not (root / "public" / "golden.json").is_file():
         pytest.fail(f"golden vectors not found at {root} (expected public/golden.json there); "
-                    f"put the shared folder beside the repo or set UNIAVGEN_GOLDEN=/path/to/golden", pytrace=False)
+                    f"unset UNIAVGEN_GOLDEN to use the copy in tests/data/golden", pytrace=False)
     return root
+
+
+def release_vocab() -> Path | None:
+    """The release's speech vocabulary (vocab.txt), which the repository does not ship (it has no licence):
+    UNIAVGEN_VOCAB, else reference/vocab.txt beside the golden folder UNIAVGEN_GOLDEN names, else beside a
+    shared folder next to the repository; None when none of them has it."""
+    candidates = [os.environ.get("UNIAVGEN_VOCAB")]
+    if os.environ.get("UNIAVGEN_GOLDEN"):
+        candidates.append(Path(os.environ["UNIAVGEN_GOLDEN"]).parent / "reference" / "vocab.txt")
+    candidates.append(REPO.parent / "shared" / "reference" / "vocab.txt")
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+NO_VOCAB = ("needs the release's vocab.txt, which is not shipped (it has no licence): "
+            "set UNIAVGEN_VOCAB=/path/to/vocab.txt to run it")
 
 
 def rel_l2(ours: torch.Tensor, ref: torch.Tensor) -> float:

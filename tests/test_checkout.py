@@ -23,14 +23,14 @@ def test_the_suite_runs_in_a_clone_named_as_the_readme_says(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
-def test_host_test_assets_only_go_into_a_host_it_made(tmp_path, golden_dir, vocab_path):
+def test_host_test_assets_only_go_into_a_host_it_made(tmp_path, golden_dir, speech_vocab):
     """Pointed at a ComfyUI that make host-test did not create, the asset writer refuses and
     writes nothing (it would otherwise plant random-weight test models in a user's install)."""
     import pytest
     sys.path.insert(0, str(REPO / "tests" / "host"))
     import make_assets
     with pytest.raises(SystemExit, match="was not created by make host-test"):
-        make_assets.main(tmp_path, golden_dir, vocab_path)
+        make_assets.main(tmp_path, golden_dir, speech_vocab)
     assert list(tmp_path.iterdir()) == []
     assert all("test" in name.lower() for name in (make_assets.DIT, make_assets.VOCODER, make_assets.VAE,
                                                    make_assets.MERGED, make_assets.FP8, make_assets.LORA))

@@ -19,9 +19,9 @@ PARAMS = SamplingParams(steps=3)
 
 
 @pytest.fixture(scope="module")
-def files(golden_dir, vocab_path, tmp_path_factory, fp8_checkpoint):
+def files(golden_dir, speech_vocab, tmp_path_factory, fp8_checkpoint):
     out = tmp_path_factory.mktemp("converted")
-    return {"bf16": convert(golden_dir, out / "uniavgen_bf16.safetensors", "bf16", vocab=vocab_path),
+    return {"bf16": convert(golden_dir, out / "uniavgen_bf16.safetensors", "bf16", vocab=speech_vocab),
             "fp8": fp8_checkpoint}
 
 
@@ -32,11 +32,11 @@ def test_quantise_round_trip():
     assert rel_l2(q.float() * scale, w) < 0.05
 
 
-def test_bf16_file_is_self_contained_and_identical(files, golden_dir, tiny_model, vocab_path):
+def test_bf16_file_is_self_contained_and_identical(files, golden_dir, tiny_model, speech_vocab):
     path = files["bf16"]
     meta = safe_open(path, framework="pt").metadata()
     assert json.loads(meta["uniavgen_config"])["num_heads"] == 3 and meta["uniavgen_format"] == "bf16"
-    assert SpeechTokenizer.from_text(embedded_vocab(path)).vocab == SpeechTokenizer.from_file(vocab_path).vocab
+    assert SpeechTokenizer.from_text(embedded_vocab(path)).vocab == SpeechTokenizer.from_file(speech_vocab).vocab
     model = load_model(path, dtype=torch.float32)                      # no config.json next to it
     req = [random_request(Task.RAVG, 9, ref_len=12)]
     a, b = sample(model, req, PARAMS), sample(tiny_model, req, PARAMS)

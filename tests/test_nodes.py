@@ -21,7 +21,7 @@ tone200 = partial(tone, freq=200.0, amplitude=0.3)
 
 
 @pytest.fixture(scope="module")
-def comfy(tmp_path_factory, golden_dir, vocab_path):
+def comfy(tmp_path_factory, golden_dir, speech_vocab):
     """The double on sys.path, a models tree with the tiny DiT, its vocab and a tiny vocoder."""
     sys.path.insert(0, str(DOUBLE))
     import folder_paths
@@ -32,7 +32,7 @@ def comfy(tmp_path_factory, golden_dir, vocab_path):
     for f in golden_dir.iterdir():
         if f.name.startswith("diffusion_pytorch_model") or f.name == "config.json":
             (dit / f.name).symlink_to(f)
-    shutil.copy(vocab_path, dit / "vocab.txt")
+    shutil.copy(speech_vocab, dit / "vocab.txt")
     pytest.importorskip("transformers")
     save_tiny_vocoder(base / "models" / "uniavgen" / "code2wav_bigvgan_model")
     (base / "models" / "diffusion_models").mkdir(parents=True)
