@@ -4,8 +4,9 @@
 # pinned in this file and nowhere else: inside ComfyUI the pack uses whatever
 # torch ComfyUI already has.
 #
-# Golden vectors are read from ../shared/golden by default; the test suite
-# honours UNIAVGEN_GOLDEN=/path/to/golden as an override.
+# The golden vectors ship as test data in tests/data/golden (UNIAVGEN_GOLDEN=/path/to/golden points
+# elsewhere). The release's vocab.txt is not shipped: the tests of its exact ids run when
+# UNIAVGEN_VOCAB names it (or ../shared/reference/vocab.txt exists) and skip with the reason otherwise.
 
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
@@ -16,7 +17,8 @@ DEV_DEPS    := safetensors numpy transformers pypinyin jieba pytest hypothesis==
 DEMO_DEPS   := espeakng-loader==0.2.4 av matplotlib tqdm
 PYTEST_ARGS ?=
 
-.PHONY: setup test golden demo train-demo evaluate-mini clean distclean host-test workflows gpu-check gpu-stage
+.PHONY: setup test golden demo train-demo evaluate-mini clean distclean host-test workflows gpu-check gpu-bundle \
+	gpu-rehearsal
 
 setup: $(STAMP)
 
@@ -34,19 +36,27 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs tests $(PYTEST_ARGS)
 
-# The CUDA tests and the official-shape benchmark on a GPU machine, in at most 8 minutes
-# (benchmarks/gpu_check.py). It uses the machine's own torch when there is no .venv; without a
-# GPU it says so and stops. gpu-stage copies the golden vectors into build/ to travel along.
-gpu-check:
-	$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py
+# The GPU check (docs/DEVELOPMENT.md): the CUDA tests and the official-shape benchmark in about 5
+# minutes. gpu-bundle prepares what one call on the GPU machine carries (build/gpu-bundle: wheels of
+# what the machine lacks, vocab.txt); gpu-rehearsal runs the same call on the CPU in a fresh Python 3.12
+# stand-in of that machine (PY312=/path/to/python3.12 when it is not on PATH) and checks that it gets
+# as far as "no CUDA GPU" with every CUDA test collected. gpu-check runs the call on this machine.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 
-gpu-stage:
-	mkdir -p build/gpu-check/shared/golden build/gpu-check/shared/reference
-	cp -r ../shared/golden/public build/gpu-check/shared/golden/
-	cp ../shared/reference/vocab.txt build/gpu-check/shared/reference/
+gpu-check:
+	PYTHON=$(GPU_PY) bash benchmarks/gpu_run.sh
+
+gpu-bundle: setup
+	$(PY) benchmarks/gpu_bundle.py
+
+gpu-rehearsal: gpu-bundle
+	$(PY) benchmarks/gpu_rehearsal.py
+
+GOLDEN      ?= tests/data/golden/public
+VOCAB       ?= ../shared/reference/vocab.txt
 
 golden: setup
-	$(PY) -m uniavgen_core.golden ../shared/golden/public --out build/golden
+	$(PY) -m uniavgen_core.golden $(GOLDEN) --out build/golden $(if $(wildcard $(VOCAB)),--vocab $(VOCAB))
 
 # The main job on the shipped small model: three clips and a contact sheet in build/demo.
 # make demo TEXT="..." speaks another transcript (lower-case letters, spaces and ',.?!'-).
@@ -86,7 +96,6 @@ distclean: clean
 # API workflow end to end on tiny assets. MIRROR: the bare git repo `fetch` gave for Comfy-Org/ComfyUI.
 COMFY       ?= /tmp/comfyui-host
 MIRROR      ?= /work/.mirror/Comfy-Org+ComfyUI/repo
-GOLDEN      ?= ../shared/golden/public
 HOST_PORT   ?= 8199
 
 # It only ever writes into a ComfyUI it created (marked with .uniavgen-host-test), never a user's.
@@ -98,4 +107,4 @@ host-test: setup
 	bash ../shared/tools/comfyui-host.sh setup $(MIRROR) $(COMFY)
 	bash ../shared/tools/comfyui-host.sh link $(COMFY) .
 	$(COMFY)/.venv/bin/python tests/host/run_host.py --comfy $(COMFY) --repo . --golden $(GOLDEN) \
-		--vocab ../shared/reference/vocab.txt --port $(HOST_PORT) --out build/host-test
+		--vocab $(VOCAB) --port $(HOST_PORT) --out build/host-test

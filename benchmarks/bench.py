@@ -191,7 +191,8 @@ def table(rows, shape_name, device) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['mode']} | failed: {r['error'].replace('|', '/')} |")
+            outcome = r["error"] if r["error"].startswith("not run") else f"failed: {r['error']}"
+            lines.append(f"| {r['mode']} | {outcome.replace('|', '/')} |")
             continue
         lines.append(f"| {r['mode']} | {r['dtype']} | {r['attention']} | {r['step']:.3f} s | "
                      f"{r['flops'] / 1e12:.2f} TFLOP | {r['rate'] / 1e12:.2f} TFLOP/s | {r['floor']:.3f} s | "
@@ -209,11 +210,19 @@ def main():
                         help="backend of the modes that name none: auto, " + ", ".join(BACKENDS))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--markdown", type=Path, help="append the table to this file")
+    parser.add_argument("--deadline", type=float, help="seconds after which no further mode starts (it is "
+                                                       "reported as not run)")
     args = parser.parse_args()
     device = torch.device(args.device)
     shape_name = args.shape or ("official" if device.type == "cuda" else "mid")
     torch.set_grad_enabled(False)
-    rows = [try_mode(SHAPES[shape_name], m, device, args.steps, args.attention) for m in args.modes.split(",")]
+    start, rows = time.perf_counter(), []
+    for mode in args.modes.split(","):
+        if args.deadline is not None and time.perf_counter() - start > args.deadline:
+            rows.append(dict(mode=mode, error=f"not run: the {args.deadline:.0f} s deadline had passed"))
+        else:
+            rows.append(try_mode(SHAPES[shape_name], mode, device, args.steps, args.attention))
+        print(f"bench: {mode} done at {time.perf_counter() - start:.0f} s", flush=True)
     text = table(rows, shape_name, device)
     print(text)
     if args.markdown:

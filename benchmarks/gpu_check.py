@@ -1,88 +1,119 @@
-"""`make gpu-check`: the pack's checks and benchmark on a CUDA GPU, in one run of at most 8 minutes.
+"""`make gpu-check`: the pack's checks and benchmark on a CUDA GPU, in one run of about 5 minutes.
 
-    python benchmarks/gpu_check.py [--out DIR] [--no-results]
+    python benchmarks/gpu_check.py [--out DIR] [--budget SECONDS] [--no-results]
 
-1. the CUDA tests (`pytest -m cuda`): golden parity in float32 on the GPU, bf16/fp8/block swap/
-   compile within the mode bounds, each installed attention backend;
-2. benchmarks/bench.py at the official shape (736x1312 reference, 21 latent frames, 506 mel
-   frames, random weights): resident bf16, fp8, fp8 + swap30 and compile, against the compute
-   floor measured in the same run, with the peak memory of each;
-3. the report: appended to benchmarks/RESULTS.md (with the date and the device) and written to
-   DIR/gpu_check.md (DIR: $OUT if set, else build/gpu-check).
+On the GPU machine it runs through benchmarks/gpu_run.sh, which puts the carried wheels on the path
+(docs/DEVELOPMENT.md has the call). In order:
 
-Needs the golden vectors: UNIAVGEN_GOLDEN, ../shared/golden, or build/gpu-check/shared/golden
-(`make gpu-stage` copies them there so that they travel with the working tree). Without a CUDA
-GPU it says so and exits with status 2.
+0. what it needs: the third-party packages the check can import, present or missing, and the CUDA
+   tests collected (`pytest --collect-only`), so that a missing package shows before any GPU work;
+   without a CUDA GPU it stops here with status 2;
+1. the CUDA tests (`pytest -m cuda tests/test_cuda.py`, nothing else collected): golden parity in
+   float32 on the GPU, bf16/fp8/block swap/compile within the mode bounds, each installed attention
+   backend (a backend whose package is missing skips with the reason);
+2. benchmarks/bench.py at the official shape (736x1312 reference, 21 latent frames, 506 mel frames,
+   random weights): resident bf16, fp8, fp8 + swap30 and compile, against the compute floor measured
+   in the same run, with the peak memory of each; a mode that would start too close to the end of the
+   budget is reported as not run;
+3. the report: written to DIR/gpu_check.md and DIR/gpu_check.log (DIR: $OUT if set, else
+   build/gpu-check) and appended to benchmarks/RESULTS.md (with the date and the device).
+
+The golden vectors travel in the tree (tests/data/golden); UNIAVGEN_GOLDEN points elsewhere.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STAGED = REPO / "build" / "gpu-check" / "shared" / "golden"
+sys.path.insert(0, str(REPO / "tools"))
+from import_graph import third_party_reach  # noqa: E402
+
 MODES = "resident,fp8,fp8+swap30,compile"
-BUDGET_S = {"tests": 240, "bench": 330}
+CUDA_TESTS = ["-m", "cuda", "-p", "no:cacheprovider", "tests/test_cuda.py"]
+TESTS_SHARE = 0.45          # of the budget left after collection; the benchmark gets the rest
+ENTRIES = [REPO / "benchmarks" / "gpu_check.py", REPO / "benchmarks" / "bench.py", REPO / "tests" / "test_cuda.py",
+           REPO / "tests" / "conftest.py"]
+SEARCH = [REPO / "tests", REPO / "benchmarks", REPO / "tools", REPO]
 
 
-def golden_root() -> Path | None:
-    for root in (os.environ.get("UNIAVGEN_GOLDEN"), REPO.parent / "shared" / "golden", STAGED):
-        if root and (Path(root) / "public" / "golden.json").is_file():
-            return Path(root)
-    return None
-
-
-def run(cmd: list[str], timeout: int, env: dict) -> tuple[int, str, float]:
+def run(cmd: list[str], timeout: float, env: dict) -> tuple[int, str, float]:
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=max(timeout, 1))
         code, output = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as err:
-        code, output = 124, f"{err.stdout or ''}{err.stderr or ''}\nstopped after {timeout} s"
+        text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
+        code, output = 124, f"{text(err.stdout)}{text(err.stderr)}\nstopped after {timeout:.0f} s"
     return code, output, time.perf_counter() - start
+
+
+def packages() -> tuple[list[str], list[str]]:
+    """(present, missing) third-party packages among those the check's source can import."""
+    names = sorted(third_party_reach(ENTRIES, SEARCH))
+    present = [n for n in names if importlib.util.find_spec(n) is not None]
+    return present, [n for n in names if n not in present]
+
+
+def collect(env: dict) -> tuple[int, int, str]:
+    """(tests collected, collection errors, pytest's output) for the CUDA tests."""
+    code, out, _ = run([sys.executable, "-m", "pytest", "--collect-only", "-q", *CUDA_TESTS], 120, env)
+    found = re.search(r"(\d+)(?:/\d+)? tests? collected", out) or re.search(r"^(\d+) tests?", out, re.M)
+    errors = re.search(r"(\d+) errors?", out)
+    return int(found.group(1)) if found else 0, int(errors.group(1)) if errors else int(code not in (0, 5)), out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "build" / "gpu-check"))
+    parser.add_argument("--budget", type=float, default=300, help="seconds for the whole check (default 300)")
     parser.add_argument("--no-results", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args()
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    present, missing = packages()
+    print(f"gpu-check: packages present: {', '.join(present)}; missing: {', '.join(missing) or 'none'}", flush=True)
+    collected, errors, out_c = collect(env)
+    print(f"gpu-check: {collected} CUDA tests collected, {errors} collection errors", flush=True)
+    if errors or not collected:
+        print(out_c[-4000:], file=sys.stderr)
+        print("gpu-check: the CUDA tests do not collect here; a missing package above needs its wheel carried "
+              "(benchmarks/gpu_wheels.txt, make gpu-bundle)", file=sys.stderr)
+        return 1
     import torch
     if not torch.cuda.is_available():
         print(f"gpu-check: no CUDA GPU here (torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}). "
               f"It runs on a machine with an NVIDIA GPU; the CPU test suite is `make test`.", file=sys.stderr)
         return 2
-    golden = golden_root()
-    if golden is None:
-        print("gpu-check: golden vectors not found (UNIAVGEN_GOLDEN, ../shared/golden or build/gpu-check/shared/"
-              "golden); run `make gpu-stage` beside the shared folder first", file=sys.stderr)
-        return 2
-    env = {**os.environ, "UNIAVGEN_GOLDEN": str(golden), "PYTHONUNBUFFERED": "1"}
     device = torch.cuda.get_device_name()
     print(f"gpu-check on {device}, torch {torch.__version__}", flush=True)
+    left = lambda: args.budget - (time.perf_counter() - start)  # noqa: E731
 
-    code_t, out_t, secs_t = run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "cuda", "-p", "no:cacheprovider",
-                                 "tests/test_cuda.py"], BUDGET_S["tests"], env)
+    code_t, out_t, secs_t = run([sys.executable, "-m", "pytest", "-q", "-rs", *CUDA_TESTS], TESTS_SHARE * left(), env)
     lines = out_t.strip().splitlines() or ["no output"]
     tests = next((line for line in reversed(lines) if " in " in line and ("passed" in line or "failed" in line)),
                  lines[-1])
     print(out_t[-4000:], flush=True)
+    bench_s = left() - 5
     code_b, out_b, secs_b = run([sys.executable, "benchmarks/bench.py", "--device", "cuda", "--shape", "official",
-                                 "--modes", MODES, "--steps", "3"], BUDGET_S["bench"], env)
+                                 "--modes", MODES, "--steps", "3", "--deadline", f"{0.7 * bench_s:.0f}"], bench_s, env)
     print(out_b[-6000:], flush=True)
     table = out_b[out_b.find("### "):] if "### " in out_b else f"bench did not finish (status {code_b}):\n\n" \
                                                                  f"```\n{out_b[-1500:]}\n```\n"
     report = (f"\n## GPU check, {datetime.date.today()}: {device}, torch {torch.__version__}\n\n"
               f"`make gpu-check`: CUDA tests {tests.strip('= ')} ({secs_t:.0f} s, status {code_t}); "
-              f"benchmark {secs_b:.0f} s.\n\n{table.strip()}\n")
+              f"benchmark {secs_b:.0f} s (status {code_b}); missing packages: {', '.join(missing) or 'none'}."
+              f"\n\n{table.strip()}\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.md").write_text(report)
-    (args.out / "gpu_check.log").write_text(out_t + "\n\n" + out_b)
+    (args.out / "gpu_check.log").write_text(out_c + "\n\n" + out_t + "\n\n" + out_b)
     if not args.no_results:
         with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(report)

@@ -1,7 +1,7 @@
 """Every speed/memory mode against the official float32 golden outputs: whole sampling runs on
 the public golden cases, relative L2 error per output.
 
-    python benchmarks/mode_parity.py [GOLDEN_DIR] [--device cuda]      # default ../shared/golden/public, cpu
+    python benchmarks/mode_parity.py [GOLDEN_DIR] [--device cuda]      # default tests/data/golden/public, cpu
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def run_modes(golden: Path, fp8_file: Path, device: str | torch.device = "cpu") 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("golden", nargs="?", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared/golden/public")
+                        default=Path(__file__).resolve().parents[1] / "tests/data/golden/public")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     golden = args.golden

@@ -13,6 +13,7 @@ import torch
 
 from helpers import REPO
 from helpers import save_tiny_vocoder, tone
+from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
 
 DOUBLE = Path(__file__).parent / "comfy_double"
 MINI, MINI_CODEC = "UniAVGen-mini.safetensors", "UniAVGen-mini-video-codec.safetensors"
@@ -508,7 +509,7 @@ def test_mini_model_runs_with_nothing_downloaded(comfy, mini):
     assert not any("skip-layer" in m for m in ui)
 
 
-def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model):
+def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model, speech_vocab):
     _, ui = messages(comfy, "UniAVGenConvertModel", model="UniAVGen/", format="fp8", filename="tiny_fp8")
     path = comfy["base"] / "models" / "uniavgen" / "tiny_fp8.safetensors"
     assert path.is_file() and "wrote" in ui[0]
@@ -531,7 +532,7 @@ def test_convert_node_writes_one_fp8_file_the_loader_keeps_in_fp8(comfy, model):
         want = x.float() @ (q.weight.float() * q.scale_weight).T + q.bias.float()
         assert torch.allclose(q(x).float(), want, rtol=2e-2, atol=2e-2)
     (words,) = run(comfy, "UniAVGenSpeechText", model=fp8_model, text="Hi", language="en")   # embedded vocab
-    assert words.tokens.ids == [39, 507]
+    assert words.tokens.ids == SpeechTokenizer.from_file(speech_vocab).encode("Hi", "en").ids
     (latent, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, fp8_model, speech=words))
     assert latent["samples"].shape == (1, 48, 3, 4, 6) and torch.isfinite(mel["mel"]).all()
     path.unlink()

@@ -1,7 +1,6 @@
 """The package layout as its imports draw it: the model knows nothing of sampling, audio or files on
 disk, the core never imports ComfyUI or the nodes, and the development tools stay out of the nodes'
 import path. The graph comes from the source (every import statement, at any depth)."""
-import ast
 import subprocess
 import sys
 
@@ -9,36 +8,11 @@ import pytest
 
 from helpers import REPO
 
+sys.path.insert(0, str(REPO / "tools"))
+from import_graph import graph  # noqa: E402
+
 CORE = REPO / "uniavgen_core"
 TOOLS = {"golden", "demo", "train", "convert"}      # command-line tools: python -m uniavgen_core.<tool>
-
-
-def module_name(path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path) -> set[str]:
-    """Absolute names of the modules (or module members) `path` imports."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module
-            found.add(module)
-            found.update(f"{module}.{a.name}" for a in node.names)
-    return found
-
-
-def graph(folder) -> dict[str, set[str]]:
-    return {module_name(p): imports(p) for p in sorted(folder.rglob("*.py"))}
 
 
 def area(module: str) -> str:
