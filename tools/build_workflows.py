@@ -113,13 +113,13 @@ FRONTENDS = {
     "1.58.1": {"origin": (0, 0), "covered": [(0, 0, 1280, 40), (0, 0, 60, 800), (56, 38, 215, 90),
                                              (920, 44, 1235, 90), (1013, 532, 1278, 744), (1024, 740, 1280, 800)]},
 }
-MARGIN = (64, 94)            # where the graph's (0, 0) lands in the 1.58 window (40 px further in 1.27's)
+MARGIN = (64, 91)            # where the graph's (0, 0) lands in the 1.58 window (40 px further in 1.27's)
 # Below about 0.57 the frontend draws nodes as blank boxes (8 px minimum font / 14 px node text), so workflows open
 # at the largest of these zooms that shows the whole graph in the first screen.
 ZOOMS = (0.8, 0.75, 0.7, 0.65, 0.6)
 MESSAGE_FONT = 20            # the message boxes' font (web/uniavgen_messages.js): >= 12 px on screen at 0.6
 GAP = 16                     # between nodes and between groups
-GROUP_PAD, GROUP_TITLE = 8, 40        # group title bar: 24 px font, drawn 34 high
+GROUP_PAD, GROUP_TITLE = 6, 36        # group title bar: 24 px font, drawn 34 high
 NODE_TITLE = 30              # the frontend draws a node's title bar above its pos, outside its size
 # A node's body as the frontend computes it (LGraphNode.computeSize, measured in both versions): 6 + 20 per slot
 # row + 24 per widget + 8 under the widgets. Larger widgets: their heights (with the 4 between widgets).
@@ -130,22 +130,24 @@ NEGATIVE_TEXT_BOX = 58       # an empty negative caption
 # Room under the widgets that the frontend fills after loading or running: the picture of Load Image, the player
 # of Load Video, the video of Save Video (square outputs, as wide as the node), the Sampler's message ("task: AVG",
 # one line at MESSAGE_FONT).
-PREVIEW_H = {"LoadImage": 232, "LoadVideo": 300}
+PREVIEW_H = {"LoadImage": 232, "LoadVideo": 322}
 WIDTH = {"LoadVideo": 330, "SaveVideo": 220, "UniAVGenSampler": 250, "UniAVGenSpeechText": 270,
          "CLIPTextEncode": 270, "UniAVGenCaptionEncode": 270, "UniAVGenReferenceImage": 260, "LoadImage": 230,
          "CreateVideo": 220, "SaveAudio": 240, "UniAVGenAudioEncode": 260, "UniAVGenVideoEncode": 260}
 PLUMBING_W = 200             # nodes without widgets (VAE Decode, Audio Decode, Join Clips...)
-VIDEO_PREVIEW_MARGIN = 36    # Save Video's preview: node width less this, square
-MESSAGE_ROOM = {"UniAVGenSampler": 46}
-# Notes: the frontend's Markdown at 10 px (its default text size), measured: about 5.3 px a character, 13 px a
-# line, paragraphs 10 px apart, the heading 19 px and code in 6 px characters.
+HIDDEN_ROW = 16              # what a hidden widget (short_side) still adds to the frontend's computed height
+# The frontend widens a node to its title: 14 px text, about 7.5 px a character, plus 20.
+VIDEO_PREVIEW_MARGIN = 4     # Save Video's preview: a square as wide as the node, less this
+MESSAGE_ROOM = {"UniAVGenSampler": 60}   # the frontend grows it by 4 more: fine inside the group
+# Notes: the frontend's Markdown at 10 px (its default text size), fitted to what both frontends draw: about
+# 4.8 px a character, 12 px a line, paragraphs 10 px apart, the heading 24 px, code in 6 px characters.
 NOTE_W = 340
 # The long form has too many nodes to show open at a readable zoom: its plumbing (nodes without settings to change,
 # and Create Video, whose fps must stay 16) opens collapsed to its title bar, which the frontend draws about
 # 7.5 px a character of title + 60 wide (min(size, measured title + 2 x 30)).
 COLLAPSED = {"uniavgen_long_form_chained": {"VAEDecode", "UniAVGenAudioDecode", "CreateVideo", "UniAVGenLastFrame"}}
 TITLE_CHAR = 7.5
-NOTE_CHAR, NOTE_LINE, NOTE_PARA, NOTE_HEAD, NOTE_CODE_CHAR, NOTE_PAD = 5.3, 13, 10, 24, 6.0, 26
+NOTE_CHAR, NOTE_LINE, NOTE_PARA, NOTE_HEAD, NOTE_CODE_CHAR, NOTE_PAD = 4.8, 12, 10, 24, 6.0, 14
 
 
 def visible_widgets(cls: str, spec: dict, inputs: dict) -> list[str]:
@@ -157,7 +159,7 @@ def visible_widgets(cls: str, spec: dict, inputs: dict) -> list[str]:
     return names
 
 
-def node_size(cls: str, spec: dict, ui_inputs: list, inputs: dict) -> list[int]:
+def node_size(cls: str, spec: dict, ui_inputs: list, inputs: dict, title: str) -> list[int]:
     """The node's body (title bar excluded): what the frontend computes for it, with room for its text boxes,
     previews and the Sampler's message, so nothing overflows or grows after a run."""
     rows = max(len([i for i in ui_inputs if "widget" not in i]), len(spec["output"]))
@@ -176,7 +178,9 @@ def node_size(cls: str, spec: dict, ui_inputs: list, inputs: dict) -> list[int]:
     if cls == "SaveAudio":
         height += TALL_WIDGETS["audioUI"]
     height += 8 if widgets else 0
-    width = WIDTH.get(cls, 260 if widgets else PLUMBING_W)
+    if len(widgets) < len([n for n in input_names(spec) if is_widget(input_spec(spec, n))]):
+        height += HIDDEN_ROW
+    width = max(WIDTH.get(cls, 260 if widgets else PLUMBING_W), math.ceil(len(title) * TITLE_CHAR + 20))
     height += PREVIEW_H.get(cls, 0) + MESSAGE_ROOM.get(cls, 0)
     if cls == "SaveVideo":
         height += width - VIDEO_PREVIEW_MARGIN
@@ -204,6 +208,7 @@ def note_height(text: str, width: int) -> int:
 
 
 def _node(node_id, cls, inputs, spec, title, slots):
+    title = title or spec.get("display_name", cls)
     ui_inputs, widgets = [], []
     for n in input_names(spec):
         entry = input_spec(spec, n)
@@ -227,11 +232,11 @@ def _node(node_id, cls, inputs, spec, title, slots):
               for v in inputs.values() if isinstance(v, str) and v in MODEL_URLS]
     if models:
         props["models"] = models
-    return {"id": node_id, "type": cls, "pos": [0, 0], "size": node_size(cls, spec, ui_inputs, inputs),
+    return {"id": node_id, "type": cls, "pos": [0, 0], "size": node_size(cls, spec, ui_inputs, inputs, title),
             "flags": {}, "order": 0, "mode": 0, "inputs": ui_inputs,
             "outputs": [{"name": spec["output_name"][i], "type": t, "links": [], "slot_index": i}
                         for i, t in enumerate(spec["output"])],
-            "title": title or spec.get("display_name", cls), "properties": props, "widgets_values": widgets}
+            "title": title, "properties": props, "widgets_values": widgets}
 
 
 def drawn_size(node: dict) -> list[float]:

@@ -10,7 +10,7 @@ const WIDGET = "uniavgen_messages";
 const MESSAGE_FONT = 20;
 const LINE = Math.round(MESSAGE_FONT * 1.3);
 const PAD = 6;                 // inside the box
-const MARGIN = 10;             // the frontend's margin either side of a DOM widget
+const MARGIN = 10;             // the frontend's margin around a DOM widget's element (all four sides)
 const FONT = `${MESSAGE_FONT}px sans-serif`;
 
 let measurer;
@@ -45,9 +45,10 @@ function lineCount(text, width) {
   return count;
 }
 
-function boxHeight(widget, node) {
+// The widget's height: the box with its text, and the margin the frontend keeps above and below it.
+function widgetHeight(widget, node) {
   const inner = Math.max(40, node.size[0] - 2 * MARGIN - 2 * PAD);
-  return lineCount(widget.element.textContent, inner) * LINE + 2 * PAD + 2;
+  return lineCount(widget.element.textContent, inner) * LINE + 2 * PAD + 2 + 2 * MARGIN;
 }
 
 function messageWidget(node) {
@@ -64,11 +65,25 @@ function messageWidget(node) {
     serialize: false,            // a display, not an input: never saved into workflows or prompts
     getValue: () => box.textContent,
     setValue: (value) => { box.textContent = value ?? ""; },
-    getMinHeight: () => boxHeight(widget, node),
-    getMaxHeight: () => boxHeight(widget, node),
+    getMinHeight: () => widgetHeight(widget, node),
+    getMaxHeight: () => widgetHeight(widget, node),
   });
   widget.serialize = false;
   return widget;
+}
+
+// Once the frontend has laid the node out (it sets widget.computedHeight): if it gave the box less than its text
+// needs, grow the node by the difference, and look again.
+function fitBox(node, widget, tries) {
+  requestAnimationFrame(() => {
+    const have = widget.computedHeight;
+    const short = have === undefined ? 0 : widgetHeight(widget, node) - have;
+    if (short > 1) {
+      node.setSize([node.size[0], node.size[1] + short]);
+      node.setDirtyCanvas(true, true);
+    }
+    if (tries > 0 && (have === undefined || short > 1)) fitBox(node, widget, tries - 1);
+  });
 }
 
 function showMessages(node, lines) {
@@ -77,6 +92,7 @@ function showMessages(node, lines) {
   const need = node.computeSize();
   node.setSize([node.size[0], Math.max(node.size[1], need[1])]);
   node.setDirtyCanvas(true, true);
+  fitBox(node, widget, 10);
 }
 
 app.registerExtension({
