@@ -307,7 +307,8 @@ def main():
     try:
         server = Server(args.port)
         info = server.get("/object_info")
-        report["web_extension"] = [e for e in server.get("/extensions") if e.endswith("/uniavgen_messages.js")]
+        report["web_extension"] = [e for e in server.get("/extensions")
+                                   if e.endswith(("/uniavgen_messages.js", "/uniavgen_resolution.js"))]
         shipped = repo / "example_inputs"
         report["example_inputs"] = {n: (comfy / "input" / n).is_file() and (comfy / "input" / n).read_bytes()
                                     == (shipped / n).read_bytes() for n in EXAMPLE_INPUTS}
@@ -343,8 +344,8 @@ def main():
         failures.append("object_info")
     if report["models"]["problems"]:
         failures.append("models")
-    if not report["web_extension"]:
-        failures.append("web extension not served")
+    if len(report["web_extension"]) != 2:
+        failures.append(f"web extensions served: {report['web_extension']}, want messages and resolution")
     if not all(report["example_inputs"].values()):
         failures.append("example inputs")
     if report["template_problems"]:
