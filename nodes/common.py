@@ -24,7 +24,8 @@ def resolution_inputs() -> dict:
                        "official: scale the short side to 736 px and round both sides up to multiples of 32, "
                        "as the release does. short side: use the short_side value below."}),
         "short_side": ("INT", {"default": 480, "min": 64, "max": 2048, "step": 32, "tooltip":
-                       "Short side in pixels when resolution is 'short side' (a multiple of 32)."}),
+                       "Used only when resolution is 'short side' (the node hides it otherwise): the short side in "
+                       "pixels, a multiple of 32. The official resolution ignores it."}),
     }
 
 

@@ -10,6 +10,7 @@ from helpers import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 import build_workflows as bw  # noqa: E402
+import workflow_graphs as wg  # noqa: E402
 from workflow_graphs import DOWNLOADS, WORKFLOWS, mini_demo  # noqa: E402
 
 API = sorted((REPO / "workflows" / "api").glob("*.json"))
@@ -133,15 +134,25 @@ def overlap(a, b):
     return ax < bx + bw_ and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
+def drawn(node):
+    """[x, y, w, h] of a node as the frontend draws it: the 30-unit title bar above pos; collapsed, the title bar
+    alone, as wide as its title (14 px text, at most 8 units a character here) + 60."""
+    x, y = node["pos"]
+    w, h = node["size"]
+    if node.get("flags", {}).get("collapsed"):
+        return [x, y - 30, min(w, len(node["title"]) * 8 + 60), 30]
+    return [x, y - 30, w, h + 30]
+
+
 @pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
 def test_ui_workflow_opens_readable(path):
-    """Zoom the frontend draws in full, a note first, nodes that do not overlap, each inside one group, and
+    """Zoom the frontend draws in full, a note, nodes that do not overlap, each inside one group, and
     distinct titles (two nodes both called "CLIP Text Encode (Prompt)" cannot be told apart)."""
     ui = json.loads(path.read_text())
-    assert ui["extra"]["ds"]["scale"] >= 0.6
+    assert ui["extra"]["ds"]["scale"] >= 8 / 14         # below: blank boxes (8 px minimum font, 14 px node text)
     notes = [n for n in ui["nodes"] if n["type"] in FRONTEND_ONLY]
     assert len(notes) == 1 and len(notes[0]["widgets_values"][0]) > 100
-    boxes = {n["id"]: [*n["pos"], *n["size"]] for n in ui["nodes"]}
+    boxes = {n["id"]: drawn(n) for n in ui["nodes"]}
     ids = sorted(boxes)
     assert not [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:] if overlap(boxes[a], boxes[b])]
     for n in ui["nodes"]:
@@ -154,6 +165,92 @@ def test_ui_workflow_opens_readable(path):
     titles = [n["title"] for n in ui["nodes"]]
     repeated = {t for t in titles if titles.count(t) > 1}
     assert not repeated & {"CLIP Text Encode (Prompt)", "UniAVGen Caption Encode"}, repeated
+
+
+@pytest.mark.parametrize("frontend", sorted(bw.FRONTENDS))
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_every_node_is_in_the_first_screen(path, frontend):
+    """At the saved zoom and offset, in a 1280 x 800 window, every node lies on the canvas clear of what the
+    frontend draws over it (menus, tabs, side bar, buttons, and the minimap, open by default)."""
+    ui = json.loads(path.read_text())
+    fe, ds = bw.FRONTENDS[frontend], ui["extra"]["ds"]
+    ox, oy = fe["origin"]
+    for n in ui["nodes"]:
+        x, y, w, h = drawn(n)
+        box = (ox + (x + ds["offset"][0]) * ds["scale"], oy + (y + ds["offset"][1]) * ds["scale"],
+               ox + (x + w + ds["offset"][0]) * ds["scale"], oy + (y + h + ds["offset"][1]) * ds["scale"])
+        assert 0 <= box[0] and box[2] <= bw.WINDOW[0] and 0 <= box[1] and box[3] <= bw.WINDOW[1], (n["title"], box)
+        for c in fe["covered"]:
+            assert not (box[0] < c[2] and c[0] < box[2] and box[1] < c[3] and c[1] < box[3]), (n["title"], box, c)
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_no_node_covers_a_group_title(path):
+    ui = json.loads(path.read_text())
+    for g in ui["groups"]:
+        x, y, w, _ = g["bounding"]
+        title_bar = [x, y, w, g["font_size"] * 1.4]            # the frontend's group title height
+        for n in ui["nodes"]:
+            assert not overlap(drawn(n), title_bar), (g["title"], n["title"])
+
+
+def rough_note_height(text: str, width: int) -> float:
+    """A crude estimate, apart from the builder's: 10 px Markdown, 5 px a character, 12 px a line, a paragraph
+    break 10 px, the heading 24 px, 30 px of padding."""
+    lines = sum(max(1, -(-len(line) * 5 // (width - 28))) for line in text.splitlines() if line.strip())
+    return 30 + 12 * lines + 10 * text.count("\n\n") + 12
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_note_is_sized_to_its_text(path):
+    """Not cut off, not two-thirds empty: its height is the builder's estimate, which is near a rough count."""
+    ui = json.loads(path.read_text())
+    (note,) = [n for n in ui["nodes"] if n["type"] in FRONTEND_ONLY]
+    text, (width, height) = note["widgets_values"][0], note["size"]
+    assert height == bw.note_height(text, width)
+    assert 0.8 <= height / rough_note_height(text, width) <= 1.25, (height, rough_note_height(text, width))
+
+
+def test_note_height_follows_the_text():
+    short, long = "## A\n\nOne line.", "## A\n\n" + "Many words in a long paragraph. " * 40
+    assert bw.note_height(long, bw.NOTE_W) > 3 * bw.note_height(short, bw.NOTE_W)
+    assert bw.note_height(long, bw.NOTE_W) > bw.note_height(long, 2 * bw.NOTE_W)
+
+
+def test_message_text_is_at_least_12_px_on_screen():
+    """The message boxes' font (web/uniavgen_messages.js) at every workflow's zoom."""
+    js = (REPO / "web" / "uniavgen_messages.js").read_text()
+    (font,) = {int(v) for v in __import__("re").findall(r"const MESSAGE_FONT = (\d+);", js)}
+    assert font == bw.MESSAGE_FONT
+    assert "ComfyWidgets" not in js and "scripts/widgets.js" not in js and "inputEl" not in js   # deprecated
+    for path in UI:
+        assert font * json.loads(path.read_text())["extra"]["ds"]["scale"] >= 12, path.stem
+
+
+@pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
+def test_room_for_previews_and_messages(path, specs):
+    """Save Video is tall enough for its square video preview, the Sampler for its one-line message."""
+    ui = json.loads(path.read_text())
+    for n in ui["nodes"]:
+        if n["type"] == "SaveVideo":
+            assert n["size"][1] >= 106 + n["size"][0] - bw.VIDEO_PREVIEW_MARGIN, n["title"]
+        if n["type"] == "UniAVGenSampler":
+            assert n["size"][1] >= 414 + 1.3 * bw.MESSAGE_FONT, n["title"]
+
+
+def test_short_side_is_hidden_unless_used():
+    """The web extension hides short_side unless resolution is 'short side', on both nodes that have it; the
+    shipped workflows are sized without it when it is hidden."""
+    from nodes.common import RESOLUTIONS
+    js = (REPO / "web" / "uniavgen_resolution.js").read_text()
+    assert f'"{RESOLUTIONS[1]}"' in js and "UniAVGenReferenceImage" in js and "UniAVGenVideoEncode" in js
+    assert ".hidden = " in js or "side.hidden = hide" in js
+    specs = bw.all_specs()
+    shown = bw.visible_widgets("UniAVGenReferenceImage", specs["UniAVGenReferenceImage"],
+                               {"resolution": RESOLUTIONS[0]})
+    assert "short_side" not in shown and "resolution" in shown
+    assert "short_side" in bw.visible_widgets("UniAVGenReferenceImage", specs["UniAVGenReferenceImage"],
+                                              {"resolution": RESOLUTIONS[1]})
 
 
 def test_every_output_needs_every_loader():
@@ -178,10 +275,53 @@ def test_every_output_needs_every_loader():
 
 
 def test_mini_demo_needs_no_download():
-    """Every file it names ships with the pack (the combo checks above find them in the lists)."""
+    """Every file it names ships with the pack (the combo checks above find them in the lists); its picture is
+    one of the example inputs, which the pack copies into ComfyUI's input folder."""
     graph = mini_demo()
-    assert not {cls for cls, _ in graph.values()} & {"VAELoader", "CLIPLoader", "LoadImage", "LoadAudio", "LoadVideo"}
+    assert not {cls for cls, _ in graph.values()} & {"VAELoader", "CLIPLoader", "LoadAudio", "LoadVideo"}
     assert not {v for _, inputs in graph.values() for v in inputs.values() if isinstance(v, str)} & DOWNLOADS
+    pictures = [inputs["image"] for cls, inputs in graph.values() if cls == "LoadImage"]
+    assert pictures and all((REPO / "example_inputs" / p).is_file() for p in pictures)
+
+
+def test_mini_demo_takes_your_picture():
+    """A Load Image node (the shipped face by default) is the reference, the caption describes that face in the
+    small model's caption words, and the note says which nodes to change."""
+    graph = mini_demo()
+    (load,) = [k for k, (cls, _) in graph.items() if cls == "LoadImage"]
+    assert graph[load][1]["image"] == "uniavgen_face.png"
+    (ref,) = [k for k, (cls, _) in graph.items() if cls == "UniAVGenReferenceImage"]
+    assert graph[ref][1]["image"] == (load, 0)
+    (sampler,) = [inputs for cls, inputs in graph.values() if cls == "UniAVGenSampler"]
+    assert sampler["reference"] == (ref, 0)
+    caption = graph[sampler["positive"][0]]
+    assert caption[0] == "UniAVGenCaptionEncode" and caption[1]["text"] == wg.FACE
+    title = wg.TITLES["UniAVGenCaptionEncode"][sampler["positive"][0]]
+    note = wg.NOTES["uniavgen_mini_demo"]
+    assert "**Load Image**" in note and f"**{title}**" in note and "**UniAVGen Speech Text**" in note
+
+
+def test_captions_describe_the_shipped_inputs():
+    """The captions and transcripts name what example_inputs/ holds, as the generator that made it says."""
+    import numpy as np
+    from uniavgen_core.synthetic import faces, samples
+    from uniavgen_core.synthetic.clips import make_clip
+    assert wg.FACE == faces.caption(faces.random_face(np.random.default_rng(samples.FACE_SEED), 512))
+    assert wg.CLIP_FACE == faces.caption(faces.random_face(np.random.default_rng(samples.SPEECH_SEED), 256))
+    assert wg.SPEECH_TEXT == samples.SPEECH_TEXT
+    assert wg.VOICE_TEXT == make_clip(samples.FACE_SEED, frames=81, size=512).ref_text
+    for name, (_, build) in WORKFLOWS.items():
+        graph = build()
+        files = {v for _, inputs in graph.values() for v in inputs.values() if isinstance(v, str)}
+        captions = " ".join(inputs["text"] for cls, inputs in graph.values()
+                            if cls in ("CLIPTextEncode", "UniAVGenCaptionEncode"))
+        assert ("uniavgen_face.png" in files) == (wg.FACE in captions), name
+        assert ("uniavgen_clip.mp4" in files) == (wg.CLIP_FACE in captions), name
+        for word in ("woman", "dark hair", "softly lit"):
+            assert word not in captions.lower() and word not in wg.NOTES[name].lower(), (name, word)
+        voices = [inputs.get("reference_text") for cls, inputs in graph.values() if cls == "UniAVGenSpeechText"]
+        if "uniavgen_voice.wav" in files:
+            assert wg.VOICE_TEXT in voices, name
 
 
 def test_mini_demo_samples_like_make_demo():
@@ -196,9 +336,15 @@ def test_mini_demo_samples_like_make_demo():
 
 @pytest.mark.parametrize("path", UI, ids=lambda p: p.stem)
 def test_each_template_has_its_thumbnail(path):
-    """The template browser asks for <name>.jpg next to each workflow (tools/screenshot_workflows.py makes them)."""
+    """The template browser asks for <name>.jpg next to each workflow (tools/make_thumbnails.py makes them): a
+    square card (the browser crops thumbnails to its square cards), big enough to read at card size."""
     thumb = path.with_suffix(".jpg")
     data = thumb.read_bytes()
     assert data[:3] == b"\xff\xd8\xff" and len(data) > 10_000, thumb.name
     height, width = struct.unpack(">HH", data[data.index(b"\xff\xc0") + 5:][:4])      # baseline JPEG frame header
-    assert (width, height) == (640, 379), (thumb.name, width, height)
+    assert (width, height) == (512, 512), (thumb.name, width, height)
+
+
+def test_thumbnails_differ():
+    cards = [p.with_suffix(".jpg").read_bytes() for p in UI]
+    assert len(set(cards)) == len(cards)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import uuid
 from pathlib import Path
@@ -98,27 +99,116 @@ def _depths(graph: dict) -> dict:
     return depth
 
 
-# Layout, in canvas units. The frontend draws nodes as blank boxes below 0.6 zoom, so workflows open at 0.8.
-ZOOM = 0.8
-GAP = 40                     # between nodes and between groups
-GROUP_PAD, GROUP_TITLE = 20, 50
-SLOT_H, WIDGET_H, TITLE_H = 22, 26, 36
-# Room the frontend adds under the widgets (previews, players) and minimum widths, as measured in it.
-PREVIEW_H = {"LoadImage": 300, "LoadVideo": 440, "LoadAudio": 44, "SaveAudio": 20}
-MIN_WIDTH = {"LoadVideo": 450}
-NOTE_SIZE = (560, 300)
+# ---- Layout, in canvas units (the frontend's "pixels" at zoom 1) ----
+# The first screen a new user sees: a 1280 x 800 browser window, measured in the real frontend at 1.27.10 (ComfyUI
+# 0.3.64's) and 1.58.1 (the newest on PyPI when measured). `origin`: where the graph canvas starts in the window;
+# `covered`: what the frontend draws over the canvas there, as window rectangles (x0, y0, x1, y1): menu bar, workflow
+# tabs, side bar, the "Graph" and Run buttons, the minimap (open by default in both) and the zoom buttons below it,
+# Every node must lie in the window, clear of all of them, in both. (1.27's canvas info, a few lines of small
+# translucent text at the bottom left, is drawn over the graph and left out.)
+WINDOW = (1280, 800)
+FRONTENDS = {
+    "1.27.10": {"origin": (40, 40), "covered": [(0, 0, 1280, 80), (0, 0, 46, 800), (980, 528, 1242, 740),
+                                                (950, 734, 1270, 790)]},
+    "1.58.1": {"origin": (0, 0), "covered": [(0, 0, 1280, 40), (0, 0, 60, 800), (56, 38, 215, 90),
+                                             (920, 44, 1235, 90), (1013, 532, 1278, 744), (1024, 740, 1280, 800)]},
+}
+MARGIN = (64, 91)            # where the graph's (0, 0) lands in the 1.58 window (40 px further in 1.27's)
+# Below about 0.57 the frontend draws nodes as blank boxes (8 px minimum font / 14 px node text), so workflows open
+# at the largest of these zooms that shows the whole graph in the first screen.
+ZOOMS = (0.8, 0.75, 0.7, 0.65, 0.6)
+MESSAGE_FONT = 20            # the message boxes' font (web/uniavgen_messages.js): >= 12 px on screen at 0.6
+GAP = 16                     # between nodes and between groups
+GROUP_PAD, GROUP_TITLE = 6, 36        # group title bar: 24 px font, drawn 34 high
+NODE_TITLE = 30              # the frontend draws a node's title bar above its pos, outside its size
+# A node's body as the frontend computes it (LGraphNode.computeSize, measured in both versions): 6 + 20 per slot
+# row + 24 per widget + 8 under the widgets. Larger widgets: their heights (with the 4 between widgets).
+SLOT_H, WIDGET_H = 20, 24
+TALL_WIDGETS = {"audioUI": 58}
+TEXT_BOX = {"UniAVGenSpeechText": 64, "CLIPTextEncode": 84, "UniAVGenCaptionEncode": 84}   # multi-line text boxes
+NEGATIVE_TEXT_BOX = 58       # an empty negative caption
+# Room under the widgets that the frontend fills after loading or running: the picture of Load Image, the player
+# of Load Video, the video of Save Video (square outputs, as wide as the node), the Sampler's message ("task: AVG",
+# one line at MESSAGE_FONT).
+PREVIEW_H = {"LoadImage": 232, "LoadVideo": 322}
+WIDTH = {"LoadVideo": 330, "SaveVideo": 220, "UniAVGenSampler": 250, "UniAVGenSpeechText": 270,
+         "CLIPTextEncode": 270, "UniAVGenCaptionEncode": 270, "UniAVGenReferenceImage": 260, "LoadImage": 230,
+         "CreateVideo": 220, "SaveAudio": 240, "UniAVGenAudioEncode": 260, "UniAVGenVideoEncode": 260}
+PLUMBING_W = 200             # nodes without widgets (VAE Decode, Audio Decode, Join Clips...)
+HIDDEN_ROW = 16              # what a hidden widget (short_side) still adds to the frontend's computed height
+# The frontend widens a node to its title: 14 px text, about 7.5 px a character, plus 20.
+VIDEO_PREVIEW_MARGIN = 4     # Save Video's preview: a square as wide as the node, less this
+MESSAGE_ROOM = {"UniAVGenSampler": 60}   # the frontend grows it by 4 more: fine inside the group
+# Notes: the frontend's Markdown at 10 px (its default text size), fitted to what both frontends draw: about
+# 4.8 px a character, 12 px a line, paragraphs 10 px apart, the heading 24 px, code in 6 px characters.
+NOTE_W = 340
+# The long form has too many nodes to show open at a readable zoom: its plumbing (nodes without settings to change,
+# and Create Video, whose fps must stay 16) opens collapsed to its title bar, which the frontend draws about
+# 7.5 px a character of title + 60 wide (min(size, measured title + 2 x 30)).
+COLLAPSED = {"uniavgen_long_form_chained": {"VAEDecode", "UniAVGenAudioDecode", "CreateVideo", "UniAVGenLastFrame"}}
+TITLE_CHAR = 7.5
+NOTE_CHAR, NOTE_LINE, NOTE_PARA, NOTE_HEAD, NOTE_CODE_CHAR, NOTE_PAD = 4.8, 12, 10, 24, 6.0, 14
 
 
-def node_size(cls: str, spec: dict, ui_inputs: list, widgets: int) -> list[int]:
-    """Room for the node's slots, widgets, multi-line text boxes and previews, so nothing overflows."""
-    multiline = sum(1 for n in input_names(spec) if options(input_spec(spec, n)).get("multiline"))
-    slots = max(len([i for i in ui_inputs if "widget" not in i]), len(spec["output"]))
-    height = TITLE_H + SLOT_H * slots + WIDGET_H * widgets + 90 * multiline + PREVIEW_H.get(cls, 0) + 10
-    width = max(420 if multiline else 340, MIN_WIDTH.get(cls, 0))
+def visible_widgets(cls: str, spec: dict, inputs: dict) -> list[str]:
+    """The widget names the frontend draws for this node: short_side only with resolution 'short side' (the web
+    extension hides it otherwise)."""
+    names = [n for n in input_names(spec) if is_widget(input_spec(spec, n))]
+    if "short_side" in names and inputs.get("resolution", "short side") != "short side":
+        names.remove("short_side")
+    return names
+
+
+def node_size(cls: str, spec: dict, ui_inputs: list, inputs: dict, title: str) -> list[int]:
+    """The node's body (title bar excluded): what the frontend computes for it, with room for its text boxes,
+    previews and the Sampler's message, so nothing overflows or grows after a run."""
+    rows = max(len([i for i in ui_inputs if "widget" not in i]), len(spec["output"]))
+    height = 6 + SLOT_H * rows
+    widgets = visible_widgets(cls, spec, inputs)
+    for n in widgets:
+        entry = input_spec(spec, n)
+        opts = options(entry)
+        if opts.get("multiline"):
+            height += NEGATIVE_TEXT_BOX if inputs.get(n) == "" and cls != "UniAVGenSpeechText" else TEXT_BOX[cls]
+        else:
+            height += WIDGET_H * (2 if opts.get("control_after_generate") or opts.get("image_upload")
+                                  or opts.get("audio_upload") or opts.get("video_upload") else 1)
+        if opts.get("audio_upload"):
+            height += TALL_WIDGETS["audioUI"]
+    if cls == "SaveAudio":
+        height += TALL_WIDGETS["audioUI"]
+    height += 8 if widgets else 0
+    if len(widgets) < len([n for n in input_names(spec) if is_widget(input_spec(spec, n))]):
+        height += HIDDEN_ROW
+    width = max(WIDTH.get(cls, 260 if widgets else PLUMBING_W), math.ceil(len(title) * TITLE_CHAR + 20))
+    height += PREVIEW_H.get(cls, 0) + MESSAGE_ROOM.get(cls, 0)
+    if cls == "SaveVideo":
+        height += width - VIDEO_PREVIEW_MARGIN
     return [width, height]
 
 
+def note_height(text: str, width: int) -> int:
+    """The height the frontend's Markdown needs for `text` in a note `width` wide (see NOTE_CHAR...)."""
+    per_line = (width - 2 * NOTE_PAD) / NOTE_CHAR
+    height, in_code = 2 * NOTE_PAD, False
+    for block in text.split("\n\n"):
+        lines = block.split("\n")
+        for line in lines:
+            if line.startswith("```"):
+                in_code = not in_code
+                continue
+            if line.startswith("## "):
+                height += NOTE_HEAD
+            elif in_code:
+                height += NOTE_LINE * math.ceil(len(line) * NOTE_CODE_CHAR / (width - 2 * NOTE_PAD - 16))
+            else:
+                height += NOTE_LINE * max(1, math.ceil(len(line.replace("**", "").replace("`", "")) / per_line))
+        height += NOTE_PARA
+    return int(math.ceil(height / 10) * 10)
+
+
 def _node(node_id, cls, inputs, spec, title, slots):
+    title = title or spec.get("display_name", cls)
     ui_inputs, widgets = [], []
     for n in input_names(spec):
         entry = input_spec(spec, n)
@@ -142,33 +232,110 @@ def _node(node_id, cls, inputs, spec, title, slots):
               for v in inputs.values() if isinstance(v, str) and v in MODEL_URLS]
     if models:
         props["models"] = models
-    n_widgets = sum(1 for n in input_names(spec) if is_widget(input_spec(spec, n)))
-    return {"id": node_id, "type": cls, "pos": [0, 0], "size": node_size(cls, spec, ui_inputs, n_widgets),
+    return {"id": node_id, "type": cls, "pos": [0, 0], "size": node_size(cls, spec, ui_inputs, inputs, title),
             "flags": {}, "order": 0, "mode": 0, "inputs": ui_inputs,
             "outputs": [{"name": spec["output_name"][i], "type": t, "links": [], "slot_index": i}
                         for i, t in enumerate(spec["output"])],
-            "title": title or spec.get("display_name", cls), "properties": props, "widgets_values": widgets}
+            "title": title, "properties": props, "widgets_values": widgets}
 
 
-def _place(nodes: dict, members: dict, depth: dict, x0: float, y0: float) -> dict:
-    """Lay out each stage's nodes in columns (one per depth inside the stage), stages left to right
-    starting at (x0, y0); returns the groups' bounding boxes."""
+def drawn_size(node: dict) -> list[float]:
+    """The body a node is drawn with: its size, or no body and the title's width when collapsed."""
+    if node.get("flags", {}).get("collapsed"):
+        return [min(node["size"][0], math.ceil(len(node["title"]) * TITLE_CHAR + 2 * NODE_TITLE)), 0]
+    return node["size"]
+
+
+def bounding(node: dict) -> list[float]:
+    """[x, y, w, h] of a node as drawn, title bar included."""
+    x, y = node["pos"]
+    w, h = drawn_size(node)
+    return [x, y - NODE_TITLE, w, h + NODE_TITLE]
+
+
+def screen_rect(box, zoom: float, offset, origin) -> tuple[float, float, float, float]:
+    x, y, w, h = box
+    return (origin[0] + (x + offset[0]) * zoom, origin[1] + (y + offset[1]) * zoom,
+            origin[0] + (x + w + offset[0]) * zoom, origin[1] + (y + h + offset[1]) * zoom)
+
+
+def offset_for(zoom: float) -> list[float]:
+    return [round(MARGIN[0] / zoom, 2), round(MARGIN[1] / zoom, 2)]
+
+
+def _free_bottom(x0: float, x1: float, zoom: float) -> float:
+    """The lowest canvas y a node spanning canvas x0..x1 may reach at `zoom`, in every frontend."""
+    offset, bottom = offset_for(zoom), math.inf
+    for fe in FRONTENDS.values():
+        ox, oy = fe["origin"]
+        left, right = ox + (x0 + offset[0]) * zoom, ox + (x1 + offset[0]) * zoom
+        limit = WINDOW[1] - 4
+        for cx0, cy0, cx1, cy1 in fe["covered"]:
+            if cy0 > WINDOW[1] / 2 and left < cx1 and cx0 < right:
+                limit = min(limit, cy0 - 4)
+        bottom = min(bottom, (limit - oy) / zoom - offset[1])
+    return bottom
+
+
+def _free_right(zoom: float) -> float:
+    offset = offset_for(zoom)
+    return min((WINDOW[0] - 8 - fe["origin"][0]) / zoom - offset[0] for fe in FRONTENDS.values())
+
+
+def _pack(nodes: dict, members: dict, depth: dict, x0: float, y0: float, zoom: float, bottom=math.inf):
+    """Stages left to right from (x0, y0); each stage's nodes fill columns top to bottom (in flow order), a new
+    column when the next node would reach under the free area (above the minimap, above `bottom`). Returns the
+    groups' boxes, or None when a node cannot fit at all."""
     groups, x = {}, x0
     for title, ids in members.items():
-        columns = {}
+        cx, cy, col_w, low = x + GROUP_PAD, y0 + GROUP_TITLE + NODE_TITLE, 0, y0
         for n in sorted(ids, key=lambda n: (depth[n], n)):
-            columns.setdefault(depth[n], []).append(n)
-        cx, bottom = x + GROUP_PAD, y0
-        for col in columns.values():
-            cy = y0 + GROUP_TITLE
-            for n in col:
-                nodes[n]["pos"] = [cx, cy]
-                cy += nodes[n]["size"][1] + GAP
-            bottom = max(bottom, cy - GAP)
-            cx += max(nodes[n]["size"][0] for n in col) + GAP
-        groups[title] = [x, y0, cx - GAP + GROUP_PAD - x, bottom + GROUP_PAD - y0]
-        x = cx - GAP + GROUP_PAD + GAP
+            w, h = drawn_size(nodes[n])
+            wide = max(col_w, w)
+            if col_w and cy + h > min(bottom, _free_bottom(cx, cx + wide, zoom)):
+                cx, cy, col_w, wide = cx + col_w + GAP, y0 + GROUP_TITLE + NODE_TITLE, 0, w
+            if cy + h > min(bottom, _free_bottom(cx, cx + w, zoom)):
+                return None
+            nodes[n]["pos"] = [cx, cy]
+            low = max(low, cy + h)
+            cy += h + GAP + NODE_TITLE
+            col_w = wide
+        right = cx + col_w + GROUP_PAD
+        groups[title] = [x, y0, right - x, low + GROUP_PAD - y0]
+        x = right + GAP
     return groups
+
+
+def _layout(nodes: dict, members: dict, depth: dict, note: dict, zoom: float):
+    """The note at the top left with the first stage (the loaders) under it; the other stages left to right in rows
+    beside it, a new row under the previous when a stage does not fit (clip 2 of the long form always starts one).
+    The first row's height is tried from tall to short. Returns the groups' boxes, or None if nothing fits."""
+    first = next(iter(members))
+    note["pos"] = [0, NODE_TITLE]
+    right = _free_right(zoom)
+    for split in (math.inf, *(_free_bottom(0, 1, zoom) * (90 - f) / 100 for f in range(0, 50, 2))):
+        boxes = _pack(nodes, {first: members[first]}, depth, 0, note["pos"][1] + note["size"][1] + GAP, zoom)
+        if boxes is None:
+            return None
+        column_low = boxes[first][1] + boxes[first][3]
+        left = boxes[first][0] + max(boxes[first][2], note["size"][0]) + GAP
+        x, top, low = left, 0, 0
+        for title in [t for t in members if t != first]:
+            placed = None
+            if not title.startswith("Clip 2") or x == left:
+                placed = _pack(nodes, {title: members[title]}, depth, x, top, zoom, split if top == 0 else math.inf)
+            if placed is None or placed[title][0] + placed[title][2] > right:
+                top = low + GAP
+                x = left if top < column_low else 0
+                placed = _pack(nodes, {title: members[title]}, depth, x, top, zoom)
+                if placed is None or placed[title][0] + placed[title][2] > right:
+                    break
+            boxes.update(placed)
+            x = placed[title][0] + placed[title][2] + GAP
+            low = max(low, placed[title][1] + placed[title][3])
+        else:
+            return boxes
+    return None
 
 
 def to_ui(graph: dict, specs: dict, name: str) -> dict:
@@ -186,29 +353,30 @@ def to_ui(graph: dict, specs: dict, name: str) -> dict:
                 links.append([link_id, source, out, node_id, slots[(node_id, n)], link_type])
                 nodes[node_id]["inputs"][slots[(node_id, n)]]["link"] = link_id
                 nodes[source]["outputs"][out]["links"].append(link_id)
+    for n in nodes.values():
+        if n["type"] in COLLAPSED.get(name, ()):
+            n["flags"] = {"collapsed": True}
     members: dict[str, list] = {}
     for node_id, (cls, _) in sorted(graph.items()):
         members.setdefault(stage(name, node_id, cls), []).append(node_id)
-    rows = [{k: v for k, v in members.items() if not k.startswith("Clip 2")},
-            {k: v for k, v in members.items() if k.startswith("Clip 2")}]
-    top, boxes = GAP + NOTE_SIZE[1] + GAP, {}
-    for row in rows:
-        if row:
-            placed = _place(nodes, row, depth, GAP, top)
-            boxes.update(placed)
-            top = max(y + h for _, y, _, h in placed.values()) + GAP
     for order, n in enumerate(sorted(nodes.values(), key=lambda n: (depth[n["id"]], n["id"]))):
         n["order"] = order
     note_id = max(graph) + 1
-    note = {"id": note_id, "type": "MarkdownNote", "pos": [GAP, GAP], "size": list(NOTE_SIZE), "flags": {},
-            "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "title": "Read me",
+    note = {"id": note_id, "type": "MarkdownNote", "pos": [0, 0], "size": [NOTE_W, note_height(NOTES[name], NOTE_W)],
+            "flags": {}, "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "title": "Read me",
             "properties": {}, "widgets_values": [NOTES[name]], "color": "#432", "bgcolor": "#653"}
+    for zoom in ZOOMS:
+        boxes = _layout(nodes, members, depth, note, zoom)
+        if boxes is not None:
+            break
+    else:
+        raise SystemExit(f"{name}: the graph does not fit in the first screen even at zoom {ZOOMS[-1]}")
     groups = [{"id": i + 1, "title": title, "bounding": box, "color": "#3f789e", "font_size": 24, "flags": {}}
               for i, (title, box) in enumerate(boxes.items())]
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-uniavgen/{name}")), "revision": 0,
             "last_node_id": note_id, "last_link_id": link_id, "nodes": list(nodes.values()) + [note],
             "links": links, "groups": groups, "config": {},
-            "extra": {"ds": {"scale": ZOOM, "offset": [0, 0]}}, "version": 0.4}
+            "extra": {"ds": {"scale": zoom, "offset": offset_for(zoom)}}, "version": 0.4}
 
 
 def render() -> dict[Path, str]:

@@ -8,20 +8,34 @@ VOCODER = "UniAVGen/code2wav_bigvgan_model/"    # where the download command put
 VAE = "wan2.2_vae.safetensors"
 UMT5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 DOWNLOADS = {DIT, VOCODER, VAE, UMT5}         # model files the user downloads (README); the pack ships the rest
-CAPTION = ("A young woman with shoulder-length dark hair sits in a softly lit room and speaks warmly to the "
-           "camera, natural head movement, realistic lighting.")
+# What the shipped inputs show (example_inputs/, made by uniavgen_core.synthetic.samples; the tests compare these
+# with the generator): the face picture, uniavgen_face.png, and the face in the clip to dub, uniavgen_clip.mp4.
+FACE = ("a person with tan skin, short pink hair, blue eyes and purple lips, wearing a purple shirt, in front of a "
+        "pink background")
+CLIP_FACE = ("a person with yellow skin, curly red hair, gray eyes and dark red lips, wearing a white shirt, in front "
+             "of an orange background")
+VOICE_TEXT = "just a minute, please."          # what uniavgen_voice.wav says
+SPEECH_TEXT = "the weather was cold this morning, but the sun is out now."        # what uniavgen_speech.wav says
+
+
+def scene(face: str) -> str:
+    """A caption for the real model's text encoder (umT5) of a shipped synthetic face."""
+    return f"A flat cartoon drawing of {face}. The person talks to the camera, with small head movements."
+
+
+CAPTION = scene(FACE)
 TEXT = "Over the past week it has been raining nonstop, but the sun is finally breaking through today!"
 SAMPLER = dict(task="auto", duration_seconds=5.0625, steps=50, shift=5.0, seed=2025, video_cfg=3.0, audio_cfg=2.0,
                macfg_fraction=0.5, slg_layer=11)
 
 
-def _models(g):
+def _models(g, caption=CAPTION):
     g[1] = ("UniAVGenModelLoader", dict(model=DIT, weight_dtype="auto", attention="auto", block_swap=0,
                                         compile=False))
     g[2] = ("UniAVGenVocoderLoader", dict(vocoder=VOCODER, precision="fp32"))
     g[3] = ("VAELoader", dict(vae_name=VAE))
     g[4] = ("CLIPLoader", dict(clip_name=UMT5, type="wan", device="default"))
-    g[5] = ("CLIPTextEncode", dict(text=CAPTION, clip=(4, 0)))
+    g[5] = ("CLIPTextEncode", dict(text=caption, clip=(4, 0)))
     g[6] = ("CLIPTextEncode", dict(text="", clip=(4, 0)))
 
 
@@ -75,7 +89,7 @@ def _with_audio(prefix, file, role, sampler_input, **speech):
 
 def ravg():
     return _with_audio("ravg", "uniavgen_voice.wav", "reference voice (RAVG)", "voice",
-                       reference_text="This is the transcript of the reference recording.")
+                       reference_text=VOICE_TEXT)
 
 
 def a2v():
@@ -84,7 +98,7 @@ def a2v():
 
 def v2a():
     g = {}
-    _models(g)
+    _models(g, scene(CLIP_FACE))
     g[7] = ("LoadVideo", dict(file="uniavgen_clip.mp4"))
     g[8] = ("GetVideoComponents", dict(video=(7, 0)))
     g[9] = ("UniAVGenSpeechText", dict(model=(1, 0), text=TEXT, language="auto", reference_text=""))
@@ -97,8 +111,9 @@ def v2a():
 
 
 def long_form():
-    """Two clips chained: clip 1's last frame is clip 2's face, clip 1's voice is clip 2's voice."""
-    g = avg("long_form_clip1")
+    """Two clips chained: clip 1's last frame is clip 2's face, clip 1's voice is clip 2's voice. Only the joined
+    clip is saved (clip 1 alone is what the AVG workflow makes), so that the whole graph shows in the first screen."""
+    g = {k: v for k, v in avg().items() if k <= 12}           # models, inputs, sampler and clip 1's decoders
     g[20] = ("UniAVGenLastFrame", dict(images=(11, 0)))
     _reference(g, 21, (20, 0))
     g[22] = ("UniAVGenAudioEncode", dict(audio=(12, 0), role="reference voice (RAVG)"))
@@ -114,19 +129,19 @@ def long_form():
     return g
 
 
-MINI_FACE_SEED = 9_004_242          # the demo's face (make demo): no training clip of UniAVGen-mini uses it
 MINI_TEXT = "hello there, this small face talks on your computer."
 
 
 def mini_demo():
-    """UniAVGen-mini, shipped with the pack, with its weight-free codec, captions and vocoder: no download."""
+    """UniAVGen-mini, shipped with the pack, with its weight-free codec, captions and vocoder: no download. The face
+    is a picture in Load Image (the shipped synthetic face by default) and the caption describes it."""
     g = {}
     g[1] = ("UniAVGenModelLoader", dict(model="UniAVGen-mini.safetensors", weight_dtype="auto", attention="auto",
                                         block_swap=0, compile=False))
     g[2] = ("UniAVGenVocoderLoader", dict(vocoder="griffin-lim (weight-free)", precision="fp32"))
     g[3] = ("UniAVGenVideoCodecLoader", dict(codec="UniAVGen-mini-video-codec.safetensors"))
-    g[4] = ("UniAVGenSyntheticFace", dict(seed=MINI_FACE_SEED, size=128))
-    g[5] = ("UniAVGenCaptionEncode", dict(model=(1, 0), text=(4, 1)))
+    g[4] = ("LoadImage", dict(image="uniavgen_face.png"))
+    g[5] = ("UniAVGenCaptionEncode", dict(model=(1, 0), text=FACE))
     g[6] = ("UniAVGenCaptionEncode", dict(model=(1, 0), text=""))
     g[7] = ("UniAVGenReferenceImage", dict(image=(4, 0), vae=(3, 0), resolution="short side", short_side=128,
                                            crop="none", aspect="keep"))
@@ -151,7 +166,7 @@ WORKFLOWS = {
 # Node titles where the class name alone would be ambiguous (two text encoders) or says too little.
 TITLES = {
     "CLIPTextEncode": {5: "Caption: what the video shows", 6: "Negative caption"},
-    "UniAVGenCaptionEncode": {5: "Caption (from the synthetic face)", 6: "Negative caption"},
+    "UniAVGenCaptionEncode": {5: "Caption: describe the face", 6: "Negative caption"},
     "CreateVideo": {17: "Face mask video (with the speech)"},
     "SaveVideo": {18: "Save the face mask video"},
 }
@@ -163,68 +178,79 @@ STAGES = (
     ("Face, voice, words and caption", {"CLIPTextEncode", "UniAVGenCaptionEncode", "LoadImage", "LoadAudio",
                                         "LoadVideo", "GetVideoComponents", "UniAVGenReferenceImage",
                                         "UniAVGenSpeechText", "UniAVGenAudioEncode", "UniAVGenVideoEncode",
-                                        "UniAVGenSyntheticFace"}),
+                                        "UniAVGenSyntheticFace", "UniAVGenLastFrame"}),
     ("Generate", {"UniAVGenSampler"}),
     ("Decode and save", {"VAEDecode", "UniAVGenAudioDecode", "CreateVideo", "SaveVideo", "SaveAudio",
-                         "MaskToImage", "UniAVGenJoinClips", "UniAVGenLastFrame"}),
+                         "MaskToImage", "UniAVGenJoinClips"}),
 )
-CLIP_2 = "Clip 2: starts on clip 1's last frame, in clip 1's voice"
+CLIP_2 = "Clip 2: clip 1's last frame, in clip 1's voice"
 
 
 def stage(workflow: str, node_id: int, cls: str) -> str:
-    if workflow == "uniavgen_long_form_chained" and node_id >= 20:
+    """The group of a node. Long form: clip 2's face, voice, words and sampler have their own group; both clips'
+    decoders, the join and the save are in "Decode and save"."""
+    name = next(name for name, classes in STAGES if cls in classes)
+    if workflow == "uniavgen_long_form_chained" and node_id >= 20 and name != "Decode and save":
         return CLIP_2
-    return next(name for name, classes in STAGES if cls in classes)
+    return name
 
 
-_REAL_DOWNLOADS = """**Downloads** (once; details in the pack's README, "First run"):
+_REAL_DOWNLOADS = """**Needs the real model** (about 23 GB, once; the pack's README, "First run"):
 
 ```
 hf download MCG-NJU/UniAVGen --include "diffusion_pytorch_model*" --include config.json --include vocab.txt --include "code2wav_bigvgan_model/*" --local-dir models/uniavgen/UniAVGen
 ```
-The loaders already name `UniAVGen/` and `UniAVGen/code2wav_bigvgan_model/`, where this puts them.
-The VAE and the text encoder are ComfyUI's Wan 2.2 files: the missing-models dialog offers them.
+The loaders already name the folders this makes. ComfyUI's missing-models dialog offers the Wan 2.2 VAE
+and the umT5 text encoder. What the nodes adjusted appears on them after a run."""
 
-Messages (unknown characters, trimming, which task ran) appear on the nodes after a run."""
+_SHIPPED_FACE = ("The shipped picture, `uniavgen_face.png`, is a synthetic cartoon face (tan skin, short pink hair, "
+                 "purple shirt, pink background) and the caption describes it: describe your own picture there.")
 
 NOTES = {
-    "uniavgen_mini_demo": """## UniAVGen mini demo: nothing to download
+    "uniavgen_mini_demo": """## Mini demo: nothing to download
 
-The pack's own small model (4.5 M parameters, trained on synthetic cartoon faces and espeak speech) with
-weight-free codecs: a synthetic face says the transcript, and the speech and the talking video are
-generated together. It shows the pipeline working in about 10 seconds on a CPU, not the real model's quality.
+The pack's small model (4.5 M parameters, trained on synthetic cartoon faces and espeak voices) with
+weight-free codecs: the face in **Load Image** says the words of **UniAVGen Speech Text**, and the speech and
+the 3-second video are generated together, in under a minute on a CPU. It shows the pipeline working, not
+the real model's quality.
 
-Change the words in **UniAVGen Speech Text** (letters and `',.?!-`), or the face's seed, and run.""",
+**Your own picture**: choose it in **Load Image**, then describe it in **Caption: describe the face** with
+the same words as the shipped caption (skin, hair, eyes, lips, shirt and background colours). The small
+model learned only such words and cartoon faces, so a photo gives a rough cartoon-like result.
+**Your own words**: letters and `',.?!-` in **UniAVGen Speech Text**.""",
     "uniavgen_avg_joint_generation": """## Talking video with its speech (AVG)
 
-One face picture + a transcript + a caption: UniAVGen generates the speech and the talking video together.
-Put your picture in **Load Image** and your words in **UniAVGen Speech Text**.
+A face picture + a transcript + a caption: UniAVGen generates the speech and the talking video together.
+""" + _SHIPPED_FACE + """ Your words go in **UniAVGen Speech Text**.
 
 """ + _REAL_DOWNLOADS,
     "uniavgen_ravg_voice_clone": """## Voice clone (RAVG)
 
-Like AVG, but the speech takes the voice of a short recording (**Load Audio**, 2-10 s). Type what that
-recording says in **reference_text** of **UniAVGen Speech Text**: the model needs its transcript.
+Like AVG, but the speech takes the voice of a recording in **Load Audio**, whose transcript goes in
+**reference_text** of **UniAVGen Speech Text**. The shipped `uniavgen_voice.wav` is a 1.4-second synthetic
+voice saying "just a minute, please."; a real voice works best with 2-10 s. """ + _SHIPPED_FACE + """
 
 """ + _REAL_DOWNLOADS,
     "uniavgen_a2v_audio_driven": """## Lip sync to your audio (A2V)
 
-Your speech recording (**Load Audio**) drives the face: only the video is generated. The transcript is not
-needed for A2V and is left empty.
+A speech recording in **Load Audio** drives the face: only the video is generated, so the transcript stays
+empty. The shipped `uniavgen_speech.wav` is a 3-second synthetic voice saying "the weather was cold this
+morning, but the sun is out now." """ + _SHIPPED_FACE + """
 
 """ + _REAL_DOWNLOADS,
     "uniavgen_v2a_dubbing": """## Dubbing a video (V2A)
 
-A video of a talking face (**Load Video**) + a transcript: UniAVGen generates speech that follows the lips.
-The pictures are kept as they are.
+A video of a talking face in **Load Video** + a transcript: UniAVGen generates new speech that follows the
+lips, and keeps the pictures. The shipped `uniavgen_clip.mp4` is a 5-second synthetic cartoon face (yellow
+skin, curly red hair, white shirt, orange background) and the caption describes it.
 
 """ + _REAL_DOWNLOADS,
     "uniavgen_long_form_chained": """## Long form: two chained clips
 
-Clip 1 is a normal AVG clip. Clip 2 starts on clip 1's last frame (**UniAVGen Last Frame**) and speaks in
-clip 1's voice (its audio as the reference voice, with clip 1's transcript as reference_text).
-**UniAVGen Join Clips** drops the repeated frame and its 1/16 s of audio, so the sound stays in step at any
-clip length. Add more clips by copying the clip 2 group and wiring it to the previous clip.
+Clip 1 is an AVG clip. Clip 2 starts on clip 1's last frame (**UniAVGen Last Frame**) and speaks in clip 1's
+voice (its audio, with clip 1's transcript as reference_text). **UniAVGen Join Clips** drops the repeated
+frame and its 1/16 s of audio, so the sound stays in step. Add clips by copying the clip 2 group.
+""" + _SHIPPED_FACE + """
 
 """ + _REAL_DOWNLOADS,
 }

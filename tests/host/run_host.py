@@ -11,6 +11,7 @@ of the right length, size and rate, the FLAC audio, the face-mask video) are ins
 by the LoRA loader gives the latent of the hand-merged weights, and an fp8 file loads into comfy.ops layers.
 """
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -51,7 +52,9 @@ class Expected:
 def expected(name: str) -> Expected:
     if name == MINI:
         return Expected((MINI_FRAMES,), (MINI_SIZE, MINI_SIZE), 0, 0)
-    return Expected((FRAMES, 2 * FRAMES - 1) if "long_form" in name else (FRAMES,), None, MEL * HOP, FRAMES)
+    if "long_form" in name:                # saves the joined clip only
+        return Expected((2 * FRAMES - 1,), None, 0, 0)
+    return Expected((FRAMES,), None, MEL * HOP, FRAMES)
 
 
 def tiny(api: dict) -> dict:
@@ -184,7 +187,9 @@ def ancestors(api: dict, node_id: str) -> set[str]:
 
 
 def template_checks(server: "Server", module: str, templates: dict) -> list[str]:
-    """The pack's templates are listed under their titles, and each one's workflow and thumbnail are served."""
+    """The pack's templates are listed under their titles, and each one's workflow and thumbnail are served: the
+    workflow as the file in workflows/, the thumbnail as a square JPEG card (512 x 512, tools/make_thumbnails.py)."""
+    from PIL import Image
     titles = sorted(title for title, _ in WORKFLOWS.values())
     problems = []
     if sorted(templates.get(module, [])) != titles:
@@ -192,8 +197,18 @@ def template_checks(server: "Server", module: str, templates: dict) -> list[str]
     for title in titles:
         for ext in (".json", ".jpg"):
             path = f"/api/workflow_templates/{module}/{urllib.parse.quote(title)}{ext}"
-            if server.status(path) != 200:
-                problems.append(f"{path}: not served")
+            try:
+                with urllib.request.urlopen(server.base + path, timeout=60) as r:
+                    data = r.read()
+            except urllib.error.HTTPError as err:
+                problems.append(f"{path}: not served ({err.code})")
+                continue
+            if ext == ".json" and json.loads(data).get("extra", {}).get("ds", {}).get("scale", 0) < 0.6:
+                problems.append(f"{path}: opens below zoom 0.6, where the frontend draws blank boxes")
+            if ext == ".jpg":
+                card = Image.open(io.BytesIO(data))
+                if card.format != "JPEG" or card.size != (512, 512):
+                    problems.append(f"{path}: {card.format} {card.size}, want a 512 x 512 JPEG card")
     return problems
 
 
@@ -292,7 +307,8 @@ def main():
     try:
         server = Server(args.port)
         info = server.get("/object_info")
-        report["web_extension"] = [e for e in server.get("/extensions") if e.endswith("/uniavgen_messages.js")]
+        report["web_extension"] = [e for e in server.get("/extensions")
+                                   if e.endswith(("/uniavgen_messages.js", "/uniavgen_resolution.js"))]
         shipped = repo / "example_inputs"
         report["example_inputs"] = {n: (comfy / "input" / n).is_file() and (comfy / "input" / n).read_bytes()
                                     == (shipped / n).read_bytes() for n in EXAMPLE_INPUTS}
@@ -328,8 +344,8 @@ def main():
         failures.append("object_info")
     if report["models"]["problems"]:
         failures.append("models")
-    if not report["web_extension"]:
-        failures.append("web extension not served")
+    if len(report["web_extension"]) != 2:
+        failures.append(f"web extensions served: {report['web_extension']}, want messages and resolution")
     if not all(report["example_inputs"].values()):
         failures.append("example inputs")
     if report["template_problems"]:
