@@ -10,6 +10,7 @@ from safetensors import safe_open
 from uniavgen_core import demo
 
 from uniavgen_core import units
+from uniavgen_core.audio.levels import measure, read_audio
 from uniavgen_core.codecs.video_pca import PCAFitter
 from uniavgen_core.checkpoint.loading import load_model
 from uniavgen_core.mini import MiniPipeline
@@ -85,6 +86,8 @@ def test_reduced_demo_writes_watchable_files(tmp_path):
         assert frames == 49
         assert abs(float(video.duration * video.time_base) - 49 / 16) < 0.07
         assert abs(float(audio.duration * audio.time_base) - 49 / 16) < 0.1
+        heard = measure(read_audio(tmp_path / f"{name}.mp4")[0])         # what a player decodes
+        assert heard.clipped <= 0.001 and heard.peak < 1 and heard.active_db > -40, (name, heard)
     assert (tmp_path / "contact_sheet.png").stat().st_size > 10_000
 
 
