@@ -66,11 +66,12 @@ def test_shipped_model_is_small_and_self_contained():
 
 def test_demo_text_is_checked():
     pipe = MiniPipeline(demo.MODEL, demo.CODEC)
-    assert demo.check_text(pipe, "  Hello   THERE ") == "hello there"
+    fitted = demo.check_text(pipe, "  Hello   THERE ")
+    assert fitted.text == "hello there" and "lower-cased 6 letter(s)" in fitted.messages()[0]
     with pytest.raises(demo.DemoError, match="empty"):
         demo.check_text(pipe, "   ")
-    with pytest.raises(demo.DemoError, match=r"'#' '1'"):
-        demo.check_text(pipe, "room #1")
+    with pytest.raises(demo.DemoError, match=r"'#' '1'.*write numbers as words"):
+        demo.check_text(pipe, "Room #1")
 
 
 def test_reduced_demo_writes_watchable_files(tmp_path):

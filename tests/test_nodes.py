@@ -256,7 +256,9 @@ def speech(comfy, model, text="Hello there.", ref=""):
 
 def test_speech_text_reports_unknown_characters_and_empty_text(comfy, model):
     (s,), ui = messages(comfy, "UniAVGenSpeechText", model=model, text="It’s fine 😀", language="en")
-    assert s.tokens.unknown == ["’", "😀"] and any("not in the speech vocabulary" in m for m in ui)
+    assert s.tokens.unknown == ["😀"] and s.text == "It's fine 😀"      # the release's vocab.txt has "'", not "’"
+    assert any("1 typographic quote" in m for m in ui)
+    assert any("not in the speech vocabulary" in m and "letters in both cases, digits" in m for m in ui)
     _, ui = messages(comfy, "UniAVGenSpeechText", model=model, text="  ", language="auto")
     assert any("transcript is empty" in m and "A2V" in m for m in ui)      # A2V needs none: said so
     ravg = speech(comfy, model, "Hi.", ref="Yes")
@@ -483,6 +485,14 @@ def test_synthetic_face_is_deterministic_per_seed(comfy):
     assert run(comfy, "UniAVGenSyntheticFace", seed=5, size=96)[0].shape == (1, 96, 96, 3)
     with pytest.raises(ValueError, match="multiple of 32"):
         run(comfy, "UniAVGenSyntheticFace", seed=5, size=100)
+
+
+def test_speech_text_fits_capitals_to_the_small_models_vocabulary(comfy, mini):
+    (s,), ui = messages(comfy, "UniAVGenSpeechText", model=mini[0], text="Hello! I have 3 cats", language="auto",
+                        reference_text="")
+    assert s.text == "hello! i have 3 cats" and s.tokens.unknown == ["3"]
+    assert ui[0].startswith("lower-cased 2 letter(s) this model only knows in lower case")
+    assert "'3'" in ui[1] and "write numbers as words" in ui[1]
 
 
 def test_mini_model_runs_with_nothing_downloaded(comfy, mini):
