@@ -340,6 +340,24 @@ def test_sampler_says_when_the_clip_is_far_past_the_trained_length(comfy, model)
     assert not any("far past" in m for m in ui)
 
 
+def test_trained_length_comes_from_the_loaded_model(comfy, mini):
+    from uniavgen_core.mini import MINI_SAMPLING
+    _, ui = messages(comfy, "UniAVGenModelLoader", model=MINI, weight_dtype="auto")
+    assert mini[0].model.trained_frames == 49 and ui == [
+        "trained on 3.062 s clips (49 frames at 16 fps): the Sampler's duration_seconds works best near that"]
+    _, ui = messages(comfy, "UniAVGenModelLoader", model="UniAVGen/", weight_dtype="fp32")
+    assert ui[0].startswith("trained on 5.062 s clips (81 frames")
+    _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, mini[0], duration_seconds=5.0625, steps=1,
+                                                               reference=reference(comfy, vae=mini[1])[0]))
+    assert any("5.062 s is far past the 3.062 s this model was trained on" in m for m in ui), ui
+    spec = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenSampler"].INPUT_TYPES()["required"]
+    tip = lambda name: spec[name][1]["tooltip"]
+    assert "loaded model was trained on" in tip("duration_seconds") and "Model Loader" in tip("duration_seconds")
+    assert "release: 5.0625 s, UniAVGen-mini: 3.0625 s" in tip("duration_seconds")     # 81 and 49 frames
+    assert f"UniAVGen-mini: {MINI_SAMPLING.steps})" in tip("steps")
+    assert f"UniAVGen-mini: {MINI_SAMPLING.audio_cfg:g})" in tip("audio_cfg")
+
+
 def test_sampler_avg_outputs_native_latent_mel_and_mask(comfy, model):
     comfy["utils"].updates.clear()
     comfy["preview"].enabled = True
