@@ -117,21 +117,15 @@ def read_audio(path) -> tuple[torch.Tensor, int]:
     import av
     import numpy as np
 
+    to_float = av.AudioResampler(format="fltp")             # planar float32, any codec's sample format
     with av.open(str(path)) as box:
         stream = box.streams.audio[0]
-        pieces = [frame.to_ndarray() for frame in box.decode(stream)]
-        rate = stream.rate
+        pieces = [f.to_ndarray() for frame in box.decode(stream) for f in to_float.resample(frame)]
+        pieces += [f.to_ndarray() for f in to_float.resample(None)]
+        rate = stream.rate or SAMPLE_RATE
     if not pieces:
-        return torch.zeros(1, 0), rate or SAMPLE_RATE
-    first = pieces[0]
-    planar = first.shape[0] == stream.channels or stream.channels == 1
-    samples = np.concatenate(pieces, axis=1 if planar else 0)
-    if not planar:                                   # packed: [1, samples * channels]
-        samples = samples.reshape(-1, stream.channels).T
-    samples = torch.from_numpy(samples.astype(np.float64))
-    if first.dtype.kind == "i":                      # integer PCM -> [-1, 1)
-        samples = samples / float(2 ** (8 * first.dtype.itemsize - 1))
-    return samples.float(), rate
+        return torch.zeros(1, 0), rate
+    return torch.from_numpy(np.concatenate(pieces, axis=1)), rate
 
 
 def main(argv=None) -> int:
