@@ -8,6 +8,7 @@ import torch
 
 from uniavgen_core.audio.inputs import PreparedAudio, level_driving_audio, reference_voice
 from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
+from uniavgen_core.audio.transcript import describe, fit_to_vocabulary
 from uniavgen_core.checkpoint.loading import embedded_vocab
 from uniavgen_core.frontend import image_prep
 from uniavgen_core.frontend.face import FaceDetectorUnavailable, box_mask, detect_face
@@ -30,9 +31,14 @@ def _tokenizer(model_path: str) -> SpeechTokenizer:
 
 
 class UniAVGenSpeechText:
-    DESCRIPTION = ("The words to speak. English is read letter by letter, Chinese is converted to pinyin. "
-                   "Characters the speech vocabulary does not know are listed (they are read as a pause). "
-                   "For voice cloning, give the reference recording's transcript too.")
+    DESCRIPTION = ("The words to speak, in the characters the loaded model's speech vocabulary has. English is read "
+                   "character by character, Chinese is converted to pinyin. A character the vocabulary has only in "
+                   "another form is changed to that form and the message says so: capitals are lower-cased for "
+                   "UniAVGen-mini, which knows only lower-case letters, space and ' , . ? ! - (write numbers as "
+                   "words); curly quotes, full-width punctuation and line breaks become their plain forms. The "
+                   "release's vocab.txt has letters in both cases, digits and punctuation, and its text is never "
+                   "changed. Characters with no form in the vocabulary are listed (they are read as a pause). For "
+                   "voice cloning, give the reference recording's transcript too.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("UNIAVGEN_SPEECH",)
     RETURN_NAMES = ("speech",)
@@ -41,9 +47,12 @@ class UniAVGenSpeechText:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("UNIAVGEN_MODEL", {"tooltip": "The UniAVGen model; its folder holds vocab.txt."}),
-            "text": ("STRING", {"multiline": True, "default": "", "tooltip": "Transcript of the speech to generate. "
-                     "Audio-driven video (A2V) needs none: its speech is the driving audio."}),
+            "model": ("UNIAVGEN_MODEL", {"tooltip": "The UniAVGen model: its speech vocabulary (in the file, or "
+                      "vocab.txt in its folder) decides which characters the text may use."}),
+            "text": ("STRING", {"multiline": True, "default": "", "tooltip": "Transcript of the speech to generate, "
+                     "in the characters the model's vocabulary has (UniAVGen-mini: lower-case letters, space and "
+                     "' , . ? ! -; capitals are lower-cased for it). Audio-driven video (A2V) needs none: its "
+                     "speech is the driving audio."}),
             "language": (["auto", "en", "zh"], {"default": "auto", "tooltip":
                          "auto: Chinese if the text has Chinese characters, else English."}),
         }, "optional": {
@@ -53,14 +62,17 @@ class UniAVGenSpeechText:
 
     def encode(self, model, text, language, reference_text=""):
         tokenizer = _tokenizer(str(model.model.path))
-        ref = reference_text.strip()
-        tokens = tokenizer.encode(text, language, ref_text=ref or None)
-        null = tokenizer.null(ref_text=ref or None, lang=language)
-        messages = [m for m in (tokens.warning(),) if m]
+        fitted = fit_to_vocabulary(text, tokenizer.vocab)
+        ref = fit_to_vocabulary(reference_text.strip(), tokenizer.vocab)
+        tokens = tokenizer.encode(fitted.text, language, ref_text=ref.text or None)
+        null = tokenizer.null(ref_text=ref.text or None, lang=language)
+        messages = fitted.messages() + [f"reference transcript: {m}" for m in ref.messages()]
+        if tokens.unknown:
+            messages.append(f"{tokens.warning()} This model's vocabulary has {describe(tokenizer.vocab)}.")
         if not text.strip():
             messages.append("the transcript is empty: generated speech will have no words (fine for audio-driven "
                             "video, A2V, which takes its speech from the driving audio)")
-        return with_messages((Speech(tokens, null, text, ref),), messages)
+        return with_messages((Speech(tokens, null, fitted.text, ref.text),), messages)
 
 
 @dataclass

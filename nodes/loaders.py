@@ -16,6 +16,7 @@ from uniavgen_core.checkpoint.loading import (
 from uniavgen_core.model.attention import auto_order
 from uniavgen_core.model.attention import choices as attention_choices
 from uniavgen_core.model.attention import resolve_backend
+from uniavgen_core.units import FPS, Duration
 
 from . import folders, host
 from .common import CATEGORY, with_messages
@@ -102,13 +103,17 @@ class UniAVGenModelLoader:
         if compile:
             net.compile_blocks()
         handle = UniAVGenHandle(net, path, trained_frames(file_metadata([path])))
+        trained = Duration.from_video_frames(handle.trained_frames)
+        messages = [f"trained on {trained.seconds:.4g} s clips ({trained.video_frames} frames at {FPS} fps): the "
+                    f"Sampler's duration_seconds works best near that"]
         if not block_swap:
-            return (host.model_patcher(handle, device, offload),)
+            return with_messages((host.model_patcher(handle, device, offload),), messages)
         # The swapped layer pairs stay on the CPU from now on: the memory manager moves and counts
         # only the rest, and writes LoRA patches in place, so they reach the swapped CPU copies too.
         net.set_block_swap(block_swap, device)
         size = net.block_swap.resident_bytes(handle)
-        return (host.model_patcher(handle, device, offload, size=size, weight_inplace_update=True),)
+        return with_messages((host.model_patcher(handle, device, offload, size=size, weight_inplace_update=True),),
+                             messages)
 
 
 class BigVGAN:

@@ -34,9 +34,12 @@ class UniAVGenSampler:
             "task": (TASKS, {"default": "auto", "tooltip": "auto picks the task from the connected inputs."}),
             "duration_seconds": ("FLOAT", {"default": 5.0625, "min": 0.3125, "max": float(units.MAX_SECONDS),
                                  "step": 0.0625, "tooltip": "Length of the clip (rounded to 4k+1 frames at 16 fps). "
-                                 "The release was trained on 5.0625 s. Dubbing (V2A) follows the video: a shorter "
+                                 "Best near the clip length the loaded model was trained on, which the Model "
+                                 "Loader's message shows (the release: 5.0625 s, UniAVGen-mini: 3.0625 s); this "
+                                 "node says so past 1.5 times that. Dubbing (V2A) follows the video: a shorter "
                                  "duration dubs only its start."}),
-            "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "Denoising steps (release: 50)."}),
+            "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "Denoising steps (release: 50; "
+                      "UniAVGen-mini: 16)."}),
             "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "tooltip":
                       "Timestep shift of the flow-matching schedule (release: 5)."}),
             "seed": ("INT", {"default": 2025, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
@@ -45,7 +48,7 @@ class UniAVGenSampler:
             "video_cfg": ("FLOAT", {"default": 3.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
                           "Guidance strength for the video (release: 3)."}),
             "audio_cfg": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
-                          "Guidance strength for the audio (release: 2)."}),
+                          "Guidance strength for the audio (release: 2; UniAVGen-mini: 4)."}),
             "macfg_fraction": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
                                "Modality-aware CFG: fraction of the first steps whose unconditional pass has no "
                                "audio-video interaction, which strengthens lip sync (release: 0.5)."}),

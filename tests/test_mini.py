@@ -10,6 +10,7 @@ from safetensors import safe_open
 from uniavgen_core import demo
 
 from uniavgen_core import units
+from uniavgen_core.audio.levels import measure, read_audio
 from uniavgen_core.codecs.video_pca import PCAFitter
 from uniavgen_core.checkpoint.loading import load_model
 from uniavgen_core.mini import MiniPipeline
@@ -65,11 +66,12 @@ def test_shipped_model_is_small_and_self_contained():
 
 def test_demo_text_is_checked():
     pipe = MiniPipeline(demo.MODEL, demo.CODEC)
-    assert demo.check_text(pipe, "  Hello   THERE ") == "hello there"
+    fitted = demo.check_text(pipe, "  Hello   THERE ")
+    assert fitted.text == "hello there" and "lower-cased 6 letter(s)" in fitted.messages()[0]
     with pytest.raises(demo.DemoError, match="empty"):
         demo.check_text(pipe, "   ")
-    with pytest.raises(demo.DemoError, match=r"'#' '1'"):
-        demo.check_text(pipe, "room #1")
+    with pytest.raises(demo.DemoError, match=r"'#' '1'.*write numbers as words"):
+        demo.check_text(pipe, "Room #1")
 
 
 def test_reduced_demo_writes_watchable_files(tmp_path):
@@ -85,6 +87,8 @@ def test_reduced_demo_writes_watchable_files(tmp_path):
         assert frames == 49
         assert abs(float(video.duration * video.time_base) - 49 / 16) < 0.07
         assert abs(float(audio.duration * audio.time_base) - 49 / 16) < 0.1
+        heard = measure(read_audio(tmp_path / f"{name}.mp4")[0])         # what a player decodes
+        assert heard.clipped <= 0.001 and heard.peak < 1 and heard.active_db > -40, (name, heard)
     assert (tmp_path / "contact_sheet.png").stat().st_size > 10_000
 
 

@@ -257,7 +257,9 @@ def speech(comfy, model, text="Hello there.", ref=""):
 
 def test_speech_text_reports_unknown_characters_and_empty_text(comfy, model):
     (s,), ui = messages(comfy, "UniAVGenSpeechText", model=model, text="It’s fine 😀", language="en")
-    assert s.tokens.unknown == ["’", "😀"] and any("not in the speech vocabulary" in m for m in ui)
+    assert s.tokens.unknown == ["😀"] and s.text == "It's fine 😀"      # the release's vocab.txt has "'", not "’"
+    assert any("1 typographic quote" in m for m in ui)
+    assert any("not in the speech vocabulary" in m and "letters in both cases, digits" in m for m in ui)
     _, ui = messages(comfy, "UniAVGenSpeechText", model=model, text="  ", language="auto")
     assert any("transcript is empty" in m and "A2V" in m for m in ui)      # A2V needs none: said so
     ravg = speech(comfy, model, "Hi.", ref="Yes")
@@ -337,6 +339,24 @@ def test_sampler_says_when_the_clip_is_far_past_the_trained_length(comfy, model)
     assert any("8.062 s is far past the 5.062 s this model was trained on" in m for m in ui), ui
     _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, steps=1))
     assert not any("far past" in m for m in ui)
+
+
+def test_trained_length_comes_from_the_loaded_model(comfy, mini):
+    from uniavgen_core.mini import MINI_SAMPLING
+    _, ui = messages(comfy, "UniAVGenModelLoader", model=MINI, weight_dtype="auto")
+    assert mini[0].model.trained_frames == 49 and ui == [
+        "trained on 3.062 s clips (49 frames at 16 fps): the Sampler's duration_seconds works best near that"]
+    _, ui = messages(comfy, "UniAVGenModelLoader", model="UniAVGen/", weight_dtype="fp32")
+    assert ui[0].startswith("trained on 5.062 s clips (81 frames")
+    _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, mini[0], duration_seconds=5.0625, steps=1,
+                                                               reference=reference(comfy, vae=mini[1])[0]))
+    assert any("5.062 s is far past the 3.062 s this model was trained on" in m for m in ui), ui
+    spec = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenSampler"].INPUT_TYPES()["required"]
+    tip = lambda name: spec[name][1]["tooltip"]
+    assert "loaded model was trained on" in tip("duration_seconds") and "Model Loader" in tip("duration_seconds")
+    assert "release: 5.0625 s, UniAVGen-mini: 3.0625 s" in tip("duration_seconds")     # 81 and 49 frames
+    assert f"UniAVGen-mini: {MINI_SAMPLING.steps})" in tip("steps")
+    assert f"UniAVGen-mini: {MINI_SAMPLING.audio_cfg:g})" in tip("audio_cfg")
 
 
 def test_sampler_avg_outputs_native_latent_mel_and_mask(comfy, model):
@@ -484,6 +504,14 @@ def test_synthetic_face_is_deterministic_per_seed(comfy):
     assert run(comfy, "UniAVGenSyntheticFace", seed=5, size=96)[0].shape == (1, 96, 96, 3)
     with pytest.raises(ValueError, match="multiple of 32"):
         run(comfy, "UniAVGenSyntheticFace", seed=5, size=100)
+
+
+def test_speech_text_fits_capitals_to_the_small_models_vocabulary(comfy, mini):
+    (s,), ui = messages(comfy, "UniAVGenSpeechText", model=mini[0], text="Hello! I have 3 cats", language="auto",
+                        reference_text="")
+    assert s.text == "hello! i have 3 cats" and s.tokens.unknown == ["3"]
+    assert ui[0].startswith("lower-cased 2 letter(s) this model only knows in lower case")
+    assert "'3'" in ui[1] and "write numbers as words" in ui[1]
 
 
 def test_mini_model_runs_with_nothing_downloaded(comfy, mini):

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from . import lipsync
+from .audio.transcript import Fitted, describe, fit_to_vocabulary
 from .mini import MINI_SAMPLING, MiniPipeline
 from .mp4 import write_mp4
 from .sampling import Task
@@ -37,18 +38,17 @@ class DemoError(ValueError):
     pass
 
 
-def check_text(pipe: MiniPipeline, text: str) -> str:
-    """The transcript in the model's alphabet (lower case); refused when empty or unknown."""
-    cleaned = " ".join(text.split()).lower()
-    if not cleaned:
+def check_text(pipe: MiniPipeline, text: str) -> Fitted:
+    """The transcript in the model's alphabet (capitals lower-cased and the like, transcript.py); refused
+    when empty or when characters remain that the model cannot say."""
+    fitted = fit_to_vocabulary(" ".join(text.split()), pipe.tokenizer.vocab)
+    if not fitted.text:
         raise DemoError('the transcript is empty: give some words, e.g. make demo TEXT="hello there"')
-    unknown = pipe.tokenizer.encode(cleaned, "en").unknown
+    unknown = pipe.tokenizer.encode(fitted.text, "en").unknown
     if unknown:
-        known = "".join(sorted(set(pipe.tokenizer.vocab) - {" "}))
         raise DemoError(f"the small model does not know these characters: {' '.join(repr(u) for u in unknown)}; "
-                        f"use letters, spaces and {known.strip('abcdefghijklmnopqrstuvwxyz')!r} "
-                        f"(write numbers as words)")
-    return cleaned
+                        f"it has {describe(pipe.tokenizer.vocab)}")
+    return fitted
 
 
 def contact_sheet(path: Path, rows: list[tuple[str, torch.Tensor, torch.Tensor]], box: tuple, every: int = 4):
@@ -89,10 +89,10 @@ def run(out: Path, text: str = DEFAULT_TEXT, steps: int | None = None, model: Pa
 
     start = time.perf_counter()
     pipe = MiniPipeline(model, codec)
-    text = check_text(pipe, text)
+    fitted = check_text(pipe, text)
+    text, messages = fitted.text, fitted.messages()
     face = make_clip(FACE_SEED, frames=pipe.trained_frames)
     spoken = synthesize(text, face.voice).wave
-    messages = []
     if spoken.shape[0] > pipe.duration.samples:
         messages.append(f"the transcript takes {spoken.shape[0] / SAMPLE_RATE:.1f} s to say; the clips are "
                         f"{pipe.duration.seconds:.2f} s, so the spoken audio is cut (use a shorter text)")

@@ -46,7 +46,7 @@ class Tokens:
             return None
         shown = " ".join(repr(u) for u in self.unknown[:12])
         return (f"{len(self.unknown)} token(s) are not in the speech vocabulary and are read as a space: {shown}. "
-                f"Replace them (e.g. curly quotes with straight ones, digits and symbols with words).")
+                f"Replace them with words (e.g. numbers and symbols written out).")
 
 
 class SpeechTokenizer:

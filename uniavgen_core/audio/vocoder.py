@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..units import HOP, N_MELS, SAMPLE_RATE
+from .levels import limit_peaks
 
 MIN_TRANSFORMERS = "4.52"
 CHUNK_FRAMES = 1024          # longer inputs are decoded piecewise ...
@@ -87,7 +88,8 @@ class Vocoder:
     @torch.no_grad()
     def decode(self, log_mel: torch.Tensor, chunk_frames: int = CHUNK_FRAMES) -> dict:
         """log-mel [B, 80, T] (de-normalised, see mel.denormalise) -> AUDIO dict with waveform
-        [B, 1, T*240] float32 on the CPU, clamped to [-1, 1]."""
+        [B, 1, T*240] float32 on the CPU. A wave within [-1, 1] is returned as the model made it; one
+        that the release would clamp is limited smoothly to -1 dBFS instead (levels.limit_peaks)."""
         if log_mel.dim() == 2:
             log_mel = log_mel[None]
         if log_mel.dim() != 3 or log_mel.shape[1] != N_MELS:
@@ -95,11 +97,20 @@ class Vocoder:
         param = next(self.model.parameters())
         mel = log_mel.to(device=param.device, dtype=param.dtype)
         frames = mel.shape[-1]
+        # The model's forward clamps its wave to [-1, 1]; its last layer's output is the wave before that.
+        made = []
+        hook = self.model.conv_post.register_forward_hook(lambda module, args, out: made.append(out))
         pieces = []
-        for start in range(0, frames, chunk_frames):
-            lo, hi = max(0, start - CONTEXT_FRAMES), min(frames, start + chunk_frames + CONTEXT_FRAMES)
-            wave = self.model(mel[..., lo:hi]).reshape(mel.shape[0], -1)
-            keep = (start - lo) * HOP
-            pieces.append(wave[:, keep: keep + (min(frames, start + chunk_frames) - start) * HOP])
-        wave = torch.cat(pieces, dim=-1).clamp(-1, 1).float().cpu()
+        try:
+            for start in range(0, frames, chunk_frames):
+                lo, hi = max(0, start - CONTEXT_FRAMES), min(frames, start + chunk_frames + CONTEXT_FRAMES)
+                self.model(mel[..., lo:hi])
+                wave = made.pop().reshape(mel.shape[0], -1)
+                keep = (start - lo) * HOP
+                pieces.append(wave[:, keep: keep + (min(frames, start + chunk_frames) - start) * HOP])
+        finally:
+            hook.remove()
+        wave = torch.cat(pieces, dim=-1).float().cpu()
+        if float(wave.abs().max()) > 1:
+            wave = limit_peaks(wave)
         return {"waveform": wave[:, None], "sample_rate": SAMPLE_RATE}

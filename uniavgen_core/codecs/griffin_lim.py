@@ -3,7 +3,12 @@
 The front end's Slaney mel filter bank is inverted with its pseudo-inverse (clamped at zero and
 refined by non-negative least-squares steps; nothing above 8 kHz comes back), the phase is
 recovered with torchaudio's fast Griffin-Lim from a zero initial phase. It stands in for BigVGAN
-where no weights are available, with the usual Griffin-Lim artefacts."""
+where no weights are available, with the usual Griffin-Lim artefacts.
+
+The wave is levelled, not clamped: a clip louder than the training speech is turned down to its
+level and the peaks that are left above -1 dBFS are limited smoothly (audio/levels.py). The small
+model's mels can ask for far more than its training speech: the demo's AVG mel decodes to +6.5 dBFS
+active level with peaks of 35 (a fifth of its samples were clamped to full scale before)."""
 from __future__ import annotations
 
 import functools
@@ -11,6 +16,7 @@ import functools
 import torch
 import torchaudio.functional as AF
 
+from ..audio.levels import SPEECH_LEVEL_DB, level_speech
 from ..audio.mel import N_FFT, WIN, mel_basis
 from ..units import HOP, N_MELS, SAMPLE_RATE
 
@@ -51,17 +57,20 @@ class GriffinLimVocoder:
     """log-mel [B, 80, T] -> AUDIO dict, the interface of `audio.vocoder.Vocoder.decode` (no weights).
 
     Deterministic (zero initial phase), runs on the device of its input; `n_iter` Griffin-Lim
-    iterations with momentum."""
+    iterations with momentum. `speech_level_db`: the active level (dBFS) a louder clip is turned down
+    to; None keeps the level the mel asks for (its peaks are limited all the same)."""
 
-    def __init__(self, n_iter: int = N_ITER, momentum: float = MOMENTUM, nnls_steps: int = NNLS_STEPS):
+    def __init__(self, n_iter: int = N_ITER, momentum: float = MOMENTUM, nnls_steps: int = NNLS_STEPS,
+                 speech_level_db: float | None = SPEECH_LEVEL_DB):
         if n_iter < 1:
             raise ValueError(f"n_iter must be at least 1, got {n_iter}")
         self.n_iter, self.momentum, self.nnls_steps = n_iter, momentum, nnls_steps
+        self.speech_level_db = speech_level_db
 
     @torch.no_grad()
     def decode(self, log_mel: torch.Tensor) -> dict:
         """log-mel [B, 80, T] or [80, T] (de-normalised, see mel.denormalise) -> {"waveform":
-        [B, 1, T*240] float32 on the CPU clamped to [-1, 1], "sample_rate": 24000}."""
+        [B, 1, T*240] float32 on the CPU, levelled to peaks within -1 dBFS, "sample_rate": 24000}."""
         if log_mel.dim() == 2:
             log_mel = log_mel[None]
         if log_mel.dim() != 3 or log_mel.shape[1] != N_MELS or log_mel.shape[2] < 1:
@@ -78,5 +87,5 @@ class GriffinLimVocoder:
                              length=HOP * (frames + 2 * pad - 1), rand_init=False)
         # frame t + pad of the padded spectrogram is centred on 240 (t + pad), frame t of audio/mel.py on 240 t + 120
         start = HOP * pad - _CENTRE
-        wave = wave[:, start: start + HOP * frames].clamp(-1, 1).float().cpu()
+        wave = level_speech(wave[:, start: start + HOP * frames].float(), self.speech_level_db).cpu()
         return {"waveform": wave[:, None], "sample_rate": SAMPLE_RATE}
