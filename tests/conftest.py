@@ -23,14 +23,14 @@ def vocab_path() -> Path:
 
 @pytest.fixture(scope="session")
 def speech_vocab(tmp_path_factory) -> Path:
-    """A vocab.txt to put beside the tiny golden model: the release's when present, else a stand-in
-    (space, letters, ',.?!-: one token a line, the space first), whose ids all fit the tiny
-    model's table."""
+    """A vocab.txt to put beside the tiny golden model: the release's when present, else a stand-in that
+    spells English as the release's does (space, letters of both cases, digits, ',.?!-; one token a
+    line, the space first), whose ids all fit the tiny model's table."""
     path = release_vocab()
     if path is not None:
         return path
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    path.write_text("\n".join(" " + string.ascii_letters + "',.?!-") + "\n", encoding="utf-8")
+    path.write_text("\n".join(" " + string.ascii_letters + string.digits + "',.?!-") + "\n", encoding="utf-8")
     return path
 
 
