@@ -27,6 +27,7 @@ import av
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))            # the repo's uniavgen_core (this python has torch)
 from uniavgen_core import units  # noqa: E402
+from uniavgen_core.audio.levels import measure, read_audio  # noqa: E402
 from uniavgen_core.units import HOP, SAMPLE_RATE as RATE  # noqa: E402
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 from workflow_graphs import WORKFLOWS  # noqa: E402
@@ -167,6 +168,10 @@ def check_outputs(comfy: Path, want: Expected, outputs: dict) -> tuple[dict, lis
                             f"want flac {RATE} Hz {want.flac_samples}")
     if bool(audios) != bool(want.flac_samples):
         problems.append(f"{len(audios)} FLAC files, want {'some' if want.flac_samples else 'none'}")
+    for path in files["video"] + files["audio"]:
+        level = measure(read_audio(path)[0])
+        if level.clipped > 0.001:
+            problems.append(f"{path.name}: audio clips: {level.row()}")
     masks = [inspect(p) for p in files["mask"]]
     found["mask_videos"] = masks
     problems += [f"{m['file']}: no AAC speech in the face-mask video" for m in masks if m.get("audio") != "aac"]
@@ -174,6 +179,32 @@ def check_outputs(comfy: Path, want: Expected, outputs: dict) -> tuple[dict, lis
         problems.append(f"face-mask videos {[(m['file'], m.get('frames')) for m in masks]}, want one of "
                         f"{want.masks} frames" if want.masks else "a face-mask video, want none")
     return found, problems
+
+
+def capitals_and_levels(server: "Server", comfy: Path, mini: dict) -> dict:
+    """The mini demo with a capitalised transcript: the Speech Text node fits it to the small model's
+    lower-case vocabulary and says so, with no unknown-token message; the clip's audio never clips."""
+    text = "Hello! I have three cats, Anna."
+    api = json.loads(json.dumps(mini))
+    speech = next(n for n in api.values() if n["class_type"] == "UniAVGenSpeechText")
+    speech["inputs"]["text"] = text
+    result = server.run(api)
+    if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
+        return {"problems": [f"the capitalised mini demo did not run: {json.dumps(result)[:1500]}"]}
+    messages = [m for v in result["outputs"].values() for m in v.get("text", [])]
+    problems = [f"unknown-token message for {text!r}: {m}" for m in messages if "not in the speech vocabulary" in m]
+    if not any("lower-cased" in m for m in messages):
+        problems.append(f"no message says the transcript was lower-cased: {messages}")
+    levels = {}
+    for v in result["outputs"].values():
+        for item in v.get("images", []):
+            wave, _ = read_audio(comfy / "output" / item["subfolder"] / item["filename"])
+            levels[item["filename"]] = measure(wave).row()
+            if measure(wave).clipped > 0.001:
+                problems.append(f"{item['filename']}: {levels[item['filename']]}")
+    if not levels:
+        problems.append("no video came back to measure")
+    return {"text": text, "messages": messages, "levels": levels, "problems": problems}
 
 
 def ancestors(api: dict, node_id: str) -> set[str]:
@@ -331,6 +362,9 @@ def main():
                 entry["ui_messages"] = {k: v["text"] for k, v in result["outputs"].items() if "text" in v}
             report["workflows"][name] = entry
             print(name, "OK" if not entry["problems"] else entry["problems"], entry.get("seconds"), flush=True)
+        report["mini_capitals"] = capitals_and_levels(server, comfy, json.loads(
+            (repo / "workflows" / "api" / f"{MINI}.json").read_text()))
+        print("mini demo, capitalised text", report["mini_capitals"]["problems"] or "OK", flush=True)
         avg = json.loads((repo / "workflows" / "api" / "uniavgen_avg_joint_generation.json").read_text())
         report["bad_vocoder"] = bad_vocoder_refused(server, avg)
         report["models"] = model_checks(server, comfy, avg)
@@ -350,6 +384,8 @@ def main():
         failures.append("example inputs")
     if report["template_problems"]:
         failures.append(f"templates: {report['template_problems']}")
+    if report["mini_capitals"]["problems"]:
+        failures.append(f"mini demo with capitals: {report['mini_capitals']['problems']}")
     if report["bad_vocoder"]:
         failures.append(f"bad vocoder: {report['bad_vocoder']}")
     report["passed"] = not failures
