@@ -59,7 +59,7 @@ golden: setup
 	$(PY) -m uniavgen_core.golden $(GOLDEN) --out build/golden $(if $(wildcard $(VOCAB)),--vocab $(VOCAB))
 
 # The main job on the shipped small model: three clips and a contact sheet in build/demo.
-# make demo TEXT="..." speaks another transcript (lower-case letters, spaces and ',.?!'-).
+# make demo TEXT="..." speaks another transcript (letters, spaces and ',.?!'-; capitals are lower-cased, numbers as words).
 ifeq ($(origin TEXT),undefined)
 DEMO_TEXT :=
 else

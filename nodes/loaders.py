@@ -16,7 +16,7 @@ from uniavgen_core.checkpoint.loading import (
 from uniavgen_core.model.attention import auto_order
 from uniavgen_core.model.attention import choices as attention_choices
 from uniavgen_core.model.attention import resolve_backend
-from uniavgen_core.units import FPS, Duration
+from uniavgen_core.units import Duration
 
 from . import folders, host
 from .common import CATEGORY, with_messages
@@ -104,8 +104,7 @@ class UniAVGenModelLoader:
             net.compile_blocks()
         handle = UniAVGenHandle(net, path, trained_frames(file_metadata([path])))
         trained = Duration.from_video_frames(handle.trained_frames)
-        messages = [f"trained on {trained.seconds:.4g} s clips ({trained.video_frames} frames at {FPS} fps): the "
-                    f"Sampler's duration_seconds works best near that"]
+        messages = [f"trained on {trained.seconds:.2f} s clips ({trained.video_frames} frames)"]
         if not block_swap:
             return with_messages((host.model_patcher(handle, device, offload),), messages)
         # The swapped layer pairs stay on the CPU from now on: the memory manager moves and counts

@@ -35,7 +35,7 @@ class UniAVGenSampler:
             "duration_seconds": ("FLOAT", {"default": 5.0625, "min": 0.3125, "max": float(units.MAX_SECONDS),
                                  "step": 0.0625, "tooltip": "Length of the clip (rounded to 4k+1 frames at 16 fps). "
                                  "Best near the clip length the loaded model was trained on, which the Model "
-                                 "Loader's message shows (the release: 5.0625 s, UniAVGen-mini: 3.0625 s); this "
+                                 "Loader's message shows (the release: 5.06 s, UniAVGen-mini: 3.06 s); this "
                                  "node says so past 1.5 times that. Dubbing (V2A) follows the video: a shorter "
                                  "duration dubs only its start."}),
             "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "Denoising steps (release: 50; "
@@ -94,7 +94,7 @@ class UniAVGenSampler:
             raise JobError(f"task {chosen.name} needs a reference face: connect UniAVGen Reference Image")
         trained = units.Duration.from_video_frames(model.model.trained_frames)
         if duration.video_frames > 1.5 * trained.video_frames:
-            messages.append(f"{duration.seconds:.4g} s is far past the {trained.seconds:.4g} s this model was trained "
+            messages.append(f"{duration.seconds:.2f} s is far past the {trained.seconds:.2f} s this model was trained "
                             f"on: expect the face and the voice to drift; chain clips for longer videos (the "
                             f"long-form workflow)")
         net = model.model.diffusion_model

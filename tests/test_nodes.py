@@ -336,7 +336,7 @@ def sampler_args(comfy, model, **kw):
 def test_sampler_says_when_the_clip_is_far_past_the_trained_length(comfy, model):
     assert model.model.trained_frames == 81                         # the release: 5.0625 s
     _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, duration_seconds=8.0625, steps=1))
-    assert any("8.062 s is far past the 5.062 s this model was trained on" in m for m in ui), ui
+    assert any("8.06 s is far past the 5.06 s this model was trained on" in m for m in ui), ui
     _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, steps=1))
     assert not any("far past" in m for m in ui)
 
@@ -345,16 +345,16 @@ def test_trained_length_comes_from_the_loaded_model(comfy, mini):
     from uniavgen_core.mini import MINI_SAMPLING
     _, ui = messages(comfy, "UniAVGenModelLoader", model=MINI, weight_dtype="auto")
     assert mini[0].model.trained_frames == 49 and ui == [
-        "trained on 3.062 s clips (49 frames at 16 fps): the Sampler's duration_seconds works best near that"]
+        "trained on 3.06 s clips (49 frames)"]
     _, ui = messages(comfy, "UniAVGenModelLoader", model="UniAVGen/", weight_dtype="fp32")
-    assert ui[0].startswith("trained on 5.062 s clips (81 frames")
+    assert ui[0].startswith("trained on 5.06 s clips (81 frames")
     _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, mini[0], duration_seconds=5.0625, steps=1,
                                                                reference=reference(comfy, vae=mini[1])[0]))
-    assert any("5.062 s is far past the 3.062 s this model was trained on" in m for m in ui), ui
+    assert any("5.06 s is far past the 3.06 s this model was trained on" in m for m in ui), ui
     spec = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenSampler"].INPUT_TYPES()["required"]
     tip = lambda name: spec[name][1]["tooltip"]
     assert "loaded model was trained on" in tip("duration_seconds") and "Model Loader" in tip("duration_seconds")
-    assert "release: 5.0625 s, UniAVGen-mini: 3.0625 s" in tip("duration_seconds")     # 81 and 49 frames
+    assert "release: 5.06 s, UniAVGen-mini: 3.06 s" in tip("duration_seconds")     # 81 and 49 frames
     assert f"UniAVGen-mini: {MINI_SAMPLING.steps})" in tip("steps")
     assert f"UniAVGen-mini: {MINI_SAMPLING.audio_cfg:g})" in tip("audio_cfg")
 

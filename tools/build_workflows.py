@@ -138,7 +138,8 @@ PLUMBING_W = 200             # nodes without widgets (VAE Decode, Audio Decode, 
 HIDDEN_ROW = 16              # what a hidden widget (short_side) still adds to the frontend's computed height
 # The frontend widens a node to its title: 14 px text, about 7.5 px a character, plus 20.
 VIDEO_PREVIEW_MARGIN = 4     # Save Video's preview: a square as wide as the node, less this
-MESSAGE_ROOM = {"UniAVGenSampler": 60}   # the frontend grows it by 4 more: fine inside the group
+MESSAGE_ROOM = {"UniAVGenSampler": 60,      # one line ("task: AVG"); the frontend grows it by 4 more: fine
+                "UniAVGenModelLoader": 84}  # two lines ("trained on 3.06 s clips (49 frames)")
 # Notes: the frontend's Markdown at 10 px (its default text size), fitted to what both frontends draw: about
 # 4.8 px a character, 12 px a line, paragraphs 10 px apart, the heading 24 px, code in 6 px characters.
 NOTE_W = 340

@@ -211,7 +211,7 @@ NOTES = {
 
 The pack's small model (4.5 M parameters, trained on synthetic cartoon faces and espeak voices) with
 weight-free codecs: the face in **Load Image** says the words of **UniAVGen Speech Text**, and the speech and
-the 3-second video are generated together, in under a minute on a CPU. It shows the pipeline working, not
+the 3-second video are generated together (5-6 s on a 2-core CPU). It shows the pipeline working, not
 the real model's quality.
 
 **Your own picture**: choose it in **Load Image**, then describe it in **Caption: describe the face** with
