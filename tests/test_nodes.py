@@ -183,6 +183,51 @@ def test_example_inputs_are_copied_once_and_never_over_a_users_file(comfy):
     assert comfy["nodes"].install_example_inputs() == []
 
 
+@pytest.mark.parametrize("state", ["dangling link", "link to a file outside", "a file in place of input/",
+                                   "unwritable input/"])
+def test_the_example_copy_never_writes_outside_input_and_never_stops_the_pack(comfy, tmp_path, monkeypatch,
+                                                                             caplog, state):
+    """Whatever state ComfyUI's input folder is in, the copy writes only new plain files inside it, and a
+    folder that cannot take them is said once in the log instead of raising (the pack must load)."""
+    from nodes import examples
+    fp = comfy["fp"]
+    base = tmp_path / "comfy_base"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    inputs = base / "input"
+    monkeypatch.setattr(fp, "get_input_directory", lambda: str(inputs))
+    base.mkdir()
+    if state == "a file in place of input/":
+        inputs.write_bytes(b"not a folder")
+    else:
+        inputs.mkdir()
+    if state == "dangling link":
+        (inputs / "uniavgen_face.png").symlink_to(outside / "planted.png")
+    if state == "link to a file outside":
+        (outside / "mine.wav").write_bytes(b"the user's file")
+        (inputs / "uniavgen_voice.wav").symlink_to(outside / "mine.wav")
+    if state == "unwritable input/":
+        real_open = os.open
+        monkeypatch.setattr(examples.os, "open", lambda path, *a, **k: (_ for _ in ()).throw(
+            PermissionError(13, "Permission denied", str(path))) if Path(path).parent == inputs else real_open(
+            path, *a, **k))
+    with caplog.at_level("INFO", logger="UniAVGen"):
+        copied = comfy["nodes"].install_example_inputs()
+    assert sorted(p.name for p in outside.iterdir()) == (["mine.wav"] if state == "link to a file outside" else [])
+    if state == "link to a file outside":
+        assert (outside / "mine.wav").read_bytes() == b"the user's file"
+    assert all(p.parent == inputs and p.is_file() and not p.is_symlink() for p in copied)
+    if state == "a file in place of input/":
+        assert copied == [] and inputs.read_bytes() == b"not a folder"
+    if state == "unwritable input/":
+        assert copied == [] and list(inputs.iterdir()) == []
+    if state in ("dangling link", "link to a file outside"):
+        assert len(copied) == 3 and (inputs / ("uniavgen_face.png" if state == "dangling link"
+                                               else "uniavgen_voice.wav")).is_symlink()
+    if state != "link to a file outside":
+        assert sum("not copied" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_every_input_file_a_workflow_loads_ships_as_an_example():
     import json
     from nodes import examples
