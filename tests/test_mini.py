@@ -1,4 +1,5 @@
 """The shipped small model: training-set building, loading through the public API, the demo."""
+import time
 from pathlib import Path
 
 import av
@@ -68,10 +69,37 @@ def test_demo_text_is_checked():
     pipe = MiniPipeline(demo.MODEL, demo.CODEC)
     fitted = demo.check_text(pipe, "  Hello   THERE ")
     assert fitted.text == "hello there" and "lower-cased 6 letter(s)" in fitted.messages()[0]
-    with pytest.raises(demo.DemoError, match="empty"):
+    with pytest.raises(demo.DemoError, match="no words"):
         demo.check_text(pipe, "   ")
     with pytest.raises(demo.DemoError, match=r"'#' '1'.*write numbers as words"):
         demo.check_text(pipe, "Room #1")
+
+
+@pytest.mark.parametrize("text", [",.?!", " - ' . ", "?" * 40, "\u201c\u2014\u201d"])
+def test_a_demo_text_without_words_is_refused_as_such(text):
+    with pytest.raises(demo.DemoError, match="no words"):
+        demo.check_text(MiniPipeline(demo.MODEL, demo.CODEC), text)
+
+
+@pytest.mark.parametrize("length", [92, 5_000, 5_000_000])
+def test_a_demo_text_longer_than_the_clip_holds_is_refused_at_once(length):
+    pipe = MiniPipeline(demo.MODEL, demo.CODEC)
+    start = time.perf_counter()
+    with pytest.raises(demo.DemoError, match=f"has {length} characters; a 3.06 s clip holds at most about 91"):
+        demo.check_text(pipe, ("ab c" * length)[:length])
+    assert time.perf_counter() - start < 2
+
+
+def test_the_demo_refuses_a_bad_out_or_steps_before_generating(tmp_path, capsys):
+    target = tmp_path / "mine.mp4"
+    target.write_bytes(b"the user's video")
+    assert demo.main(["--out", str(target)]) == 2
+    assert "is a file: give a folder" in capsys.readouterr().err and target.read_bytes() == b"the user's video"
+    for steps in ("0", "-3", "5000"):
+        with pytest.raises(SystemExit) as stop:
+            demo.main(["--out", str(tmp_path / "out"), "--steps", steps])
+        assert stop.value.code == 2 and "--steps must be 1 to 1000" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_reduced_demo_writes_watchable_files(tmp_path):

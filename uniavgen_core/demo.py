@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,9 +22,11 @@ import torch
 
 from . import lipsync
 from .audio.transcript import Fitted, describe, fit_to_vocabulary
+from .frontend.jobs import MAX_CHARS_PER_SECOND
 from .mini import MINI_SAMPLING, MiniPipeline
 from .mp4 import write_mp4
 from .sampling import Task
+from .sampling.params import MAX_STEPS
 from .units import SAMPLE_RATE
 
 PACK = Path(__file__).resolve().parents[1]
@@ -40,10 +43,17 @@ class DemoError(ValueError):
 
 def check_text(pipe: MiniPipeline, text: str) -> Fitted:
     """The transcript in the model's alphabet (capitals lower-cased and the like, transcript.py); refused
-    when empty or when characters remain that the model cannot say."""
-    fitted = fit_to_vocabulary(" ".join(text.split()), pipe.tokenizer.vocab)
-    if not fitted.text:
-        raise DemoError('the transcript is empty: give some words, e.g. make demo TEXT="hello there"')
+    when it has no words, when it is longer than a fast speaker says in the clip (checked before anything
+    is read or synthesised, so a huge text costs nothing), or when characters remain that the model cannot say."""
+    text = " ".join(text.split())
+    limit = int(MAX_CHARS_PER_SECOND["en"] * pipe.duration.seconds)
+    if len(text) > limit:
+        raise DemoError(f"the transcript has {len(text)} characters; a {pipe.duration.seconds:.2f} s clip holds at "
+                        f"most about {limit} (a fast speaker's {MAX_CHARS_PER_SECOND['en']} a second): shorten it")
+    fitted = fit_to_vocabulary(text, pipe.tokenizer.vocab)
+    if not any(c.isalpha() for c in fitted.text):
+        raise DemoError(f"the transcript has no words{f' (only {fitted.text!r})' if fitted.text else ''}: give "
+                        f'some, e.g. make demo TEXT="hello there"')
     unknown = pipe.tokenizer.encode(fitted.text, "en").unknown
     if unknown:
         raise DemoError(f"the small model does not know these characters: {' '.join(repr(u) for u in unknown)}; "
@@ -80,6 +90,20 @@ def contact_sheet(path: Path, rows: list[tuple[str, torch.Tensor, torch.Tensor]]
     plt.close(fig)
 
 
+def prepare_out(out: Path) -> None:
+    """The output folder, made and checked before any generation: a file of that name, or a folder that
+    cannot be written, is refused up front."""
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"--out {out} is a file: give a folder (the demo writes avg.mp4, a2v.mp4, v2a.mp4 and "
+                        f"contact_sheet.png into it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DemoError(f"cannot make the output folder {out}: {err.strerror or err}") from None
+    if not os.access(out, os.W_OK):
+        raise DemoError(f"the output folder {out} cannot be written to: give another with --out")
+
+
 def run(out: Path, text: str = DEFAULT_TEXT, steps: int | None = None, model: Path = MODEL, codec: Path = CODEC,
         seed: int = 2025) -> dict:
     from tqdm import tqdm
@@ -88,6 +112,7 @@ def run(out: Path, text: str = DEFAULT_TEXT, steps: int | None = None, model: Pa
     from .synthetic.speech import synthesize
 
     start = time.perf_counter()
+    prepare_out(out)
     pipe = MiniPipeline(model, codec)
     fitted = check_text(pipe, text)
     text, messages = fitted.text, fitted.messages()
@@ -124,6 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--text", default=DEFAULT_TEXT, help="the transcript for the AVG and A2V clips")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     args = parser.parse_args(argv)
+    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
+        parser.error(f"--steps must be 1 to {MAX_STEPS}, got {args.steps}")
     try:
         result = run(Path(args.out), args.text, args.steps)
     except (DemoError, FileNotFoundError, ValueError) as err:
