@@ -134,7 +134,8 @@ def folder_bytes(folder: Path) -> int:
 
 def build(out: Path, vocab: Path | None) -> dict:
     machine, pins = read_list(MACHINE), read_list(PINS)
-    unpinned = {d: sorted(files) for d, files in missing_on_machine().items() if d not in pins}
+    missing = missing_on_machine()
+    unpinned = {d: sorted(files) for d, files in missing.items() if d not in pins}
     if unpinned:
         raise BundleError("these packages are imported by a GPU check but the GPU machine lacks them and "
                           f"benchmarks/gpu_wheels.txt pins no version: {unpinned}; add NAME==VERSION lines there")
@@ -142,7 +143,7 @@ def build(out: Path, vocab: Path | None) -> dict:
         shutil.rmtree(out)
     wheels = out / "wheels"
     wheels.mkdir(parents=True)
-    todo, done = sorted(d for d in missing_on_machine()), {}
+    todo, done = sorted(missing), {}
     while todo:
         name = todo.pop()
         if name in done or name in machine:

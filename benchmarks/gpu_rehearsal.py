@@ -58,8 +58,15 @@ def stand_ins() -> list[str]:
     return sorted(d for d in reached_distributions() if d in machine)
 
 
-def build_environment(python: str, venv: Path) -> list[str]:
-    """A fresh venv with the stand-ins; returns what got installed."""
+def installed(venv: Path) -> list[str]:
+    """The distributions in a virtual environment, by canonical name."""
+    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+                            capture_output=True, text=True, check=True).stdout
+    return [canonical(p["name"]) for p in json.loads(listed)]
+
+
+def build_environment(python: str, venv: Path) -> None:
+    """A fresh venv with the stand-ins."""
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
@@ -70,21 +77,15 @@ def build_environment(python: str, venv: Path) -> list[str]:
     proc = subprocess.run([*pip, "install", "-q", "-c", str(pinned), *wanted], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RehearsalFailed(f"the stand-ins did not install:\n{proc.stderr[-2000:]}")
-    listed = json.loads(subprocess.run([*pip, "list", "--format=json"], capture_output=True, text=True,
-                                       check=True).stdout)
-    return [canonical(p["name"]) for p in listed]
 
 
 def rehearse(python: str, keep: bool) -> str:
     if not (BUNDLE / "MANIFEST.txt").is_file():
         raise RehearsalFailed("no bundle: run make gpu-bundle first")
     venv = WORK / "venv"
-    if keep and (venv / "bin" / "python").exists():
-        listed = [canonical(p["name"]) for p in json.loads(subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
-            check=True).stdout)]
-    else:
-        listed = build_environment(python, venv)
+    if not (keep and (venv / "bin" / "python").exists()):
+        build_environment(python, venv)
+    listed = installed(venv)
     machine = read_list(MACHINE)
     foreign = sorted(set(listed) - set(machine))
     if foreign:

@@ -198,10 +198,10 @@ def capitals_and_levels(server: "Server", comfy: Path, mini: dict) -> dict:
     levels = {}
     for v in result["outputs"].values():
         for item in v.get("images", []):
-            wave, _ = read_audio(comfy / "output" / item["subfolder"] / item["filename"])
-            levels[item["filename"]] = measure(wave).row()
-            if measure(wave).clipped > 0.001:
-                problems.append(f"{item['filename']}: {levels[item['filename']]}")
+            level = measure(read_audio(comfy / "output" / item["subfolder"] / item["filename"])[0])
+            levels[item["filename"]] = level.row()
+            if level.clipped > 0.001:
+                problems.append(f"{item['filename']}: {level.row()}")
     if not levels:
         problems.append("no video came back to measure")
     return {"text": text, "messages": messages, "levels": levels, "problems": problems}
