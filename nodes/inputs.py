@@ -8,7 +8,7 @@ import torch
 
 from uniavgen_core.audio.inputs import PreparedAudio, level_driving_audio, reference_voice
 from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
-from uniavgen_core.audio.transcript import describe, fit_to_vocabulary
+from uniavgen_core.audio.transcript import describe, fit_to_vocabulary, wordless
 from uniavgen_core.checkpoint.loading import embedded_vocab
 from uniavgen_core.frontend import image_prep
 from uniavgen_core.frontend.face import FaceDetectorUnavailable, box_mask, detect_face
@@ -69,9 +69,10 @@ class UniAVGenSpeechText:
         messages = fitted.messages() + [f"reference transcript: {m}" for m in ref.messages()]
         if tokens.unknown:
             messages.append(f"{tokens.warning()} This model's vocabulary has {describe(tokenizer.vocab)}.")
-        if not text.strip():
-            messages.append("the transcript is empty: generated speech will have no words (fine for audio-driven "
-                            "video, A2V, which takes its speech from the driving audio)")
+        nothing = wordless(text)
+        if nothing:
+            messages.append(f"the transcript has no words ({nothing}): generated speech will have none (fine for "
+                            f"audio-driven video, A2V, which takes its speech from the driving audio)")
         return with_messages((Speech(tokens, null, fitted.text, ref.text),), messages)
 
 
@@ -121,6 +122,7 @@ class UniAVGenReferenceImage:
         check_images(image, "image")
         messages = ["only the first image of the batch is used"] if image.shape[0] > 1 else []
         frame = image[:1, ..., :3].float()
+        messages += image_prep.check_contrast(frame, "the reference picture")
         _, height, width, _ = frame.shape
         box = None
         if crop == "face":
@@ -218,6 +220,7 @@ class UniAVGenVideoEncode:
         clip = clip[:usable]
         out_h, out_w = target_size(clip.shape[1], clip.shape[2], resolution, short_side)
         messages += image_prep.check_picture(clip.shape[1], clip.shape[2], out_h, out_w)
+        messages += image_prep.check_contrast(clip, "the video")
         clip = image_prep.resize(clip, out_h, out_w)
         latent = encode_frames(vae, clip)
         # the Wan2.2 VAE is causal: the first latent frame encodes the first picture alone

@@ -1,5 +1,6 @@
 """Hostile inputs at the front ends: odd sample rates, layouts and levels are handled within bounded time and
 memory, or refused with a message naming the input."""
+import copy
 import math
 import time
 
@@ -113,13 +114,44 @@ def test_non_finite_conditioning_is_named(tiny_model, name):
         sample(tiny_model, [request], TWO)
 
 
-def test_overflow_during_sampling_stops_with_advice(tiny_model):
-    """Finite but absurd inputs overflow inside the model: the run stops at that step, naming the remedy,
-    instead of returning NaN latents."""
-    request = random_request(Task.AVG, 5)
-    request.condition.ref_latent.mul_(1e30)
-    with pytest.raises(FloatingPointError, match="step 1 of 2 produced NaN.*bf16 or fp32"):
+@pytest.mark.parametrize("name", ["caption", "ref_latent", "cond_latent", "cond_mel"])
+@pytest.mark.parametrize("scale", [2e4, 1e30])
+def test_finite_but_absurd_conditioning_is_named_before_sampling(tiny_model, name, scale):
+    """Inputs scaled far past a normalised input's few units would overflow inside the model: the input
+    is named before any step, instead of a NaN at some step blamed on the precision."""
+    request = random_request(Task.V2A, 5) if name == "cond_latent" else random_request(Task.A2V, 5, cond_len=20)
+    tensor = getattr(request.condition, name)
+    tensor.div_(tensor.abs().max()).mul_(scale)
+    with pytest.raises(ValueError, match=f"{name} holds values up to"):
         sample(tiny_model, [request], TWO)
+
+
+def test_an_overflow_in_the_weights_is_blamed_on_the_weights_not_the_precision(tiny_model):
+    """An fp32 model whose weights overflow (an over-strong LoRA): the run stops at that step, and the
+    message does not tell the user to load in fp32 what already is fp32."""
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        model.blocks[0].ffn[0].weight.mul_(1e37)
+    with pytest.raises(FloatingPointError, match="step 1 of 2 produced NaN") as caught:
+        sample(model, [random_request(Task.AVG, 5)], TWO)
+    assert "float32" in str(caught.value) and "LoRA" in str(caught.value) and "load the model" not in str(caught.value)
+
+
+@pytest.mark.parametrize("dtype, cfg, said", [
+    (torch.float16, 3.0, ["bf16 or fp32"]), (torch.bfloat16, 3.0, ["bfloat16", "LoRA"]),
+    (torch.float32, 60.0, ["guidance", "60", "float32"]), (torch.float16, 25.0, ["guidance", "bf16 or fp32"])])
+def test_overflow_advice_follows_precision_and_guidance(dtype, cfg, said):
+    from uniavgen_core.sampling.loop import overflow_cause
+    text = overflow_cause(SamplingParams(video_cfg=cfg), dtype)
+    assert all(s in text for s in said), text
+    assert ("guidance" in text) == (cfg > 10)
+
+
+@pytest.mark.parametrize("name, value", [("shift", 1e-30), ("shift", 0.001), ("shift", 1e4), ("video_cfg", 1e30),
+                                         ("audio_cfg", -500.0)])
+def test_a_shift_or_guidance_that_would_overflow_is_refused_by_name(name, value):
+    with pytest.raises(ValueError, match=f"{name} .* is"):
+        SamplingParams(**{name: value})
 
 
 @pytest.mark.parametrize("surrogate", ["\ud800", "\udbff", "\udc00", "\udfff"])

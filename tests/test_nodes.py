@@ -305,8 +305,9 @@ def test_speech_text_reports_unknown_characters_and_empty_text(comfy, model):
     assert s.tokens.unknown == ["😀"] and s.text == "It's fine 😀"      # the release's vocab.txt has "'", not "’"
     assert any("1 typographic quote" in m for m in ui)
     assert any("not in the speech vocabulary" in m and "letters in both cases, digits" in m for m in ui)
-    _, ui = messages(comfy, "UniAVGenSpeechText", model=model, text="  ", language="auto")
-    assert any("transcript is empty" in m and "A2V" in m for m in ui)      # A2V needs none: said so
+    for text, said in (("  ", "(empty)"), (" ?! ... ", "(only '?! ...')"), ("—「」", "(only")):
+        _, ui = messages(comfy, "UniAVGenSpeechText", model=model, text=text, language="auto")
+        assert any(f"has no words {said}" in m and "A2V" in m for m in ui), ui     # A2V needs none: said so
     ravg = speech(comfy, model, "Hi.", ref="Yes")
     assert ravg.null.chars == ["Y", "e", "s", " "]
 
@@ -684,6 +685,36 @@ def test_chaining_nodes_join_clips_of_any_length_in_step(comfy):
         assert images.shape[0] == frames_1 + frames_2 - 1 and torch.equal(images[frames_1 - 1], clip_1[-1])
         assert audio["waveform"].shape[-1] == images.shape[0] * rate // 16          # picture and sound in step
         assert torch.equal(audio["waveform"][..., frames_1 * 1500:], audio_2["waveform"][..., 1500:])
+    assert messages(comfy, "UniAVGenJoinClips", images_1=clip_1, audio_1=audio_1, images_2=clip_2,
+                    audio_2=audio_2)[1] == []
+
+
+@pytest.mark.parametrize("which", [1, 2])
+@pytest.mark.parametrize("seconds_off", [-2.5, -0.13, 0.13, 4.0])
+def test_join_clips_keeps_a_clip_with_audio_of_another_length_in_step_and_says_so(comfy, which, seconds_off):
+    """Audio far from its pictures' length (wired from another clip, cut upstream) is fitted to them and
+    named; the joined sound then lines up with the joined pictures, whichever clip was off."""
+    rate, frames = 24000, (33, 49)
+    clips = [torch.rand(n, 8, 12, 3) for n in frames]
+    waves = [torch.rand(1, 2, n * rate // 16) for n in frames]
+    off = waves[which - 1]
+    waves[which - 1] = torch.rand(1, 2, max(1, off.shape[-1] + round(seconds_off * rate)))
+    (images, audio), ui = messages(comfy, "UniAVGenJoinClips", images_1=clips[0], audio_1={"waveform": waves[0],
+                                   "sample_rate": rate}, images_2=clips[1], audio_2={"waveform": waves[1],
+                                   "sample_rate": rate})
+    assert audio["waveform"].shape[-1] == images.shape[0] * rate // 16
+    assert len(ui) == 1 and ("first" if which == 1 else "second") in ui[0]
+    assert ("padded with silence" if seconds_off < 0 else "cut") in ui[0]
+    start = 0 if which == 1 else frames[0] * 1500 - 1500       # where the fitted clip's audio lies in the join
+    kept = min(waves[which - 1].shape[-1], frames[which - 1] * 1500) - (which - 1) * 1500
+    source = waves[which - 1][..., (which - 1) * 1500:][..., :kept]
+    assert torch.equal(audio["waveform"][..., start + (which - 1) * 1500:][..., :kept], source)
+
+
+def test_join_clips_refuses_what_cannot_be_joined(comfy):
+    rate = 24000
+    clip_1, clip_2 = torch.rand(9, 8, 12, 3), torch.rand(9, 8, 12, 3)
+    audio_1 = audio_2 = {"waveform": torch.rand(1, 1, 9 * 1500), "sample_rate": rate}
     with pytest.raises(ValueError, match="audio rates differ"):
         run(comfy, "UniAVGenJoinClips", images_1=clip_1, audio_1=audio_1, images_2=clip_2,
             audio_2={"waveform": audio_2["waveform"], "sample_rate": 44100})
@@ -721,3 +752,43 @@ def test_sampler_refuses_a_non_finite_prompt(comfy, model):
     bad[0][0][0, 3] = float("nan")
     with pytest.raises(ValueError, match="caption contains NaN"):
         run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, positive=bad, steps=1))
+
+
+def sixteen_bit_png_as_load_image_reads_it(h=64, w=96):
+    """A 16-bit greyscale portrait-like ramp through the steps ComfyUI's LoadImage takes."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    y, x = np.mgrid[0:h, 0:w]
+    values = (20000 + 40000 * np.exp(-((y - h / 2) ** 2 + (x - w / 2) ** 2) / 400)).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG")
+    picture = Image.open(io.BytesIO(buffer.getvalue()))
+    if picture.mode == "I":
+        picture = picture.point(lambda v: v * (1 / 255))
+    return torch.from_numpy(np.array(picture.convert("RGB")).astype(np.float32) / 255)[None]
+
+
+@pytest.mark.parametrize("picture, tone", [
+    (sixteen_bit_png_as_load_image_reads_it(), "white"),
+    (torch.full((1, 64, 96, 3), 0.02) + 0.003 * torch.rand(1, 64, 96, 3), "black"),
+    (torch.full((1, 64, 96, 3), 0.5).index_fill_(1, torch.tensor([3]), 0.9), "one flat colour"),
+])
+def test_a_nearly_flat_picture_is_named_in_the_reference_and_the_video(comfy, picture, tone):
+    _, ui = messages(comfy, "UniAVGenReferenceImage", image=picture, vae=comfy["vae"], resolution="short side",
+                     short_side=64, crop="none", aspect="keep")
+    assert any(f"almost all {tone}" in m and "16-bit" in m for m in ui), ui
+    _, ui = messages(comfy, "UniAVGenVideoEncode", images=picture.expand(9, -1, -1, -1), fps=16.0,
+                     vae=comfy["vae"], resolution="short side", short_side=64)
+    assert any(f"almost all {tone}" in m for m in ui), ui
+
+
+def test_a_picture_with_a_flat_background_is_not_called_flat(comfy):
+    portrait = torch.ones(1, 64, 96, 3)                            # a white studio background ...
+    portrait[:, 20:50, 35:60] = image()[:, 20:50, 35:60]           # ... around a face-sized patch of detail
+    _, ui = messages(comfy, "UniAVGenReferenceImage", image=portrait, vae=comfy["vae"], resolution="short side",
+                     short_side=64, crop="none", aspect="keep")
+    assert not any("almost all" in m for m in ui)
+    assert not any("almost all" in m for m in messages(comfy, "UniAVGenReferenceImage", image=image(), vae=comfy[
+        "vae"], resolution="short side", short_side=64, crop="none", aspect="keep")[1])

@@ -190,10 +190,16 @@ def test_mel_front_end(samples, batch, poison, scale):
                                      for k in ("shift", "video_cfg", "audio_cfg", "macfg_fraction", "steps")}))
 def test_sampling_settings(values):
     from uniavgen_core.sampling import SamplingParams
+    from uniavgen_core.sampling.params import MAX_GUIDANCE, SHIFT_RANGE
+    from uniavgen_core.sampling.schedule import timesteps
     params = outcome(SamplingParams, **values)
     if params is not None:
         assert all(math.isfinite(getattr(params, k)) for k in ("shift", "video_cfg", "audio_cfg", "macfg_fraction"))
-        assert 1 <= params.steps <= 1000 and params.shift > 0
+        assert 1 <= params.steps <= 1000 and SHIFT_RANGE[0] <= params.shift <= SHIFT_RANGE[1]
+        assert max(abs(params.video_cfg), abs(params.audio_cfg)) <= MAX_GUIDANCE
+        for dtype in (torch.float32, torch.bfloat16):        # an accepted shift gives a usable schedule
+            t = timesteps(params.steps, params.shift, dtype).float()
+            assert bool(torch.isfinite(t).all()) and bool((t[1:] <= t[:-1]).all()) and t[0] == 1000 and t[-1] == 0
 
 
 INDEX_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=30)),

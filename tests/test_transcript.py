@@ -3,7 +3,7 @@ vocab.txt (both cases), whose spellable text must never change."""
 import pytest
 
 from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
-from uniavgen_core.audio.transcript import describe, fit_to_vocabulary
+from uniavgen_core.audio.transcript import describe, fit_to_vocabulary, wordless
 from uniavgen_core.checkpoint.loading import embedded_vocab
 from uniavgen_core.demo import MODEL
 
@@ -54,3 +54,14 @@ def test_official_vocabulary_gets_plain_quotes_and_punctuation_it_lacks(official
     assert official.encode("It’s “ok”", "en").unknown == ["’", "“", "”"]                  # read as spaces before
     zh = official.encode(fit_to_vocabulary("好；", official.vocab).text, "zh")
     assert zh.chars == [" ", "hao3", ","] and not zh.unknown          # the release's ';' -> ',' on this path
+
+
+@pytest.mark.parametrize("text, said", [("", "empty"), (" \n\t ", "empty"), ("?!", "only '?!'"),
+                                        (" - ' . ,", "only \"- ' . ,\""), ("\u201c\u2014\u201d", "only")])
+def test_a_transcript_of_punctuation_alone_is_named_as_having_no_words(text, said):
+    assert wordless(text).startswith(said)
+
+
+@pytest.mark.parametrize("text", ["a", " hi ", "7", "\u4f60\u597d", "\u00e9t\u00e9!"])
+def test_a_letter_digit_or_chinese_character_is_a_word(text):
+    assert wordless(text) is None

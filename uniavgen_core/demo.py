@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import lipsync
-from .audio.transcript import Fitted, describe, fit_to_vocabulary
+from .audio.transcript import Fitted, describe, fit_to_vocabulary, wordless
 from .frontend.jobs import MAX_CHARS_PER_SECOND
 from .mini import MINI_SAMPLING, MiniPipeline
 from .mp4 import write_mp4
@@ -51,9 +51,9 @@ def check_text(pipe: MiniPipeline, text: str) -> Fitted:
         raise DemoError(f"the transcript has {len(text)} characters; a {pipe.duration.seconds:.2f} s clip holds at "
                         f"most about {limit} (a fast speaker's {MAX_CHARS_PER_SECOND['en']} a second): shorten it")
     fitted = fit_to_vocabulary(text, pipe.tokenizer.vocab)
-    if not any(c.isalpha() for c in fitted.text):
-        raise DemoError(f"the transcript has no words{f' (only {fitted.text!r})' if fitted.text else ''}: give "
-                        f'some, e.g. make demo TEXT="hello there"')
+    nothing = wordless(fitted.text)
+    if nothing:
+        raise DemoError(f'the transcript has no words ({nothing}): give some, e.g. make demo TEXT="hello there"')
     unknown = pipe.tokenizer.encode(fitted.text, "en").unknown
     if unknown:
         raise DemoError(f"the small model does not know these characters: {' '.join(repr(u) for u in unknown)}; "

@@ -65,6 +65,15 @@ def fit_to_vocabulary(text: str, vocab: Mapping[str, int]) -> Fitted:
     return Fitted("".join(out), changed)
 
 
+def wordless(text: str) -> str | None:
+    """What a transcript with nothing to say holds ('empty', or 'only '?!''); None when it has words
+    (a letter, digit or Chinese character: punctuation and spaces alone are read as a pause)."""
+    text = " ".join(text.split())
+    if any(c.isalnum() for c in text):
+        return None
+    return f"only {text!r}" if text else "empty"
+
+
 def describe(vocab: Mapping[str, int]) -> str:
     """What text a vocabulary spells, in a few words (for messages and errors)."""
     lower = all(c in vocab for c in string.ascii_lowercase)

@@ -61,6 +61,25 @@ def check_picture(height: int, width: int, out_h: int, out_w: int) -> list[str]:
     return messages
 
 
+FLAT_SHARE = 0.97            # warned at or above: this share of the pixels lies within 2 of 255 levels of one value
+FLAT_SAMPLE = 8              # frames of a video looked at
+
+
+def check_contrast(pictures: torch.Tensor, what: str) -> list[str]:
+    """A message for pictures [T, H, W, 3] that are nearly one flat colour: nothing for the model to
+    animate, and often a file the image loader misread (a 16-bit PNG loads with every value above
+    255 of 65535 clipped to white)."""
+    step = max(1, pictures.shape[0] // FLAT_SAMPLE)
+    grey = pictures[::step][:FLAT_SAMPLE, ..., :3].float().mean(-1)
+    level = grey.median()
+    share = float(((grey - level).abs() <= 2 / 255).float().mean())
+    if share < FLAT_SHARE:
+        return []
+    tone = "white" if level > 0.85 else "black" if level < 0.15 else "one flat colour"
+    return [f"{what} is almost all {tone} ({share:.0%} of its pixels have one value): there is no face to see. "
+            f"A 16-bit or greyscale PNG can load like this; save it as an 8-bit RGB PNG or a JPEG"]
+
+
 def crop_box(height: int, width: int, aspect: float, center: tuple[float, float] | None = None):
     """(top, left, h, w) of the largest window with width/height = aspect, centred on `center`
     (y, x in pixels; default the image centre) and kept inside the image."""

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from .. import units
 from ..audio.mel import log_mel, normalise
 from ..audio.speech_tokenizer import SpeechTokenizer, Tokens, is_chinese
+from ..audio.transcript import wordless
 from ..model.conditioning import Condition
 from ..sampling import Request, Task
 
@@ -99,8 +100,9 @@ def build_job(task: Task, speech: Speech, caption: torch.Tensor, neg_caption: to
     """ref_latent [C, 1, h, w] and video_latent [C, T, h, w] are normalised latents; waves are
     prepared 24 kHz mono (audio.inputs.reference_voice / driving_audio)."""
     messages = []
-    if not speech.text.strip() and task != Task.A2V:
-        messages.append("the transcript is empty: the audio will have no words")
+    nothing = wordless(speech.text)
+    if nothing and task != Task.A2V:
+        messages.append(f"the transcript has no words ({nothing}): the audio will have none")
     if task != Task.A2V:
         messages += speaking_rate(speech.text, duration)
     cond_latent = ref_latent

@@ -17,6 +17,9 @@ from .schedule import NUM_TIMESTEPS, timesteps
 from .solvers import SOLVERS
 
 
+MAX_INPUT = 1e4      # normalised latents and mels and umT5 features stay within a few units; 1e4 is fp16-safe
+
+
 def seeded_noise(request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 CPU noise: video [1, 48, F, h, w] then audio [1, S, 80] from one generator seeded
     with the request's seed, so a seed gives the same result on any device."""
@@ -44,9 +47,31 @@ def _check_inputs(model: UniAVGenModel, requests: list[Request]):
                                  f"{cfg.text_dim} (umT5-XXL for the release)")
             for name in ("caption", "ref_latent", "cond_latent", "ref_mel", "cond_mel"):
                 t = getattr(c, name)
-                if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                if t is None or not t.is_floating_point() or not t.numel():
+                    continue
+                if not bool(torch.isfinite(t).all()):
                     raise ValueError(f"{where}: {name} contains NaN or infinite values; an input (picture, "
                                      f"audio, prompt) or an upstream node is broken")
+                peak = float(t.abs().max())
+                if peak > MAX_INPUT:
+                    raise ValueError(f"{where}: {name} holds values up to {peak:.3g}, far beyond the few units of a "
+                                     f"normalised input (at most {MAX_INPUT:g} is taken): an upstream node scaled "
+                                     f"it wrongly")
+
+
+def overflow_cause(params: SamplingParams, dtype: torch.dtype) -> str:
+    """What to change after a step overflowed, given what is known here: the inputs were checked
+    finite and in range before sampling, so the precision, the guidance or the weights are left."""
+    causes = []
+    if max(abs(params.video_cfg), abs(params.audio_cfg)) > 10:
+        causes.append(f"the guidance (video_cfg {params.video_cfg:g}, audio_cfg {params.audio_cfg:g}; the release "
+                      f"uses 3 and 2) multiplies the gap between two predictions that much: lower it")
+    if dtype == torch.float16:
+        causes.append("float16 overflows past 65504: load the model in bf16 or fp32")
+    else:
+        causes.append(f"the model computes in {str(dtype).removeprefix('torch.')}, whose range is float32's, so "
+                      f"its weights produce these values: a LoRA at too high a strength, or a damaged checkpoint")
+    return "; ".join(causes)
 
 
 def _check_batch(requests: list[Request]):
@@ -111,9 +136,8 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
             masks = vel.face_masks
             x_v, x_a = solver.step(i, x_v, x_a, vel.video, vel.audio)
             if not bool(torch.isfinite(x_v).all() & torch.isfinite(x_a).all()):      # one device sync
-                raise FloatingPointError(f"step {i + 1} of {params.steps} produced NaN or infinite values; the "
-                                         f"weights or the compute precision overflowed: load the model in bf16 "
-                                         f"or fp32")
+                raise FloatingPointError(f"step {i + 1} of {params.steps} produced NaN or infinite values: "
+                                         f"{overflow_cause(params, dtype)}")
             if callback is not None:
                 sigma = float(sched_host[i]) / NUM_TIMESTEPS
                 callback(StepInfo(i, params.steps, float(sched_host[i]), x_v, x_a,

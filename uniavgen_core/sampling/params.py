@@ -19,6 +19,8 @@ class Task(enum.IntEnum):
 
 
 MAX_STEPS = 1000
+MAX_GUIDANCE = 100.0           # far past any useful scale (the release: 3 and 2); beyond, the guided step overflows
+SHIFT_RANGE = (0.01, 100.0)    # the release: 5; far outside, the schedule collapses onto one end (0/0 at 1e-30)
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,13 @@ class SamplingParams:
             raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {self.steps!r}")
         if not 0.0 <= self.macfg_fraction <= 1.0:
             raise ValueError(f"macfg_fraction must be within [0, 1], got {self.macfg_fraction}")
-        if self.shift <= 0:
-            raise ValueError(f"shift must be > 0, got {self.shift}")
+        if not SHIFT_RANGE[0] <= self.shift <= SHIFT_RANGE[1]:
+            raise ValueError(f"shift {self.shift:g} is outside {SHIFT_RANGE[0]:g}..{SHIFT_RANGE[1]:g}: the noise "
+                             f"schedule would collapse onto one end; the release uses 5")
+        for name in ("video_cfg", "audio_cfg"):
+            if abs(getattr(self, name)) > MAX_GUIDANCE:
+                raise ValueError(f"{name} {getattr(self, name):g} is beyond {MAX_GUIDANCE:g}: the guided step "
+                                 f"would overflow; the release uses 3 (video) and 2 (audio)")
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r} (choose from {', '.join(SOLVERS)})")
 
