@@ -240,3 +240,122 @@ def test_loader_on_mutated_index_files(golden_dir, tmp_path_factory, weight_map,
     finally:
         loading.safe_open = original
     assert all(p.parent == folder for p in opened), opened          # nothing outside the model's folder
+
+
+def _snapshot(root: Path) -> dict:
+    """Every entry under root, links not followed: what a link points at, a file's bytes, a folder."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        out[str(path.relative_to(root))] = (("link", str(path.readlink())) if path.is_symlink() else
+                                            ("file", path.read_bytes()) if path.is_file() else ("other",))
+    return out
+
+
+EXAMPLE_NAMES = sorted(p.name for p in (REPO / "example_inputs").iterdir() if p.is_file())
+ENTRY_STATES = st.sampled_from(["absent", "user's file", "dangling link", "link to a file outside",
+                                "link to a folder outside", "folder", "link to itself"])
+FOLDER_STATES = st.sampled_from(["folder", "missing", "a file", "dangling link", "link to a folder", "under a file",
+                                 "refuses writes", "disk full"])
+
+
+@settings(max_examples=50, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(folder=FOLDER_STATES, entries=st.fixed_dictionaries({n: ENTRY_STATES for n in EXAMPLE_NAMES}))
+def test_example_copy_in_any_state_of_the_input_folder(tmp_path_factory, folder, entries):
+    """Whatever ComfyUI's input folder holds, the copy never raises (the pack must load), never changes
+    anything outside the folder or anything already in it, writes only new plain files with the example's
+    bytes (no partial file when a write fails), and says at most once what it could not copy."""
+    import logging
+    import os
+    from unittest import mock
+
+    from nodes import examples
+    root = tmp_path_factory.mktemp("input_state")
+    outside, inputs = root / "outside", root / "comfy" / "input"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "mine.wav").write_bytes(b"the user's own file")
+    inputs.parent.mkdir()
+    if folder in ("folder", "refuses writes", "disk full"):
+        inputs.mkdir()
+    elif folder == "a file":
+        inputs.write_bytes(b"not a folder")
+    elif folder == "dangling link":
+        inputs.symlink_to(outside / "gone")
+    elif folder == "link to a folder":
+        (outside / "real_input").mkdir()
+        inputs.symlink_to(outside / "real_input", target_is_directory=True)
+    elif folder == "under a file":
+        inputs.parent.rmdir()
+        inputs.parent.write_bytes(b"a file where ComfyUI's folder should be")
+    if inputs.is_dir():
+        for name, state in entries.items():
+            target = inputs / name
+            if state == "user's file":
+                target.write_bytes(b"the user's " + name.encode())
+            elif state == "dangling link":
+                target.symlink_to(outside / f"planted_{name}")
+            elif state == "link to a file outside":
+                target.symlink_to(outside / "mine.wav")
+            elif state == "link to a folder outside":
+                target.symlink_to(outside / "folder", target_is_directory=True)
+            elif state == "folder":
+                target.mkdir()
+            elif state == "link to itself":
+                target.symlink_to(target)
+    real_input = inputs.resolve() if inputs.is_dir() else None
+    before_outside = _snapshot(outside)
+    before_inputs = _snapshot(real_input) if real_input else None
+
+    real_open, real_fdopen = os.open, os.fdopen
+
+    def refusing_open(path, *args, **kwargs):
+        if folder == "refuses writes" and Path(path).parent == inputs:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    class FullDisk:
+        def __init__(self, fd, *args, **kwargs):
+            self.file = real_fdopen(fd, *args, **kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("UniAVGen")
+    logger.addHandler(handler)
+    fake_paths = mock.Mock(get_input_directory=lambda: str(inputs))
+    try:
+        with mock.patch.object(examples.host, "folder_paths", lambda: fake_paths), \
+                mock.patch.object(examples.os, "open", refusing_open), \
+                mock.patch.object(examples.os, "fdopen", FullDisk if folder == "disk full" else real_fdopen):
+            copied = examples.install()
+    finally:
+        logger.removeHandler(handler)
+
+    after_outside = _snapshot(outside)
+    assert {k: v for k, v in after_outside.items() if not k.startswith("real_input")} == \
+        {k: v for k, v in before_outside.items() if not k.startswith("real_input")}
+    for path in copied:
+        assert path.parent == inputs and path.is_file() and not path.is_symlink()
+        assert path.read_bytes() == (examples.EXAMPLES / path.name).read_bytes()
+    if real_input:
+        after_inputs = _snapshot(real_input)
+        for name, entry in before_inputs.items():           # nothing that was there changed
+            assert after_inputs[name] == entry, name
+        assert set(after_inputs) - set(before_inputs) == {p.name for p in copied}   # no partial files
+    holds = folder in ("folder", "missing", "link to a folder", "refuses writes", "disk full")
+    present = entries if inputs.is_dir() and folder != "missing" else {}
+    absent = {n for n in EXAMPLE_NAMES if present.get(n, "absent") == "absent"} if holds else set()
+    faulty = folder in ("refuses writes", "disk full")
+    assert {p.name for p in copied} == (set() if faulty else absent)
+    broken = any(s in ("dangling link", "link to itself") for s in present.values())
+    warnings = [r for r in records if "not copied" in r.getMessage()]
+    assert len(warnings) == (not holds or broken or (faulty and bool(absent)))
