@@ -5,10 +5,11 @@
 Run with ComfyUI's own python (make host-test does all of it). Tiny assets: the golden tiny DiT,
 a tiny random vocoder, a randomly initialised FULL-SIZE Wan2.2 VAE at 64-pixel short side, and a
 test-only node standing in for umT5. The mini demo runs as shipped, on the pack's own small model
-and weight-free codecs. Checks: the pack imports, its nodes are in /object_info, the workflows are
-templates, every workflow passes /prompt validation and runs, and the outputs (mp4 with h264 + AAC
-of the right length, size and rate, the FLAC audio, the face-mask video) are inspected. A LoRA applied
-by the LoRA loader gives the latent of the hand-merged weights, and an fp8 file loads into comfy.ops layers.
+and weight-free codecs. Checks: the pack imports, also when ComfyUI's input folder is a file, a
+dangling link or full of planted links; its nodes are in /object_info, the workflows are templates,
+every workflow passes /prompt validation and runs, and the outputs (mp4 with h264 + AAC of the right
+length, size and rate, the FLAC audio, the face-mask video) are inspected. A LoRA applied by the LoRA
+loader gives the latent of the hand-merged weights, and an fp8 file loads into comfy.ops layers.
 """
 import argparse
 import io
@@ -309,6 +310,48 @@ def model_checks(server: "Server", comfy: Path, api: dict) -> dict:
     return report
 
 
+INPUT_STATES = ("a file", "a dangling link", "links planted in it", "a path under a file")
+
+
+def pack_loads_whatever_the_input_folder(py: str, comfy: Path, repo: Path, scratch: Path) -> dict:
+    """ComfyUI started with --input-directory in each broken state: the pack imports (its example copy
+    never stops it), says it skipped the copy, and writes nothing through the folder's links."""
+    import shutil
+    results = {}
+    for state in INPUT_STATES:
+        root = scratch / state.replace(" ", "_")
+        shutil.rmtree(root, ignore_errors=True)
+        outside = root / "outside"
+        outside.mkdir(parents=True)
+        (outside / "users.wav").write_bytes(b"the user's own file")
+        inputs = root / "input"
+        if state == "a file":
+            inputs.write_bytes(b"not a folder")
+        elif state == "a dangling link":
+            inputs.symlink_to(outside / "gone")
+        elif state == "links planted in it":
+            inputs.mkdir()
+            for name in EXAMPLE_INPUTS:
+                (inputs / name).symlink_to(outside / name)
+        else:
+            (root / "afile").write_bytes(b"a file")
+            inputs = root / "afile" / "input"
+        run = subprocess.run([py, "main.py", "--cpu", "--quick-test-for-ci", "--input-directory", str(inputs)],
+                             cwd=comfy, capture_output=True, text=True)
+        log = (run.stdout + run.stderr).splitlines()
+        ours = [line for line in log if line.rstrip().endswith(f"custom_nodes/{repo.name}")]
+        problems = []
+        if not ours or any("IMPORT FAILED" in line for line in ours):
+            problems.append(f"the pack did not import: {ours}")
+        if not any("UniAVGen: example inputs not copied" in line for line in log):
+            problems.append("no message about the skipped copy")
+        if sorted(p.name for p in outside.iterdir()) != ["users.wav"]:
+            problems.append(f"written outside the input folder: {sorted(p.name for p in outside.iterdir())}")
+        results[state] = problems
+        print(f"input folder {state}:", problems or "OK", flush=True)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comfy", type=Path, required=True)
@@ -331,6 +374,7 @@ def main():
     log = quick.stdout + quick.stderr
     report["quick_test"] = {"rc": quick.returncode, "import_failed": [line for line in log.splitlines()
                                                                       if "IMPORT FAILED" in line]}
+    report["input_states"] = pack_loads_whatever_the_input_folder(py, comfy, repo, args.out.resolve() / "inputs")
     tool = repo.parent / "shared" / "tools" / "comfyui-host.sh"
     pid = subprocess.run(["bash", str(tool), "start", str(comfy), str(args.port), "--preview-method", "auto"],
                          capture_output=True, text=True,
@@ -380,6 +424,8 @@ def main():
         failures.append("models")
     if len(report["web_extension"]) != 2:
         failures.append(f"web extensions served: {report['web_extension']}, want messages and resolution")
+    if any(report["input_states"].values()):
+        failures.append(f"input folder states: {report['input_states']}")
     if not all(report["example_inputs"].values()):
         failures.append("example inputs")
     if report["template_problems"]:
