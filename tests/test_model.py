@@ -10,7 +10,7 @@ from helpers import random_request
 from uniavgen_core.model.conditioning import ConditionBatch, Switches
 from uniavgen_core.model.config import UniAVGenConfig
 from uniavgen_core.checkpoint.loading import load_model, official_key_shapes, read_shapes, checkpoint_files
-from uniavgen_core.model.dit import UniAVGenModel
+from uniavgen_core.model.dit import Finish, LayerPairHook, UniAVGenModel
 from uniavgen_core.sampling import Task
 
 
@@ -152,3 +152,77 @@ def test_padding_rows_of_the_caption_are_attended_as_one_weighted_row(tiny_model
     finally:
         dit.caption_bias = original
     assert rel_l2(dropped.video[[0, 2]], full.video[[0, 2]]) > 1e-3    # sample 1 has no real row left
+
+
+class Recorder(LayerPairHook):
+    """Sees every layer pair: the context, and the states before and after."""
+
+    def __init__(self):
+        self.seen, self.ctx, self.last = [], None, None
+
+    def before(self, layer, ctx, video, audio):
+        self.ctx = ctx
+        self.seen.append(("before", layer, video.shape, audio.shape))
+
+    def after(self, layer, ctx, video, audio):
+        self.seen.append(("after", layer, video.shape, audio.shape))
+        self.last = (video.clone(), audio.clone())
+
+
+def _with_hooks(model, hooks, requests):
+    model.pair_hooks[:] = hooks
+    try:
+        return _forward(model, requests)
+    finally:
+        model.pair_hooks.clear()
+
+
+MIXED = [random_request(Task.RAVG, 1, ref_len=20), random_request(Task.RAVG, 2, ref_len=7)]  # uneven audio streams
+
+
+def test_the_forward_context_declares_every_field_and_per_token_fields_run_along_their_axis(tiny_model):
+    from uniavgen_core.model.dit import (AUDIO_ROWS, AUDIO_TOKENS, GENERATED_FRAMES, VIDEO_FRAMES, VIDEO_TOKENS,
+                                         ForwardContext)
+    recorder = Recorder()
+    _with_hooks(tiny_model, [recorder], MIXED)
+    ctx = recorder.ctx
+    with pytest.raises(AttributeError):
+        ctx.undeclared = 1                                     # slots: a stage cannot add a field ad hoc
+    optional = {"caption_bias", "speech_valid"}                # None when they save nothing
+    assert [f for f in ForwardContext.__dataclass_fields__ if getattr(ctx, f) is None and f not in optional] == []
+    tokens = {VIDEO_TOKENS: (1 + ctx.frames) * ctx.hp * ctx.wp, VIDEO_FRAMES: 1 + ctx.frames,
+              GENERATED_FRAMES: ctx.frames, AUDIO_TOKENS: ctx.layout.length, AUDIO_ROWS: ctx.n_audio}
+    split = ForwardContext.split_fields()
+    assert {kind for kind, _ in split.values()} == set(tokens)
+    for name, (kind, axis) in split.items():                   # how a sequence-parallel forward would cut them
+        for tensor in (getattr(ctx, name) if isinstance(getattr(ctx, name), tuple) else (getattr(ctx, name),)):
+            assert tensor.shape[axis] == tokens[kind], (name, tensor.shape, kind)
+    assert tokens[AUDIO_TOKENS] == 20 + 70 and tokens[VIDEO_TOKENS] == 5 * 2 * 3
+
+
+def test_layer_pair_hooks_see_every_pair_and_can_end_the_loop_like_a_residual_cache(tiny_model):
+    plain = _forward(tiny_model, MIXED)
+    recorder = Recorder()
+    watched = _with_hooks(tiny_model, [recorder], MIXED)
+    assert all(torch.equal(a, b) for a, b in zip(watched[:2], plain[:2]))        # watching changes nothing
+    layers = [s[1] for s in recorder.seen if s[0] == "after"]
+    assert layers == [i for i in range(tiny_model.config.num_layers) if i != 3]  # layer 3 is skipped (SLG)
+    assert recorder.seen[0][2:] == ((2, 5 * 6, tiny_model.config.dim), (2, 90, tiny_model.config.audio_dim))
+
+    class ReuseRest(LayerPairHook):
+        """After the first pair, jump to the final states of an earlier forward (a first-block cache
+        that judged the step unchanged)."""
+        def after(self, layer, ctx, video, audio):
+            return Finish(*recorder.last) if layer == 0 else None
+
+    counter = Recorder()
+    reused = _with_hooks(tiny_model, [ReuseRest(), counter], MIXED)
+    assert [s[1] for s in counter.seen] == [0]                 # no pair after the first ran
+    assert all(torch.equal(a, b) for a, b in zip(reused[:2], plain[:2]))
+
+    class Zero(LayerPairHook):
+        def before(self, layer, ctx, video, audio):
+            return (torch.zeros_like(video), audio) if layer == 2 else None
+
+    changed = _with_hooks(tiny_model, [Zero()], MIXED)
+    assert not torch.equal(changed.video, plain.video)

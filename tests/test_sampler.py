@@ -164,3 +164,45 @@ def test_a_velocity_wrapper_sees_every_step_and_can_replace_model_calls(tiny_mod
     identity = sample(tiny_model, request, SamplingParams(steps=3), wrap_velocity=lambda inner: inner)
     assert calls == [0, 2] and torch.equal(identity.video, plain.video)
     assert rel_l2(cached.video, plain.video) > 1e-4
+
+
+@pytest.mark.parametrize("batch_cfg", [True, False])
+def test_a_cache_can_run_the_conditional_pass_alone_and_reuse_an_unconditional_one(tiny_model, batch_cfg):
+    """The seam a guidance cache uses: at odd steps only the conditional pass runs (a forward of N
+    samples, not 2N) and the previous step's unconditional velocity is combined with it; each modality
+    of each pass is there to keep."""
+    from uniavgen_core.sampling import PassVelocities
+    from uniavgen_core.sampling.guidance import guide
+    request = [random_request(Task.AVG, 23)]
+    params = SamplingParams(steps=4, batch_cfg=batch_cfg)
+    plain = sample(tiny_model, request, params)
+    batches, combined = [], []
+
+    def count(module, args):
+        batches.append(args[0].shape[0])
+    handle = tiny_model.register_forward_pre_hook(count)
+
+    def reuse_null(inner):
+        kept = {}
+
+        def velocity(step, video, audio, t):
+            if step % 2 == 0:
+                kept["passes"] = inner.passes(step, video, audio, t)
+                return inner.combine(kept["passes"])
+            fresh = inner.passes(step, video, audio, t, null=False)
+            assert fresh.video_null is None and fresh.audio_null is None
+            old = kept["passes"]
+            mixed = PassVelocities(fresh.video_cond, fresh.audio_cond, old.video_null, old.audio_null, None)
+            out = inner.combine(mixed)
+            combined.append(torch.equal(out.audio, guide(fresh.audio_cond, old.audio_null, params.audio_cfg)))
+            return out
+        return velocity
+    try:
+        cached = sample(tiny_model, request, params, wrap_velocity=reuse_null)
+    finally:
+        handle.remove()
+    assert batches == ([2, 1, 2, 1] if batch_cfg else [1, 1, 1, 1, 1, 1])
+    assert combined == [True, True]
+    assert 1e-5 < rel_l2(cached.video, plain.video) < 0.5
+    whole = sample(tiny_model, request, params, wrap_velocity=lambda inner: lambda *a: inner.combine(inner.passes(*a)))
+    assert torch.equal(whole.video, plain.video) and torch.equal(whole.audio, plain.audio)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -100,15 +101,91 @@ class AudioLayout:
         return x
 
 
-class ForwardContext:
-    """What one forward computes once and every layer reads: sizes, condition positions, the
-    embedded caption and speech, time modulations, rotary tables and interaction plans. The stages of
-    `UniAVGenModel.forward` fill it in order; it is also where a sequence-parallel forward would
-    record how tokens are split."""
+# The token axes a field of the forward context runs along (what a sequence-parallel forward splits):
+VIDEO_TOKENS = "video tokens"          # (1 + F) * hp * wp: the reference frame's patches, then each frame's
+VIDEO_FRAMES = "video frames"          # 1 + F latent frames, the reference first
+GENERATED_FRAMES = "generated frames"  # F latent frames
+AUDIO_TOKENS = "audio tokens"          # the audio stream [reference mel | target | padding] (AudioLayout.length)
+AUDIO_ROWS = "audio rows"              # n_audio target mel rows
 
-    def __init__(self, batch, frames, h, w, hp, wp, n_audio, dtype, device):
-        self.batch, self.frames, self.h, self.w, self.hp, self.wp = batch, frames, h, w, hp, wp
-        self.n_audio, self.dtype, self.device = n_audio, dtype, device
+
+def _field(split: str | None = None, axis: int = 1):
+    """A field a stage fills: per token along `axis` when `split` names a token axis (a tuple splits each
+    element), else the same for every token (global)."""
+    return field(default=None, metadata={"split": split, "axis": axis})
+
+
+@dataclass(slots=True, eq=False)
+class ForwardContext:
+    """What one forward computes once and every layer reads, filled by the stages of
+    `UniAVGenModel.forward` in order. Every field is declared here (slots: no other attribute can be
+    set), and each says whether it runs along a token axis, and which, or holds for all tokens."""
+    batch: int
+    frames: int                           # F generated latent frames (the reference frame not counted)
+    h: int                                # latent height and width, and the patch grid
+    w: int
+    hp: int
+    wp: int
+    n_audio: int                          # target mel rows
+    dtype: torch.dtype
+    device: torch.device
+    # prepare
+    switches: Switches | None = _field()
+    video_cond_frames: torch.Tensor | None = _field()        # [B] leading latent frames that are conditions
+    audio_cond_frames: torch.Tensor | None = _field()        # [B] leading mel rows that are conditions
+    is_cond_v: torch.Tensor | None = _field(GENERATED_FRAMES, 2)     # [B, 1, F, 1, 1]
+    is_cond_a: torch.Tensor | None = _field(AUDIO_ROWS)              # [B, S, 1]
+    layout: AudioLayout | None = _field()                            # where each sample's audio tokens sit
+    gain_v: torch.Tensor | None = _field(GENERATED_FRAMES)           # [B, F, 1, 1] A2V residual gain
+    gain_a: torch.Tensor | None = _field(AUDIO_ROWS)                 # [B, S, 1] V2A residual gain
+    a2v_needed: bool = _field()
+    v2a_needed: bool = _field()
+    skipped: dict | None = _field()                                  # layer -> [B] skip-layer guidance
+    # embed_tokens, embed_speech
+    caption_bias: torch.Tensor | None = _field()                     # [B, rows] or None (see caption_bias)
+    caption: torch.Tensor | None = _field()                          # [B, rows, d]
+    speech_valid: torch.Tensor | None = _field()                     # [B, L_speech] or None
+    speech: torch.Tensor | None = _field()                           # [B, L_speech, da]
+    # embed_times
+    e_v: torch.Tensor | None = _field(VIDEO_FRAMES)                  # [B, 1 + F, d]
+    e0_v: torch.Tensor | None = _field(VIDEO_FRAMES)                 # [B, 1 + F, 6, d]
+    e_a: torch.Tensor | None = _field()                              # [B, 1, da]
+    e0_a: torch.Tensor | None = _field()                             # [B, 1, 6, da]
+    # attach_positions (the interaction plans read whole sequences)
+    v_rope: tuple | None = _field(VIDEO_TOKENS, 0)                   # (cos, sin) [(1 + F) hp wp, hd / 2]
+    a_rope: tuple | None = _field(AUDIO_TOKENS, 0)
+    s_rope: tuple | None = _field()
+    spatial: tuple | None = _field()
+    windows: torch.Tensor | None = _field()
+    k_a2v: tuple | None = _field()
+    plan: object = _field()
+
+    @classmethod
+    def split_fields(cls) -> dict[str, tuple[str, int]]:
+        """{field: (token axis name, tensor axis)} of the per-token fields."""
+        return {f.name: (f.metadata["split"], f.metadata["axis"]) for f in fields(cls)
+                if f.metadata.get("split")}
+
+
+class Finish(NamedTuple):
+    """Returned by a layer-pair hook's `after` to end the layer loop with these states (e.g. a cache
+    that reuses the residual of the layers left)."""
+    video: torch.Tensor
+    audio: torch.Tensor
+
+
+class LayerPairHook:
+    """Called around every layer pair a forward runs (its blocks and, after an interaction layer, the
+    interaction), with the pair index, the forward context and the hidden states of both branches
+    ([B, (1 + F) hp wp, d] video, [B, audio tokens, da] audio). Each method returns None to leave
+    the states as they are or new (video, audio) states; `after` may return Finish(video, audio)
+    to skip the pairs left. Subclass and override what you need; add to `UniAVGenModel.pair_hooks`."""
+
+    def before(self, layer: int, ctx: ForwardContext, video: torch.Tensor, audio: torch.Tensor):
+        return None
+
+    def after(self, layer: int, ctx: ForwardContext, video: torch.Tensor, audio: torch.Tensor):
+        return None
 
 
 class UniAVGenModel(nn.Module):
@@ -125,6 +202,7 @@ class UniAVGenModel(nn.Module):
         self.attention_backend = "sdpa"        # see attention.resolve_backend
         self.block_swap = None                 # see set_block_swap
         self.caption_bucket = 1                # caption rows kept: a multiple of this (see caption_bias)
+        self.pair_hooks: list[LayerPairHook] = []
         # video embeddings
         self.patch_embedding = ops.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (docs/MODEL.md §2.2)
@@ -209,7 +287,7 @@ class UniAVGenModel(nn.Module):
         b, _, frames, h, w = video.shape
         n_audio = audio.shape[1]
         hp, wp = h // cfg.patch_size[1], w // cfg.patch_size[2]
-        ctx = ForwardContext(b, frames, h, w, hp, wp, n_audio, dtype, dev)
+        ctx = ForwardContext(b, frames, h, w, hp, wp, n_audio, dtype, dev, switches=switches)
         ctx.video_cond_frames = to_device(cond.video_cond_frames, dev)
         ctx.audio_cond_frames = to_device(cond.audio_cond_frames, dev)
         frame = torch.arange(frames, device=dev)
@@ -282,6 +360,8 @@ class UniAVGenModel(nn.Module):
             skip = ctx.skipped.get(layer, [False])
             if all(skip):
                 continue
+            for hook in self.pair_hooks:
+                xv, xa = hook.before(layer, ctx, xv, xa) or (xv, xa)
             before = (xv, xa) if any(skip) else None
             if self.block_swap is not None:
                 self.block_swap.acquire(layer)
@@ -296,6 +376,12 @@ class UniAVGenModel(nn.Module):
             if before is not None:
                 keep = to_device(skip, ctx.device)[:, None, None]
                 xv, xa = torch.where(keep, before[0], xv), torch.where(keep, before[1], xa)
+            for hook in self.pair_hooks:
+                result = hook.after(layer, ctx, xv, xa)
+                if result is not None:
+                    xv, xa = result
+                    if isinstance(result, Finish):
+                        return xv, xa, masks
         return xv, xa, masks
 
     def interact(self, ctx: ForwardContext, k: int, xv, xa, masks: list | None):

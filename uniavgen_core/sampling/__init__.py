@@ -1,10 +1,10 @@
 """Sampling: requests and parameters, the timestep schedule, guidance, solvers and the loop."""
-from .guidance import GuidedVelocity, Velocity, guide, pass_switches
+from .guidance import GuidedVelocity, PassVelocities, Velocity, guide, pass_switches
 from .loop import sample, seeded_noise
 from .params import MAX_STEPS, Request, SampleResult, SamplingParams, StepInfo, Task
 from .schedule import NUM_TIMESTEPS, timesteps
 from .solvers import SOLVERS, Solver, register
 
-__all__ = ["GuidedVelocity", "Velocity", "guide", "pass_switches", "sample", "seeded_noise", "MAX_STEPS", "Request",
+__all__ = ["GuidedVelocity", "PassVelocities", "Velocity", "guide", "pass_switches", "sample", "seeded_noise", "MAX_STEPS", "Request",
            "SampleResult", "SamplingParams", "StepInfo", "Task", "NUM_TIMESTEPS", "timesteps", "SOLVERS", "Solver",
            "register"]

@@ -41,10 +41,21 @@ class Velocity(NamedTuple):
     face_masks: torch.Tensor | None     # the conditional pass's masks, when captured
 
 
+class PassVelocities(NamedTuple):
+    """Each pass's velocity per modality before guidance combines them; a pass not run is None.
+    Video [N, C, 1 + F, h, w] (the reference frame's prediction included), audio [N, S, 80], float32."""
+    video_cond: torch.Tensor | None
+    audio_cond: torch.Tensor | None
+    video_null: torch.Tensor | None
+    audio_null: torch.Tensor | None
+    face_masks: torch.Tensor | None     # the conditional pass's, when captured
+
+
 class GuidedVelocity:
     """The guided velocity of a batch of requests at one step: (step, video, audio, t) -> Velocity.
 
-    A step cache wraps an instance of this (same call, same result type) and decides when to call it."""
+    A step cache wraps an instance of this (same call, same result type) and decides when to call it;
+    it may run one pass alone (`passes`) and combine it with a pass it kept (`combine`)."""
 
     def __init__(self, model: UniAVGenModel, tasks: list[Task], params: SamplingParams, cond: ConditionBatch,
                  null: ConditionBatch, capture_face_masks: bool = False):
@@ -57,18 +68,29 @@ class GuidedVelocity:
         per_request = [pass_switches(task, step, self.params) for task in self.tasks]
         return Switches.cat([p[0] for p in per_request]), Switches.cat([p[1] for p in per_request])
 
-    def __call__(self, step: int, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor) -> Velocity:
+    def passes(self, step: int, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, cond: bool = True,
+               null: bool = True) -> PassVelocities:
+        """The conditional and/or unconditional pass at this step; both as one batched forward when the
+        parameters ask for it."""
         sw_c, sw_u = self.switches(step)
         n = len(self.tasks)
-        if self.both is not None:          # both passes as one batched forward
+        if cond and null and self.both is not None:
             out = self.model(torch.cat([video, video]), torch.cat([audio, audio]), torch.cat([t, t]), self.both,
                              Switches.cat([sw_c, sw_u]), capture_masks=self.capture)
-            vel_v_c, vel_v_u = out.video.split(n)
-            vel_a_c, vel_a_u = out.audio.split(n)
-            masks = None if out.face_masks is None else out.face_masks[:n]
-        else:
-            vel_v_c, vel_a_c, masks = self.model(video, audio, t, self.cond, sw_c, capture_masks=self.capture)
-            vel_v_u, vel_a_u, _ = self.model(video, audio, t, self.null, sw_u)
-        vel_v = guide(vel_v_c, vel_v_u, self.params.video_cfg)
-        vel_a = guide(vel_a_c, vel_a_u, self.params.audio_cfg)
-        return Velocity(vel_v[:, :, 1:], vel_a, masks)       # the reference frame's prediction is dropped
+            (v_c, v_u), (a_c, a_u) = out.video.split(n), out.audio.split(n)
+            return PassVelocities(v_c, a_c, v_u, a_u, None if out.face_masks is None else out.face_masks[:n])
+        v_c = a_c = v_u = a_u = masks = None
+        if cond:
+            v_c, a_c, masks = self.model(video, audio, t, self.cond, sw_c, capture_masks=self.capture)
+        if null:
+            v_u, a_u, _ = self.model(video, audio, t, self.null, sw_u)
+        return PassVelocities(v_c, a_c, v_u, a_u, masks)
+
+    def combine(self, p: PassVelocities) -> Velocity:
+        """Each modality moved from the unconditional velocity towards the conditional one by its scale."""
+        video = guide(p.video_cond, p.video_null, self.params.video_cfg)
+        audio = guide(p.audio_cond, p.audio_null, self.params.audio_cfg)
+        return Velocity(video[:, :, 1:], audio, p.face_masks)   # the reference frame's prediction is dropped
+
+    def __call__(self, step: int, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor) -> Velocity:
+        return self.combine(self.passes(step, video, audio, t))
