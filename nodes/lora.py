@@ -1,10 +1,8 @@
 """The LoRA loader: low-rank patches handed to ComfyUI's ModelPatcher, which applies them when
 the model is loaded for sampling and removes them when another model (or none) needs the
-weights, so no patched copy of the model is kept."""
-import torch
-from safetensors.torch import load_file
-
-from uniavgen_core.lora import LoraError, inspect
+weights, so no patched copy of the model is kept. Only the entries the pack has checked reach
+ComfyUI, under the names it reads (uniavgen_core.lora)."""
+from uniavgen_core.lora import LoraError, inspect, linear_layers, open_lora
 from uniavgen_core.model import fp8
 
 from . import folders, host
@@ -14,7 +12,9 @@ from .common import CATEGORY, with_messages
 class UniAVGenLoraLoader:
     DESCRIPTION = ("Applies a LoRA to the UniAVGen model: one made for UniAVGen (its own layer names), or a "
                    "Wan2.2-TI2V-5B LoRA (ComfyUI or diffusers names), which acts on the video branch. Chain "
-                   "several loaders to combine LoRAs. Reports what matched; refuses LoRAs of other models.")
+                   "several loaders to combine LoRAs. Applies low-rank (PEFT, kohya, DoRA) and full-difference "
+                   "entries, checked one by one; reports what was patched and what was ignored and why; refuses "
+                   "LoRAs of other models and damaged ones.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("UNIAVGEN_MODEL",)
     RETURN_NAMES = ("model",)
@@ -40,21 +40,16 @@ class UniAVGenLoraLoader:
         if strength != strength or abs(strength) == float("inf"):
             raise ValueError(f"LoRA strength {strength} is not a number: give a value such as 1.0")
         path = folders.resolve(lora_name, (folders.LORA_KEY,), "LoRA")
-        try:
-            lora = load_file(str(path))
-        except Exception as err:  # safetensors raises its own error types for corrupt headers
-            raise LoraError(f"{lora_name} is not a readable .safetensors LoRA ({err})") from None
         net = model.model.diffusion_model
-        layers = {name: (m.out_features, m.in_features) for name, m in net.named_modules()
-                  if isinstance(m, torch.nn.Linear)}
-        report = inspect(lora, layers, lora_name)
+        with open_lora(path, lora_name) as lora:
+            report = inspect(lora, linear_layers(net), lora_name, strength)
         if any(getattr(m, fp8.SCALE, None) is not None and not hasattr(m, "convert_weight") for m in net.modules()):
             raise LoraError("this fp8 model was loaded with the pack's own layers (this ComfyUI has no scaled-fp8 "
                             "layers), which cannot take LoRA patches: update ComfyUI, or load a bf16 model")
         if strength == 0:
             return with_messages((model,), [f"strength 0: {lora_name} not applied"])
-        key_map = {name: f"diffusion_model.{layer}.weight" for name, layer in report.targets.items()}
-        patches = host.module("comfy.lora").load_lora(lora, key_map, log_missing=False)
+        to_load = {layer: f"diffusion_model.{layer}.weight" for layer in report.targets.values()}
+        patches = host.module("comfy.lora").load_lora(report.entries, to_load)
         patched = model.clone()
         patched.add_patches(patches, strength)
         return with_messages((patched,), [f"{lora_name}: {report.summary()}"])

@@ -13,7 +13,8 @@ def test_the_suite_runs_in_a_clone_named_as_the_readme_says(tmp_path):
     clone = tmp_path / "ComfyUI-UniAVGen"
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "__init__.py",
                             "nodes", "uniavgen_core", "tests/conftest.py", "tests/helpers.py", "tests/test_lora.py",
-                            "pyproject.toml"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+                            "tests/comfy_double", "pyproject.toml"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
     for name in files:
         (clone / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, clone / name)

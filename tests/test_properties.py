@@ -7,6 +7,7 @@ import json
 import math
 import struct
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -135,13 +136,11 @@ MUTATIONS = st.lists(st.tuples(st.sampled_from(["dtype", "shape", "offsets", "re
                                st.integers(0, 10 ** 6), st.text(max_size=12)), min_size=1, max_size=3)
 
 
-@settings(max_examples=40, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
-@given(mutations=MUTATIONS)
-def test_loader_on_mutated_headers(tiny_file, tmp_path_factory, mutations):
-    header, data = split_file(tiny_file)
+def mutated_copy(source: Path, mutations, target: Path, flips=()) -> Path:
+    """`source` with its header mutated (kind, n, text) and bytes of its data overwritten (where, byte)."""
+    header, data = split_file(source)
     keys = sorted(k for k in header if k != "__metadata__")
-    for kind, n, text in mutations:
+    for kind, n, text in mutations if keys else ():
         key = keys[n % len(keys)]
         entry = header.get(key)
         if entry is None:
@@ -160,12 +159,150 @@ def test_loader_on_mutated_headers(tiny_file, tmp_path_factory, mutations):
             header["__metadata__"] = {"uniavgen_config": text, "uniavgen_trained_frames": text}
         elif kind == "index":
             header[f"blocks.{n}.ffn.0.weight"] = dict(entry)
+    data = bytearray(data)
+    for where, byte in flips:
+        if data:
+            data[where % len(data)] = byte
     raw = json.dumps(header).encode()
-    path = tmp_path_factory.mktemp("mut") / "model.safetensors"
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    target.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(data))
+    return target
+
+
+@settings(max_examples=40, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(mutations=MUTATIONS)
+def test_loader_on_mutated_headers(tiny_file, tmp_path_factory, mutations):
+    path = mutated_copy(tiny_file, mutations, tmp_path_factory.mktemp("mut") / "model.safetensors")
     model = outcome(load_model, path)
     if model is not None:
         assert all(torch.isfinite(p).all() for p in model.parameters() if p.is_floating_point())
+
+
+# ------------------------------------------------------------------------------------------------ LoRA files
+
+# Entries that come together in LoRA files (applied kinds, kinds not applied, non-LoRA keys), per layer
+LORA_GROUPS = [(".lora_A.weight", ".lora_B.weight"), (".lora_A.default.weight", ".lora_B.default.weight"),
+               (".lora_down.weight", ".lora_up.weight", ".alpha"), (".lora_A.weight", ".lora_B.weight", ".dora_scale"),
+               (".diff",), (".diff", ".diff_b"), (".diff_b",), (".alpha",),
+               (".lora_down.weight", ".lora_up.weight", ".lora_mid.weight"),
+               (".lora_A.weight", ".lora_B.weight", ".reshape_weight"), (".hada_w1_a", ".hada_w1_b"), (".lokr_w1",),
+               (".oft_blocks",), (".w_norm", ".b_norm"), (".set_weight",), ("_lora.up.weight",), (".weight",), ("",)]
+LORA_PREFIXES = ["", "diffusion_model.", "transformer.", "lora_unet_", "lora_te1_", "base_model.model.", "junk/"]
+LORA_BUNDLES = st.lists(st.tuples(st.integers(0, 10 ** 4), st.sampled_from(LORA_PREFIXES), st.sampled_from(LORA_GROUPS),
+                                  st.integers(1, 6), st.sampled_from([torch.float16, torch.bfloat16, torch.float32]),
+                                  st.sampled_from([1e-3, 0.1, 0.1, 10.0, 1e4])), min_size=1, max_size=6)
+# one entry of the file damaged: (which, how, a shape for "shape")
+LORA_DAMAGE = st.one_of(st.none(), st.tuples(st.integers(0, 100), st.sampled_from(
+    ["nan", "inf", "big", "shape", "transposed", "rank", "int8", "bool", "uint8", "float64", "drop"]),
+    st.lists(st.integers(0, 7), max_size=3)))
+HANDED = {".lora_A.weight", ".lora_B.weight", ".alpha", ".dora_scale", ".diff", ".diff_b"}
+
+
+def lora_tensor(suffix, layer, rank, dtype, scale, seed):
+    """A tensor of the shape `suffix` has on `layer` (any small shape for kinds not applied)."""
+    out_f, in_f = layer.out_features, layer.in_features
+    role = "down" if suffix.startswith((".lora_A", ".lora_down")) else \
+        "up" if suffix.startswith((".lora_B", ".lora_up", "_lora.up")) else suffix
+    shape = {"down": (rank, in_f), "up": (out_f, rank), ".dora_scale": ((out_f, 1), (1, in_f))[rank % 2],
+             ".diff": (out_f, in_f), ".diff_b": (out_f,), ".lora_mid.weight": (rank, rank, 1, 1),
+             ".reshape_weight": (2,)}.get(role, (rank, 3))
+    if suffix == ".alpha":
+        return torch.tensor(float(rank) * scale).to(dtype)
+    return (torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * scale).to(dtype)
+
+
+def damaged(t: torch.Tensor, damage: str, shape: list[int], rank: int) -> torch.Tensor:
+    if damage in ("nan", "inf", "big") and t.numel():
+        t = t.clone()
+        t.view(-1)[t.numel() // 2] = {"nan": float("nan"), "inf": -float("inf"), "big": 1e30}[damage]
+    elif damage == "shape":
+        t = torch.ones(shape, dtype=t.dtype)
+    elif damage == "transposed":
+        t = t.reshape(tuple(reversed(t.shape))).contiguous()
+    elif damage == "rank" and t.dim() == 2:
+        t = torch.ones(t.shape[0] + (t.shape[0] == rank), t.shape[1] + (t.shape[1] == rank), dtype=t.dtype)
+    elif damage in ("int8", "bool", "uint8", "float64"):
+        t = t.to(getattr(torch, damage))
+    return t
+
+
+class CountingReads(Mapping):
+    """A LoRA mapping that adds up the bytes of the tensors read through it."""
+
+    def __init__(self, inner):
+        self.inner, self.bytes = inner, 0
+
+    def __getitem__(self, key):
+        t = self.inner[key]
+        self.bytes += t.numel() * t.element_size()
+        return t
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __len__(self):
+        return len(self.inner)
+
+
+def assert_checked(report, layers):
+    """Every entry handed on belongs to a patched layer, under ComfyUI's names, floating point, finite, of its shape."""
+    for key, t in report.entries.items():
+        target, suffix = next((key[: -len(s)], s) for s in HANDED if key.endswith(s))
+        assert target in report.targets.values()
+        layer = layers[target]
+        assert t.is_floating_point() and bool(torch.isfinite(t.float()).all()), key
+        rank = report.entries.get(f"{target}.lora_A.weight", torch.zeros(1, 1)).shape[0]
+        assert tuple(t.shape) in {".lora_A.weight": [(rank, layer.in_features)],
+                                  ".lora_B.weight": [(layer.out_features, rank)], ".alpha": [()],
+                                  ".dora_scale": [(layer.out_features, 1), (1, layer.in_features)],
+                                  ".diff": [(layer.out_features, layer.in_features)],
+                                  ".diff_b": [(layer.out_features,)]}[suffix], key
+        assert rank >= 1 and (suffix != ".diff_b" or layer.bias)
+
+
+@pytest.fixture(scope="module")
+def lora_layers(tiny_model):
+    from uniavgen_core.lora import linear_layers
+    return linear_layers(tiny_model)
+
+
+@settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(bundles=LORA_BUNDLES, damage=LORA_DAMAGE, strength=st.sampled_from([0.0, 1.0, 1.0, -4.0, 0.35, 1e8]),
+       mutations=st.tuples(st.integers(0, 3), MUTATIONS).map(lambda m: m[1] if m[0] == 3 else []),  # 1 in 4
+       flips=st.one_of(st.just([]), st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), max_size=3)))
+def test_lora_files(lora_layers, tmp_path_factory, bundles, damage, strength, mutations, flips):
+    from uniavgen_core.lora import inspect, open_lora
+    names = sorted(lora_layers)
+    lora, ranks = {}, {}
+    for n, prefix, group, rank, dtype, scale in bundles:
+        target = names[n % len(names)]
+        name = prefix + (target.replace(".", "_") if prefix == "lora_unet_" else target)
+        for i, suffix in enumerate(group):
+            lora[name + suffix] = lora_tensor(suffix, lora_layers[target], rank, dtype, scale, seed=n + i)
+            ranks[name + suffix] = rank
+    if damage is not None:
+        which, how, shape = damage
+        key = sorted(lora)[which % len(lora)]
+        if how == "drop":           # half a pair, a companion without its pair, or nothing left
+            del lora[key]
+        else:
+            lora[key] = damaged(lora[key], how, shape, ranks[key])
+    folder = tmp_path_factory.mktemp("lora")
+    save_file(lora, folder / "clean.safetensors")
+    path = mutated_copy(folder / "clean.safetensors", mutations, folder / "fuzz.safetensors", flips)
+
+    def check():
+        with open_lora(path, "fuzz.safetensors") as entries:
+            reads = CountingReads(entries)
+            report = inspect(reads, lora_layers, "fuzz.safetensors", strength)
+        assert reads.bytes <= path.stat().st_size             # nothing beyond what the file holds is read
+        return report
+    report = outcome(check)
+    if report is not None:
+        assert report.targets and report.entries
+        assert_checked(report, lora_layers)
+        assert "layers patched" in report.summary()
 
 
 @FAST

@@ -4,7 +4,7 @@
     sampling/    requests, schedule, guidance, solvers and the sampling loop
     audio/       mel front end, audio inputs, speech tokenizer, vocoder
     checkpoint/  loading and converting weights
-    lora/        which model layer each LoRA entry targets
+    lora/        which model layer each LoRA entry targets, each entry checked
     frontend/    user inputs to requests;  codecs/, synthetic/, training/: the small model's world
     units        frame rates, sample rate, hop and strides shared by all of them
 

@@ -1,17 +1,18 @@
-"""Which model layer each entry of a LoRA file targets, and whether the file was made for this
-model at all (a readable refusal with what it seems to be)."""
+"""Which model layer each LoRA layer targets, its entries checked (entries.py), and whether the file
+was made for this model at all (a readable refusal with what it seems to be)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import torch
 
+from .entries import DIFF, DIFF_B, DORA, DOWN, NOT_LORA, Layer, LoraError, check_layer, group
 from .layouts import LAYOUTS
 
-# The suffixes of one LoRA entry, after its layer name.
-_SUFFIXES = (".lora_A.weight", ".lora_B.weight", ".lora_down.weight", ".lora_up.weight", ".lora_mid.weight",
-             ".alpha", ".dora_scale", ".diff", ".diff_b", ".lora_A.default.weight", ".lora_B.default.weight")
+NO_LAYER = "no such layer in this model"
+_TAKES = "UniAVGen takes LoRAs made for UniAVGen or, for its video branch, Wan2.2-TI2V-5B"
 
 _FAMILIES = [
     (r"(^|_|\.)(down_blocks|up_blocks|mid_block|input_blocks|output_blocks)[._]|^lora_te\d?_",
@@ -21,16 +22,21 @@ _FAMILIES = [
 ]
 
 
-class LoraError(ValueError):
-    pass
+def _ignored_text(ignored: dict[str, list[str]]) -> str:
+    return "; ".join(f"{len(names)} entries ignored ({why}): " + ", ".join(names[:4])
+                     + (" ..." if len(names) > 4 else "") for why, names in ignored.items())
 
 
 @dataclass
 class LoraReport:
     """What a LoRA file does to the model."""
-    targets: dict[str, str]                 # LoRA layer name -> model layer name
-    ignored: list[str] = field(default_factory=list)   # LoRA layer names that match nothing
-    rank: int = 0
+    targets: dict[str, str]                 # LoRA layer name -> the model layer it patches
+    entries: dict[str, torch.Tensor]        # the checked entries as `<model layer><suffix>`, ComfyUI's names
+    ignored: dict[str, list[str]] = field(default_factory=dict)    # why -> the LoRA layers or entries left out
+
+    @property
+    def ranks(self) -> list[int]:
+        return sorted({t.shape[0] for key, t in self.entries.items() if key.endswith(DOWN)})
 
     def summary(self) -> str:
         groups: dict[str, int] = {}
@@ -38,58 +44,49 @@ class LoraReport:
             head = layer.split(".")[0]
             groups[head] = groups.get(head, 0) + 1
         parts = ", ".join(f"{n} in {g}" for g, n in sorted(groups.items()))
-        text = f"LoRA rank {self.rank}: {len(self.targets)} layers ({parts})"
-        if self.ignored:
-            text += (f"; {len(self.ignored)} entries ignored (no such layer in this model): "
-                     + ", ".join(self.ignored[:4]) + (" ..." if len(self.ignored) > 4 else ""))
-        return text
+        ranks = self.ranks
+        kinds = [f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"] if ranks else []
+        kinds += [what for suffix, what in ((DORA, "DoRA"), (DIFF, "full differences"), (DIFF_B, "bias differences"))
+                  if any(key.endswith(suffix) for key in self.entries)]
+        text = f"LoRA {', '.join(kinds)}: {len(self.targets)} layers patched ({parts})"
+        return text + (f"; {_ignored_text(self.ignored)}" if self.ignored else "")
 
 
-def layer_name(key: str) -> str | None:
-    """The layer a LoRA tensor key belongs to (None for keys that are not LoRA tensors)."""
-    for suffix in _SUFFIXES:
-        if key.endswith(suffix):
-            return key[: -len(suffix)]
-    return None
-
-
-def _down_up(lora: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    down = lora.get(f"{name}.lora_A.weight", lora.get(f"{name}.lora_down.weight"))
-    up = lora.get(f"{name}.lora_B.weight", lora.get(f"{name}.lora_up.weight"))
-    return down, up
-
-
-def inspect(lora: dict[str, torch.Tensor], layer_shapes: dict[str, tuple[int, int]], source: str) -> LoraReport:
-    """Map the LoRA's layers onto the model's Linears ({layer: (out, in)}); refuse a LoRA made
-    for another model with what it seems to be."""
-    names = sorted({n for n in map(layer_name, lora) if n is not None})
-    if not names:
-        raise LoraError(f"{source} has no LoRA tensors (no .lora_A/.lora_B, .lora_down/.lora_up or .diff keys)")
-    resolvers = [layout(layer_shapes) for layout in LAYOUTS.values()]
-    targets, ignored, wrong, ranks = {}, [], [], set()
-    for name in names:
-        layer = next((found for found in (resolve(name) for resolve in resolvers) if found is not None), None)
-        if layer is None:
-            ignored.append(name)
+def inspect(lora: Mapping[str, torch.Tensor], layers: Mapping[str, Layer], source: str,
+            strength: float = 1.0) -> LoraReport:
+    """Check a LoRA entry by entry against the model's Linears ({name: Layer}, see linear_layers) at
+    `strength`: the entries to hand ComfyUI, the model layer each LoRA layer patches, and what was left
+    out and why. Refuses a LoRA made for another model with what it seems to be, damaged entries by name,
+    and changes that would overflow the weights or dwarf them."""
+    groups, ignored = group(lora.keys(), source)
+    resolvers = [layout(layers) for layout in LAYOUTS.values()]
+    targets, entries, wrong, patched_by = {}, {}, [], {}
+    for name in sorted(groups):
+        target = next((found for found in (resolve(name) for resolve in resolvers) if found is not None), None)
+        if target is None:
+            ignored.setdefault(NO_LAYER, []).append(name)
             continue
-        down, up = _down_up(lora, name)
-        if down is not None and up is not None:
-            out_f, in_f = layer_shapes[layer]
-            ranks.add(down.shape[0])
-            if down.dim() != 2 or up.dim() != 2 or down.shape[1] != in_f or up.shape[0] != out_f \
-                    or up.shape[1] != down.shape[0]:
-                wrong.append((layer, (up.shape[0], down.shape[-1]), (out_f, in_f)))
-                continue
-        targets[name] = layer
+        if target in patched_by:
+            raise LoraError(f"{source}: {patched_by[target]} and {name} both patch {target}, and ComfyUI applies "
+                            f"only one of them; the file is damaged or merges two LoRAs")
+        patched_by[target] = name
+        kept, left_out, mismatch = check_layer(lora, name, groups[name], target, layers[target], source, strength)
+        for key, why in left_out:
+            ignored.setdefault(why, []).append(key)
+        if mismatch is not None:
+            wrong.append((target, *mismatch))
+        elif kept:
+            targets[name] = target
+            entries.update({target + suffix: t for suffix, t in kept.items()})
     if wrong:
-        layer, theirs, ours = wrong[0]
+        target, theirs, ours = wrong[0]
         hint = " (5120 wide: a Wan 14B LoRA)" if any(5120 in w[1] for w in wrong) else ""
         raise LoraError(f"{source} was made for another model{hint}: {len(wrong)} layers have other shapes, e.g. "
-                        f"{layer} is {list(theirs)} in the LoRA and {list(ours)} in the model. UniAVGen takes LoRAs "
-                        f"made for UniAVGen or, for its video branch, Wan2.2-TI2V-5B")
+                        f"{target} is {list(theirs)} in the LoRA and {list(ours)} in the model. {_TAKES}")
     if not targets:
-        family = next((what for pattern, what in _FAMILIES if any(re.search(pattern, n) for n in names)), None)
-        raise LoraError(f"{source} matches no layer of UniAVGen" + (f": it looks like {family}" if family else "")
-                        + f" (first entries: {', '.join(names[:3])}). UniAVGen takes LoRAs made for UniAVGen "
-                        f"or, for its video branch, Wan2.2-TI2V-5B")
-    return LoraReport(targets, ignored, max(ranks) if ranks else 0)
+        if not groups and set(ignored) <= {NOT_LORA}:
+            raise LoraError(f"{source} has no LoRA tensors (no .lora_A/.lora_B, .lora_down/.lora_up or .diff keys)")
+        family = next((what for pattern, what in _FAMILIES if any(re.search(pattern, k) for k in lora)), None)
+        raise LoraError(f"{source} applies to no layer of UniAVGen" + (f": it looks like {family}" if family else "")
+                        + f" ({_ignored_text(ignored)}). {_TAKES}")
+    return LoraReport(targets, entries, ignored)

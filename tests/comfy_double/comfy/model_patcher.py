@@ -19,5 +19,5 @@ class ModelPatcher:
         keys = set(self.model.state_dict())
         added = [k for k in patches if k in keys]
         for k in added:
-            self.patches.setdefault(k, []).append((strength_patch, patches[k], strength_model))
+            self.patches.setdefault(k, []).append((strength_patch, patches[k], strength_model, None, None))
         return added
