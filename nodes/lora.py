@@ -9,6 +9,9 @@ from . import folders, host
 from .common import CATEGORY, with_messages
 
 
+APPLIED = "uniavgen_loras"                 # model_options key: the LoRAs applied, for messages
+
+
 class UniAVGenLoraLoader:
     DESCRIPTION = ("Applies a LoRA to the UniAVGen model: one made for UniAVGen (its own layer names), or a "
                    "Wan2.2-TI2V-5B LoRA (ComfyUI or diffusers names), which acts on the video branch. Chain "
@@ -52,4 +55,6 @@ class UniAVGenLoraLoader:
         patches = host.module("comfy.lora").load_lora(report.entries, to_load)
         patched = model.clone()
         patched.add_patches(patches, strength)
+        # named by the sampler if a step overflows (model_options travel with every clone)
+        patched.model_options[APPLIED] = [*model.model_options.get(APPLIED, []), f"{lora_name} at {strength:g}"]
         return with_messages((patched,), [f"{lora_name}: {report.summary()}"])

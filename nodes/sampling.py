@@ -9,6 +9,7 @@ from uniavgen_core.sampling import SamplingParams, Task, sample
 from . import host
 from .common import CATEGORY, with_messages
 from .inputs import DRIVING, VOICE
+from .lora import APPLIED
 
 TASKS = ["auto", "AVG", "RAVG", "A2V", "V2A"]
 
@@ -133,7 +134,14 @@ class UniAVGenSampler:
                 preview = previewer.decode_latent_to_preview_image("JPEG", info.denoised_video[:1].float())
             bar.update_absolute(info.step + 1, info.steps, preview)
 
-        result = sample(net, [job.request], params, callback=on_step, capture_face_masks=True, device=device)
+        try:
+            result = sample(net, [job.request], params, callback=on_step, capture_face_masks=True, device=device)
+        except FloatingPointError as err:
+            loras = model.model_options.get(APPLIED)
+            if not loras:
+                raise
+            raise FloatingPointError(f"{err}. LoRAs applied: {', '.join(loras)}; try without them or at a lower "
+                                     f"strength") from None
         out = mm.intermediate_device()
         latent = host.wan22_format().process_out(result.video.float()).to(out)
         mel = {"mel": result.audio.float().to(out), "seconds": duration.seconds}

@@ -648,6 +648,29 @@ def test_lora_loader_hands_low_rank_patches_to_the_model_patcher(comfy, model):
         run(comfy, "UniAVGenLoraLoader", model=model, lora_name="tiny_lora.safetensors", strength=float("nan"))
 
 
+def test_an_overflow_while_sampling_names_the_loras_applied(comfy, model):
+    """The loader records each LoRA and strength with the model (ComfyUI copies model_options into every
+    clone); when a step overflows, the sampler's message names them. The double's patcher does not apply
+    patches, so the overflowing weight is made by hand where ComfyUI would apply the LoRA."""
+    (fresh,) = run(comfy, "UniAVGenModelLoader", model="UniAVGen/", weight_dtype="fp32", block_swap=0)
+    (one,) = run(comfy, "UniAVGenLoraLoader", model=fresh, lora_name="tiny_lora.safetensors", strength=0.5)
+    (two,) = run(comfy, "UniAVGenLoraLoader", model=one, lora_name="tiny_lora.safetensors", strength=-2.0)
+    net = two.model.diffusion_model
+    saved = net.blocks[0].ffn[0].weight.detach().clone()
+    try:
+        with torch.no_grad():
+            net.blocks[0].ffn[0].weight.mul_(1e37)
+        with pytest.raises(FloatingPointError, match="LoRAs applied: tiny_lora.safetensors at 0.5, "
+                                                     "tiny_lora.safetensors at -2; try without them"):
+            run(comfy, "UniAVGenSampler", **sampler_args(comfy, two, steps=1))
+        with pytest.raises(FloatingPointError) as plain:
+            run(comfy, "UniAVGenSampler", **sampler_args(comfy, fresh, steps=1))
+        assert "LoRA" in str(plain.value) and "LoRAs applied" not in str(plain.value)   # none were applied
+    finally:
+        with torch.no_grad():
+            net.blocks[0].ffn[0].weight.copy_(saved)
+
+
 def test_block_swap_from_the_loader(comfy):
     (swapped,) = run(comfy, "UniAVGenModelLoader", model="UniAVGen/", weight_dtype="fp32", block_swap=6)
     (latent, _, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, swapped))

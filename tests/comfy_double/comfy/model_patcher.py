@@ -1,4 +1,6 @@
 """Double of comfy.model_patcher.ModelPatcher (the constructor and what the pack reads)."""
+import copy
+
 from . import model_management
 
 
@@ -8,10 +10,12 @@ class ModelPatcher:
         self.size = size or model_management.module_size(model)
         self.weight_inplace_update = weight_inplace_update
         self.patches = {}
+        self.model_options = {"transformer_options": {}}
 
     def clone(self):
         twin = ModelPatcher(self.model, self.load_device, self.offload_device, self.size, self.weight_inplace_update)
         twin.patches = {k: list(v) for k, v in self.patches.items()}
+        twin.model_options = copy.deepcopy(self.model_options)
         return twin
 
     def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
