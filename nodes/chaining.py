@@ -28,9 +28,9 @@ class UniAVGenLastFrame:
 class UniAVGenJoinClips:
     DESCRIPTION = ("Joins two clips into one, frames and audio, when the second clip starts on the first one's "
                    "last frame (its face came from UniAVGen Last Frame): that repeated frame and its 1/16 s of "
-                   "audio are dropped, so picture and sound stay in step. Works for any clip lengths; a clip whose audio is "
-                   "more than a frame shorter or longer than its pictures is padded with silence or cut to them, "
-                   "and the node says so.")
+                   "audio are dropped, so picture and sound stay in step. Works for any clip lengths; a clip "
+                   "whose audio is more than a frame shorter or longer than its pictures is padded with silence "
+                   "or cut to them, and the node says so.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "AUDIO")
     RETURN_NAMES = ("images", "audio")

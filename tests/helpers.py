@@ -1,5 +1,7 @@
 """Shared test helpers: where the repository and the golden vectors are, a relative error, random requests
 for the tiny golden model, test audio and a tiny vocoder."""
+import contextlib
+import json
 import math
 import os
 from pathlib import Path
@@ -36,6 +38,17 @@ def release_vocab() -> Path | None:
 
 NO_VOCAB = ("needs the release's vocab.txt, which is not shipped (it has no licence): "
             "set UNIAVGEN_VOCAB=/path/to/vocab.txt to run it")
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder`, made when missing, read-only for the block and writable again after it."""
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o555)
+    try:
+        yield folder
+    finally:
+        folder.chmod(0o755)
 
 
 def rel_l2(ours: torch.Tensor, ref: torch.Tensor) -> float:
@@ -82,3 +95,77 @@ def save_tiny_vocoder(folder, loud=False):
                     p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+# ------------------------------------------------------------------------------------------ training configs
+
+TINY_RUN = {     # a whole training run small enough for a test: 2 clips of 17 frames at 64 px, a 0.3 M model
+    "name": "tiny", "out": "run", "log_every": 1, "checkpoint_every": 1, "threads": 1, "device": "cpu",
+    "dataset": {"path": "data/train.safetensors", "codec": "data/codec.safetensors", "clips": 2, "codec_clips": 2,
+                "frames": 17, "size": 64, "caption_dim": 16, "workers": 1},
+    "model": {"dim": 64, "ffn_dim": 96, "num_heads": 2, "num_layers": 2, "text_dim": 16, "text_len": 32,
+              "freq_dim": 32, "audio_dim": 64, "audio_ffn_dim": 96, "audio_num_heads": 2, "speech_vocab_size": 33,
+              "speech_dim": 32, "speech_conv_layers": 1, "interaction_layers": [0]},
+    "optim": {"steps": 2, "batch_size": 2, "warmup": 1, "ema_start": 1},
+}
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)                    # a TOML basic string
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def toml_text(raw: dict) -> str:
+    """A training config as TOML: top-level keys, then one table a section."""
+    lines = [f"{k} = {toml_value(v)}" for k, v in raw.items() if not isinstance(v, dict) or k == "task_weights"]
+    for section, table in raw.items():
+        if isinstance(table, dict):
+            lines += [f"[{section}]"] + [f"{k} = {toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def with_changes(raw: dict, section: str | None, **changes) -> dict:
+    """A copy of a raw training config with some keys of one section (None: the top level) set."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    (raw if section is None else raw.setdefault(section, {})).update(changes)
+    return raw
+
+
+def bad_values(field) -> list:
+    """Values a training or model config field refuses, read from its type and declared range: the wrong type,
+    just outside each bound, NaN and infinity, a wrong length or a wrong key."""
+    from uniavgen_core.model.fields import RULE, Rule
+    rule = field.metadata.get(RULE, Rule())
+    kind = field.type
+    outside = []
+    if rule.low is not None:
+        outside.append(rule.low if rule.above else rule.low - (1 if kind == "int" or rule.item == "int" else 1e-3))
+    if rule.high is not None:
+        outside.append(rule.high if rule.below else rule.high + (1 if kind == "int" or rule.item == "int" else 1e-3))
+    if kind == "int":
+        return [str(v) for v in outside[:1]] + ["1", 1.5, True, None] + [int(v) for v in outside]
+    if kind == "float":
+        return ["0.5", True, float("nan"), float("inf"), -float("inf")] + outside
+    if kind == "str":
+        return [5, "", "\x00/", ["x"]]
+    if kind == "bool":
+        return [1, "true", None]
+    if kind == "tuple":
+        item = 0.5 if rule.item == "float" else 1
+        count = rule.length if rule.length is not None else 1
+        too_many = (rule.length if rule.length is not None else rule.most) + 1
+        values = ["x", [item] * too_many, [str(item)] * count]
+        return values + [[v] * count for v in outside] + ([[]] if rule.length else [])
+    if kind == "dict":
+        key = rule.choices[0] if rule.choices else "x"
+        return [5, [1.0], {"nonsense": 1.0}, {key: "x"}, {key: float("nan")}] + [{key: v} for v in outside]
+    raise AssertionError(f"no bad values for {field.name} of type {kind}")

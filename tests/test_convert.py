@@ -1,5 +1,7 @@
 """One-file conversion (bf16 / scaled fp8) and loading it back."""
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +11,7 @@ from safetensors import safe_open
 
 from helpers import REPO, rel_l2
 from helpers import random_request
+from uniavgen_core import convert as convert_cli
 from uniavgen_core.checkpoint.convert import convert
 from uniavgen_core.model.fp8 import quantise
 from uniavgen_core.checkpoint.loading import embedded_vocab, is_scaled_fp8, load_model
@@ -74,3 +77,65 @@ def test_converting_a_converted_file_keeps_its_vocabulary(files, tmp_path):
     again = convert(files["fp8"], tmp_path / "again_bf16.safetensors", "bf16")
     assert not (files["fp8"].parent / "vocab.txt").exists()
     assert embedded_vocab(again) == embedded_vocab(files["fp8"]) is not None
+
+
+# ------------------------------------------------------------------------ checked before the conversion
+
+def cli(capsys, *argv) -> tuple[int, str]:
+    code = convert_cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_a_dangling_link_as_the_output_is_named_and_never_written_through(golden_dir, tmp_path, capsys):
+    target = tmp_path / "elsewhere" / "model.safetensors"
+    link = tmp_path / "out.safetensors"
+    link.symlink_to(target)
+    code, err = cli(capsys, golden_dir, link)
+    assert code == 2 and "is a dangling symbolic link (to " in err and "will not write through it" in err
+    assert "already exists" not in err and not target.exists() and not target.parent.exists()
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"the user's file")
+    link.unlink()
+    link.symlink_to(mine)
+    code, err = cli(capsys, golden_dir, link)
+    assert code == 2 and "already exists" in err and mine.read_bytes() == b"the user's file"
+
+
+@pytest.mark.parametrize("case", ["no source", "no vocabulary", "no folder", "folder is a file", "not safetensors",
+                                  "source not a checkpoint"])
+def test_arguments_are_checked_before_the_conversion(golden_dir, tmp_path, capsys, case):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    src, dst, extra = golden_dir, tmp_path / "out.safetensors", []
+    expect = {"no source": "the source", "no vocabulary": "the vocabulary (--vocab)", "no folder": "does not exist",
+              "folder is a file": "is a file: give a folder", "not safetensors": "must be a .safetensors file",
+              "source not a checkpoint": "is not a .safetensors file"}[case]
+    if case == "no source":
+        src = tmp_path / "missing"
+    elif case == "no vocabulary":
+        extra = ["--vocab", tmp_path / "vocab.txt"]
+    elif case == "no folder":
+        dst = tmp_path / "nowhere" / "out.safetensors"
+    elif case == "folder is a file":
+        dst = blocker / "out.safetensors"
+    elif case == "not safetensors":
+        dst = tmp_path / "out.bin"
+    else:
+        src = blocker
+    code, err = cli(capsys, src, dst, *extra)
+    assert code == 2 and err.startswith("error: ") and expect in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and blocker.read_text() == "mine"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions that apply")
+def test_an_unreadable_source_is_named(golden_dir, tmp_path, capsys):
+    src = tmp_path / "model.safetensors"
+    shutil.copy(next(golden_dir.glob("*.safetensors")), src)
+    src.chmod(0)
+    try:
+        code, err = cli(capsys, src, tmp_path / "out.safetensors")
+    finally:
+        src.chmod(0o644)
+    assert code == 2 and "cannot be read" in err and not (tmp_path / "out.safetensors").exists()

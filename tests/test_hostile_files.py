@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from helpers import REPO
+from helpers import REPO, read_only
 from uniavgen_core.checkpoint.convert import ConversionError, convert
 from uniavgen_core.checkpoint.loading import INDEX_NAME, CheckpointError, TensorReader, load_model
 
@@ -180,14 +180,9 @@ def test_a_vocabulary_that_is_not_there_is_an_error(source, tmp_path):
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions that apply")
 def test_read_only_destination_is_a_message(source, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    try:
+    with read_only(tmp_path / "locked") as locked:
         proc = subprocess.run([sys.executable, "-m", "uniavgen_core.convert", str(source),
                                str(locked / "x.safetensors")], cwd=REPO, capture_output=True, text=True)
-    finally:
-        locked.chmod(0o755)
     assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
 
 

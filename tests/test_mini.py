@@ -156,3 +156,79 @@ def test_evaluation_reports_both_metrics_and_the_nulls():
     assert text.count("| V2A default |") == 2 and text.count("| AVG shuffled (null) |") == 2
     assert all(results["tasks"][t]["default"]["minus_null"]["confidence"]["n"] == 2 for t in ("avg", "a2v", "v2a"))
     assert "| V2A | " in text
+
+
+# ---------------------------------------------------------- the evaluation and golden-vector command lines
+
+EVAL_BAD = [
+    (["--clips", "1"], "--clips 1: must be from 2 to"), (["--clips", "0"], "--clips 0"),
+    (["--clips", "-4"], "--clips -4"), (["--clips", "20000"], "--clips 20000"),
+    (["--steps", "0"], "--steps 0: must be from 1 to 1000"), (["--steps", "5000"], "--steps 5000"),
+    (["--cfg", "nan", "1"], "--cfg nan 1.0: the guidance scales"), (["--cfg", "1", "-2"], "--cfg 1.0 -2.0"),
+    (["--cfg", "inf", "1"], "--cfg inf 1.0"), (["--detrend-frames", "-1"], "--detrend-frames -1: must be from 0"),
+    (["--detrend-frames", "50"], "--detrend-frames 50"),
+]
+
+
+@pytest.mark.parametrize("extra, named", EVAL_BAD)
+def test_evaluation_arguments_out_of_range_are_refused_before_any_work(tmp_path, capsys, extra, named):
+    from uniavgen_core.training import evaluate
+    out = tmp_path / "results.json"
+    assert evaluate.main([str(demo.MODEL), str(demo.CODEC), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and named in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_evaluation_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    from uniavgen_core.training import evaluate
+    monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("the evaluation ran"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    cases = [([tmp_path / "none.safetensors", demo.CODEC], "the model"),
+             ([demo.MODEL, tmp_path / "none.safetensors"], "the video codec"),
+             ([demo.MODEL, tmp_path], "is not a file"),
+             ([demo.MODEL, demo.CODEC, "--out", tmp_path], "--out " + str(tmp_path) + " is a folder"),
+             ([demo.MODEL, demo.CODEC, "--out", blocker / "r.json"], "is a file: give a folder")]
+    for argv, named in cases:
+        assert evaluate.main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and named in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and blocker.read_text() == "mine"
+    # a file of another kind as the model is a message, not a traceback
+    monkeypatch.undo()
+    assert evaluate.main([str(demo.CODEC), str(demo.CODEC), "--clips", "2"]) == 2
+    assert "is not a self-contained small model" in capsys.readouterr().err
+
+
+def test_golden_runner_arguments_are_checked_before_any_case(golden_dir, tmp_path, capsys):
+    from uniavgen_core import golden
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "golden.json").write_text('{"cases": {"avg": {"task": 0}}}')
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "frontend.safetensors").write_bytes(b"\x07" * 40)
+    notjson = tmp_path / "notjson"
+    notjson.mkdir()
+    (notjson / "tokenizer.json").write_text("{ not json")
+    out = tmp_path / "out"
+    cases = [([tmp_path / "missing", "--out", out], "GOLDEN_DIR"),
+             ([blocker, "--out", out], "is not a folder"),
+             ([golden_dir, "--out", blocker], "--out " + str(blocker) + " is a file"),
+             ([golden_dir, "--out", out, "--vocab", tmp_path / "vocab.txt"], "--vocab"),
+             ([tmp_path / "out-is-not-here-either", "--out", out], "does not exist"),
+             ([broken, "--out", out], "lack some of task, lat_frames"),
+             ([torn, "--out", out], "frontend.safetensors is not a readable safetensors file"),
+             ([notjson, "--out", out], "notjson/tokenizer.json"),
+             ([blocker.parent / "empty", "--out", out], "does not exist")]
+    for argv, named in cases:
+        assert golden.main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and named in err and "Traceback" not in err, err
+    (tmp_path / "empty").mkdir()
+    assert golden.main([str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "holds none of golden.json" in capsys.readouterr().err
+    assert not out.exists() and blocker.read_text() == "mine"

@@ -3,8 +3,10 @@
 The invariant everywhere: an input ends in a valid result, or in an error the pack raises with a message
 (an exception raised from the pack's own code) - never a raw exception from torch, safetensors or the OS,
 never a non-finite output, never a long stall."""
+import dataclasses
 import json
 import math
+import re
 import struct
 import traceback
 from collections.abc import Mapping
@@ -16,12 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from helpers import REPO
+from helpers import REPO, TINY_RUN, bad_values
 from uniavgen_core.frontend import image_prep
 from uniavgen_core import units
 from uniavgen_core.audio.inputs import to_mono_24k
 from uniavgen_core.checkpoint.loading import checkpoint_files, load_model
 from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
+from uniavgen_core.model.fields import RULE, Rule
+from uniavgen_core.training.trainer import SECTIONS, TrainConfig
 
 PACK = (str(REPO / "uniavgen_core"), str(REPO / "nodes"))
 FAST = settings(max_examples=60, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -496,3 +500,101 @@ def test_example_copy_in_any_state_of_the_input_folder(tmp_path_factory, folder,
     broken = any(s in ("dangling link", "link to itself") for s in present.values())
     warnings = [r for r in records if "not copied" in r.getMessage()]
     assert len(warnings) == (not holds or broken or (faulty and bool(absent)))
+
+
+# ------------------------------------------------------------------------------------ training configurations
+
+TRAIN_SECTIONS = {None: TrainConfig, **SECTIONS}
+TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple, "dict": dict}
+
+
+def own_fields(kind) -> list:
+    return [f for f in dataclasses.fields(kind) if f.name not in TRAIN_SECTIONS]
+
+
+def in_range_values(f):
+    """Values of the right type inside the declared range: each valid alone, though some break a rule between
+    fields (a head count that does not divide the width)."""
+    rule = f.metadata.get(RULE, Rule())
+    if f.type == "int":
+        return st.integers(int(rule.low) if rule.low is not None else -2 ** 40,
+                           int(rule.high) if rule.high is not None else 2 ** 40)
+    if f.type == "float":
+        return st.floats(rule.low if rule.low is not None else -1e9, rule.high if rule.high is not None else 1e9,
+                         exclude_min=rule.above, exclude_max=rule.below, allow_nan=False)
+    return None
+
+
+def conforms(value, f) -> bool:
+    """The value has the field's type and lies in its declared range (checked here, not by the pack's code)."""
+    rule = f.metadata.get(RULE, Rule())
+    if type(value) is not TYPES[f.type]:
+        return False
+    if f.type == "bool":
+        return True
+    if f.type == "str":
+        return (not rule.choices or value in rule.choices) and bool(rule.pattern is None
+                                                                    or re.fullmatch(rule.pattern, value))
+    items = list(value.values() if f.type == "dict" else value if f.type == "tuple" else [value])
+    if f.type in ("tuple", "dict") and any(type(v) is not TYPES[rule.item] for v in items):
+        return False
+    if f.type == "dict" and rule.choices and not set(value) <= set(rule.choices):
+        return False
+    for v in items:
+        if not math.isfinite(v) or (rule.low is not None and (v <= rule.low if rule.above else v < rule.low)):
+            return False
+        if rule.high is not None and (v >= rule.high if rule.below else v > rule.high):
+            return False
+    return True
+
+
+@st.composite
+def train_configs(draw):
+    """A raw training config: the tiny run with some fields of every section given a bad value (wrong type,
+    out of range, NaN), an in-range value or left alone, now and then an unknown key or a section that is not a
+    table. Returns (raw, bad fields, in-range fields, what else is wrong)."""
+    raw, bad, ranged_, wrong = {}, set(), set(), set()
+    kinds = ["in range", "alone"] + (["bad"] if draw(st.booleans()) else [])      # half the configs have no bad value
+    for section, kind in TRAIN_SECTIONS.items():
+        top = {k: v for k, v in TINY_RUN.items() if not isinstance(v, dict)}
+        table = dict(TINY_RUN.get(section, {})) if section else top
+        for f in draw(st.lists(st.sampled_from(own_fields(kind)), unique_by=lambda f: f.name, max_size=4)):
+            how = draw(st.sampled_from(kinds))
+            if how == "bad":
+                table[f.name] = draw(st.sampled_from(bad_values(f)))
+                bad.add(f.name)
+            elif how == "in range" and in_range_values(f) is not None:
+                table[f.name] = draw(in_range_values(f))
+                ranged_.add(f.name)
+        if "bad" in kinds and draw(st.integers(0, 11)) == 0:
+            table["no_such_key"] = 1
+            wrong.add("no_such_key")
+        if section is None:
+            raw.update(table)
+        elif "bad" in kinds and draw(st.integers(0, 19)) == 0:
+            raw[section] = draw(st.sampled_from([5, "a table", [1, 2], None]))
+            wrong.add(f"[{section}] must be a table")
+        else:
+            raw[section] = table
+    return raw, bad, ranged_, wrong
+
+
+@settings(max_examples=80, deadline=3000, suppress_health_check=[HealthCheck.too_slow])
+@given(case=train_configs())
+def test_training_configurations(case):
+    """TrainConfig.from_dict returns a config whose every field has its type and range, or raises a ValueError
+    naming the field (or the unknown key, or the section that is not a table): never another exception."""
+    raw, bad, ranged_, wrong = case
+    try:
+        cfg = TrainConfig.from_dict(raw)
+    except ValueError as err:
+        message = str(err)
+        assert bad or ranged_ or wrong, f"the tiny run was refused: {message}"
+        assert (any(f"{name} = " in message for name in bad) or any(w in message for w in wrong)
+                or any(name in message for name in ranged_)), message
+        return
+    assert not bad and not wrong, (bad, wrong)
+    for section, kind in TRAIN_SECTIONS.items():
+        part = cfg if section is None else getattr(cfg, section)
+        for f in own_fields(kind):
+            assert conforms(getattr(part, f.name), f), (section, f.name, getattr(part, f.name))

@@ -1,17 +1,25 @@
 """Training: a differentiable forward, the task mixing layout, loss decrease and exact resume."""
 import dataclasses
+import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
+from helpers import REPO, TINY_RUN, bad_values, read_only, toml_text, with_changes
+from uniavgen_core import train as train_cli
 from uniavgen_core import units
 from uniavgen_core.model.config import UniAVGenConfig
 from uniavgen_core.model.conditioning import Switches
 from uniavgen_core.checkpoint.loading import file_metadata, load_model
 from uniavgen_core.model.dit import UniAVGenModel
+from uniavgen_core.model.fields import FieldError
+from uniavgen_core.training import budget
 from uniavgen_core.training.objective import Example, MixConfig, TrainTask, build_batch, losses
-from uniavgen_core.training.trainer import OptimConfig, TrainConfig, Trainer
+from uniavgen_core.training.trainer import SECTIONS, OptimConfig, TrainConfig, Trainer
 
 MICRO = UniAVGenConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=2, text_dim=16, text_len=16, freq_dim=32,
                        audio_dim=64, audio_ffn_dim=96, audio_num_heads=2, speech_vocab_size=33, speech_dim=32,
@@ -237,5 +245,246 @@ def test_export_half_precision(tmp_path, grad_enabled):
     loaded = load_model(path, dtype=torch.float32)
     for name, value in loaded.state_dict().items():
         assert torch.equal(value, trainer.ema[name].half().float()), name
-    with pytest.raises(ValueError, match="export_format must be one of"):
+    with pytest.raises(ValueError, match='export_format = "fp8": must be one of "fp32", "fp16", "bf16"'):
         dataclasses.replace(cfg, export_format="fp8")
+
+
+# ------------------------------------------------------------------------ checked before any long work
+
+FIELD_CASES = [pytest.param(section, f.name, value, id=f"{section or 'top'}.{f.name}={value!r}")
+               for section, kind in {None: TrainConfig, **SECTIONS}.items() for f in dataclasses.fields(kind)
+               if f.name not in SECTIONS for value in bad_values(f)]
+
+
+@pytest.mark.parametrize("section, name, value", FIELD_CASES)
+def test_every_wrong_config_value_is_named(section, name, value):
+    """Every field of every section, with values of the wrong type, outside each bound, NaN or infinite: one
+    FieldError naming the section, the field and the value."""
+    with pytest.raises(FieldError) as caught:
+        TrainConfig.from_dict(with_changes(TINY_RUN, section, **{name: value}))
+    assert str(caught.value).startswith(f"[{section}] {name} = " if section else f"{name} = "), caught.value
+    assert caught.value.field == name and ": must be " in str(caught.value)
+
+
+def write_run(tmp_path, raw=TINY_RUN):
+    path = tmp_path / "run.toml"
+    path.write_text(toml_text(raw))
+    return path
+
+
+def refused(tmp_path, capsys, *argv) -> str:
+    """The command line ends with exit status 2 and one `error:` line, having built, trained and saved nothing."""
+    assert train_cli.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    made = [tmp_path / "data" / "codec.safetensors", tmp_path / "data" / "train.safetensors",
+            tmp_path / "run" / "last.safetensors"]
+    assert not any(p.is_file() for p in made), made
+    return err
+
+
+@pytest.mark.parametrize("section, changes, named", [
+    ("optim", {"lr": "1e-3"}, '[optim] lr = "1e-3": must be a finite number in (0, 1]'),
+    (None, {"name": 5}, "name = 5: must be a file name"),
+    (None, {"name": "../elsewhere"}, 'name = "../elsewhere": must be a file name'),
+    (None, {"log_every": 0}, "log_every = 0: must be an integer from 1"),
+    (None, {"checkpoint_every": -5}, "checkpoint_every = -5"),
+    (None, {"threads": -1}, "threads = -1: must be an integer from 0 to 1024"),
+    (None, {"device": "tpu"}, 'device = "tpu": must be "auto", "cpu", "cuda" or "cuda:N"'),
+    ("optim", {"steps": -1}, "[optim] steps = -1: must be an integer from 1"),
+    ("optim", {"steps": 0}, "[optim] steps = 0"),
+    ("optim", {"batch_size": "16"}, '[optim] batch_size = "16": must be an integer from 1 to 65536'),
+    ("optim", {"grad_accum": 0}, "[optim] grad_accum = 0"),
+    ("optim", {"warmup": -1}, "[optim] warmup = -1"),
+    ("optim", {"ema_decay": 1.0}, "[optim] ema_decay = 1.0: must be a finite number in [0, 1)"),
+    ("optim", {"betas": [0.9]}, "[optim] betas = [0.9]: must be a list of 2 finite numbers in [0, 1)"),
+    ("optim", {"min_lr_ratio": 2.0}, "[optim] min_lr_ratio = 2.0"),
+    ("optim", {"clip": 0.0}, "[optim] clip = 0.0: must be a finite number above 0"),
+    ("optim", {"lr": float("nan")}, "[optim] lr = nan"),
+    ("optim", {"clip": float("inf")}, "[optim] clip = inf"),
+    ("dataset", {"clips": 0}, "[dataset] clips = 0"),
+    ("dataset", {"workers": 0}, "[dataset] workers = 0"),
+    ("dataset", {"frames": 20}, "[dataset] frames = 20: must be 4k+1"),
+    ("dataset", {"size": 100}, "[dataset] size = 100: must be a multiple of 32"),
+    ("mix", {"task_weights": {"avg": "x"}}, "[mix] task_weights = {'avg': 'x'}"),
+    ("mix", {"task_weights": {"avg": 0}}, "[mix] task_weights = {'avg': 0.0}: must give some task a weight above 0"),
+    ("model", {"num_heads": "2"}, '[model] num_heads = "2": must be an integer'),
+    ("model", {"text_dim": 32}, "[model] text_dim = 32: must be 16 to match [dataset] caption_dim"),
+    ("model", {"in_dim": 16}, "[model] in_dim = 16: must be 48 to match the synthetic training data"),
+    ("optim", {"step": 5}, "[optim] has unknown key(s) ['step']"),
+])
+def test_the_command_line_refuses_a_wrong_config_before_any_work(tmp_path, capsys, section, changes, named):
+    err = refused(tmp_path, capsys, write_run(tmp_path, with_changes(TINY_RUN, section, **changes)))
+    assert named in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_device_that_is_not_there_is_refused(tmp_path, capsys):
+    err = refused(tmp_path, capsys, write_run(tmp_path, with_changes(TINY_RUN, None, device="cuda:99")))
+    assert 'device = "cuda:99": this machine has' in err and 'set device = "cpu" or "auto"' in err
+
+
+@pytest.fixture
+def little_memory(monkeypatch):
+    """8 GiB available, whatever the machine has."""
+    monkeypatch.setattr(budget, "available_memory", lambda device: 8 * 2 ** 30)
+
+
+@pytest.mark.parametrize("section, changes, lower", [
+    ("optim", {"batch_size": 65536}, "lower [optim] batch_size to"),
+    ("dataset", {"clips": 4_000_000}, "lower [dataset] clips to"),
+    ("dataset", {"frames": 481, "size": 4096}, "lower [dataset] frames or size"),
+])
+def test_a_run_larger_than_the_memory_is_refused_with_what_to_lower(tmp_path, capsys, little_memory, section, changes,
+                                                                   lower):
+    raw = with_changes(TINY_RUN, section, **changes)
+    err = refused(tmp_path, capsys, write_run(tmp_path, raw))
+    assert "needs about" in err and "but 8.0 GiB is available" in err and lower in err
+    assert not (tmp_path / "run").exists()
+    suggested = re.search(r"to (\d+) or less", err)
+    if suggested:                                   # the suggestion fits
+        key = "batch_size" if section == "optim" else "clips"
+        cfg = TrainConfig.from_dict(with_changes(raw, section, **{key: int(suggested.group(1))}))
+        budget.check(cfg.model, cfg.dataset, cfg.optim.batch_size, torch.device("cpu"), build=True)
+
+
+def test_the_memory_estimate_stays_above_a_measured_step():
+    """configs/uniavgen_mini.toml: one clip of a batch took 85 MB in a measured CPU step; the estimate must
+    cover it without refusing runs that fit (within 3x)."""
+    cfg = TrainConfig.from_toml(REPO / "configs" / "uniavgen_mini.toml")
+    need = budget.needs(cfg.model, cfg.dataset, cfg.optim.batch_size, build=True)
+    assert 85e6 <= need.per_clip <= 3 * 85e6, need
+    assert need.build > 3 * need.training_set > 0
+
+
+@pytest.fixture
+def checkpoint(tmp_path, grad_enabled):
+    """A checkpoint of the tiny run after one step (optimizer state included)."""
+    cfg = TrainConfig.from_dict(TINY_RUN, base=tmp_path)
+    trainer = Trainer(cfg, [example(i) for i in range(2)])
+    trainer.train_step()
+    return trainer.save(tmp_path / "saved" / "ckpt.safetensors")
+
+
+def test_steps_out_of_range_or_below_the_checkpoint_are_refused(tmp_path, capsys, checkpoint):
+    run = write_run(tmp_path)
+    assert "--steps -3: must be from 0" in refused(tmp_path, capsys, run, "--steps", "-3")
+    err = refused(tmp_path, capsys, run, "--resume", checkpoint, "--steps", "0")
+    assert "--steps 0 is below the checkpoint's step 1" in err and "give --steps 2 or more" in err
+
+
+def damage(path: Path, how: str) -> None:
+    with safe_open(str(path), framework="pt") as f:
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    some = sorted(k for k in tensors if k.startswith("optim/exp_avg_sq/"))[0]
+    if how == "cut":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage":
+        path.write_bytes(bytes(range(256)) * 64)
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "another kind":
+        save_file({"weight": torch.zeros(3)}, str(path), metadata={"format": "something else"})
+    elif how == "no optimizer moment":
+        save_file({k: v for k, v in tensors.items() if k != some}, str(path), metadata=meta)
+    elif how == "wrong shape":
+        key = sorted(k for k in tensors if k.startswith("model/"))[3]
+        save_file({**tensors, key: torch.zeros(7, 3)}, str(path), metadata=meta)
+    elif how == "integer tensor":
+        save_file({**tensors, some: tensors[some].int()}, str(path), metadata=meta)
+    elif how == "unknown parameter":
+        save_file({**tensors, "optim/exp_avg/blocks.99.x": torch.zeros(2)}, str(path), metadata=meta)
+    elif how == "bad step":
+        save_file(tensors, str(path), metadata={**meta, "step": "three"})
+    elif how == "bad history":
+        save_file(tensors, str(path), metadata={**meta, "history": "[1, 2"})
+    elif how == "a folder":
+        path.unlink()
+        path.mkdir()
+
+
+DAMAGES = ["cut", "garbage", "empty", "another kind", "no optimizer moment", "wrong shape", "integer tensor",
+           "unknown parameter", "bad step", "bad history", "a folder"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_resuming_from_a_damaged_checkpoint_is_refused_before_any_work(tmp_path, capsys, checkpoint, how):
+    damage(checkpoint, how)
+    err = refused(tmp_path, capsys, write_run(tmp_path), "--resume", checkpoint)
+    assert str(checkpoint) in err
+
+
+@pytest.mark.parametrize("how", DAMAGES + ["nan"])
+def test_a_trainer_refuses_a_damaged_checkpoint_and_stays_as_it_was(tmp_path, checkpoint, how):
+    if how == "nan":
+        with safe_open(str(checkpoint), framework="pt") as f:
+            tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        key = sorted(tensors)[5]
+        tensors[key].view(-1)[0] = float("nan")
+        save_file(tensors, str(checkpoint), metadata=meta)
+    else:
+        damage(checkpoint, how)
+    trainer = Trainer(TrainConfig.from_dict(TINY_RUN, base=tmp_path), [example(0)])
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(ValueError, match=re.escape(str(checkpoint))):
+        trainer.resume(checkpoint)
+    assert trainer.step == 0 and not trainer.optimizer.state
+    assert all(torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_outputs_that_cannot_be_written_are_found_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    cases = [
+        (with_changes(TINY_RUN, None, out="a-file/run"), "cannot write into the output folder (out)"),
+        (with_changes(TINY_RUN, None, out="a-file"), "out) " + str(blocker) + " is a file: give a folder"),
+        (with_changes(TINY_RUN, "dataset", codec="a-file/codec.safetensors"),
+         "the folder of the video codec ([dataset] codec) " + str(blocker) + " is a file: give a folder"),
+        (with_changes(TINY_RUN, "dataset", path="a-file/deeper/train.safetensors"),
+         "cannot write into the folder of the training set ([dataset] path)"),
+        (with_changes(TINY_RUN, "dataset", path="."), "is a folder, not a training set file"),
+    ]
+    for raw, expect in cases:
+        assert expect in refused(tmp_path, capsys, write_run(tmp_path, raw))
+    assert blocker.read_text() == "mine"
+    (tmp_path / "run" / "last.safetensors").mkdir(parents=True)
+    assert "the trainer writes its checkpoint there" in refused(tmp_path, capsys, write_run(tmp_path))
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions that apply")
+def test_a_read_only_output_folder_is_found_before_any_work(tmp_path, capsys):
+    with read_only(tmp_path / "run"):
+        assert "cannot write into the output folder" in refused(tmp_path, capsys, write_run(tmp_path))
+
+
+def test_a_cached_training_set_or_codec_of_other_settings_is_refused(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    fake = tmp_path / "data" / "train.safetensors"
+    save_file({"latents": torch.zeros(1)}, str(fake), metadata={"uniavgen_training_set": "1", "seeds": "[0, 1]",
+                                                                "frames": "21", "size": "64", "caption_dim": "16"})
+    assert train_cli.main([str(write_run(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert "was built with frames = 21, the config says 17: delete it" in err
+    fake.write_bytes(b"\x00" * 100)
+    assert train_cli.main([str(write_run(tmp_path))]) == 2
+    assert "is not a readable training set" in capsys.readouterr().err
+    fake.unlink()
+    (tmp_path / "data" / "codec.safetensors").write_bytes(b"not a codec")
+    assert train_cli.main([str(write_run(tmp_path))]) == 2
+    assert "codec.safetensors is not a readable safetensors file" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["codec.safetensors"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_whole_tiny_run_passes_the_checks_and_resumes(tmp_path, capsys):
+    """The checks refuse nothing that works: codec, set, one step, a refused resume, the last step, export."""
+    run = write_run(tmp_path)
+    assert train_cli.main([str(run), "--steps", "1"]) == 0
+    export = tmp_path / "run" / "export" / "tiny.safetensors"
+    assert (tmp_path / "run" / "last.safetensors").is_file() and not export.exists()
+    capsys.readouterr()
+    assert train_cli.main([str(run), "--resume", "--steps", "0"]) == 2
+    assert "below the checkpoint's step 1" in capsys.readouterr().err
+    assert train_cli.main([str(run), "--resume"]) == 0
+    assert "resumed at step 1" in capsys.readouterr().err
+    assert load_model(export).config.dim == 64

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .checkpoint.convert import FORMATS, convert
 from .checkpoint.loading import CheckpointError
+from .cli import input_path, output_file
 
 
 def main(argv=None) -> int:
@@ -20,16 +22,30 @@ def main(argv=None) -> int:
                                         "next to the source)")
     args = parser.parse_args(argv)
     try:
+        _check(args.src, args.dst, args.vocab)
         out = convert(args.src, args.dst, args.format, args.vocab)
     except (CheckpointError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"error: cannot write {args.dst}: {err.strerror or err}; choose a folder you can write to with "
-              f"enough free space", file=sys.stderr)
+        doing = "read" if err.filename and Path(err.filename).parent != Path(args.dst).parent else "write"
+        where = args.dst if doing == "write" else err.filename
+        print(f"error: cannot {doing} {where}: {err.strerror or err}; "
+              + ("choose a folder you can write to with enough free space" if doing == "write" else
+                 "check that the file is there and readable"), file=sys.stderr)
         return 2
     print(f"wrote {out} ({out.stat().st_size / 2 ** 30:.2f} GiB)")
     return 0
+
+
+def _check(src: str, dst: str, vocab: str | None) -> None:
+    """The source there and readable, the vocabulary file too, and the destination not a folder nor a dangling
+    link, in a folder that can be written: checked before the conversion reads any tensor (convert() refuses
+    a destination that exists)."""
+    input_path(src, "the source", folder=None)
+    if vocab is not None:
+        input_path(vocab, "the vocabulary (--vocab)")
+    output_file(dst, "the output", make_folder=False)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from . import lipsync
 from .audio.transcript import Fitted, describe, fit_to_vocabulary, wordless
+from .cli import USER_ERRORS, explain, output_folder
 from .frontend.jobs import MAX_CHARS_PER_SECOND
 from .mini import MINI_SAMPLING, MiniPipeline
 from .mp4 import write_mp4
@@ -93,15 +93,7 @@ def contact_sheet(path: Path, rows: list[tuple[str, torch.Tensor, torch.Tensor]]
 def prepare_out(out: Path) -> None:
     """The output folder, made and checked before any generation: a file of that name, or a folder that
     cannot be written, is refused up front."""
-    if out.exists() and not out.is_dir():
-        raise DemoError(f"--out {out} is a file: give a folder (the demo writes avg.mp4, a2v.mp4, v2a.mp4 and "
-                        f"contact_sheet.png into it)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DemoError(f"cannot make the output folder {out}: {err.strerror or err}") from None
-    if not os.access(out, os.W_OK):
-        raise DemoError(f"the output folder {out} cannot be written to: give another with --out")
+    output_folder(out, "--out", " (the demo writes avg.mp4, a2v.mp4, v2a.mp4 and contact_sheet.png into it)")
 
 
 def run(out: Path, text: str = DEFAULT_TEXT, steps: int | None = None, model: Path = MODEL, codec: Path = CODEC,
@@ -153,8 +145,8 @@ def main(argv=None) -> int:
         parser.error(f"--steps must be 1 to {MAX_STEPS}, got {args.steps}")
     try:
         result = run(Path(args.out), args.text, args.steps)
-    except (DemoError, FileNotFoundError, ValueError) as err:
-        print(f"make demo: {err}", file=sys.stderr)
+    except USER_ERRORS as err:          # DemoError and the other ValueErrors, a file that cannot be written
+        print(f"make demo: {explain(err)}", file=sys.stderr)
         return 2
     for m in result["messages"]:
         print(f"note: {m}", file=sys.stderr)

@@ -18,12 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .audio.mel import log_mel, normalise
 from .audio.speech_tokenizer import SpeechTokenizer
 from .checkpoint.loading import load_model, official_key_shapes
+from .cli import UsageError, guarded, input_path, output_folder
 from .model.conditioning import Condition, ConditionBatch, Switches
 from .sampling import Request, SamplingParams, Task, pass_switches, sample
 
@@ -151,20 +152,69 @@ def main(argv=None) -> int:
         return 0
     if args.golden_dir is None or args.out is None:
         parser.error("GOLDEN_DIR and --out are required")
-    if not args.golden_dir.is_dir():
-        parser.error(f"{args.golden_dir} is not a folder")
-    if args.vocab is not None and not args.vocab.is_file():
-        parser.error(f"--vocab {args.vocab} is not a file")
+    return guarded(lambda: run(args))
+
+
+CASE_KEYS = ("task", "lat_frames", "n_audio", "seed", "steps", "shift", "video_cfg", "audio_cfg", "macfg_prop",
+             "slg_layer")
+CASE_FILES = ("golden.json", "frontend.safetensors", "tokenizer.json")
+
+
+def _cases(path: Path, kind: type):
+    """The "cases" of a case file, which must be a JSON object holding them as a `kind`."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path} cannot be read as JSON: {err}") from None
+    cases = raw.get("cases") if isinstance(raw, dict) else None
+    if not isinstance(cases, kind):
+        raise UsageError(f"{path} holds no \"cases\" {'table' if kind is dict else 'list'}; it is not a case file")
+    return cases
+
+
+def check_inputs(golden_dir: Path, out: Path, vocab: Path | None) -> None:
+    """The golden folder, its case files and the output folder checked before any case runs: each case file
+    readable and of the expected form, the output folder made and writable."""
+    input_path(golden_dir, "GOLDEN_DIR", folder=True)
+    if vocab is not None:
+        input_path(vocab, "--vocab")
+    if not any((golden_dir / name).is_file() for name in CASE_FILES):
+        raise UsageError(f"{golden_dir} holds none of {', '.join(CASE_FILES)}: give a golden-vector folder")
+    if (golden_dir / "golden.json").is_file():
+        bad = [name for name, case in _cases(golden_dir / "golden.json", dict).items()
+               if not isinstance(case, dict) or any(k not in case for k in CASE_KEYS)]
+        if bad:
+            raise UsageError(f"{golden_dir / 'golden.json'}: case(s) {', '.join(bad[:5])} lack some of "
+                             f"{', '.join(CASE_KEYS)}")
+        input_path(golden_dir / "golden.safetensors", "the case inputs")
+    for name in ("golden.safetensors", "frontend.safetensors"):
+        if (golden_dir / name).is_file():
+            try:
+                with safe_open(golden_dir / name, framework="pt") as handle:
+                    handle.keys()
+            except SafetensorError as err:
+                raise UsageError(f"{golden_dir / name} is not a readable safetensors file ({err})") from None
+    if (golden_dir / "tokenizer.json").is_file():
+        if not all(isinstance(c, dict) and isinstance(c.get("text"), str)
+                   for c in _cases(golden_dir / "tokenizer.json", list)):
+            raise UsageError(f"{golden_dir / 'tokenizer.json'}: every case must be an object with a \"text\"")
+    output_folder(out, "--out")
+
+
+def run(args) -> int:
     vocab = args.vocab or default_vocab(args.golden_dir)
+    check_inputs(args.golden_dir, args.out, args.vocab)
     torch.set_grad_enabled(False)
-    args.out.mkdir(parents=True, exist_ok=True)
     if args.frontend_only:
         run_frontend_cases(args.golden_dir, args.out)
         return 0
     if (args.golden_dir / "golden.json").is_file():
         run_model_cases(args.golden_dir, args.out)
     if (args.golden_dir / "frontend.safetensors").is_file():
-        run_frontend_cases(args.golden_dir, args.out)
+        try:
+            run_frontend_cases(args.golden_dir, args.out)
+        except subprocess.CalledProcessError as err:       # the child has said why
+            return err.returncode
     if (args.golden_dir / "tokenizer.json").is_file():
         if vocab is None:
             print("tokenizer cases skipped: they need the release's speech vocabulary; pass --vocab PATH/TO/vocab.txt",

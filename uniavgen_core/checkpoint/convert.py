@@ -83,10 +83,14 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str = "bf16", v
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise ValueError(f"{dst.name}: the output must be a .safetensors file")
+    if dst.is_symlink() and not dst.exists():
+        raise FileExistsError(f"{dst} is a dangling symbolic link (to {os.readlink(dst)}); the pack will not write "
+                              f"through it: remove the link or choose another name")
     if dst.exists() or dst.is_symlink():
         raise FileExistsError(f"{dst} already exists; choose another name (nothing is overwritten)")
     if not dst.parent.is_dir():
-        raise ConversionError(f"the folder {dst.parent} does not exist")
+        raise ConversionError(f"{dst.parent} is not a folder" if dst.parent.exists() else
+                              f"the folder {dst.parent} does not exist")
     ckpt = inspect_checkpoint(src)
     metadata = {"uniavgen_config": json.dumps(ckpt.config.to_dict()), "uniavgen_format": fmt}
     vocab_text = _vocabulary(Path(src), vocab)

@@ -4,82 +4,66 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
+
+from .fields import ranged, settle
 
 MAX_LAYERS = 256              # far above any released model; bounds what a corrupt file can make us build
 MAX_WIDTH = 1 << 20
-_MAY_BE_ZERO = {"speech_conv_layers"}
+
+
+def _width(default: int):
+    return ranged(default, low=1, high=MAX_WIDTH)
 
 
 @dataclass(frozen=True)
 class UniAVGenConfig:
     # video branch (Wan2.2-TI2V-5B layout, docs/MODEL.md §1.1)
-    dim: int = 3072
-    ffn_dim: int = 14336
-    num_heads: int = 24
-    num_layers: int = 30
-    patch_size: tuple = (1, 2, 2)
-    in_dim: int = 48
-    out_dim: int = 48
-    text_dim: int = 4096          # caption (umT5) feature width
-    text_len: int = 512           # caption rows after zero padding
-    freq_dim: int = 256           # sinusoidal timestep width
-    eps: float = 1e-6
+    dim: int = _width(3072)
+    ffn_dim: int = _width(14336)
+    num_heads: int = _width(24)
+    num_layers: int = ranged(30, low=1, high=MAX_LAYERS)
+    patch_size: tuple = ranged((1, 2, 2), low=1, high=MAX_WIDTH, length=3)
+    in_dim: int = _width(48)
+    out_dim: int = _width(48)
+    text_dim: int = _width(4096)          # caption (umT5) feature width
+    text_len: int = _width(512)           # caption rows after zero padding
+    freq_dim: int = _width(256)           # sinusoidal timestep width
+    eps: float = ranged(1e-6, low=0, high=1, above=True, below=True)
     qk_norm: bool = True
     cross_attn_norm: bool = True
-    window_size: tuple = (-1, -1)  # self-attention window; only global (-1, -1) exists
+    window_size: tuple = ranged((-1, -1), length=2)  # self-attention window; only global (-1, -1) exists
     # audio branch (docs/MODEL.md §1.2)
-    audio_dim: int = 1536
-    audio_ffn_dim: int = 8960
-    audio_num_heads: int = 12
-    in_audio_dim: int = 80
-    out_dim_audio: int = 80
+    audio_dim: int = _width(1536)
+    audio_ffn_dim: int = _width(8960)
+    audio_num_heads: int = _width(12)
+    in_audio_dim: int = _width(80)
+    out_dim_audio: int = _width(80)
     # speech-text embedding (docs/MODEL.md §1.3)
-    speech_vocab_size: int = 2545
-    speech_dim: int = 512
-    speech_conv_layers: int = 4
-    speech_conv_mult: int = 2
+    speech_vocab_size: int = _width(2545)
+    speech_dim: int = _width(512)
+    speech_conv_layers: int = ranged(4, low=0, high=MAX_WIDTH)
+    speech_conv_mult: int = _width(2)
     # cross-modal interaction (docs/MODEL.md §1.4)
-    interaction_layers: tuple = field(default_factory=lambda: tuple(range(0, 30, 2)))
-    a2v_window: int = 5            # pixel frames; half-window = window // 2 after making it odd
+    interaction_layers: tuple = ranged(factory=lambda: tuple(range(0, 30, 2)), low=0, high=MAX_LAYERS - 1,
+                                       most=MAX_LAYERS)
+    a2v_window: int = _width(5)            # pixel frames; half-window = window // 2 after making it odd
 
     def __post_init__(self):
-        self._check_types()
-        for name in ("patch_size", "window_size", "interaction_layers"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        # every field has its type and a sane range, so a hand-edited config.json or a corrupt embedded
+        # configuration gets a message naming the field instead of an error deep inside the model build
+        settle(self)
         if self.dim % self.num_heads or self.audio_dim % self.audio_num_heads:
-            raise ValueError(f"dim {self.dim} / audio_dim {self.audio_dim} must divide by their head counts "
-                             f"{self.num_heads} / {self.audio_num_heads}")
+            raise ValueError(f"dim {self.dim} / num_heads {self.num_heads} and audio_dim {self.audio_dim} / "
+                             f"audio_num_heads {self.audio_num_heads}: each width must divide by its head count")
         if self.head_dim % 2 or self.audio_head_dim % 2:
-            raise ValueError("head dims must be even for rotary embeddings")
+            raise ValueError(f"dim / num_heads = {self.head_dim} and audio_dim / audio_num_heads = "
+                             f"{self.audio_head_dim} are the head dims: both must be even for rotary embeddings")
         if tuple(self.window_size) != (-1, -1):
             raise ValueError(f"window_size {self.window_size}: only global attention (-1, -1) is supported")
         if any(not 0 <= i < self.num_layers for i in self.interaction_layers):
             raise ValueError(f"interaction_layers {self.interaction_layers} outside 0..{self.num_layers - 1}")
-
-    def _check_types(self):
-        """Every field has its type and a sane range, so a hand-edited config.json or a corrupt embedded
-        configuration gets a message naming the field instead of an error deep inside the model build."""
-        for f in dataclasses.fields(self):
-            value, where = getattr(self, f.name), f"config field {f.name!r} = {getattr(self, f.name)!r}"
-            if f.type == "int":
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise ValueError(f"{where}: must be an integer")
-                low = 0 if f.name in _MAY_BE_ZERO else 1
-                high = MAX_LAYERS if f.name == "num_layers" else MAX_WIDTH
-                if not low <= value <= high:
-                    raise ValueError(f"{where}: must be within {low}..{high}")
-            elif f.type == "float":
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
-                    raise ValueError(f"{where}: must be a number between 0 and 1")
-            elif f.type == "bool":
-                if not isinstance(value, bool):
-                    raise ValueError(f"{where}: must be true or false")
-            elif f.type == "tuple":
-                if not isinstance(value, (list, tuple)) or len(value) > MAX_LAYERS or not all(
-                        isinstance(v, int) and not isinstance(v, bool) for v in value):
-                    raise ValueError(f"{where}: must be a list of integers")
 
     @property
     def head_dim(self) -> int:

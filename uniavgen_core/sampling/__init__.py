@@ -5,6 +5,6 @@ from .params import MAX_STEPS, Request, SampleResult, SamplingParams, StepInfo, 
 from .schedule import NUM_TIMESTEPS, timesteps
 from .solvers import SOLVERS, Solver, register
 
-__all__ = ["GuidedVelocity", "PassVelocities", "Velocity", "guide", "pass_switches", "sample", "seeded_noise", "MAX_STEPS", "Request",
-           "SampleResult", "SamplingParams", "StepInfo", "Task", "NUM_TIMESTEPS", "timesteps", "SOLVERS", "Solver",
-           "register"]
+__all__ = ["GuidedVelocity", "PassVelocities", "Velocity", "guide", "pass_switches", "sample", "seeded_noise",
+           "MAX_STEPS", "Request", "SampleResult", "SamplingParams", "StepInfo", "Task", "NUM_TIMESTEPS", "timesteps",
+           "SOLVERS", "Solver", "register"]

@@ -16,34 +16,50 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .. import units
 from ..audio.inputs import reference_voice, rescale_peak
 from ..audio.mel import log_mel, normalise
 from ..audio.speech_tokenizer import SpeechTokenizer
 from ..codecs.caption_hash import HashedCaptionEncoder
 from ..codecs.video_pca import PatchPCACodec, PCAFitter
-from ..synthetic.clips import make_clip
+from ..model.config import MAX_WIDTH
+from ..model.fields import FieldError, ranged, settle
+from ..synthetic.clips import MIN_FRAMES, make_clip
 from ..synthetic.sentences import VOCAB
 from ..units import SAMPLE_RATE
 from .objective import Example
 
-TOKENS_PER_SIDE = 32        # pixels per video token side: 16x codec x 2x2 patches
+TOKENS_PER_SIDE = 32          # pixels per video token side: 16x codec x 2x2 patches
+PATH = r"[^\x00]+"            # a path in a config: any text but empty or with a NUL character
+MAX_CLIPS = 5_000_000         # training clips: their seeds stop where the codec's begin (codec_seeds)
+MAX_SIZE = 4096
+MAX_SEED = 2 ** 31 - 1
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """How the synthetic training set is made (paths relative to the config file)."""
-    path: str = "build/mini/train.safetensors"
-    codec: str = "build/mini/video_codec.safetensors"
-    clips: int = 4000
-    codec_clips: int = 256       # clips the video codec is fitted on (other seeds than the training set's)
-    seed: int = 0
-    frames: int = 49             # 3.06 s at 16 fps
-    size: int = 128
-    caption_dim: int = 64
-    workers: int = 2
+    path: str = ranged("build/mini/train.safetensors", pattern=PATH, what="a file path")
+    codec: str = ranged("build/mini/video_codec.safetensors", pattern=PATH, what="a file path")
+    clips: int = ranged(4000, low=1, high=MAX_CLIPS)
+    # clips the video codec is fitted on (other seeds than the training set's)
+    codec_clips: int = ranged(256, low=1, high=3_000_000)
+    seed: int = ranged(0, low=0, high=MAX_SEED)
+    frames: int = ranged(49, low=MIN_FRAMES, high=units.MAX_SECONDS * units.FPS + 1)   # 49: 3.06 s at 16 fps
+    size: int = ranged(128, low=TOKENS_PER_SIDE, high=MAX_SIZE)
+    caption_dim: int = ranged(64, low=1, high=MAX_WIDTH)
+    workers: int = ranged(2, low=1, high=256)
+
+    def __post_init__(self):
+        settle(self, "[dataset] ")
+        if (self.frames - 1) % units.TEMPORAL_STRIDE:
+            raise FieldError(f"[dataset] frames = {self.frames}: must be 4k+1 (e.g. 17, 49, 81)", "frames")
+        if self.size % TOKENS_PER_SIDE:
+            raise FieldError(f"[dataset] size = {self.size}: must be a multiple of {TOKENS_PER_SIDE} (pixels per "
+                             f"video token side)", "size")
 
     def seeds(self) -> list[int]:
         return [self.seed * 10_000_000 + i for i in range(self.clips)]
@@ -152,15 +168,49 @@ def build(out: str | os.PathLike, seeds: list[int], codec_path: str | os.PathLik
     return out
 
 
+def check_cached(cfg: DataConfig) -> bool:
+    """Whether the training set at cfg.path is there (True) or is to be built (False). One that is there must
+    be what cfg describes (clips, frames, size and caption width, read from its header): a set cached for
+    other settings is refused instead of being trained on."""
+    path = Path(cfg.path)
+    if not path.exists():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"[dataset] path {path} is not a readable training set ({err}); delete it to have it "
+                         f"built again") from None
+    if meta.get("uniavgen_training_set") != "1":
+        raise ValueError(f"[dataset] path {path} is not a UniAVGen training set; delete it or give another path")
+    try:
+        made = {"clips": len(json.loads(meta["seeds"])), "frames": int(meta["frames"]), "size": int(meta["size"]),
+                "caption_dim": int(meta["caption_dim"])}
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"[dataset] path {path}: its header is damaged; delete it to have it built again") from None
+    for key, value in made.items():
+        if getattr(cfg, key) != value:
+            raise ValueError(f"the training set {path} was built with {key} = {value}, the config says "
+                             f"{getattr(cfg, key)}: delete it to have it built again, or set [dataset] {key} = {value}")
+    return True
+
+
 def load(path: str | os.PathLike) -> list[Example]:
     """The clips of a training set as Examples (half-precision tensors, cast per batch)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no training set at {path}: build it first (make train-demo does)")
-    with safe_open(str(path), framework="pt") as f:
-        if (f.metadata() or {}).get("uniavgen_training_set") != "1":
-            raise ValueError(f"{path} is not a UniAVGen training set")
-        t = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("uniavgen_training_set") != "1":
+                raise ValueError(f"{path} is not a UniAVGen training set")
+            t = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as err:
+        raise ValueError(f"{path} is not a readable training set ({err}); delete it to have it built again") from None
+    need = {f"{k}s" for k in FIXED} | {f"{k}_{part}" for k in FLAT for part in ("flat", "offsets")}
+    missing = sorted(need - set(t))
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}; delete it to have it built again")
     n = t["latents"].shape[0]
 
     def flat(name, i):

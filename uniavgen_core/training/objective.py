@@ -15,7 +15,7 @@ eps - x0 at t = 1000 s, with s drawn through the inference shift. Clean parts ca
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,8 @@ from .. import units
 from ..units import N_MELS
 from ..audio.speech_tokenizer import FILLER, MIN_IDS
 from ..model.conditioning import Condition, ConditionBatch, Switches
+from ..model.config import MAX_WIDTH
+from ..model.fields import FieldError, ranged, settle, shown
 from ..sampling import NUM_TIMESTEPS
 
 
@@ -47,24 +49,31 @@ class Example:
     face: torch.Tensor | None = None         # [h/2, w/2] face fraction per video token (FAM target)
 
 
+TASK_NAMES = tuple(t.name.lower() for t in TrainTask)
+
+
 @dataclass(frozen=True)
 class MixConfig:
-    task_weights: dict = field(default_factory=lambda: {"avg": 0.25, "ravg": 0.2, "a2v": 0.2, "v2a": 0.2,
-                                                        "continuation": 0.15})
-    text_dropout: float = 0.1          # caption and transcript replaced by the null prompt (for CFG)
-    interaction_dropout: float = 0.1   # both interactions off (MA-CFG's null pass is in distribution)
-    shift: float = 5.0                 # s = shift u / (1 + (shift - 1) u), u ~ U(0, 1): the inference shift
-    fam_weight: float = 0.1            # weight of the face-mask loss
-    space_id: int = 0                  # the vocabulary's space token: the null transcript
+    task_weights: dict = ranged(factory=lambda: {"avg": 0.25, "ravg": 0.2, "a2v": 0.2, "v2a": 0.2,
+                                                 "continuation": 0.15},
+                                choices=TASK_NAMES, item="float", low=0, high=1e6)
+    # caption and transcript replaced by the null prompt (for CFG)
+    text_dropout: float = ranged(0.1, low=0, high=1)
+    # both interactions off (MA-CFG's null pass is in distribution)
+    interaction_dropout: float = ranged(0.1, low=0, high=1)
+    # s = shift u / (1 + (shift - 1) u), u ~ U(0, 1): the inference shift
+    shift: float = ranged(5.0, low=0, high=1000, above=True)
+    fam_weight: float = ranged(0.1, low=0, high=1000)       # weight of the face-mask loss
+    space_id: int = ranged(0, low=0, high=MAX_WIDTH)        # the vocabulary's space token: the null transcript
+
+    def __post_init__(self):
+        settle(self, "[mix] ")
+        if not sum(self.task_weights.values()) > 0:
+            raise FieldError(f"[mix] task_weights = {shown(self.task_weights)}: must give some task a weight "
+                             f"above 0", "task_weights")
 
     def weights(self) -> torch.Tensor:
-        names = [t.name.lower() for t in TrainTask]
-        unknown = set(self.task_weights) - set(names)
-        if unknown:
-            raise ValueError(f"unknown task(s) {sorted(unknown)} in task_weights; use {names}")
-        w = torch.tensor([float(self.task_weights.get(n, 0.0)) for n in names], dtype=torch.float64)
-        if (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"task_weights must be >= 0 and not all 0, got {self.task_weights}")
+        w = torch.tensor([self.task_weights.get(n, 0.0) for n in TASK_NAMES], dtype=torch.float64)
         return w / w.sum()
 
 

@@ -12,90 +12,161 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import tomllib
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..codecs.video_pca import LATENT_CHANNELS
 from ..model.config import UniAVGenConfig
 from ..model.dit import UniAVGenModel
-from .data import DataConfig
+from ..model.fields import FieldError, check_fields, ranged, settle, shown
+from ..synthetic.sentences import VOCAB
+from ..units import N_MELS
+from .data import MAX_SEED, PATH, DataConfig
 from .objective import Example, MixConfig, build_batch, losses
 
 EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+MAX_STEPS = 100_000_000        # optimizer steps of one run
+MAX_BATCH = 1 << 16            # clips of one batch (the memory check usually allows far fewer)
+DEVICES = r"auto|cpu|cuda(:[0-9]{1,2})?"
+_FILE_NAME = r"(?!\.{1,2}$)[^/\\\x00]{1,200}"
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    steps: int = 3000
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05     # cosine decays to lr * min_lr_ratio
-    warmup: int = 200
-    weight_decay: float = 0.01
-    betas: tuple = (0.9, 0.99)
-    clip: float = 1.0
-    ema_decay: float = 0.999
-    ema_start: int = 200           # EMA tracks the weights from this step on (copies them before)
+    steps: int = ranged(3000, low=1, high=MAX_STEPS)
+    batch_size: int = ranged(16, low=1, high=MAX_BATCH)
+    grad_accum: int = ranged(1, low=1, high=1024)
+    lr: float = ranged(1e-3, low=0, high=1, above=True)
+    min_lr_ratio: float = ranged(0.05, low=0, high=1)     # cosine decays to lr * min_lr_ratio
+    warmup: int = ranged(200, low=0, high=MAX_STEPS)
+    weight_decay: float = ranged(0.01, low=0, high=1)
+    betas: tuple = ranged((0.9, 0.99), item="float", length=2, low=0, high=1, below=True)
+    clip: float = ranged(1.0, low=0, above=True)
+    ema_decay: float = ranged(0.999, low=0, high=1, below=True)
+    ema_start: int = ranged(200, low=0, high=MAX_STEPS)   # EMA tracks the weights from this step on (copies before)
+
+    def __post_init__(self):
+        settle(self, "[optim] ")
+
+
+SECTIONS = {"dataset": DataConfig, "model": UniAVGenConfig, "mix": MixConfig, "optim": OptimConfig}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    name: str = "UniAVGen-mini"    # the exported model's file name
-    out: str = "build/mini/run"
-    seed: int = 0
-    device: str = "auto"           # auto: cuda if available (bf16 autocast there), else cpu
-    threads: int = 0               # CPU threads (0: torch's default)
-    log_every: int = 10
-    checkpoint_every: int = 200
-    export_format: str = "fp32"    # storage of the exported weights: fp32, fp16 or bf16 (computed in fp32 on CPU)
+    name: str = ranged("UniAVGen-mini", pattern=_FILE_NAME,       # the exported model's file name
+                       what='a file name without slashes, e.g. "UniAVGen-mini"')
+    out: str = ranged("build/mini/run", pattern=PATH, what="a folder path")
+    seed: int = ranged(0, low=0, high=MAX_SEED)
+    device: str = ranged("auto", pattern=DEVICES,      # auto: cuda if available (bf16 autocast there), else cpu
+                         what='"auto", "cpu", "cuda" or "cuda:N"')
+    threads: int = ranged(0, low=0, high=1024)         # CPU threads (0: torch's default)
+    log_every: int = ranged(10, low=1, high=MAX_STEPS)
+    checkpoint_every: int = ranged(200, low=1, high=MAX_STEPS)
+    # storage of the exported weights: fp32, fp16 or bf16 (computed in fp32 on CPU); checked before training
+    export_format: str = ranged("fp32", choices=tuple(EXPORT_DTYPES))
     dataset: DataConfig = field(default_factory=DataConfig)
     model: UniAVGenConfig = field(default_factory=UniAVGenConfig)
     mix: MixConfig = field(default_factory=MixConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self):
-        if self.export_format not in EXPORT_DTYPES:       # checked before training, not after it
-            raise ValueError(f"export_format must be one of {sorted(EXPORT_DTYPES)}, got {self.export_format!r}")
+        settle(self)
+        for name, kind in SECTIONS.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"[{name}] must be a {kind.__name__}, got {shown(getattr(self, name))}")
+
+    def check_sections_agree(self):
+        """What a training set built from [dataset] fixes about the model: latent and mel widths, the 2x2
+        patches the face targets are pooled for, the caption width and the speech vocabulary (checked
+        before a set is built for the model; a Trainer given examples of its own does not need it)."""
+        m, ds = self.model, self.dataset
+        fixed = {"in_dim": LATENT_CHANNELS, "out_dim": LATENT_CHANNELS, "in_audio_dim": N_MELS,
+                 "out_dim_audio": N_MELS, "patch_size": (1, 2, 2), "text_dim": ds.caption_dim}
+        for key, value in fixed.items():
+            if getattr(m, key) != value:
+                why = "[dataset] caption_dim" if key == "text_dim" else "the synthetic training data"
+                raise ValueError(f"[model] {key} = {shown(getattr(m, key))}: must be {shown(value)} to match {why}")
+        vocab = len(VOCAB)
+        if m.speech_vocab_size < vocab:
+            raise ValueError(f"[model] speech_vocab_size = {m.speech_vocab_size}: must be at least {vocab}, the "
+                             f"synthetic speech vocabulary's size")
+        if self.mix.space_id >= m.speech_vocab_size:
+            raise ValueError(f"[mix] space_id = {self.mix.space_id}: must be below [model] speech_vocab_size "
+                             f"({m.speech_vocab_size})")
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "TrainConfig":
         """A TOML file: top-level run keys, and [dataset], [model], [mix], [optim] tables.
         Relative paths are taken from the file's folder."""
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"the training config {path} is a folder; give a .toml file")
         try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise ValueError(f"cannot read the training config {path}: {err}") from None
         return cls.from_dict(raw, base=path.parent)
 
     @classmethod
-    def from_dict(cls, raw: dict, base: Path | None = None) -> "TrainConfig":
+    def from_dict(cls, raw: Mapping, base: Path | None = None) -> "TrainConfig":
+        """Every value is checked against its field's type and range first (FieldError names the first
+        wrong one), then each section's rules between its fields (see also check_sections_agree)."""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"a training config is a table of settings, got {shown(raw)}")
         raw = dict(raw)
-        parts = {"dataset": DataConfig, "model": UniAVGenConfig, "mix": MixConfig, "optim": OptimConfig}
         values = {}
-        for name, kind in parts.items():
-            table = dict(raw.pop(name, {}))
-            for key in ("path", "codec") if name == "dataset" else ():
-                if key in table and base is not None and not Path(table[key]).is_absolute():
-                    table[key] = str(base / table[key])
-            known = {f.name for f in dataclasses.fields(kind)}
-            unknown = set(table) - known
-            if unknown:
-                raise ValueError(f"[{name}] has unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-            values[name] = kind(**table)
-        known = {f.name for f in dataclasses.fields(cls)} - set(parts)
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown top-level key(s) {sorted(unknown)}; known: {sorted(known)}")
-        if "out" in raw and base is not None and not Path(raw["out"]).is_absolute():
-            raw["out"] = str(base / raw["out"])
-        return cls(**raw, **values)
+        for name, kind in SECTIONS.items():
+            table = raw.pop(name, {})
+            if not isinstance(table, Mapping):
+                raise ValueError(f"[{name}] must be a table of settings, got {shown(table)}")
+            table = check_fields(kind, _known(kind, table, f"[{name}] has"), f"[{name}] ")
+            if name == "dataset":
+                _resolve(table, ("path", "codec"), base)
+            try:
+                values[name] = kind(**table)
+            except FieldError:
+                raise
+            except ValueError as err:                      # a rule between the section's fields
+                raise ValueError(f"[{name}] {err}") from None
+        top = check_fields(cls, _known(cls, raw, "the top level has", skip=set(values)), "")
+        _resolve(top, ("out",), base)
+        return cls(**top, **values)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _known(kind, table: Mapping, where: str, skip=frozenset()) -> dict:
+    known = {f.name for f in dataclasses.fields(kind)} - set(skip)
+    unknown = [k for k in table if k not in known]
+    if unknown:
+        raise ValueError(f"{where} unknown key(s) {sorted(map(str, unknown))}; known: {sorted(known)}")
+    return dict(table)
+
+
+def _resolve(table: dict, keys, base: Path | None) -> None:
+    """Relative paths are taken from the config file's folder."""
+    for key in keys:
+        if key in table and base is not None and not Path(table[key]).is_absolute():
+            table[key] = str(base / table[key])
+
+
+def resolve_device(name: str) -> torch.device:
+    """The configured device, refused when it is not there: "auto" is cuda when a GPU is, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            gpus = f"{count} CUDA GPU{'s' if count > 1 else ''}" if count else "no CUDA GPU"
+            raise ValueError(f"device = {shown(name)}: this machine has {gpus}; set device = \"cpu\" or \"auto\"")
+    return device
 
 
 def init_weights(model: UniAVGenModel, seed: int) -> None:
@@ -139,12 +210,9 @@ class Trainer:
             raise ValueError("no training examples")
         self.config = config
         self.examples = examples
+        self.device = resolve_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
-        device = config.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
         self.model = UniAVGenModel(config.model)
         init_weights(self.model, config.seed)
         self.model.to(self.device).train()
@@ -239,17 +307,18 @@ class Trainer:
         return path
 
     def resume(self, path: str | os.PathLike) -> None:
+        """Continue from a checkpoint of save(): checked whole (check_checkpoint, then every tensor finite)
+        before anything of this trainer changes."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if "step" not in meta:
-                raise ValueError(f"{path} is not a training checkpoint of this trainer (no step in its metadata)")
-            saved = json.loads(meta["uniavgen_config"])
-            if saved != json.loads(json.dumps(self.config.model.to_dict())):
-                raise ValueError(f"{path} was trained with another model configuration; resume with the same config")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = check_checkpoint(path, self.config)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError) as err:
+            raise CheckpointDamaged(f"{path} cannot be read ({err}); {_ANOTHER}") from None
+        bad = next((k for k, v in tensors.items() if not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise CheckpointDamaged(f"{path}: {bad} holds NaN or infinite values; {_ANOTHER}")
         state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
         self.model.load_state_dict(state, strict=True)
         self.ema = {k[len("ema/"):]: v.float() for k, v in tensors.items() if k.startswith("ema/")}
@@ -260,8 +329,8 @@ class Trainer:
                 p = by_name[name]
                 value = value.to(p.device)
                 self.optimizer.state.setdefault(p, {})[slot] = value if slot != "step" else value.cpu()
-        self.step = int(meta["step"])
-        self.history = json.loads(meta.get("history", "[]"))
+        self.step = meta["step"]
+        self.history = meta["history"]
 
     def export(self, path: str | os.PathLike, vocabulary: str, extra: dict | None = None) -> Path:
         """The EMA weights as a self-contained model file stored as `export_format`: configuration,
@@ -278,6 +347,60 @@ class Trainer:
         save_file({k: v.to(EXPORT_DTYPES[fmt]).contiguous() for k, v in self.ema.items()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
         return path
+
+
+_ANOTHER = "resume from another checkpoint, or start afresh without --resume"
+OPTIMIZER_SLOTS = ("exp_avg", "exp_avg_sq", "step")
+
+
+class CheckpointDamaged(ValueError):
+    """A training checkpoint that cannot be resumed from, with why."""
+
+
+def check_checkpoint(path: str | os.PathLike, config: TrainConfig) -> dict:
+    """A training checkpoint's step and history, read from its header alone after checking that it is a
+    whole checkpoint of this trainer for `config`: readable, with a step, the same model configuration,
+    the model and EMA tensors of that model at their shapes, and complete optimizer state (each
+    parameter's moments and step, or none for a parameter that never had a gradient)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if not path.is_file():
+        raise CheckpointDamaged(f"the checkpoint {path} is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            shapes = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointDamaged(f"{path} is not a readable checkpoint ({err}); it may have been cut short or "
+                                f"overwritten: {_ANOTHER}") from None
+    if "step" not in meta:
+        raise CheckpointDamaged(f"{path} is not a training checkpoint of this trainer (no step in its metadata)")
+    try:
+        step, history, saved = int(meta["step"]), json.loads(meta.get("history", "[]")), \
+            json.loads(meta.get("uniavgen_config", "null"))
+    except ValueError:
+        raise CheckpointDamaged(f"{path}: its step, history or model configuration is unreadable; {_ANOTHER}") \
+            from None
+    if step < 0 or not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise CheckpointDamaged(f"{path}: step {step} or its history is not possible; {_ANOTHER}")
+    if saved != json.loads(json.dumps(config.model.to_dict())):
+        raise ValueError(f"{path} was trained with another model configuration; resume with the same config")
+    with torch.device("meta"):
+        params = {n: tuple(p.shape) for n, p in UniAVGenModel(config.model).named_parameters()}
+    want = {f"{part}/{n}": shape for n, shape in params.items() for part in ("model", "ema")}
+    for name in {k.split("/", 2)[2] for k in shapes if k.startswith("optim/") and k.count("/") >= 2} & set(params):
+        want.update({f"optim/{slot}/{name}": () if slot == "step" else params[name] for slot in OPTIMIZER_SLOTS})
+    problems = [f"missing {k}" for k in sorted(set(want) - set(shapes))]
+    problems += [f"unexpected {k}" for k in sorted(set(shapes) - set(want))]
+    problems += [f"{k} has shape {list(shapes[k][0])}, the model needs {list(v)}" for k, v in want.items()
+                 if k in shapes and shapes[k][0] != v]
+    problems += [f"{k} holds {shapes[k][1]} values" for k in want if k in shapes and shapes[k][1] != "F32"]
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise CheckpointDamaged(f"{path} does not hold this trainer's state: {'; '.join(problems[:3])}{more}; "
+                                f"{_ANOTHER}")
+    return {"step": step, "history": history}
 
 
 def _progress(start: int, total: int):

@@ -1,0 +1,90 @@
+"""What the command-line tools share: paths checked before any long work, and a user's mistake ended as
+one line `error: ...` with exit status 2 instead of a traceback.
+
+A user's mistake is a ValueError (the pack's messages: a bad setting, a file of the wrong kind), an
+OSError (a path that cannot be read or written) or a safetensors error on a file the user gave. Other
+exceptions are bugs and keep their traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from safetensors import SafetensorError
+
+USER_ERRORS = (ValueError, OSError, SafetensorError)
+
+
+class UsageError(ValueError):
+    """An argument or path the tool cannot work with, and what to do instead."""
+
+
+def explain(err: BaseException) -> str:
+    """One line for a user's mistake: an OSError as 'PATH: reason', anything else as its message."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return str(err) or type(err).__name__
+
+
+def guarded(body: Callable[[], int]) -> int:
+    """Run a tool's body; a user's mistake prints `error: message` to stderr and gives exit status 2."""
+    try:
+        return body()
+    except USER_ERRORS as err:
+        print(f"error: {explain(err)}", file=sys.stderr)
+        return 2
+
+
+def _refuse_dangling(path: Path, what: str) -> None:
+    if path.is_symlink() and not path.exists():
+        raise UsageError(f"{what} {path} is a dangling symbolic link (to {os.readlink(path)}); the pack will not "
+                         f"write through it: remove the link or choose another name")
+
+
+def output_folder(path: str | os.PathLike, what: str, hint: str = "", make: bool = True) -> Path:
+    """A folder a tool will write into, made when missing (with `make`; else it must be there) and proven
+    writable (a probe file is written and removed) before any long work. A file of that name, or a folder
+    that cannot be made or written, is refused with `what` (e.g. "--out") named."""
+    path = Path(path)
+    _refuse_dangling(path, what)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file: give a folder{hint}")
+    if not make and not path.exists():
+        raise UsageError(f"{what} {path} does not exist: make it first or give another")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"cannot write into {what} {path}: {err.strerror or err}; give a folder you can "
+                         f"write to") from None
+    return path
+
+
+def output_file(path: str | os.PathLike, what: str, make_folder: bool = True) -> Path:
+    """A file a tool will write: not a folder, not a dangling symbolic link, in a folder it can write into
+    (made when missing, with `make_folder`)."""
+    path = Path(path)
+    _refuse_dangling(path, what)
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder: give a file name")
+    output_folder(path.parent, f"the folder of {what}", make=make_folder)
+    return path
+
+
+def input_path(path: str | os.PathLike, what: str, folder: bool | None = False) -> Path:
+    """A file (folder=False), a folder (True) or either (None) that a tool reads: there and readable."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{what} {path} does not exist")
+    if folder is False and not path.is_file():
+        raise UsageError(f"{what} {path} is not a file")
+    if folder is True and not path.is_dir():
+        raise UsageError(f"{what} {path} is not a folder")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise UsageError(f"{what} {path} cannot be read (permission denied)")
+    return path
