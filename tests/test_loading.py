@@ -130,3 +130,19 @@ def test_loading_peak_memory_is_about_one_model(tmp_path):
     peak, size = map(int, proc.stdout.split())
     assert size > 200e6
     assert peak < 1.3 * size, f"loading {size / 1e6:.0f} MB raised peak RSS by {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("dtype", [d for d in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+                                   if hasattr(torch, d)])
+def test_every_non_finite_fp8_value_is_refused_and_every_finite_one_taken(dtype):
+    """All 256 bit patterns of each fp8 kind: the bit test agrees with what the value is as a float."""
+    from uniavgen_core.checkpoint.loading import CheckpointError, check_tensor
+    kind = getattr(torch, dtype)
+    for bits in range(256):
+        tensor = torch.tensor([0, bits], dtype=torch.uint8).view(kind)
+        finite = bool(torch.isfinite(tensor.float()).all())
+        if finite:
+            check_tensor("w", tensor, "f.safetensors")
+        else:
+            with pytest.raises(CheckpointError, match="NaN or infinite"):
+                check_tensor("w", tensor, "f.safetensors")

@@ -84,14 +84,22 @@ def _shard_names(index: Path) -> list[str]:
     return names
 
 
+# fp8 bit patterns that are not finite numbers, as (mask, value): e4m3fn has only NaN (s1111111), e5m2 has
+# infinities and NaN (s11111xx), the "fnuz" kinds have one NaN (10000000)
+_FP8_NON_FINITE = {getattr(torch, name): pattern for name, pattern in (
+    ("float8_e4m3fn", (0x7F, 0x7F)), ("float8_e5m2", (0x7C, 0x7C)), ("float8_e4m3fnuz", (0xFF, 0x80)),
+    ("float8_e5m2fnuz", (0xFF, 0x80))) if hasattr(torch, name)}
+
+
 def check_tensor(name: str, tensor: torch.Tensor, source: str) -> None:
     """Weights are floating point and finite: a damaged or foreign file is refused while it is read,
-    instead of making every output NaN. fp8 has no infinity; its NaN is the bit pattern x1111111."""
+    instead of making every output NaN. fp8 is checked on its bits (no float copy of the tensor)."""
     if not tensor.is_floating_point():
         raise CheckpointError(f"{source}: {name} holds {str(tensor.dtype).replace('torch.', '')} values, but "
                               f"UniAVGen weights are floating point; the file is damaged or not a UniAVGen model")
     if tensor.dtype.itemsize == 1:
-        bad = bool(((tensor.view(torch.uint8) & 0x7F) == 0x7F).any())
+        mask, value = _FP8_NON_FINITE.get(tensor.dtype, (0x7F, 0x7F))
+        bad = bool(((tensor.view(torch.uint8) & mask) == value).any())
     else:
         bad = not bool(torch.isfinite(tensor).all())
     if bad:
