@@ -85,7 +85,7 @@ def step_inputs(model, shape, device):
         ConditionBatch.stack([make(torch.randint(0, vocab, (80,), generator=gen), 60)], frames, mel, text_len,
                              device, dtype),
         ConditionBatch.stack([make(torch.tensor([0] + [-1] * 9), 1)], frames, mel, text_len, device, dtype)])
-    c, u = pass_switches(Task.AVG, 0, SamplingParams())
+    c, u = pass_switches(Task.AVG, SamplingParams(), macfg=True)       # the release's first steps
     video = torch.randn(2, 48, frames, h, w, generator=gen).to(device, dtype)
     audio = torch.randn(2, mel, 80, generator=gen).to(device, dtype)
     return video, audio, torch.full((2,), 996.0, device=device), cond, Switches.cat([c, u])

@@ -34,22 +34,29 @@ def test_float32_schedule_any_step_count():
 ])
 def test_released_switch_table(task, cond, late_null):
     params = SamplingParams(steps=10, macfg_fraction=0.5, slg_layer=11)
-    for step in range(10):
-        c, u = pass_switches(task, step, params)
+    for macfg in (True, False):
+        c, u = pass_switches(task, params, macfg)
         assert (c.a2v[0], c.v2a[0], c.skip_layer[0]) == (*cond, -1)
-        expected = (False, False) if step < 5 else late_null
+        expected = (False, False) if macfg else late_null
         assert (u.a2v[0], u.v2a[0], u.skip_layer[0]) == (*expected, 11)
 
 
 def test_ravg_cond_v2a_option():
-    c, _ = pass_switches(Task.RAVG, 0, SamplingParams(ravg_cond_v2a=True))
+    c, _ = pass_switches(Task.RAVG, SamplingParams(ravg_cond_v2a=True), macfg=False)
     assert c.v2a == (True,)
 
 
-def test_macfg_fraction_rounds_down_like_the_release():
-    params = SamplingParams(steps=7, macfg_fraction=0.3)            # int(2.1) = 2 interaction-free steps
-    off = [not pass_switches(Task.AVG, i, params)[1].a2v[0] for i in range(7)]
-    assert off == [True, True] + [False] * 5
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.3, 0.34, 0.5, 0.75, 0.99, 1.0])
+@pytest.mark.parametrize("shift", [0.01, 1.0, 5.0, 100.0])
+def test_macfg_keyed_on_the_timestep_turns_on_for_the_releases_steps_at_any_step_count(fraction, shift):
+    """The release turns MA-CFG on for the first int(fraction * steps) steps; keyed on the float32
+    timestep (so evaluations between steps are defined), exactly those steps are above the boundary."""
+    from uniavgen_core.sampling.guidance import macfg_boundary
+    for steps in list(range(1, 60)) + [64, 100, 128, 200, 333, 500, 999, 1000]:
+        params = SamplingParams(steps=steps, macfg_fraction=fraction, shift=shift)
+        keys = timesteps(steps, shift, torch.float32)
+        above = macfg_boundary(keys, params)
+        assert [float(keys[i]) > above for i in range(steps)] == [i < int(fraction * steps) for i in range(steps)]
 
 
 PARAMS = SamplingParams(steps=3, macfg_fraction=0.34, slg_layer=5)
@@ -129,9 +136,9 @@ def test_a_registered_solver_is_chosen_by_name(tiny_model, monkeypatch):
     steps = []
 
     class Recording(solvers.Euler):
-        def step(self, i, video, audio, velocity_video, velocity_audio):
+        def step(self, i, state, velocity_at_i, velocity):
             steps.append(i)
-            return super().step(i, video, audio, velocity_video, velocity_audio)
+            return super().step(i, state, velocity_at_i, velocity)
 
     monkeypatch.setitem(solvers.SOLVERS, "recording", Recording)
     request = [random_request(Task.AVG, 21)]
@@ -140,6 +147,52 @@ def test_a_registered_solver_is_chosen_by_name(tiny_model, monkeypatch):
     assert steps == [0, 1, 2] and torch.equal(recorded.video, euler.video) and torch.equal(recorded.audio, euler.audio)
     with pytest.raises(ValueError, match="unknown solver 'unipc'.*euler"):
         SamplingParams(solver="unipc")
+    with pytest.raises(ValueError, match="solver 'euler' does not take the options .'order'."):
+        SamplingParams(solver_options={"order": 2})
+
+
+def test_a_solver_may_evaluate_between_steps_with_options_and_the_switch_of_that_timestep(tiny_model, monkeypatch):
+    """The protocol a multi-evaluation solver uses: Heun's predictor-corrector evaluates the velocity at
+    the next timestep (and, with an option, halfway), with one algebra for both modalities; each
+    evaluation's MA-CFG switch follows its own timestep."""
+    from uniavgen_core.sampling import solvers
+    from uniavgen_core.sampling.solvers import combine
+
+    class Heun:
+        def __init__(self, timesteps, at="next"):
+            self.t, self.at = timesteps.float(), at
+
+        def step(self, i, state, v, velocity):
+            t0, t1 = float(self.t[i]), float(self.t[i + 1])
+            t_eval = t1 if self.at == "next" else (t0 + t1) / 2
+            if t_eval == 0:
+                return combine((1, state), ((t1 - t0) / 1000, v))
+            guess = combine((1, state), ((t_eval - t0) / 1000, v))
+            v2 = velocity(guess, t_eval)
+            if self.at == "next":
+                return combine((1, state), ((t1 - t0) / 2000, v), ((t1 - t0) / 2000, v2))
+            return combine((1, state), ((t1 - t0) / 1000, v2))            # the midpoint rule
+
+    monkeypatch.setitem(solvers.SOLVERS, "heun-test", Heun)
+    switches = []
+    real_forward = tiny_model.forward
+
+    def watch(video, audio, t, cond, sw, capture_masks=False):
+        switches.append((round(float(t[0]), 3), sw.a2v[-1]))            # the null pass is last in the batch
+        return real_forward(video, audio, t, cond, sw, capture_masks)
+    monkeypatch.setattr(tiny_model, "forward", watch)
+    request = [random_request(Task.AVG, 24)]
+    params = SamplingParams(steps=4, macfg_fraction=0.5, solver="heun-test", schedule_dtype=torch.float32)
+    keys = timesteps(4, params.shift, torch.float32)
+    heun = sample(tiny_model, request, params)
+    grid = [round(float(k), 3) for k in keys]
+    assert [t for t, _ in switches] == [grid[0], grid[1], grid[1], grid[2], grid[2], grid[3], grid[3]]
+    assert [null_a2v for _, null_a2v in switches] == [False, False, False, True, True, True, True]
+    switches.clear()
+    mid = sample(tiny_model, request, replace(params, solver_options={"at": "middle"}))
+    assert len(switches) == 8 and abs(switches[1][0] - (grid[0] + grid[1]) / 2) < 1e-2
+    euler = sample(tiny_model, request, replace(params, solver="euler"))
+    assert 1e-4 < rel_l2(heun.video, euler.video) < 0.5 and 1e-4 < rel_l2(mid.video, heun.video) < 0.5
 
 
 def test_a_velocity_wrapper_sees_every_step_and_can_replace_model_calls(tiny_model):
@@ -150,14 +203,14 @@ def test_a_velocity_wrapper_sees_every_step_and_can_replace_model_calls(tiny_mod
     calls = []
 
     def reuse_first(inner):
-        kept = {}
+        kept = []
 
-        def velocity(step, video, audio, t):
-            if step == 1:
-                return kept[0]
-            calls.append(step)
-            kept[step] = inner(step, video, audio, t)
-            return kept[step]
+        def velocity(video, audio, t):
+            step = len(kept)                       # the wrapper sees one call per step
+            kept.append(kept[0] if step == 1 else inner(video, audio, t))
+            if step != 1:
+                calls.append(step)
+            return kept[-1]
         return velocity
 
     cached = sample(tiny_model, request, SamplingParams(steps=3), wrap_velocity=reuse_first)
@@ -185,11 +238,12 @@ def test_a_cache_can_run_the_conditional_pass_alone_and_reuse_an_unconditional_o
     def reuse_null(inner):
         kept = {}
 
-        def velocity(step, video, audio, t):
+        def velocity(video, audio, t):
+            kept["step"] = step = kept.get("step", -1) + 1
             if step % 2 == 0:
-                kept["passes"] = inner.passes(step, video, audio, t)
+                kept["passes"] = inner.passes(video, audio, t)
                 return inner.combine(kept["passes"])
-            fresh = inner.passes(step, video, audio, t, null=False)
+            fresh = inner.passes(video, audio, t, null=False)
             assert fresh.video_null is None and fresh.audio_null is None
             old = kept["passes"]
             mixed = PassVelocities(fresh.video_cond, fresh.audio_cond, old.video_null, old.audio_null, None)

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -65,9 +64,8 @@ def case_params(case: dict) -> SamplingParams:
 
 def forward_passes(model, request: Request, params: SamplingParams, noise) -> dict:
     """The three single evaluations at t = 700 on the initial noise, as one batch of three."""
-    cond_sw, _ = pass_switches(request.task, 0, params)
-    _, null_macfg = pass_switches(request.task, 0, replace(params, macfg_fraction=1.0))
-    _, null_plain = pass_switches(request.task, 0, replace(params, macfg_fraction=0.0))
+    cond_sw, null_macfg = pass_switches(request.task, params, macfg=True)
+    _, null_plain = pass_switches(request.task, params, macfg=False)
     stack = lambda c: ConditionBatch.stack([c], request.latent_frames, request.mel_frames, model.config.text_len,
                                            noise[0].device, model.compute_dtype)
     batch = ConditionBatch.cat([stack(request.condition), stack(request.null_condition),

@@ -2,7 +2,8 @@
 from .guidance import GuidedVelocity, PassVelocities, Velocity, guide, pass_switches
 from .loop import sample, seeded_noise
 from .params import MAX_STEPS, Request, SampleResult, SamplingParams, StepInfo, Task
-from .schedule import NUM_TIMESTEPS, timesteps
+from .flow import NUM_TIMESTEPS
+from .schedule import timesteps
 from .solvers import SOLVERS, Solver, register
 
 __all__ = ["GuidedVelocity", "PassVelocities", "Velocity", "guide", "pass_switches", "sample", "seeded_noise",

@@ -16,18 +16,25 @@ from ..model.dit import UniAVGenModel
 from .params import SamplingParams, Task
 
 
-def pass_switches(task: Task, step: int, params: SamplingParams) -> tuple[Switches, Switches]:
-    """(conditional, unconditional) switches of one request at one step (docs/MODEL.md §6.3)."""
+def pass_switches(task: Task, params: SamplingParams, macfg: bool) -> tuple[Switches, Switches]:
+    """(conditional, unconditional) switches of one request (docs/MODEL.md §6.3); `macfg`: the
+    unconditional pass is the interaction-free one of Modality-Aware CFG."""
     on = params.interactions
     a2v = task != Task.V2A and on
     v2a_cond = on and (task in (Task.AVG, Task.V2A) or (task == Task.RAVG and params.ravg_cond_v2a))
     v2a_null = task != Task.A2V and on
     cond = Switches((a2v,), (v2a_cond,), (-1,))
-    if step < int(params.macfg_fraction * params.steps):       # MA-CFG: interaction-free null pass
-        null = Switches((False,), (False,), (params.slg_layer,))
-    else:
-        null = Switches((a2v,), (v2a_null,), (params.slg_layer,))
-    return cond, null
+    if macfg:
+        return cond, Switches((False,), (False,), (params.slg_layer,))
+    return cond, Switches((a2v,), (v2a_null,), (params.slg_layer,))
+
+
+def macfg_boundary(schedule: torch.Tensor, params: SamplingParams) -> float:
+    """The timestep above which MA-CFG is on: midway between the last step the release turns it on for
+    (the first int(fraction * steps)) and the next, on the float32 schedule. Keyed on the timestep, a
+    solver's evaluations between steps take the switch of the noise level they are at."""
+    k = int(params.macfg_fraction * params.steps)
+    return float((schedule[k - 1] + schedule[k]) / 2) if k else float("inf")
 
 
 def guide(conditional: torch.Tensor, unconditional: torch.Tensor, scale: float) -> torch.Tensor:
@@ -52,38 +59,42 @@ class PassVelocities(NamedTuple):
 
 
 class GuidedVelocity:
-    """The guided velocity of a batch of requests at one step: (step, video, audio, t) -> Velocity.
+    """The guided velocity of a batch of requests: (video, audio, t) -> Velocity, t a float32 timestep
+    of the run's schedule (`keys`, [steps + 1]) or between two of them. The model sees t rounded to
+    the schedule's dtype (bf16 as released); MA-CFG is keyed on t itself.
 
     A step cache wraps an instance of this (same call, same result type) and decides when to call it;
     it may run one pass alone (`passes`) and combine it with a pass it kept (`combine`)."""
 
     def __init__(self, model: UniAVGenModel, tasks: list[Task], params: SamplingParams, cond: ConditionBatch,
-                 null: ConditionBatch, capture_face_masks: bool = False):
+                 null: ConditionBatch, keys: torch.Tensor, t_dtype: torch.dtype, capture_face_masks: bool = False):
         self.model, self.tasks, self.params = model, tasks, params
         self.cond, self.null = cond, null
         self.both = ConditionBatch.cat([cond, null]) if params.batch_cfg else None
         self.capture = capture_face_masks
+        self.macfg_above, self.t_dtype = macfg_boundary(keys, params), t_dtype
 
-    def switches(self, step: int) -> tuple[Switches, Switches]:
-        per_request = [pass_switches(task, step, self.params) for task in self.tasks]
+    def switches(self, t: float) -> tuple[Switches, Switches]:
+        per_request = [pass_switches(task, self.params, t > self.macfg_above) for task in self.tasks]
         return Switches.cat([p[0] for p in per_request]), Switches.cat([p[1] for p in per_request])
 
-    def passes(self, step: int, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, cond: bool = True,
+    def passes(self, video: torch.Tensor, audio: torch.Tensor, t: float, cond: bool = True,
                null: bool = True) -> PassVelocities:
-        """The conditional and/or unconditional pass at this step; both as one batched forward when the
+        """The conditional and/or unconditional pass at timestep t; both as one batched forward when the
         parameters ask for it."""
-        sw_c, sw_u = self.switches(step)
+        sw_c, sw_u = self.switches(t)
         n = len(self.tasks)
+        t_model = torch.tensor(t, dtype=torch.float32).to(self.t_dtype).to(video.device).expand(n)
         if cond and null and self.both is not None:
-            out = self.model(torch.cat([video, video]), torch.cat([audio, audio]), torch.cat([t, t]), self.both,
-                             Switches.cat([sw_c, sw_u]), capture_masks=self.capture)
+            out = self.model(torch.cat([video, video]), torch.cat([audio, audio]), torch.cat([t_model, t_model]),
+                             self.both, Switches.cat([sw_c, sw_u]), capture_masks=self.capture)
             (v_c, v_u), (a_c, a_u) = out.video.split(n), out.audio.split(n)
             return PassVelocities(v_c, a_c, v_u, a_u, None if out.face_masks is None else out.face_masks[:n])
         v_c = a_c = v_u = a_u = masks = None
         if cond:
-            v_c, a_c, masks = self.model(video, audio, t, self.cond, sw_c, capture_masks=self.capture)
+            v_c, a_c, masks = self.model(video, audio, t_model, self.cond, sw_c, capture_masks=self.capture)
         if null:
-            v_u, a_u, _ = self.model(video, audio, t, self.null, sw_u)
+            v_u, a_u, _ = self.model(video, audio, t_model, self.null, sw_u)
         return PassVelocities(v_c, a_c, v_u, a_u, masks)
 
     def combine(self, p: PassVelocities) -> Velocity:
@@ -92,5 +103,5 @@ class GuidedVelocity:
         audio = guide(p.audio_cond, p.audio_null, self.params.audio_cfg)
         return Velocity(video[:, :, 1:], audio, p.face_masks)   # the reference frame's prediction is dropped
 
-    def __call__(self, step: int, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor) -> Velocity:
-        return self.combine(self.passes(step, video, audio, t))
+    def __call__(self, video: torch.Tensor, audio: torch.Tensor, t: float) -> Velocity:
+        return self.combine(self.passes(video, audio, t))

@@ -13,8 +13,9 @@ from ..model.dit import UniAVGenModel
 from ..units import N_MELS
 from .guidance import GuidedVelocity, Velocity
 from .params import Request, SampleResult, SamplingParams, StepInfo, Task
-from .schedule import NUM_TIMESTEPS, timesteps
-from .solvers import SOLVERS
+from . import flow
+from .schedule import timesteps
+from .solvers import SOLVERS, State
 
 
 MAX_INPUT = 1e4      # normalised latents and mels and umT5 features stay within a few units; 1e4 is fp16-safe
@@ -106,8 +107,8 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     callback: called after every step with a StepInfo; raise from it to cancel.
     device: where to compute (default: where the model's first weight is; a memory manager
     that streams weights passes its compute device).
-    wrap_velocity: wraps the guided velocity (same call, same result), e.g. a step cache that
-    reuses earlier velocities instead of running the model.
+    wrap_velocity: wraps the guided velocity (same call: video, audio, float32 timestep; same result),
+    e.g. a step cache that reuses earlier velocities instead of running the model.
     """
     _check_batch(requests)
     _check_inputs(model, requests)
@@ -116,32 +117,40 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     first = requests[0]
     stack = lambda conds: ConditionBatch.stack(conds, first.latent_frames, first.mel_frames,
                                                model.config.text_len, device, dtype)
+    t_dtype = params.schedule_dtype or dtype
+    keys = timesteps(params.steps, params.shift, torch.float32)     # what guidance keys on; rounded for the model
     velocity = GuidedVelocity(model, [r.task for r in requests], params, stack([r.condition for r in requests]),
-                              stack([r.null_condition for r in requests]), capture_face_masks)
+                              stack([r.null_condition for r in requests]), keys, t_dtype, capture_face_masks)
     if wrap_velocity is not None:
         velocity = wrap_velocity(velocity)
+
+    def evaluate(state: State, t: float) -> State:
+        """The guided velocity of a solver's state at timestep t, for solvers that evaluate between steps."""
+        vel = velocity(state[0].to(dtype), state[1].to(dtype), t)
+        return vel.video, vel.audio
+
     if noise is None:
         pairs = [seeded_noise(r) for r in requests]
         noise = (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
     x_v, x_a = (n.to(device=device, dtype=torch.float32) for n in noise)
-    sched_host = timesteps(params.steps, params.shift, params.schedule_dtype or dtype)
-    sched = sched_host.to(device)
-    solver = SOLVERS[params.solver](sched)
+    sched_host = keys.to(t_dtype)
+    solver = SOLVERS[params.solver](sched_host.to(device), **params.solver_options)
     masks = None
 
     try:
         for i in range(params.steps):
             v_in, a_in = x_v.to(dtype), x_a.to(dtype)
-            vel = velocity(i, v_in, a_in, sched[i].expand(len(requests)))
+            vel = velocity(v_in, a_in, float(keys[i]))
             masks = vel.face_masks
-            x_v, x_a = solver.step(i, x_v, x_a, vel.video, vel.audio)
+            x_v, x_a = solver.step(i, (x_v, x_a), (vel.video, vel.audio), evaluate)
             if not bool(torch.isfinite(x_v).all() & torch.isfinite(x_a).all()):      # one device sync
                 raise FloatingPointError(f"step {i + 1} of {params.steps} produced NaN or infinite values: "
                                          f"{overflow_cause(params, dtype)}")
             if callback is not None:
-                sigma = float(sched_host[i]) / NUM_TIMESTEPS
+                level = flow.sigma(float(sched_host[i]))
                 callback(StepInfo(i, params.steps, float(sched_host[i]), x_v, x_a,
-                                  v_in.float() - sigma * vel.video, a_in.float() - sigma * vel.audio, masks))
+                                  flow.denoised(v_in.float(), vel.video, level),
+                                  flow.denoised(a_in.float(), vel.audio, level), masks))
     finally:
         if getattr(model, "block_swap", None) is not None:
             model.block_swap.park()        # drop the next step's prefetched layer

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..model.conditioning import Condition
-from .solvers import SOLVERS
+from .solvers import SOLVERS, check_options
 
 
 class Task(enum.IntEnum):
@@ -39,6 +39,7 @@ class SamplingParams:
     interactions: bool = True   # False: both cross-modal interactions off in every pass (an ablation)
     schedule_dtype: torch.dtype | None = None   # None: the model's compute dtype, as released
     solver: str = "euler"       # a name registered in solvers.SOLVERS
+    solver_options: dict = field(default_factory=dict, hash=False)   # keyword arguments of the solver
 
     def __post_init__(self):
         for name in ("shift", "video_cfg", "audio_cfg", "macfg_fraction"):
@@ -58,6 +59,7 @@ class SamplingParams:
                                  f"would overflow; the release uses 3 (video) and 2 (audio)")
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r} (choose from {', '.join(SOLVERS)})")
+        check_options(self.solver, self.solver_options)
 
 
 @dataclass

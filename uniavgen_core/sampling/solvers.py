@@ -1,24 +1,40 @@
-"""Update rules: from the guided velocity at step i to the latents at step i + 1.
+"""Update rules: from the state at step i of the schedule to the state at step i + 1.
 
-A solver is built once per run from the timestep schedule (on the compute device) and is asked
-for one update per step. It keeps whatever history it needs (a multistep solver keeps past
-velocities). Register a new one with `@register("name")`; `SamplingParams.solver` chooses it.
+The state is the tuple of modality tensors (video, audio), float32, moved together: a solver writes
+its algebra once (`combine`) and it applies to every modality. A solver is built once per run from
+the timestep schedule and its options (`SamplingParams.solver_options`), keeps whatever history it
+needs (a multistep solver keeps past velocities), and may evaluate the guided velocity elsewhere
+(a Heun or Runge-Kutta step): `velocity(state, t)` at a float32 timestep t. Register a new one with
+`@register("name")`; `SamplingParams.solver` chooses it.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Protocol
 
 import torch
 
-from .schedule import NUM_TIMESTEPS
+from .flow import NUM_TIMESTEPS
+
+State = tuple[torch.Tensor, ...]                  # (video [N, C, F, h, w], audio [N, S, 80]), float32
+VelocityFn = Callable[[State, float], State]      # the guided velocity of a state at a timestep
+
+
+def combine(*terms: tuple[float | torch.Tensor, State]) -> State:
+    """sum of coefficient x state, modality by modality, in the order given."""
+    out = None
+    for c, state in terms:
+        scaled = tuple(x * c for x in state)
+        out = scaled if out is None else tuple(a + b for a, b in zip(out, scaled))
+    return out
 
 
 class Solver(Protocol):
-    def __init__(self, timesteps: torch.Tensor): ...
+    def __init__(self, timesteps: torch.Tensor, **options): ...
 
-    def step(self, i: int, video: torch.Tensor, audio: torch.Tensor, velocity_video: torch.Tensor,
-             velocity_audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(video, audio) at timestep i + 1 from the float32 latents and the velocities at timestep i."""
+    def step(self, i: int, state: State, velocity_at_i: State, velocity: VelocityFn) -> State:
+        """The state at timestep i + 1 from the state and its velocity at timestep i. `timesteps` [steps + 1]
+        run from 1000 to 0 in the schedule's dtype (bf16 as released), on the compute device."""
 
 
 SOLVERS: dict[str, type] = {}
@@ -31,6 +47,14 @@ def register(name: str) -> Callable[[type], type]:
     return add
 
 
+def check_options(name: str, options: dict) -> None:
+    """A ValueError naming what a solver does not take, before any work."""
+    try:
+        inspect.signature(SOLVERS[name]).bind(torch.zeros(2), **options)
+    except TypeError as err:
+        raise ValueError(f"solver {name!r} does not take the options {sorted(options)}: {err}") from None
+
+
 @register("euler")
 class Euler:
     """x_{i+1} = x_i - v_i (t_i - t_{i+1}) / 1000, the release's sampler. The step size is computed in
@@ -39,6 +63,6 @@ class Euler:
     def __init__(self, timesteps: torch.Tensor):
         self.timesteps = timesteps
 
-    def step(self, i, video, audio, velocity_video, velocity_audio):
+    def step(self, i, state, velocity_at_i, velocity):
         dt = (self.timesteps[i] - self.timesteps[i + 1]) / NUM_TIMESTEPS
-        return video + (-velocity_video) * dt, audio + (-velocity_audio) * dt
+        return combine((1, state), (-dt, velocity_at_i))

@@ -26,7 +26,8 @@ from ..audio.speech_tokenizer import FILLER, MIN_IDS
 from ..model.conditioning import Condition, ConditionBatch, Switches
 from ..model.config import MAX_WIDTH
 from ..model.fields import FieldError, ranged, settle, shown
-from ..sampling import NUM_TIMESTEPS
+from ..sampling import flow
+from ..sampling.flow import NUM_TIMESTEPS
 
 
 class TrainTask(enum.IntEnum):
@@ -111,7 +112,7 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     drop_inter = (torch.rand(b, generator=gen) < mix.interaction_dropout).tolist()
     cut = torch.randint(2, max(3, frames), (b,), generator=gen).tolist()       # continuation's clean frames
     u = torch.rand(b, generator=gen)
-    s = mix.shift * u / (1 + (mix.shift - 1) * u)
+    s = flow.shifted(u, mix.shift)
     eps_v = torch.randn((b, c, frames, h, w), generator=gen)
     eps_a = torch.randn((b, n_mel, N_MELS), generator=gen)
 
@@ -147,11 +148,11 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     on = tuple(not d for d in drop_inter)
     move = lambda x: x.to(device) if device is not None else x
     return Batch(
-        video=move((1 - sv) * x0_v + sv * eps_v), audio=move((1 - sa) * x0_a + sa * eps_a),
+        video=move(flow.noisy(x0_v, eps_v, sv)), audio=move(flow.noisy(x0_a, eps_a, sa)),
         t=move(s * NUM_TIMESTEPS),
         cond=ConditionBatch.stack(conds, frames, n_mel, text_len, device),
         switches=Switches(on, on, (-1,) * b),
-        target_video=move(eps_v - x0_v), target_audio=move(eps_a - x0_a),
+        target_video=move(flow.velocity(x0_v, eps_v)), target_audio=move(flow.velocity(x0_a, eps_a)),
         video_weight=move(video_weight), audio_weight=move(audio_weight), face=move(faces), tasks=tasks)
 
 
