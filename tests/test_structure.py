@@ -84,3 +84,20 @@ def test_the_public_api_is_importable_from_the_package():
         assert getattr(uniavgen_core, name) is not None, name
     assert uniavgen_core.sample.__module__ == "uniavgen_core.sampling.loop"
     assert uniavgen_core.load_model.__module__ == "uniavgen_core.checkpoint.loading"
+
+
+def test_the_flow_conventions_have_one_owner():
+    """The timestep shift and sigma = t / 1000 are written once (sampling/flow.py); the schedule, the
+    training objective, the loop and the solvers call it."""
+    import re
+    shift = re.compile(r"\(\s*[\w.]+\s*-\s*1\s*\)\s*\*")            # (shift - 1) * s
+    by_thousand = re.compile(r"/\s*1000\b|/\s*NUM_TIMESTEPS\b")
+    found = {}
+    for path in sorted((REPO / "uniavgen_core").rglob("*.py")):
+        code = "\n".join(line.split("#")[0] for line in path.read_text().splitlines())
+        code = re.sub(r'"""[\s\S]*?"""', "", code)
+        for name, pattern in (("shift", shift), ("sigma", by_thousand)):
+            if pattern.search(code):
+                found.setdefault(name, []).append(str(path.relative_to(REPO)))
+    assert found["shift"] == ["uniavgen_core/sampling/flow.py"]
+    assert found["sigma"] == ["uniavgen_core/sampling/flow.py"]

@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from .flow import NUM_TIMESTEPS
+from . import flow
 
 State = tuple[torch.Tensor, ...]                  # (video [N, C, F, h, w], audio [N, S, 80]), float32
 VelocityFn = Callable[[State, float], State]      # the guided velocity of a state at a timestep
@@ -64,5 +64,5 @@ class Euler:
         self.timesteps = timesteps
 
     def step(self, i, state, velocity_at_i, velocity):
-        dt = (self.timesteps[i] - self.timesteps[i + 1]) / NUM_TIMESTEPS
+        dt = flow.sigma(self.timesteps[i] - self.timesteps[i + 1])
         return combine((1, state), (-dt, velocity_at_i))
