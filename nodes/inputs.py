@@ -11,9 +11,9 @@ from uniavgen_core.audio.speech_tokenizer import SpeechTokenizer
 from uniavgen_core.audio.transcript import describe, fit_to_vocabulary, wordless
 from uniavgen_core.checkpoint.loading import embedded_vocab
 from uniavgen_core.frontend import image_prep
-from uniavgen_core.frontend.face import FaceDetectorUnavailable, box_mask, detect_face
+from uniavgen_core.frontend.face import FaceDetectorUnavailable, detect_face
 from uniavgen_core.frontend.jobs import Speech
-from uniavgen_core.units import FPS, TEMPORAL_STRIDE, video_frames
+from uniavgen_core.units import FPS, LATENT_CHANNELS, video_frames
 
 from . import folders, host
 from .common import ASPECTS, CATEGORY, CROPS, check_images, resolution_inputs, with_messages
@@ -81,16 +81,15 @@ class Reference:
     latent: torch.Tensor                 # [48, 1, h, w] normalised Wan2.2 latent
 
 
-def target_size(height, width, resolution, short_side):
-    if resolution == "short side":
-        return image_prep.short_side_size(height, width, short_side)
-    return image_prep.official_size(height, width)
+def side(resolution: str, value: int) -> int | None:
+    """The short side the resolution choice asks for; None: the release's rule."""
+    return value if resolution == "short side" else None
 
 
 def encode_frames(vae, frames: torch.Tensor) -> torch.Tensor:
     """IMAGE frames -> normalised Wan2.2 latent [48, T, h, w] through the native VAE."""
     channels = getattr(vae, "latent_channels", None)
-    if channels != 48:
+    if channels != LATENT_CHANNELS:
         raise ValueError(f"this VAE has {channels} latent channels; UniAVGen needs the Wan2.2 VAE "
                          f"(48 channels, e.g. wan2.2_vae.safetensors in models/vae), not the Wan2.1 VAE")
     raw = vae.encode(frames[..., :3])
@@ -122,8 +121,6 @@ class UniAVGenReferenceImage:
         check_images(image, "image")
         messages = ["only the first image of the batch is used"] if image.shape[0] > 1 else []
         frame = image[:1, ..., :3].float()
-        messages += image_prep.check_contrast(frame, "the reference picture")
-        _, height, width, _ = frame.shape
         box = None
         if crop == "face":
             try:
@@ -132,22 +129,12 @@ class UniAVGenReferenceImage:
                     messages.append("no face found in the reference image: cropped around the centre instead")
             except FaceDetectorUnavailable as err:
                 messages.append(f"face crop unavailable ({err}): cropped around the centre instead")
+        ratio = None
         if crop != "none" and aspect != "keep":
             w_ratio, h_ratio = (int(v) for v in aspect.split(":"))
-            centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
-            top, left, h, w = image_prep.crop_box(height, width, w_ratio / h_ratio, centre)
-            frame = frame[:, top: top + h, left: left + w]
-            if box:
-                box = (box[0] - top, box[1] - left, box[2] - top, box[3] - left)
-            height, width = h, w
-        out_h, out_w = target_size(height, width, resolution, short_side)
-        messages += image_prep.check_picture(height, width, out_h, out_w)
-        prepared = image_prep.resize(frame, out_h, out_w)
-        latent = encode_frames(vae, prepared)
-        mask = box_mask(out_h, out_w, None if box is None else
-                        (box[0] * out_h / height, box[1] * out_w / width, box[2] * out_h / height,
-                         box[3] * out_w / width))
-        return with_messages((Reference(latent), prepared, mask[None]), messages)
+            ratio = w_ratio / h_ratio
+        prepared, mask, framed = image_prep.frame_reference(frame, ratio, box, side(resolution, short_side))
+        return with_messages((Reference(encode_frames(vae, prepared)), prepared, mask[None]), messages + framed)
 
 
 @dataclass
@@ -208,20 +195,7 @@ class UniAVGenVideoEncode:
 
     def encode(self, images, fps, vae, resolution, short_side):
         check_images(images, "images")
-        clip = image_prep.resample_frames(images[..., :3].float(), fps)
-        messages = [] if abs(fps - FPS) < 1e-6 else [f"resampled {images.shape[0]} frames at {fps:g} fps to "
-                                                    f"{clip.shape[0]} frames at {FPS} fps"]
-        usable = (clip.shape[0] - 1) // TEMPORAL_STRIDE * TEMPORAL_STRIDE + 1
-        if clip.shape[0] < 5:
-            raise ValueError(f"the video has {clip.shape[0]} frame(s) at {FPS} fps; dubbing needs at least 5 "
-                             f"(0.31 s)")
-        if usable != clip.shape[0]:
-            messages.append(f"used the first {usable} of {clip.shape[0]} frames (the model needs 4k+1 frames)")
-        clip = clip[:usable]
-        out_h, out_w = target_size(clip.shape[1], clip.shape[2], resolution, short_side)
-        messages += image_prep.check_picture(clip.shape[1], clip.shape[2], out_h, out_w)
-        messages += image_prep.check_contrast(clip, "the video")
-        clip = image_prep.resize(clip, out_h, out_w)
+        clip, messages = image_prep.frame_video(images[..., :3].float(), fps, side(resolution, short_side))
         latent = encode_frames(vae, clip)
         # the Wan2.2 VAE is causal: the first latent frame encodes the first picture alone
         return with_messages((DrivingVideo(latent, Reference(latent[:, :1])), clip), messages)

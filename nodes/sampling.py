@@ -1,17 +1,21 @@
 """The sampler node: one UniAVGen generation, video latent + mel + face masks out."""
 
+import torch
+
 from uniavgen_core import units
-from uniavgen_core.audio.inputs import fit_to_frames
-from uniavgen_core.frontend.jobs import JobError, build_job, caption_features, choose_task, frame_masks
+from uniavgen_core.frontend.jobs import Inputs, JobError, frame_masks, make_job
 from uniavgen_core.model.memory import activation_bytes
-from uniavgen_core.sampling import SamplingParams, Task, sample
+from uniavgen_core.sampling import SamplingParams, sample
+from uniavgen_core.sampling.tasks import TASKS
 
 from . import host
 from .common import CATEGORY, with_messages
 from .inputs import DRIVING, VOICE
 from .lora import APPLIED
 
-TASKS = ["auto", "AVG", "RAVG", "A2V", "V2A"]
+# the tasks whose inputs this node has (continuation, which needs a prior clip, is not one of them)
+TASK_CHOICES = ["auto"] + [task.name for task, spec in TASKS.items()
+                           if set(spec.needs) <= {"voice", "driving_audio", "driving_video"}]
 
 
 class UniAVGenSampler:
@@ -32,7 +36,7 @@ class UniAVGenSampler:
             "positive": ("CONDITIONING", {"tooltip": "Scene description: CLIPTextEncode with the umT5 text "
                          "encoder (CLIPLoader, type wan)."}),
             "negative": ("CONDITIONING", {"tooltip": "Negative description; the release uses an empty prompt."}),
-            "task": (TASKS, {"default": "auto", "tooltip": "auto picks the task from the connected inputs."}),
+            "task": (TASK_CHOICES, {"default": "auto", "tooltip": "auto picks the task from the connected inputs."}),
             "duration_seconds": ("FLOAT", {"default": 5.0625, "min": 0.3125, "max": float(units.MAX_SECONDS),
                                  "step": 0.0625, "tooltip": "Length of the clip (rounded to 4k+1 frames at 16 fps). "
                                  "Best near the clip length the loaded model was trained on, which the Model "
@@ -75,76 +79,66 @@ class UniAVGenSampler:
                                f"Encode node's role to '{role}'")
         params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
                                 macfg_fraction=macfg_fraction, slg_layer=slg_layer)     # checked before any work
-        chosen = choose_task(task, voice is not None, driving_audio is not None, driving_video is not None)
-        messages = [f"task: {chosen.name}"]
-        if chosen == Task.V2A:
-            longest = units.MAX_SECONDS * units.FPS + 1
-            whole = units.Duration.from_video_frames(min(driving_video.frames, longest))
-            wanted = units.Duration.from_seconds(duration_seconds)
-            if wanted.video_frames < whole.video_frames:
-                duration = wanted
-                messages.append(f"dubbing the first {wanted.seconds:.4g} s of the {whole.seconds:.4g} s video")
-            else:
-                duration = whole
-                if wanted.video_frames > whole.video_frames:
-                    messages.append(f"the video is {whole.seconds:.4g} s long: dubbing all of it")
-            reference = reference or driving_video.reference
-        else:
-            duration = units.Duration.from_seconds(duration_seconds)
-        if reference is None:
-            raise JobError(f"task {chosen.name} needs a reference face: connect UniAVGen Reference Image")
-        trained = units.Duration.from_video_frames(model.model.trained_frames)
-        if duration.video_frames > 1.5 * trained.video_frames:
-            messages.append(f"{duration.seconds:.2f} s is far past the {trained.seconds:.2f} s this model was trained "
-                            f"on: expect the face and the voice to drift; chain clips for longer videos (the "
-                            f"long-form workflow)")
-        net = model.model.diffusion_model
-        cfg = net.config
-        if slg_layer >= cfg.num_layers:
-            messages.append(f"skip-layer guidance off: layer {slg_layer} is beyond this model's "
-                            f"{cfg.num_layers} layers")
+        cfg = model.model.diffusion_model.config
         caption, msg_pos = caption_features(positive, cfg.text_dim, cfg.text_len, "positive")
         neg_caption, msg_neg = caption_features(negative, cfg.text_dim, cfg.text_len, "negative")
-        drive = None
-        if chosen == Task.A2V:
-            drive, fitted = fit_to_frames(driving_audio.prepared.wave, duration.mel_frames)
-            messages += fitted
-        if chosen == Task.RAVG and not speech.ref_text:
-            messages.append("voice cloning without the reference transcript: give it in Speech Text for "
-                            "better timbre")
-        job = build_job(chosen, speech, caption, neg_caption, reference.latent, duration, seed,
-                        voice_wave=voice.prepared.wave if voice is not None else None, driving_wave=drive,
-                        video_latent=driving_video.latent if driving_video is not None else None)
-        messages += msg_pos + msg_neg + job.messages
-
-        mm = host.mm()
-        device = mm.get_torch_device()
-        _, h, w = reference.latent.shape[1:]
-        ref_mel = job.request.condition.ref_len
-        needed = activation_bytes(cfg, duration.latent_frames, h, w, duration.mel_frames, batch=2,
-                                  dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=ref_mel)
-        mm.load_models_gpu([model], memory_required=needed)
-        bar = host.progress_bar(steps)
-        previewer = host.previewer(device)
-
-        def on_step(info):
-            mm.throw_exception_if_processing_interrupted()
-            preview = None
-            if previewer is not None:
-                preview = previewer.decode_latent_to_preview_image("JPEG", info.denoised_video[:1].float())
-            bar.update_absolute(info.step + 1, info.steps, preview)
-
-        try:
-            result = sample(net, [job.request], params, callback=on_step, capture_face_masks=True, device=device)
-        except FloatingPointError as err:
-            loras = model.model_options.get(APPLIED)
-            if not loras:
-                raise
-            raise FloatingPointError(f"{err}. LoRAs applied: {', '.join(loras)}; try without them or at a lower "
-                                     f"strength") from None
-        out = mm.intermediate_device()
+        wave = lambda audio: None if audio is None else audio.prepared.wave
+        inputs = Inputs(speech, caption, neg_caption, seed, task, duration_seconds,
+                        reference=None if reference is None else reference.latent, voice=wave(voice),
+                        driving_audio=wave(driving_audio),
+                        driving_video=None if driving_video is None else driving_video.latent)
+        job = make_job(inputs, model.model.trained_frames, cfg.num_layers, params)
+        result = run_sampler(model, job, params)
+        out = host.mm().intermediate_device()
         latent = host.wan22_format().process_out(result.video.float()).to(out)
-        mel = {"mel": result.audio.float().to(out), "seconds": duration.seconds}
-        masks = frame_masks(result.face_masks[0], h * 16, w * 16).to(out)
-        return with_messages(({"samples": latent}, mel, masks), messages)
+        mel = {"mel": result.audio.float().to(out), "seconds": job.duration.seconds}
+        height, width = units.pixel_size(job.request.latent_size)
+        masks = frame_masks(result.face_masks[0], height, width).to(out)
+        return with_messages(({"samples": latent}, mel, masks), msg_pos + msg_neg + job.messages)
 
+
+def run_sampler(model, job, params: SamplingParams):
+    """Samples one job on ComfyUI's device with its memory manager, progress bar, previews and interrupt."""
+    mm = host.mm()
+    device = mm.get_torch_device()
+    net = model.model.diffusion_model
+    r = job.request
+    needed = activation_bytes(net.config, r.latent_frames, *r.latent_size, r.mel_frames, batch=2,
+                              dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=r.condition.ref_len)
+    mm.load_models_gpu([model], memory_required=needed)
+    bar = host.progress_bar(params.steps)
+    previewer = host.previewer(device)
+
+    def on_step(info):
+        mm.throw_exception_if_processing_interrupted()
+        preview = None
+        if previewer is not None:
+            preview = previewer.decode_latent_to_preview_image("JPEG", info.denoised_video[:1].float())
+        bar.update_absolute(info.step + 1, info.steps, preview)
+
+    try:
+        return sample(net, [r], params, callback=on_step, capture_face_masks=True, device=device)
+    except FloatingPointError as err:
+        loras = model.model_options.get(APPLIED)
+        if not loras:
+            raise
+        raise FloatingPointError(f"{err}. LoRAs applied: {', '.join(loras)}; try without them or at a lower "
+                                 f"strength") from None
+
+
+def caption_features(conditioning, text_dim: int, text_len: int, what: str):
+    """ComfyUI CONDITIONING from CLIPTextEncode (umT5, zero rows past the prompt) -> ([rows, text_dim], messages)."""
+    try:
+        features = conditioning[0][0]
+    except (TypeError, IndexError, KeyError):
+        raise JobError(f"{what}: expected a CONDITIONING from CLIPTextEncode") from None
+    if not isinstance(features, torch.Tensor) or features.dim() != 3 or features.shape[-1] != text_dim:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise JobError(f"{what}: conditioning of shape {shape}; UniAVGen needs umT5-XXL features of width "
+                       f"{text_dim} (CLIPLoader with type 'wan' and umt5_xxl)")
+    features = features[0]
+    # ComfyUI pads the prompt with zero rows to 512; the model pads with zero rows itself, so
+    # dropping them changes nothing and tells the model how many rows are real.
+    rows = int(features.abs().sum(dim=-1).nonzero().max()) + 1 if bool(features.any()) else 0
+    messages = [f"{what}: the prompt is longer than {text_len} tokens; the rest is ignored"] if rows > text_len else []
+    return features[: min(rows, text_len)].float(), messages

@@ -8,7 +8,8 @@ import torch
 
 from uniavgen_core.checkpoint.loading import file_metadata
 from uniavgen_core.codecs.caption_hash import HashedCaptionEncoder
-from uniavgen_core.codecs.video_pca import LATENT_CHANNELS, PatchPCACodec
+from uniavgen_core.codecs.video_pca import PatchPCACodec
+from uniavgen_core.units import LATENT_CHANNELS
 
 from . import folders, host
 from .common import CATEGORY

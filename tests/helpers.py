@@ -61,10 +61,13 @@ def random_ids(gen, length, pad_to=10):
 
 
 def random_request(task: Task, seed: int, frames=4, h=4, w=6, mel=70, text_len=14, ref_len=0, cond_len=0,
-                   caption_len=9, text_dim=64) -> Request:
+                   caption_len=9, text_dim=64, prior=0) -> Request:
+    """prior: clean leading latent frames of a continuation (cond_len: its clean mel rows)."""
     gen = torch.Generator().manual_seed(seed)
     ref = torch.randn(48, 1, h, w, generator=gen)
     cond_latent = torch.randn(48, frames, h, w, generator=gen) if task == Task.V2A else ref
+    if prior:
+        cond_latent = torch.randn(48, prior, h, w, generator=gen)
     ref_mel = torch.randn(ref_len, 80, generator=gen) if ref_len else None
     cond_mel = torch.randn(cond_len, 80, generator=gen) if cond_len else None
     make = lambda ids, cap: Condition(ids, cap, ref, cond_latent, ref_mel, cond_mel)

@@ -684,8 +684,8 @@ def test_block_swap_from_the_loader(comfy):
     assert torch.equal(latent["samples"], again["samples"])
 
 
-def test_caption_zero_padding_is_dropped_and_overlong_prompts_warned():
-    from uniavgen_core.frontend.jobs import caption_features
+def test_caption_zero_padding_is_dropped_and_overlong_prompts_warned(comfy):
+    from nodes.sampling import caption_features
     feats, msgs = caption_features(caption(rows=7), 64, 512, "positive")
     assert feats.shape == (7, 64) and not msgs
     assert caption_features(caption(rows=0), 64, 512, "negative")[0].shape == (0, 64)

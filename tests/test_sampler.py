@@ -31,6 +31,7 @@ def test_float32_schedule_any_step_count():
     (Task.RAVG, (True, False), (True, True)),
     (Task.A2V, (True, False), (True, False)),
     (Task.V2A, (False, True), (False, True)),
+    (Task.CONTINUATION, (True, True), (True, True)),
 ])
 def test_released_switch_table(task, cond, late_null):
     params = SamplingParams(steps=10, macfg_fraction=0.5, slg_layer=11)
@@ -73,7 +74,8 @@ def test_batch_of_different_requests_equals_each_alone(tiny_model):
     reqs = [random_request(Task.RAVG, 21, text_len=31, ref_len=17),
             random_request(Task.A2V, 22, text_len=12, cond_len=40, caption_len=30),
             random_request(Task.V2A, 23, text_len=5),
-            random_request(Task.AVG, 24, text_len=18)]
+            random_request(Task.AVG, 24, text_len=18),
+            random_request(Task.CONTINUATION, 25, prior=2, cond_len=30, ref_len=9)]
     together = sample(tiny_model, reqs, PARAMS)
     for i, r in enumerate(reqs):
         alone = sample(tiny_model, [r], PARAMS)
@@ -84,10 +86,15 @@ def test_batch_of_different_requests_equals_each_alone(tiny_model):
 def test_conditions_are_written_back(tiny_model):
     a2v = random_request(Task.A2V, 31, cond_len=25)
     v2a = random_request(Task.V2A, 32)
-    out = sample(tiny_model, [a2v, v2a], SamplingParams(steps=2))
+    further = random_request(Task.CONTINUATION, 33, prior=3, cond_len=52)
+    out = sample(tiny_model, [a2v, v2a, further], SamplingParams(steps=2))
     assert torch.equal(out.video[0, :, :1], a2v.condition.cond_latent)
     assert torch.equal(out.audio[0, :25], a2v.condition.cond_mel)
     assert torch.equal(out.video[1], v2a.condition.cond_latent)
+    # continuation: the prior clip's frames and mel rows are kept, what follows them is generated
+    assert torch.equal(out.video[2, :, :3], further.condition.cond_latent)
+    assert torch.equal(out.audio[2, :52], further.condition.cond_mel)
+    assert not torch.equal(out.audio[2, 52:], torch.zeros_like(out.audio[2, 52:]))
 
 
 def test_seed_reproduces_and_differs(tiny_model):
@@ -123,6 +130,12 @@ def test_bad_requests_are_rejected_with_a_reason(tiny_model):
         sample(tiny_model, [random_request(Task.RAVG, 61)], PARAMS)
     with pytest.raises(ValueError, match="A2V needs driving audio"):
         sample(tiny_model, [random_request(Task.A2V, 62)], PARAMS)
+    with pytest.raises(ValueError, match="CONTINUATION needs a prior clip's leading frames"):
+        sample(tiny_model, [random_request(Task.CONTINUATION, 66, prior=4, cond_len=9)], PARAMS)
+    with pytest.raises(ValueError, match=r"CONTINUATION needs the prior clip's mel rows \(1 to 69\)"):
+        sample(tiny_model, [random_request(Task.CONTINUATION, 67, prior=2)], PARAMS)
+    with pytest.raises(ValueError, match="AVG takes no reference voice; use RAVG"):
+        sample(tiny_model, [random_request(Task.AVG, 68, ref_len=5)], PARAMS)
     with pytest.raises(ValueError, match="must share frames"):
         sample(tiny_model, [random_request(Task.AVG, 63), random_request(Task.AVG, 64, mel=71)], PARAMS)
     with pytest.raises(ValueError, match="only 70 are generated"):

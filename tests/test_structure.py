@@ -101,3 +101,91 @@ def test_the_flow_conventions_have_one_owner():
                 found.setdefault(name, []).append(str(path.relative_to(REPO)))
     assert found["shift"] == ["uniavgen_core/sampling/flow.py"]
     assert found["sigma"] == ["uniavgen_core/sampling/flow.py"]
+
+
+def python_files(*roots):
+    for root in roots:
+        yield from sorted(root.rglob("*.py")) if root.is_dir() else [root]
+
+
+def parsed(path):
+    import ast
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def test_only_the_task_table_branches_on_a_task():
+    """No module compares with a task or keys a mapping on one, except the table itself: what a task
+    needs and sets is read from sampling/tasks.py."""
+    import ast
+    is_task = lambda node: (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                            and node.value.id == "Task")
+    found = []
+    for path in python_files(CORE, REPO / "nodes"):
+        if path == CORE / "sampling" / "tasks.py":
+            continue
+        for node in ast.walk(parsed(path)):
+            operands = ([node.left, *node.comparators] if isinstance(node, ast.Compare)
+                        else node.keys if isinstance(node, ast.Dict) else [])
+            if any(is_task(x) for x in operands if x is not None):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert found == []
+
+
+def test_the_core_never_sees_comfyui_types():
+    """ComfyUI's objects and layouts (CONDITIONING lists, LATENT dicts, model patchers, latent formats)
+    are converted in the nodes; the core takes tensors and its own dataclasses."""
+    import ast
+    comfy_names = {"CONDITIONING", "LATENT", "ModelPatcher", "process_in", "process_out", "latent_format",
+                   "folder_paths", "model_management"}
+    found = []
+    for path in python_files(CORE):
+        for node in ast.walk(parsed(path)):
+            name = (node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name)
+                    else node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None)
+            if name in comfy_names or (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Subscript)
+                                       and all(isinstance(s.slice, ast.Constant) and s.slice.value == 0
+                                               for s in (node, node.value))):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} {name or '[0][0]'}")
+    assert found == []
+
+
+def test_the_nodes_are_thin():
+    """Every function of the node adapters fits in 40 lines: the policy lives in the core."""
+    import ast
+    long = [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in python_files(REPO / "nodes") for node in ast.walk(parsed(path))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 40]
+    assert long == []
+
+
+def test_the_vae_strides_and_frame_rate_are_written_once():
+    """The Wan2.2 VAE's strides (4 frames, 16 pixels), its 48 channels and the 16 fps live in units.py;
+    arithmetic elsewhere names them. (Stride-like literals multiply, divide or shift.)"""
+    import ast
+    found = []
+    for path in python_files(CORE, REPO / "nodes"):
+        if path == CORE / "units.py":
+            continue
+        for node in ast.walk(parsed(path)):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div, ast.FloorDiv)):
+                literals = [x.value for x in (node.left, node.right) if isinstance(x, ast.Constant)]
+                if 16 in literals or 48 in literals:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+            if isinstance(node, ast.Compare) and any(isinstance(x, ast.Constant) and x.value == 48
+                                                     for x in node.comparators):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert found == []
+
+
+def test_the_layer_stacks_are_named_once(tiny_model):
+    """The model's stacks (blocks, audio_blocks, a2v_blocks, v2a_blocks) are listed in model/config.py;
+    the fp8 rule, the checkpoint reader and the trainer build on that list, and the model has exactly them."""
+    import re
+
+    import torch
+    from uniavgen_core.model.config import STACKS
+    listing = re.compile(r"a2v_blocks\W+v2a_blocks|audio_blocks\W+a2v_blocks")
+    found = [str(p.relative_to(REPO)) for p in python_files(CORE) if listing.search(p.read_text())]
+    assert found == ["uniavgen_core/model/config.py"]
+    stacks = [name for name, child in tiny_model.named_children() if isinstance(child, torch.nn.ModuleList)]
+    assert sorted(stacks) == sorted(STACKS)

@@ -18,7 +18,8 @@ from uniavgen_core.checkpoint.loading import file_metadata, load_model
 from uniavgen_core.model.dit import UniAVGenModel
 from uniavgen_core.model.fields import FieldError
 from uniavgen_core.training import budget
-from uniavgen_core.training.objective import Example, MixConfig, TrainTask, build_batch, losses
+from uniavgen_core.sampling.tasks import TASKS, Task
+from uniavgen_core.training.objective import Example, MixConfig, build_batch, losses
 from uniavgen_core.training.trainer import SECTIONS, OptimConfig, TrainConfig, Trainer
 
 MICRO = UniAVGenConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=2, text_dim=16, text_len=16, freq_dim=32,
@@ -67,7 +68,7 @@ def test_backward_matches_inference_and_reaches_every_parameter(grad_enabled):
     mix = MixConfig(task_weights={"avg": 1, "ravg": 2, "a2v": 1, "v2a": 1, "continuation": 1},
                     text_dropout=0.0, interaction_dropout=0.0)
     batch = build_batch(examples, gen, mix, MICRO.text_len)
-    assert set(batch.tasks) == set(TrainTask), batch.tasks      # every task in one batch
+    assert set(batch.tasks) == set(Task), batch.tasks      # every task in one batch
     out = model(batch.video, batch.audio, batch.t, batch.cond, batch.switches, capture_masks=True)
     with torch.no_grad():        # the in-place inference path gives the same numbers
         ref = model(batch.video, batch.audio, batch.t, batch.cond, batch.switches, capture_masks=True)
@@ -82,6 +83,21 @@ def test_backward_matches_inference_and_reaches_every_parameter(grad_enabled):
     groups = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert {"blocks", "audio_blocks", "a2v_blocks", "v2a_blocks", "text_embedding", "head", "head_audio",
             "patch_embedding", "audio_embedding", "text_proj"} <= groups
+
+
+def test_training_samples_lay_out_each_task_as_the_sampler_takes_it():
+    """Every sample's clean parts are what the task table lets the sampler take for its task, and the
+    loss covers exactly the generated parts."""
+    examples = [example(i, ref_len=4) for i in range(40)]
+    mix = MixConfig(task_weights={"avg": 1, "ravg": 1, "a2v": 1, "v2a": 1, "continuation": 1})
+    batch = build_batch(examples, torch.Generator().manual_seed(7), mix, MICRO.text_len)
+    assert set(batch.tasks) == set(Task)
+    frames, rows = batch.video.shape[2], batch.audio.shape[1]
+    for i, task in enumerate(batch.tasks):
+        c = batch.cond
+        TASKS[task].check_conditions(frames, rows, c.video_cond_frames[i], c.audio_cond_frames[i], c.ref_lens[i])
+        assert int((batch.video_weight[i] == 0).sum()) == c.video_cond_frames[i]
+        assert int((batch.audio_weight[i] == 0).sum()) == c.audio_cond_frames[i]
 
 
 def test_gradient_matches_finite_differences(grad_enabled):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import lipsync
+from . import lipsync, units
 from .audio.transcript import Fitted, describe, fit_to_vocabulary, wordless
 from .cli import USER_ERRORS, explain, output_folder
 from .frontend.jobs import MAX_CHARS_PER_SECOND
@@ -77,7 +77,7 @@ def contact_sheet(path: Path, rows: list[tuple[str, torch.Tensor, torch.Tensor]]
         mouth = lipsync.mouth_openness(frames, box)
         env = lipsync.audio_envelope(wave, SAMPLE_RATE, frames.shape[0])
         score = lipsync.sync_score(mouth, env)
-        seconds = torch.arange(frames.shape[0]) / 16
+        seconds = torch.arange(frames.shape[0]) / units.FPS
         z = lambda x: (x - x.mean()) / (x.std() + 1e-9)
         plot_ax.plot(seconds, z(mouth), label="mouth opening (pixels)")
         plot_ax.plot(seconds, z(env), label="audio low-band energy", alpha=0.8)

@@ -26,6 +26,7 @@ from .checkpoint.loading import load_model, official_key_shapes
 from .cli import UsageError, guarded, input_path, output_folder
 from .model.conditioning import Condition, ConditionBatch, Switches
 from .sampling import Request, SamplingParams, Task, pass_switches, sample
+from .sampling.tasks import TASKS, Voice
 
 # Intel MKL picks its FFT kernels by CPU instruction set, and float32 results differ in the last
 # bits between them. In the near-silent bins of a pure tone that rounding noise is all there is
@@ -44,15 +45,16 @@ def case_inputs(tensors: dict, name: str) -> dict:
 
 def case_request(case: dict, inputs: dict) -> Request:
     # As the official run_sample: no reference image means the video's first frame (V2A); no
-    # conditional video means the reference latent.
+    # conditional video means the reference latent; a reference voice only where the task takes one.
+    task = Task(case["task"])
     ref = inputs["ref_img"] if "ref_img" in inputs else inputs["cond_video"][:, :1]
     cond_video = inputs.get("cond_video", ref)
+    ref_mel = inputs.get("ref_audio") if TASKS[task].voice != Voice.UNUSED else None
 
     def condition(text, caption):
         return Condition(speech_ids=inputs[text].reshape(-1), caption=inputs[caption],
-                         ref_latent=ref, cond_latent=cond_video,
-                         ref_mel=inputs.get("ref_audio"), cond_mel=inputs.get("cond_audio"))
-    return Request(task=Task(case["task"]), condition=condition("text", "caption"),
+                         ref_latent=ref, cond_latent=cond_video, ref_mel=ref_mel, cond_mel=inputs.get("cond_audio"))
+    return Request(task=task, condition=condition("text", "caption"),
                    null_condition=condition("neg_text", "neg_caption"),
                    latent_frames=case["lat_frames"], mel_frames=case["n_audio"], seed=case["seed"])
 

@@ -2,7 +2,7 @@
 video codec, Griffin-Lim and hashed captions), without ComfyUI.
 
 It goes through the public API the nodes use: `load_model`, the speech tokenizer, the audio
-front end (`audio.inputs`), `jobs.build_job` and `sample`. `make demo` and the lip-sync
+front end (`audio.inputs`), the front-end entry `jobs.make_job` and `sample`. `make demo` and the lip-sync
 evaluation run on it.
 """
 from __future__ import annotations
@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 
 from . import units
-from .audio.inputs import driving_audio
+from .audio.inputs import level_driving_audio
 from .audio.mel import denormalise
 from .audio.speech_tokenizer import SpeechTokenizer
 from .checkpoint.loading import CheckpointError, file_metadata, load_model, trained_frames
 from .codecs.caption_hash import HashedCaptionEncoder
 from .codecs.griffin_lim import GriffinLimVocoder
 from .codecs.video_pca import PatchPCACodec
-from .frontend.jobs import Job, Speech, build_job
+from .frontend.jobs import Inputs, Job, Speech, make_job
 from .sampling import SamplingParams, Task, sample
 from .units import SAMPLE_RATE
 
@@ -67,18 +67,16 @@ class MiniPipeline:
             driving_wave: torch.Tensor | None = None, driving_frames: torch.Tensor | None = None,
             duration: units.Duration | None = None) -> Job:
         """reference: the face picture [H, W, 3] in [0, 1]; driving_wave: 24 kHz speech for A2V;
-        driving_frames: [4k+1, H, W, 3] pictures at 16 fps for V2A."""
-        duration = duration or self.duration
-        ref_latent = self.codec.encode(reference[None].float())                      # [48, 1, h, w]
-        video_latent = drive = None
-        if task == Task.V2A:
-            video_latent = self.codec.encode(driving_frames.float())
-            duration = units.Duration.from_video_frames(driving_frames.shape[0])
-        if task == Task.A2V:
-            drive = driving_audio({"waveform": driving_wave.reshape(1, 1, -1), "sample_rate": SAMPLE_RATE},
-                                  duration.mel_frames).wave
-        return build_job(task, self.speech(text), self.captions.encode(caption), self.captions.encode(""),
-                         ref_latent, duration, seed, driving_wave=drive, video_latent=video_latent)
+        driving_frames: [4k+1, H, W, 3] pictures at 16 fps for V2A. duration: default the trained length
+        (dubbing: the video's)."""
+        drive = None
+        if driving_wave is not None:
+            drive = level_driving_audio({"waveform": driving_wave.reshape(1, 1, -1), "sample_rate": SAMPLE_RATE}).wave
+        inputs = Inputs(self.speech(text), self.captions.encode(caption), self.captions.encode(""), seed,
+                        task=Task(task).name, seconds=None if duration is None else duration.seconds,
+                        reference=self.codec.encode(reference[None].float()), driving_audio=drive,
+                        driving_video=None if driving_frames is None else self.codec.encode(driving_frames.float()))
+        return make_job(inputs, self.trained_frames, self.model.config.num_layers, MINI_SAMPLING)
 
     def generate(self, jobs: list[Job], params: SamplingParams = MINI_SAMPLING, callback=None) -> list[Generated]:
         """Sample jobs of one duration as one batch, then decode pictures and speech."""

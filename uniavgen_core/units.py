@@ -13,6 +13,8 @@ HOP = 240                    # audio samples per mel frame
 N_MELS = 80                  # mel bins, the audio branch's input and output width
 MEL_RATE = SAMPLE_RATE // HOP    # 100 mel frames per second
 TEMPORAL_STRIDE = 4          # Wan2.2 VAE: latent frame i >= 1 covers 4 video frames
+SPATIAL_STRIDE = 16          # Wan2.2 VAE: a latent cell covers 16 x 16 pixels
+LATENT_CHANNELS = 48         # Wan2.2 VAE latent channels
 MAX_SECONDS = 30             # longest clip generated at once (the release is trained on 5 s; chain clips beyond)
 
 
@@ -61,3 +63,8 @@ class Duration:
                              f"clips for longer videos")
         k = max(1, round((seconds * FPS - 1) / TEMPORAL_STRIDE))
         return cls.from_video_frames(TEMPORAL_STRIDE * k + 1)
+
+
+def pixel_size(latent_size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) in pixels of a latent (h, w)."""
+    return tuple(SPATIAL_STRIDE * side for side in latent_size)

@@ -17,9 +17,9 @@ import torch
 from safetensors import safe_open
 
 from ..model import fp8
-from ..model.config import UniAVGenConfig
+from ..model.config import STACKS, UniAVGenConfig
 from ..model.dit import UniAVGenModel
-from ..units import latent_frames
+from ..units import LATENT_CHANNELS, latent_frames
 
 INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
@@ -184,7 +184,7 @@ def identify_foreign(shapes: dict) -> str | None:
     """Name a common wrong input recognised by its keys, or None."""
     keys = shapes.keys()
     has = lambda pattern: any(re.search(pattern, k) for k in keys)
-    if has(r"^audio_blocks\.") or has(r"^a2v_blocks\."):
+    if any(has(rf"^{stack}\.") for stack in STACKS[1:]):      # the audio branch or an interaction
         return None
     if has(r"(^|\.)encoder\.block\.\d+\.layer\.") or has(r"^shared\.weight$") or (
             has(r"^token_embedding\.") and has(r"^blocks\.\d+\.attn\.")):
@@ -195,15 +195,15 @@ def identify_foreign(shapes: dict) -> str | None:
         return "a vocoder (BigVGAN), not the UniAVGen model"
     if "patch_embedding.weight" in shapes and has(r"^blocks\.\d+\.self_attn\."):
         in_dim = shapes["patch_embedding.weight"][1]
-        if in_dim == 48:
+        if in_dim == LATENT_CHANNELS:
             return ("a plain Wan2.2-TI2V-5B video model (no audio branch), not UniAVGen: download the UniAVGen "
-                    "checkpoint (MCG-NJU/UniAVGen), which contains audio_blocks, a2v_blocks and v2a_blocks")
+                    f"checkpoint (MCG-NJU/UniAVGen), which contains {', '.join(STACKS[1:-1])} and {STACKS[-1]}")
         return (f"a Wan2.1/Wan2.2-14B video model (latent channels {in_dim}), not UniAVGen: download the UniAVGen "
                 f"checkpoint (MCG-NJU/UniAVGen)")
     return None
 
 
-_INDEXED = re.compile(r"^(.*?(?:blocks|audio_blocks|a2v_blocks|v2a_blocks|text_blocks))\.(\d+)\.(.+)$")
+_INDEXED = re.compile(rf"^(.*?(?:{'|'.join(STACKS)}|text_blocks))\.(\d+)\.(.+)$")
 
 
 def summarise_keys(keys) -> str:

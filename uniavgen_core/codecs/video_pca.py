@@ -13,9 +13,10 @@ from typing import Iterable
 
 import torch
 
-PATCH_T, PATCH_S, COLOURS = 4, 16, 3
+from ..units import LATENT_CHANNELS, SPATIAL_STRIDE, TEMPORAL_STRIDE
+
+PATCH_T, PATCH_S, COLOURS = TEMPORAL_STRIDE, SPATIAL_STRIDE, 3     # the Wan2.2 VAE's strides
 PATCH_DIM = PATCH_T * PATCH_S * PATCH_S * COLOURS           # 3072
-LATENT_CHANNELS = 48
 FORMAT = "uniavgen-patch-pca-codec"
 VERSION = "1"
 _TENSORS = {"basis": (PATCH_DIM, LATENT_CHANNELS), "mean": (PATCH_DIM,),

@@ -8,9 +8,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..units import FPS
+from ..units import FPS, SPATIAL_STRIDE, TEMPORAL_STRIDE
+from .face import box_mask
 
-ALIGN = 32                   # VAE x16, then 2x2 patches
+ALIGN = 2 * SPATIAL_STRIDE   # the VAE's stride, then the model's 2 x 2 patches
 OFFICIAL_SHORT_SIDE = 736    # ceil(720 / 32) * 32 in the release
 
 
@@ -109,3 +110,47 @@ def resample_frames(images: torch.Tensor, fps: float, target_fps: float = FPS) -
     count = max(1, math.floor(images.shape[0] * target_fps / fps + 1e-6))
     index = torch.clamp((torch.arange(count) * fps / target_fps + 1e-6).floor().long(), max=images.shape[0] - 1)
     return images[index]
+
+
+def output_size(height: int, width: int, short_side: int | None = None) -> tuple[int, int]:
+    """The size the model gets: the release's rule, or a short side of `short_side` pixels."""
+    return official_size(height, width) if short_side is None else short_side_size(height, width, short_side)
+
+
+def frame_reference(picture: torch.Tensor, aspect: float | None = None, box: tuple | None = None,
+                    short_side: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A face picture [1, H, W, 3] as the model gets it: cropped to width/height `aspect` (None: not
+    cropped) around the face `box` (top, left, bottom, right; None: around the centre), then resized.
+    Returns the picture, the face box as a mask [h, w] (empty without a box) and messages."""
+    messages = check_contrast(picture, "the reference picture")
+    _, height, width, _ = picture.shape
+    if aspect is not None:
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
+        top, left, height, width = crop_box(height, width, aspect, centre)
+        picture = picture[:, top: top + height, left: left + width]
+        if box:
+            box = (box[0] - top, box[1] - left, box[2] - top, box[3] - left)
+    out_h, out_w = output_size(height, width, short_side)
+    messages += check_picture(height, width, out_h, out_w)
+    if box:
+        box = (box[0] * out_h / height, box[1] * out_w / width, box[2] * out_h / height, box[3] * out_w / width)
+    return resize(picture, out_h, out_w), box_mask(out_h, out_w, box), messages
+
+
+def frame_video(frames: torch.Tensor, fps: float, short_side: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """A clip's pictures [T, H, W, 3] at `fps` as the model gets them: resampled to 16 fps, cut to 4k+1
+    frames (the VAE's stride), resized like a reference picture."""
+    clip = resample_frames(frames, fps)
+    messages = [] if abs(fps - FPS) < 1e-6 else [f"resampled {frames.shape[0]} frames at {fps:g} fps to "
+                                                f"{clip.shape[0]} frames at {FPS} fps"]
+    if clip.shape[0] < TEMPORAL_STRIDE + 1:
+        raise ValueError(f"the video has {clip.shape[0]} frame(s) at {FPS} fps; dubbing needs at least "
+                         f"{TEMPORAL_STRIDE + 1} ({(TEMPORAL_STRIDE + 1) / FPS:.2f} s)")
+    usable = (clip.shape[0] - 1) // TEMPORAL_STRIDE * TEMPORAL_STRIDE + 1
+    if usable != clip.shape[0]:
+        messages.append(f"used the first {usable} of {clip.shape[0]} frames (the model needs 4k+1 frames)")
+    clip = clip[:usable]
+    out_h, out_w = output_size(clip.shape[1], clip.shape[2], short_side)
+    messages += check_picture(clip.shape[1], clip.shape[2], out_h, out_w)
+    messages += check_contrast(clip, "the video")
+    return resize(clip, out_h, out_w), messages

@@ -1,5 +1,6 @@
-"""From user-level inputs to a sampler Request: task choice, caption and duration fitting, and
-face masks per output frame. Used by the ComfyUI nodes; plain PyTorch."""
+"""The front end's one entry: from what a user gives (pictures and audio already prepared, texts, a
+duration, a task or 'auto') to a sampler Request and the messages to show, by the task table. The ComfyUI
+nodes, the small model's pipeline and the demo all go through `make_job`; plain PyTorch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from ..audio.mel import log_mel, normalise
 from ..audio.speech_tokenizer import SpeechTokenizer, Tokens, is_chinese
 from ..audio.transcript import wordless
 from ..model.conditioning import Condition
-from ..sampling import Request, Task
+from ..audio.inputs import fit_to_frames
+from ..sampling import Request, SamplingParams
+from ..sampling.tasks import TASKS, Given, TaskSpec, Voice, choose
 
 
 class JobError(ValueError):
@@ -32,42 +35,6 @@ class Job:
     request: Request
     duration: units.Duration
     messages: list[str] = field(default_factory=list)
-
-
-def choose_task(task: str, has_voice: bool, has_driving_audio: bool, has_driving_video: bool) -> Task:
-    """'auto' picks the task from what is connected; an explicit task must have its inputs."""
-    if task == "auto":
-        if has_driving_video:
-            return Task.V2A
-        if has_driving_audio:
-            return Task.A2V
-        return Task.RAVG if has_voice else Task.AVG
-    chosen = Task[task]
-    needs = {Task.RAVG: (has_voice, "a reference voice"), Task.A2V: (has_driving_audio, "driving audio"),
-             Task.V2A: (has_driving_video, "a driving video")}
-    if chosen in needs and not needs[chosen][0]:
-        raise JobError(f"task {chosen.name} needs {needs[chosen][1]}; connect it or set task to auto")
-    return chosen
-
-
-def caption_features(conditioning, text_dim: int, text_len: int, what: str) -> tuple[torch.Tensor, list[str]]:
-    """ComfyUI CONDITIONING from CLIPTextEncode (umT5, zero rows past the prompt) -> [rows, text_dim]."""
-    try:
-        features = conditioning[0][0]
-    except (TypeError, IndexError, KeyError):
-        raise JobError(f"{what}: expected a CONDITIONING from CLIPTextEncode") from None
-    if not isinstance(features, torch.Tensor) or features.dim() != 3 or features.shape[-1] != text_dim:
-        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-        raise JobError(f"{what}: conditioning of shape {shape}; UniAVGen needs umT5-XXL features of width "
-                       f"{text_dim} (CLIPLoader with type 'wan' and umt5_xxl)")
-    messages = []
-    features = features[0]
-    # ComfyUI pads the prompt with zero rows to 512; the model pads with zero rows itself, so
-    # dropping them changes nothing and tells the model how many rows are real.
-    rows = int(features.abs().sum(dim=-1).nonzero().max()) + 1 if bool(features.any()) else 0
-    if rows > text_len:
-        messages.append(f"{what}: the prompt is longer than {text_len} tokens; the rest is ignored")
-    return features[: min(rows, text_len)].float(), messages
 
 
 def fit_video(latent: torch.Tensor, duration: units.Duration) -> torch.Tensor:
@@ -93,36 +60,107 @@ def speaking_rate(text: str, duration: units.Duration) -> list[str]:
             f"speaker manages about {limit}): raise the duration to {count / limit:.1f} s or shorten the text"]
 
 
-def build_job(task: Task, speech: Speech, caption: torch.Tensor, neg_caption: torch.Tensor,
-              ref_latent: torch.Tensor, duration: units.Duration, seed: int,
-              voice_wave: torch.Tensor | None = None, driving_wave: torch.Tensor | None = None,
-              video_latent: torch.Tensor | None = None) -> Job:
-    """ref_latent [C, 1, h, w] and video_latent [C, T, h, w] are normalised latents; waves are
-    prepared 24 kHz mono (audio.inputs.reference_voice / driving_audio)."""
-    messages = []
-    nothing = wordless(speech.text)
-    if nothing and task != Task.A2V:
-        messages.append(f"the transcript has no words ({nothing}): the audio will have none")
-    if task != Task.A2V:
-        messages += speaking_rate(speech.text, duration)
-    cond_latent = ref_latent
-    if task == Task.V2A:
-        if video_latent is None:
-            raise JobError("V2A needs a driving video")
-        cond_latent = fit_video(video_latent, duration)
-        if cond_latent.shape[2:] != ref_latent.shape[2:]:
-            raise JobError(f"driving video latent {tuple(cond_latent.shape[2:])} and reference "
-                           f"{tuple(ref_latent.shape[2:])} differ in size; encode both at one resolution")
-    ref_mel = normalise(log_mel(voice_wave)) if task == Task.RAVG and voice_wave is not None else None
-    cond_mel = None
-    if task == Task.A2V:
-        if driving_wave is None or driving_wave.shape[-1] != duration.mel_frames * units.HOP:
-            raise JobError("A2V needs driving audio fitted to the duration (audio.inputs.driving_audio)")
-        cond_mel = normalise(log_mel(driving_wave))
-    make = lambda ids, cap: Condition(ids, cap, ref_latent, cond_latent, ref_mel, cond_mel)
-    request = Request(task, make(speech.tokens.padded(), caption), make(speech.null.padded(), neg_caption),
-                      latent_frames=duration.latent_frames, mel_frames=duration.mel_frames, seed=seed)
+@dataclass
+class Inputs:
+    """What a user gives for one clip, in model space: pictures already encoded to normalised latents,
+    captions to features, audio prepared as 24 kHz mono (audio.inputs). Which of the optional ones a task
+    needs, the task table says."""
+    speech: Speech
+    caption: torch.Tensor                       # [rows, text_dim] caption features
+    neg_caption: torch.Tensor
+    seed: int
+    task: str = "auto"                          # 'auto' or a Task's name
+    seconds: float | None = None                # None: the length the model was trained on (dubbing: the video's)
+    reference: torch.Tensor | None = None       # [C, 1, h, w] the face; dubbing takes the video's first frame
+    voice: torch.Tensor | None = None           # a reference voice (audio.inputs.reference_voice)
+    driving_audio: torch.Tensor | None = None   # levelled speech of any length (audio.inputs.level_driving_audio)
+    driving_video: torch.Tensor | None = None   # [C, T, h, w] latents of the video to dub
+    prior: tuple[torch.Tensor, torch.Tensor] | None = None   # continuation: the prior clip's last latent frames
+                                                             # [C, k, h, w] and the mel rows they cover [m, 80]
+
+    def given(self) -> set[str]:
+        names = {"voice": self.voice, "driving_audio": self.driving_audio, "driving_video": self.driving_video,
+                 "prior": self.prior}
+        return {name for name, value in names.items() if value is not None}
+
+
+def make_job(inputs: Inputs, trained_frames: int, num_layers: int, params: SamplingParams) -> Job:
+    """The one front-end entry: the task, the clip's duration and the request from a user's inputs, with
+    every message the user should read. The nodes, the small model's pipeline and the demo all call it."""
+    try:
+        task = choose(inputs.task, inputs.given())
+    except ValueError as err:
+        raise JobError(str(err)) from None
+    spec = TASKS[task]
+    messages = [f"task: {task.name}"]
+    duration = _duration(spec, inputs, trained_frames, messages)
+    reference = inputs.reference
+    if reference is None and spec.reference_from_video:
+        reference = inputs.driving_video[:, :1]     # the causal VAE's first latent frame is the first picture
+    if reference is None:
+        raise JobError(f"task {task.name} needs a reference face: connect UniAVGen Reference Image")
+    if params.slg_layer >= num_layers:
+        messages.append(f"skip-layer guidance off: layer {params.slg_layer} is beyond this model's {num_layers} "
+                        f"layers")
+    if spec.voice == Voice.NEEDED and not inputs.speech.ref_text:
+        messages.append("voice cloning without the reference transcript: give it in Speech Text for better timbre")
+    if spec.speaks:
+        nothing = wordless(inputs.speech.text)
+        if nothing:
+            messages.append(f"the transcript has no words ({nothing}): the audio will have none")
+        messages += speaking_rate(inputs.speech.text, duration)
+    video_cond, cond_mel = _clean_parts(spec, inputs, reference, duration, messages)
+    voice = inputs.voice if spec.voice != Voice.UNUSED else None
+    if inputs.voice is not None and voice is None:
+        messages.append(f"the reference voice is not used: {task.name} ({spec.title}) takes none")
+    ref_mel = normalise(log_mel(voice)) if voice is not None else None
+    make = lambda ids, cap: Condition(ids, cap, reference, video_cond, ref_mel, cond_mel)
+    speech = inputs.speech
+    request = Request(task, make(speech.tokens.padded(), inputs.caption),
+                      make(speech.null.padded(), inputs.neg_caption), latent_frames=duration.latent_frames,
+                      mel_frames=duration.mel_frames, seed=inputs.seed)
     return Job(request, duration, messages)
+
+
+def _duration(spec: TaskSpec, inputs: Inputs, trained_frames: int, messages: list[str]) -> units.Duration:
+    """The clip's length: the one asked for (else the trained one); dubbing follows its video, of which
+    a shorter duration dubs only the start."""
+    trained = units.Duration.from_video_frames(trained_frames)
+    wanted = trained if inputs.seconds is None else units.Duration.from_seconds(inputs.seconds)
+    if spec.reference_from_video:
+        longest = units.MAX_SECONDS * units.FPS + 1
+        whole = units.Duration.from_video_frames(min(units.video_frames(inputs.driving_video.shape[1]), longest))
+        if inputs.seconds is None or wanted.video_frames >= whole.video_frames:
+            if wanted.video_frames > whole.video_frames and inputs.seconds is not None:
+                messages.append(f"the video is {whole.seconds:.4g} s long: dubbing all of it")
+            wanted = whole
+        else:
+            messages.append(f"dubbing the first {wanted.seconds:.4g} s of the {whole.seconds:.4g} s video")
+    if wanted.video_frames > 1.5 * trained.video_frames:
+        messages.append(f"{wanted.seconds:.2f} s is far past the {trained.seconds:.2f} s this model was trained on: "
+                        f"expect the face and the voice to drift; chain clips for longer videos (the long-form "
+                        f"workflow)")
+    return wanted
+
+
+def _clean_parts(spec: TaskSpec, inputs: Inputs, reference: torch.Tensor, duration: units.Duration,
+                 messages: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The clean leading latent frames and mel rows the task gives the model."""
+    video, mel = reference, None
+    if spec.video == Given.ALL:
+        video = fit_video(inputs.driving_video, duration)
+    if spec.video == Given.PRIOR:
+        video, prior_mel = inputs.prior
+        mel = prior_mel.float()
+    if video.shape[2:] != reference.shape[2:]:
+        raise JobError(f"the {'driving video' if spec.video == Given.ALL else 'prior clip'} latent "
+                       f"{tuple(video.shape[2:])} and reference {tuple(reference.shape[2:])} differ in size; encode "
+                       f"both at one resolution")
+    if spec.audio == Given.ALL:
+        wave, fitted = fit_to_frames(inputs.driving_audio, duration.mel_frames)
+        messages += fitted
+        mel = normalise(log_mel(wave))
+    return video, mel
 
 
 def frame_masks(face_masks: torch.Tensor, height: int, width: int) -> torch.Tensor:

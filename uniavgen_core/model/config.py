@@ -11,6 +11,10 @@ from .fields import ranged, settle
 
 MAX_LAYERS = 256              # far above any released model; bounds what a corrupt file can make us build
 MAX_WIDTH = 1 << 20
+# The model's repeated layers, by the state-dict prefix of each stack (docs/MODEL.md §2): the video and
+# audio transformer blocks, then the two interactions.
+STACKS = ("blocks", "audio_blocks", "a2v_blocks", "v2a_blocks")
+INTERACTION_STACKS = STACKS[2:]
 
 
 def _width(default: int):

@@ -12,13 +12,15 @@ import re
 
 import torch
 
+from .config import STACKS
+
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max
 SCALE = "scale_weight"
 SCALE_SUFFIX = "." + SCALE
 # The big matrices of the transformer stacks and interactions; norms, modulations, embeddings,
 # time MLPs and heads stay in bf16.
-QUANTISED = re.compile(r"^(blocks|audio_blocks|a2v_blocks|v2a_blocks)\.\d+\.(self_attn\.|cross_attn\.)?"
+QUANTISED = re.compile(rf"^({'|'.join(STACKS)})\.\d+\.(self_attn\.|cross_attn\.)?"
                        r"(q|k|v|o|ffn\.0|ffn\.2)\.weight$")
 
 

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from ..units import TEMPORAL_STRIDE as STRIDE
 from ..units import video_frames as pixel_frames
 from .attention import attention
 from .layers import Attention, ModulatedHead
@@ -26,7 +27,7 @@ def a2v_windows(n_audio: int, latent_frames: int, window: int) -> tuple[tuple[in
     r = n_audio / pixel_frames(latent_frames)
     half = (window + 1 - window % 2) // 2        # an even window is made odd first
     lo, hi = math.floor(half * r), math.ceil(half * r)
-    bounds = [(-lo, 1 + hi)] + [(math.floor((4 * i - 3) * r) - lo, math.ceil((4 * i + 1) * r) + hi)
+    bounds = [(-lo, 1 + hi)] + [(math.floor((STRIDE * i - 3) * r) - lo, math.ceil((STRIDE * i + 1) * r) + hi)
                                 for i in range(1, latent_frames)]
     width = max(e - s for s, e in bounds[1:])
     windows = []
@@ -53,8 +54,8 @@ def v2a_interpolation(n_audio: int, latent_frames: int, dtype: torch.dtype, devi
     down = p.floor().clamp(0, f - 1)
     up = (down + 1).clamp(0, f - 1)
     w_up, w_down = 1 - (up - p), 1 - (p - down)
-    # pixel frame k holds latent frame 0 for k = 0 and ceil(k/4) otherwise
-    return (down.long() + 3) // 4, (up.long() + 3) // 4, w_down, w_up
+    # pixel frame k holds latent frame 0 for k = 0 and ceil(k / stride) otherwise
+    return (down.long() + STRIDE - 1) // STRIDE, (up.long() + STRIDE - 1) // STRIDE, w_down, w_up
 
 
 def _runs(frame_of: torch.Tensor, frames: int):

@@ -13,20 +13,19 @@ import torch
 
 from ..model.conditioning import ConditionBatch, Switches
 from ..model.dit import UniAVGenModel
-from .params import SamplingParams, Task
+from .params import SamplingParams
+from .tasks import TASKS, Task
 
 
 def pass_switches(task: Task, params: SamplingParams, macfg: bool) -> tuple[Switches, Switches]:
-    """(conditional, unconditional) switches of one request (docs/MODEL.md §6.3); `macfg`: the
-    unconditional pass is the interaction-free one of Modality-Aware CFG."""
+    """(conditional, unconditional) switches of one request (docs/MODEL.md §6.3), from the task table;
+    `macfg`: the unconditional pass is the interaction-free one of Modality-Aware CFG."""
     on = params.interactions
-    a2v = task != Task.V2A and on
-    v2a_cond = on and (task in (Task.AVG, Task.V2A) or (task == Task.RAVG and params.ravg_cond_v2a))
-    v2a_null = task != Task.A2V and on
-    cond = Switches((a2v,), (v2a_cond,), (-1,))
+    (a2v_c, v2a_c), (a2v_u, v2a_u) = TASKS[task].interactions(params.ravg_cond_v2a)
+    cond = Switches((a2v_c and on,), (v2a_c and on,), (-1,))
     if macfg:
         return cond, Switches((False,), (False,), (params.slg_layer,))
-    return cond, Switches((a2v,), (v2a_null,), (params.slg_layer,))
+    return cond, Switches((a2v_u and on,), (v2a_u and on,), (params.slg_layer,))
 
 
 def macfg_boundary(schedule: torch.Tensor, params: SamplingParams) -> float:

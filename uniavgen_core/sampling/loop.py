@@ -12,7 +12,8 @@ from ..model.conditioning import ConditionBatch
 from ..model.dit import UniAVGenModel
 from ..units import N_MELS
 from .guidance import GuidedVelocity, Velocity
-from .params import Request, SampleResult, SamplingParams, StepInfo, Task
+from .params import Request, SampleResult, SamplingParams, StepInfo
+from .tasks import TASKS
 from . import flow
 from .schedule import timesteps
 from .solvers import SOLVERS, State
@@ -85,13 +86,9 @@ def _check_batch(requests: list[Request]):
                              f"got {(first.latent_frames, first.mel_frames, first.latent_size)} and "
                              f"{(r.latent_frames, r.mel_frames, r.latent_size)}")
     for r in requests:
-        if r.task == Task.V2A and r.condition.video_cond_frames != r.latent_frames:
-            raise ValueError(f"V2A needs the whole conditioning video ({r.latent_frames} latent frames), "
-                             f"got {r.condition.video_cond_frames}")
-        if r.task == Task.A2V and r.condition.audio_cond_frames == 0:
-            raise ValueError("A2V needs driving audio (cond_mel)")
-        if r.task == Task.RAVG and r.condition.ref_len == 0:
-            raise ValueError("RAVG needs a reference voice (ref_mel)")
+        c = r.condition
+        TASKS[r.task].check_conditions(r.latent_frames, r.mel_frames, c.video_cond_frames, c.audio_cond_frames,
+                                       c.ref_len)
 
 
 @torch.no_grad()

@@ -1,7 +1,6 @@
 """What a sampling run is asked for and what it returns: tasks, parameters, requests, results."""
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, field
 
@@ -9,13 +8,7 @@ import torch
 
 from ..model.conditioning import Condition
 from .solvers import SOLVERS, check_options
-
-
-class Task(enum.IntEnum):
-    AVG = 0    # joint audio + video from a reference face, caption and transcript
-    RAVG = 1   # the same with a reference voice
-    A2V = 2    # audio-driven video
-    V2A = 3    # video-driven audio (dubbing)
+from .tasks import Task
 
 
 MAX_STEPS = 1000

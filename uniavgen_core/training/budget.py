@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from .. import units
-from ..codecs.video_pca import LATENT_CHANNELS
 from ..model.config import UniAVGenConfig
 from ..model.dit import UniAVGenModel
 from .data import DataConfig
@@ -38,15 +37,15 @@ HEADROOM = 0.9                  # the share of the available memory a run may pl
 
 def latent_grid(data: DataConfig) -> tuple[int, int]:
     """(latent frames, latent side) of the training clips: the video codec is 16x spatially."""
-    return units.latent_frames(data.frames), data.size // 16
+    return units.latent_frames(data.frames), data.size // units.SPATIAL_STRIDE
 
 
 def clip_bytes(data: DataConfig) -> int:
     """One clip in the training set: latents, mel, voice reference, transcripts, caption and face targets."""
     frames, side = latent_grid(data)
     seconds = data.frames / units.FPS + REF_MEL_ROWS / units.MEL_RATE
-    halves = (LATENT_CHANNELS * frames * side * side + (units.mel_frames(data.frames) + REF_MEL_ROWS) * units.N_MELS
-              + 64 * data.caption_dim)
+    halves = (units.LATENT_CHANNELS * frames * side * side
+              + (units.mel_frames(data.frames) + REF_MEL_ROWS) * units.N_MELS + 64 * data.caption_dim)
     return halves * HALF + int(seconds * SPEECH_IDS_PER_SECOND) * 8 + (side // 2) ** 2 * FLOAT
 
 
@@ -73,7 +72,8 @@ def sample_bytes(model: UniAVGenConfig, data: DataConfig) -> int:
                                  + _stream(audio, model.audio_dim, model.audio_ffn_dim, model.audio_num_heads, speech))
     values += len(model.interaction_layers) * (2 * max(model.num_heads, model.audio_num_heads) * video * audio
                                                + int(12 * (video * model.dim + audio * model.audio_dim) * SAFETY))
-    values += int(12 * (LATENT_CHANNELS * frames * side * side + audio * units.N_MELS) * SAFETY)  # inputs, targets
+    # inputs and targets
+    values += int(12 * (units.LATENT_CHANNELS * frames * side * side + audio * units.N_MELS) * SAFETY)
     return values * FLOAT
 
 

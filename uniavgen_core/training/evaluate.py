@@ -27,6 +27,7 @@ from .. import lipsync
 from ..cli import UsageError, guarded, input_path, output_file
 from ..mini import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, Task
+from ..sampling import tasks as table
 from ..sampling.params import MAX_STEPS
 from ..synthetic.clips import Clip, make_clip
 from ..units import SAMPLE_RATE
@@ -53,8 +54,9 @@ def generate(pipe: MiniPipeline, clips: list[Clip], task: Task, params: Sampling
 def signals(task: Task, clip: Clip, frames: torch.Tensor, wave: torch.Tensor):
     """(mouth track, audio envelope) of one generated clip: the generated side(s) of the task,
     the clip's own pictures or speech for the side that was given."""
-    pictures = clip.frames if task == Task.V2A else frames
-    speech = clip.wave if task == Task.A2V else wave
+    spec = table.TASKS[task]
+    pictures = clip.frames if spec.video == table.Given.ALL else frames
+    speech = clip.wave if spec.audio == table.Given.ALL else wave
     n = min(pictures.shape[0], frames.shape[0])
     mouth = lipsync.mouth_openness(pictures[:n], clip.mouth_box)
     env = lipsync.audio_envelope(speech, SAMPLE_RATE, n)
@@ -108,7 +110,7 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
     for name, task in TASKS.items():
         per_variant = {}
         for variant, p in variants.items():
-            if variant.startswith("macfg") and task != Task.AVG:
+            if variant.startswith("macfg") and not table.TASKS[task].joint:     # MA-CFG acts on the pair
                 continue
             start = time.perf_counter()
             made = generate(pipe, data, task, p)

@@ -14,7 +14,6 @@ eps - x0 at t = 1000 s, with s drawn through the inference shift. Clean parts ca
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import torch
@@ -28,14 +27,7 @@ from ..model.config import MAX_WIDTH
 from ..model.fields import FieldError, ranged, settle, shown
 from ..sampling import flow
 from ..sampling.flow import NUM_TIMESTEPS
-
-
-class TrainTask(enum.IntEnum):
-    AVG = 0
-    RAVG = 1
-    A2V = 2
-    V2A = 3
-    CONTINUATION = 4
+from ..sampling.tasks import TASKS, Task, Voice
 
 
 @dataclass
@@ -50,7 +42,7 @@ class Example:
     face: torch.Tensor | None = None         # [h/2, w/2] face fraction per video token (FAM target)
 
 
-TASK_NAMES = tuple(t.name.lower() for t in TrainTask)
+TASK_NAMES = tuple(t.name.lower() for t in Task)
 
 
 @dataclass(frozen=True)
@@ -107,7 +99,7 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     for e in examples:
         if e.latent.shape != (c, frames, h, w) or e.mel.shape[0] != n_mel:
             raise ValueError("a training batch needs clips of one length and size")
-    tasks = [TrainTask(int(i)) for i in torch.multinomial(mix.weights(), b, replacement=True, generator=gen)]
+    tasks = [Task(int(i)) for i in torch.multinomial(mix.weights(), b, replacement=True, generator=gen)]
     drop_text = (torch.rand(b, generator=gen) < mix.text_dropout).tolist()
     drop_inter = (torch.rand(b, generator=gen) < mix.interaction_dropout).tolist()
     cut = torch.randint(2, max(3, frames), (b,), generator=gen).tolist()       # continuation's clean frames
@@ -119,14 +111,15 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     space = torch.tensor([mix.space_id])
     conds, video_cond_frames, audio_cond_frames = [], [], []
     for e, task, dropped, k in zip(examples, tasks, drop_text, cut):
-        if task == TrainTask.RAVG and (e.ref_mel is None or e.ref_ids is None):
-            task = TrainTask.AVG
+        if TASKS[task].voice == Voice.NEEDED and (e.ref_mel is None or e.ref_ids is None):
+            task = Task.AVG
+        spec = TASKS[task]
         x0 = e.latent.float()
-        vc = {TrainTask.V2A: frames, TrainTask.CONTINUATION: min(k, frames - 1)}.get(task, 1)
-        ac = {TrainTask.A2V: n_mel,
-              TrainTask.CONTINUATION: min(n_mel - 1, units.mel_frames(units.video_frames(vc)))}.get(task, 0)
-        ref_mel = e.ref_mel.float() if task == TrainTask.RAVG else None
-        if task == TrainTask.RAVG:      # transcripts as at inference: reference + space + text
+        vc = spec.video_cond_frames(frames, prior=min(k, frames - 1))
+        ac = spec.audio_cond_rows(n_mel, prior=min(n_mel - 1, units.mel_frames(units.video_frames(vc))))
+        voice = spec.voice == Voice.NEEDED      # a voice only where the task cannot do without one
+        ref_mel = e.ref_mel.float() if voice else None
+        if voice:                               # transcripts as at inference: reference + space + text
             ids = _ids(e.ref_ids, space) if dropped else _ids(e.ref_ids, space, e.text_ids)
         else:
             ids = space if dropped else _ids(e.text_ids)

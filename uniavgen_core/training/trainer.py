@@ -19,12 +19,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..codecs.video_pca import LATENT_CHANNELS
-from ..model.config import UniAVGenConfig
+from ..model.config import INTERACTION_STACKS, UniAVGenConfig
 from ..model.dit import UniAVGenModel
 from ..model.fields import FieldError, check_fields, ranged, settle, shown
 from ..synthetic.sentences import VOCAB
-from ..units import N_MELS
+from ..units import LATENT_CHANNELS, N_MELS
 from .data import MAX_SEED, PATH, DataConfig
 from .objective import Example, MixConfig, build_batch, losses
 
@@ -188,7 +187,7 @@ def init_weights(model: UniAVGenModel, seed: int) -> None:
                 p.copy_(torch.rand(p.shape, generator=gen) * 2 * bound - bound)
         for name, p in model.named_parameters():
             if name.startswith(("head.head.", "head_audio.head.")) or \
-                    (name.startswith(("a2v_blocks.", "v2a_blocks.")) and ".o." in name):
+                    (name.startswith(tuple(f"{s}." for s in INTERACTION_STACKS)) and ".o." in name):
                 p.zero_()
         model.text_embedding.text_embed.weight.normal_(0, 0.02, generator=gen)
 
