@@ -100,6 +100,17 @@ def test_training_samples_lay_out_each_task_as_the_sampler_takes_it():
         assert int((batch.audio_weight[i] == 0).sum()) == c.audio_cond_frames[i]
 
 
+def test_timestep_jitter_moves_only_the_timestep_the_model_is_told():
+    examples = [example(i) for i in range(12)]
+    plain = build_batch(examples, torch.Generator().manual_seed(3), MixConfig(), MICRO.text_len)
+    jittered = build_batch(examples, torch.Generator().manual_seed(3), MixConfig(t_jitter=5.0), MICRO.text_len)
+    for name in ("video", "audio", "target_video", "target_audio", "video_weight", "audio_weight"):
+        assert torch.equal(getattr(plain, name), getattr(jittered, name)), name
+    moved = (jittered.t - plain.t).abs()
+    assert float(moved.max()) <= 5.0 and float(moved.mean()) > 0.5
+    assert float(jittered.t.min()) >= 0 and float(jittered.t.max()) <= 1000
+
+
 def test_gradient_matches_finite_differences(grad_enabled):
     """The directional derivative of the loss along a random direction, analytic vs central
     differences, in float64 (the float32 islands of the model and the curvature limit the agreement to ~1e-3)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import units
-from .audio.inputs import level_driving_audio
+from .audio.inputs import level_driving_audio, reference_voice
 from .audio.mel import denormalise
 from .audio.speech_tokenizer import SpeechTokenizer
 from .checkpoint.loading import CheckpointError, file_metadata, load_model, trained_frames
@@ -60,21 +60,27 @@ class MiniPipeline:
         """The clip length the model was trained on."""
         return units.Duration.from_video_frames(self.trained_frames)
 
-    def speech(self, text: str) -> Speech:
-        return Speech(self.tokenizer.encode(text, "en"), self.tokenizer.null(), text)
+    def speech(self, text: str, voice_text: str = "") -> Speech:
+        """The transcript's tokens; with the cloned voice's transcript before it (RAVG)."""
+        ref = voice_text or None
+        return Speech(self.tokenizer.encode(text, "en", ref_text=ref), self.tokenizer.null(ref_text=ref, lang="en"),
+                      text, voice_text)
 
     def job(self, task: Task, text: str, caption: str, reference: torch.Tensor, seed: int,
             driving_wave: torch.Tensor | None = None, driving_frames: torch.Tensor | None = None,
-            duration: units.Duration | None = None) -> Job:
+            duration: units.Duration | None = None, voice_wave: torch.Tensor | None = None, voice_text: str = "",
+            prior: tuple[torch.Tensor, torch.Tensor] | None = None) -> Job:
         """reference: the face picture [H, W, 3] in [0, 1]; driving_wave: 24 kHz speech for A2V;
-        driving_frames: [4k+1, H, W, 3] pictures at 16 fps for V2A. duration: default the trained length
-        (dubbing: the video's)."""
-        drive = None
-        if driving_wave is not None:
-            drive = level_driving_audio({"waveform": driving_wave.reshape(1, 1, -1), "sample_rate": SAMPLE_RATE}).wave
-        inputs = Inputs(self.speech(text), self.captions.encode(caption), self.captions.encode(""), seed,
+        driving_frames: [4k+1, H, W, 3] pictures at 16 fps for V2A; voice_wave: 24 kHz speech of the voice
+        to clone (RAVG) and voice_text its transcript; prior: the latents [48, k, h, w] and normalised mel
+        rows [m, 80] a continuation starts from. duration: default the trained length (dubbing: the video's)."""
+        prepare = lambda wave, how: None if wave is None else how(
+            {"waveform": wave.reshape(1, 1, -1), "sample_rate": SAMPLE_RATE}).wave
+        inputs = Inputs(self.speech(text, voice_text), self.captions.encode(caption), self.captions.encode(""), seed,
                         task=Task(task).name, seconds=None if duration is None else duration.seconds,
-                        reference=self.codec.encode(reference[None].float()), driving_audio=drive,
+                        reference=self.codec.encode(reference[None].float()), prior=prior,
+                        voice=prepare(voice_wave, reference_voice),
+                        driving_audio=prepare(driving_wave, level_driving_audio),
                         driving_video=None if driving_frames is None else self.codec.encode(driving_frames.float()))
         return make_job(inputs, self.trained_frames, self.model.config.num_layers, MINI_SAMPLING)
 

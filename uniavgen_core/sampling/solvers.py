@@ -66,3 +66,23 @@ class Euler:
     def step(self, i, state, velocity_at_i, velocity):
         dt = flow.sigma(self.timesteps[i] - self.timesteps[i + 1])
         return combine((1, state), (-dt, velocity_at_i))
+
+
+@register("ab2")
+class AdamsBashforth2:
+    """Two-step Adams-Bashforth on the schedule's (uneven) steps, second order: with h_i the step in
+    sigma, x_{i+1} = x_i + h_i ((1 + r) v_i - r v_{i-1}), r = h_i / (2 h_{i-1}). The first step, and the
+    first after each step index in `restart` (where the guided velocity jumps, e.g. MA-CFG's switch), is
+    Euler's: a difference across a jump is no derivative."""
+
+    def __init__(self, timesteps: torch.Tensor, restart: tuple[int, ...] = ()):
+        self.timesteps, self.restart, self.previous = timesteps, frozenset(restart), None
+
+    def step(self, i, state, velocity_at_i, velocity):
+        h = flow.sigma(self.timesteps[i + 1] - self.timesteps[i])
+        previous = None if i in self.restart else self.previous
+        self.previous = (h, velocity_at_i)
+        if previous is None:
+            return combine((1, state), (h, velocity_at_i))
+        r = h / (2 * previous[0])
+        return combine((1, state), (h * (1 + r), velocity_at_i), (-h * r, previous[1]))

@@ -58,6 +58,10 @@ class MixConfig:
     shift: float = ranged(5.0, low=0, high=1000, above=True)
     fam_weight: float = ranged(0.1, low=0, high=1000)       # weight of the face-mask loss
     space_id: int = ranged(0, low=0, high=MAX_WIDTH)        # the vocabulary's space token: the null transcript
+    # timesteps the model is told are moved by up to this many (of 1000) either way, the noise level and the
+    # target kept: the model cannot lean on features of t finer than that, so its velocity is smooth in t
+    # (docs/mini_model.md). 0 tells it the exact timestep, as the release.
+    t_jitter: float = ranged(0.0, low=0, high=100)
 
     def __post_init__(self):
         settle(self, "[mix] ")
@@ -107,6 +111,9 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     s = flow.shifted(u, mix.shift)
     eps_v = torch.randn((b, c, frames, h, w), generator=gen)
     eps_a = torch.randn((b, n_mel, N_MELS), generator=gen)
+    told = s * NUM_TIMESTEPS
+    if mix.t_jitter:        # drawn last, so that a run without jitter draws exactly what it always did
+        told = (told + (torch.rand(b, generator=gen) * 2 - 1) * mix.t_jitter).clamp(0, NUM_TIMESTEPS)
 
     space = torch.tensor([mix.space_id])
     conds, video_cond_frames, audio_cond_frames = [], [], []
@@ -142,7 +149,7 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     move = lambda x: x.to(device) if device is not None else x
     return Batch(
         video=move(flow.noisy(x0_v, eps_v, sv)), audio=move(flow.noisy(x0_a, eps_a, sa)),
-        t=move(s * NUM_TIMESTEPS),
+        t=move(told),
         cond=ConditionBatch.stack(conds, frames, n_mel, text_len, device),
         switches=Switches(on, on, (-1,) * b),
         target_video=move(flow.velocity(x0_v, eps_v)), target_audio=move(flow.velocity(x0_a, eps_a)),

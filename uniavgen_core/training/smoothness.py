@@ -1,0 +1,149 @@
+"""The small model as an instrument for sampling: how smooth its guided velocity is in the timestep, and
+how much closer than Euler a second-order multistep solver gets to the converged solution.
+
+    roughness    |v(x, t + 1) - v(x, t)| / |v(x, t)| on a fixed noisy state x of each held-out clip
+                 (its clean latents and mel noised to t), at t = 200, 500 and 800, per task and modality,
+                 over the generated part only. The exact flow of a smooth data distribution changes by
+                 well under 1 % for such a step.
+    solver gain  the relative L2 distance of the final latents and mel to the converged solution
+                 (Richardson extrapolation of Euler at M and 2M steps), for Euler and for the two-step
+                 Adams-Bashforth solver at the same number of steps; the gain is their ratio (2 for a
+                 second-order solver well inside its asymptotic range, about 1 on a rough velocity).
+
+Both use the sampler's own guided velocity (MA-CFG, the small model's guidance scales), taken through
+`sample`'s wrap_velocity seam, on the tasks of the task table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from .. import units
+from ..audio.mel import log_mel, normalise
+from ..frontend.jobs import Job
+from ..mini import MINI_SAMPLING, MiniPipeline
+from ..sampling import SamplingParams, flow, sample, seeded_noise
+from ..sampling.tasks import TASKS, Given, Task
+from ..synthetic.clips import Clip
+
+TIMESTEPS = (200.0, 500.0, 800.0)
+SETUPS = ("avg", "ravg", "a2v", "v2a", "continuation")
+
+
+def clean_state(pipe: MiniPipeline, clip: Clip) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clip's latents [48, F, h, w] and normalised mel [S, 80], as the model should make them."""
+    return pipe.codec.encode(clip.frames.float()), normalise(log_mel(clip.wave.float()))
+
+
+def job(pipe: MiniPipeline, setup: str, clip: Clip, seed: int) -> Job:
+    """The job of one task for a held-out clip: its first picture, transcript and caption, and what the
+    task takes of the clip (its speech, its pictures, its other sentence's voice, its first half)."""
+    task = Task[setup.upper()]
+    extra = {"ravg": {"voice_wave": clip.ref_wave, "voice_text": clip.ref_text},
+             "a2v": {"driving_wave": clip.wave}, "v2a": {"driving_frames": clip.frames}}.get(setup, {})
+    if task == Task.CONTINUATION:
+        latent, mel = clean_state(pipe, clip)
+        k = latent.shape[1] // 2
+        extra = {"prior": (latent[:, :k], mel[: units.mel_frames(units.video_frames(k))])}
+    return pipe.job(task, clip.text, clip.caption, clip.frames[0], seed, **extra)
+
+
+def guided_velocity(model, requests, params: SamplingParams):
+    """The guided velocity `sample` builds for these requests (video, audio, t) -> Velocity."""
+    taken = []
+
+    class Taken(Exception):
+        pass
+
+    def take(inner):
+        taken.append(inner)
+        raise Taken
+
+    try:
+        sample(model, requests, params, wrap_velocity=take)
+    except Taken:
+        return taken[0]
+    raise RuntimeError("the sampler did not build its guided velocity")
+
+
+def generated(jobs: list[Job], video: torch.Tensor, audio: torch.Tensor, i: int):
+    """Clip i's generated part: video frames after its clean ones, mel rows after its clean ones."""
+    c = jobs[i].request.condition
+    return video[i, :, c.video_cond_frames:], audio[i, c.audio_cond_frames:]
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|a - b| / |b|; NaN where the part is empty (the modality is given, not generated)."""
+    return float((a - b).norm() / b.norm()) if b.numel() else math.nan
+
+
+def roughness(pipe: MiniPipeline, setup: str, clips: list[Clip], params: SamplingParams = MINI_SAMPLING,
+              at: tuple[float, ...] = TIMESTEPS, dt: float = 1.0) -> dict:
+    """{t: {"video": [per clip], "audio": [per clip]}} relative change of the guided velocity for a step dt."""
+    jobs = [job(pipe, setup, c, seed=i) for i, c in enumerate(clips)]
+    requests = [j.request for j in jobs]
+    velocity = guided_velocity(pipe.model, requests, params)
+    clean = [clean_state(pipe, c) for c in clips]
+    x0_v, x0_a = torch.stack([v for v, _ in clean]), torch.stack([a for _, a in clean])
+    noise = [seeded_noise(r) for r in requests]
+    eps_v, eps_a = torch.cat([n[0] for n in noise]), torch.cat([n[1] for n in noise])
+    out = {}
+    for t in at:
+        level = flow.sigma(t)
+        x_v, x_a = flow.noisy(x0_v, eps_v, level), flow.noisy(x0_a, eps_a, level)
+        here, there = velocity(x_v, x_a, t), velocity(x_v, x_a, t + dt)
+        rows = {"video": [], "audio": []}
+        for i in range(len(jobs)):
+            a = generated(jobs, there.video, there.audio, i)
+            b = generated(jobs, here.video, here.audio, i)
+            rows["video"].append(relative(a[0], b[0]))
+            rows["audio"].append(relative(a[1], b[1]))
+        out[t] = rows
+    return out
+
+
+def converged(model, requests, params: SamplingParams, steps: int):
+    """Richardson extrapolation of Euler: 2 E(2M) - E(M) cancels Euler's first-order error term."""
+    coarse = sample(model, requests, dataclasses.replace(params, steps=steps, solver="euler", solver_options={}))
+    fine = sample(model, requests, dataclasses.replace(params, steps=2 * steps, solver="euler", solver_options={}))
+    return 2 * fine.video - coarse.video, 2 * fine.audio - coarse.audio
+
+
+def solver_gain(pipe: MiniPipeline, setup: str, clips: list[Clip], params: SamplingParams = MINI_SAMPLING,
+                steps: int = 12, reference_steps: int = 64) -> dict:
+    """Distances to the converged solution per clip, {"euler"|"ab2": {"video": [...], "audio": [...]}}."""
+    jobs = [job(pipe, setup, c, seed=i) for i, c in enumerate(clips)]
+    requests = [j.request for j in jobs]
+    ref_v, ref_a = converged(pipe.model, requests, params, reference_steps)
+    switch = int(params.macfg_fraction * steps)          # the guided velocity jumps there: AB2 restarts
+    runs = {"euler": ("euler", {}), "ab2": ("ab2", {"restart": (switch,) if 0 < switch < steps else ()})}
+    out = {}
+    for name, (solver, options) in runs.items():
+        result = sample(pipe.model, requests, dataclasses.replace(params, steps=steps, solver=solver,
+                                                                  solver_options=options))
+        rows = {"video": [], "audio": []}
+        for i in range(len(jobs)):
+            got, ref = generated(jobs, result.video, result.audio, i), generated(jobs, ref_v, ref_a, i)
+            rows["video"].append(relative(got[0], ref[0]))
+            rows["audio"].append(relative(got[1], ref[1]))
+        out[name] = rows
+    return out
+
+
+def mean_interval(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with a bootstrap 95 % interval; NaN for a modality not generated."""
+    x = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
+    return float(x.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def generates(setup: str) -> dict:
+    """Which modalities the task generates (the others are given)."""
+    spec = TASKS[Task[setup.upper()]]
+    return {"video": spec.video != Given.ALL, "audio": spec.audio != Given.ALL}
