@@ -56,7 +56,7 @@ GOLDEN      ?= tests/data/golden/public
 VOCAB       ?= ../shared/reference/vocab.txt
 
 golden: setup
-	$(PY) -m uniavgen_core.golden $(GOLDEN) --out build/golden $(if $(wildcard $(VOCAB)),--vocab $(VOCAB))
+	$(PY) -m uniavgen_core.cli.golden $(GOLDEN) --out build/golden $(if $(wildcard $(VOCAB)),--vocab $(VOCAB))
 
 # The main job on the shipped small model: three clips and a contact sheet in build/demo.
 # make demo TEXT="..." speaks another transcript (letters, spaces and ',.?!'-; capitals are lower-cased, numbers as words).
@@ -67,7 +67,7 @@ DEMO_TEXT := --text "$$TEXT"
 endif
 
 demo: setup
-	$(PY) -m uniavgen_core.demo --out build/demo $(DEMO_TEXT)
+	$(PY) -m uniavgen_core.cli.demo --out build/demo $(DEMO_TEXT)
 
 # Reproduce the small model from scratch (synthetic data -> codec fit -> training -> export,
 # 75 minutes on 2 CPU cores, measured end to end), then measure its lip sync. An interrupted run resumes.
@@ -76,12 +76,12 @@ MINI_MODEL  := $(MINI)/export/UniAVGen-mini.safetensors
 MINI_CODEC  := $(MINI)/export/UniAVGen-mini-video-codec.safetensors
 
 train-demo: setup
-	$(PY) -m uniavgen_core.train configs/uniavgen_mini.toml $(if $(wildcard $(MINI)/last.safetensors),--resume)
-	$(PY) -m uniavgen_core.training.evaluate $(MINI_MODEL) $(MINI_CODEC) --no-ablations --out build/mini/results.json
+	$(PY) -m uniavgen_core.cli.train configs/uniavgen_mini.toml $(if $(wildcard $(MINI)/last.safetensors),--resume)
+	$(PY) -m uniavgen_core.cli.evaluate $(MINI_MODEL) $(MINI_CODEC) --no-ablations --out build/mini/results.json
 
 # The full evaluation of a small model with ablations (the numbers in docs/mini_model.md).
 evaluate-mini: setup
-	$(PY) -m uniavgen_core.training.evaluate $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
+	$(PY) -m uniavgen_core.cli.evaluate $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
 		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
 		--out build/mini/evaluation.json
 

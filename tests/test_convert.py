@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from helpers import REPO, rel_l2
 from helpers import random_request
-from uniavgen_core import convert as convert_cli
+from uniavgen_core.cli import convert as convert_cli
 from uniavgen_core.checkpoint.convert import convert
 from uniavgen_core.model.fp8 import quantise
 from uniavgen_core.checkpoint.loading import embedded_vocab, is_scaled_fp8, load_model
@@ -67,7 +67,7 @@ def test_fp8_file_is_smaller_stays_fp8_and_is_close(files, tiny_model):
 
 
 def test_cli_refuses_to_overwrite(files):
-    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.convert", str(files["bf16"].parent),
+    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.cli.convert", str(files["bf16"].parent),
                            str(files["bf16"])], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "already exists" in proc.stderr
 

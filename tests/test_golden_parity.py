@@ -37,7 +37,7 @@ def runner(golden_dir, tmp_path_factory):
             del case["chars"], case["ids"]
         (inputs_only / "tokenizer.json").write_text(json.dumps(cases, ensure_ascii=False), encoding="utf-8")
     out = tmp_path_factory.mktemp("golden_out")
-    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.golden", str(inputs_only), "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.cli.golden", str(inputs_only), "--out", str(out)]
                           + (["--vocab", str(vocab)] if vocab else []),
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -112,7 +112,7 @@ def test_importing_the_runner_leaves_mkl_alone():
 
 
 def test_official_keys_cli_prints_the_full_configuration():
-    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.golden", "--official-keys"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "uniavgen_core.cli.golden", "--official-keys"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     shapes = json.loads(proc.stdout)

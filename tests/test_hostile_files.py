@@ -181,13 +181,13 @@ def test_a_vocabulary_that_is_not_there_is_an_error(source, tmp_path):
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions that apply")
 def test_read_only_destination_is_a_message(source, tmp_path):
     with read_only(tmp_path / "locked") as locked:
-        proc = subprocess.run([sys.executable, "-m", "uniavgen_core.convert", str(source),
+        proc = subprocess.run([sys.executable, "-m", "uniavgen_core.cli.convert", str(source),
                                str(locked / "x.safetensors")], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_full_disk_is_a_message_and_leaves_nothing(source, tmp_path, monkeypatch, capsys):
-    from uniavgen_core import convert as command_line
+    from uniavgen_core.cli import convert as command_line
     from uniavgen_core.checkpoint import convert as convert_module
     monkeypatch.setattr(convert_module.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 9, 1))
     with pytest.raises(ConversionError, match="free some space"):

@@ -8,6 +8,7 @@ import torch
 from uniavgen_core.audio import levels
 from uniavgen_core.audio.levels import CEILING, SPEECH_LEVEL_DB, active_level_db, level_speech, limit_peaks, measure
 from uniavgen_core.audio.mel import log_mel
+from uniavgen_core.cli import levels as levels_cli
 from uniavgen_core.codecs.griffin_lim import GriffinLimVocoder
 from test_codecs import speech_like
 from uniavgen_core.mp4 import write_mp4
@@ -92,7 +93,7 @@ def test_mp4_audio_is_read_back_as_written(tmp_path):
     back, rate = levels.read_audio(tmp_path / "clip.mp4")
     assert rate == RATE and back.shape[0] == 1 and abs(back.shape[1] - wave.shape[0]) < 2048
     assert abs(measure(back).rms_db - measure(wave).rms_db) < 0.5
-    assert levels.main([str(tmp_path / "clip.mp4")]) == 0
+    assert levels_cli.main([str(tmp_path / "clip.mp4")]) == 0
 
 
 def test_bigvgan_output_within_range_is_untouched_and_loud_output_is_limited(tmp_path):

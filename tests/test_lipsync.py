@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from uniavgen_core.lipsync import (audio_envelope, derangement, high_pass, mouth_openness, paired_difference,
-                                   score_clip, shuffled_null, summarise, sync_score)
 from uniavgen_core.synthetic.clips import make_clip
+from uniavgen_core.training.lipsync import (audio_envelope, derangement, high_pass, mouth_openness, paired_difference,
+                                            score_clip, shuffled_null, summarise, sync_score)
 
 FPS = 16
 

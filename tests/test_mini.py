@@ -14,6 +14,7 @@ from uniavgen_core import units
 from uniavgen_core.audio.levels import measure, read_audio
 from uniavgen_core.codecs.video_pca import PCAFitter
 from uniavgen_core.checkpoint.loading import load_model
+from uniavgen_core.cli import demo as demo_cli
 from uniavgen_core.mini import MiniPipeline
 from uniavgen_core.synthetic.clips import make_clip
 from uniavgen_core.training import data
@@ -93,11 +94,11 @@ def test_a_demo_text_longer_than_the_clip_holds_is_refused_at_once(length):
 def test_the_demo_refuses_a_bad_out_or_steps_before_generating(tmp_path, capsys):
     target = tmp_path / "mine.mp4"
     target.write_bytes(b"the user's video")
-    assert demo.main(["--out", str(target)]) == 2
+    assert demo_cli.main(["--out", str(target)]) == 2
     assert "is a file: give a folder" in capsys.readouterr().err and target.read_bytes() == b"the user's video"
     for steps in ("0", "-3", "5000"):
         with pytest.raises(SystemExit) as stop:
-            demo.main(["--out", str(tmp_path / "out"), "--steps", steps])
+            demo_cli.main(["--out", str(tmp_path / "out"), "--steps", steps])
         assert stop.value.code == 2 and "--steps must be 1 to 1000" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -123,8 +124,8 @@ def test_reduced_demo_writes_watchable_files(tmp_path):
 def test_shipped_codec_keeps_faces_and_mouths():
     """Round trip of held-out synthetic clips through the shipped video codec (measured on 16
     clips: 25.4 dB mean, 23.4 dB worst; mouth tracks r >= 0.89 against the originals)."""
-    from uniavgen_core import lipsync
     from uniavgen_core.codecs.video_pca import PatchPCACodec
+    from uniavgen_core.training import lipsync
     codec = PatchPCACodec.load(demo.CODEC)
     psnrs = []
     for seed in data.DataConfig().held_out_seeds(4):
@@ -172,7 +173,7 @@ EVAL_BAD = [
 
 @pytest.mark.parametrize("extra, named", EVAL_BAD)
 def test_evaluation_arguments_out_of_range_are_refused_before_any_work(tmp_path, capsys, extra, named):
-    from uniavgen_core.training import evaluate
+    from uniavgen_core.cli import evaluate
     out = tmp_path / "results.json"
     assert evaluate.main([str(demo.MODEL), str(demo.CODEC), "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err
@@ -181,7 +182,7 @@ def test_evaluation_arguments_out_of_range_are_refused_before_any_work(tmp_path,
 
 
 def test_evaluation_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
-    from uniavgen_core.training import evaluate
+    from uniavgen_core.cli import evaluate
     monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("the evaluation ran"))
     blocker = tmp_path / "a-file"
     blocker.write_text("mine")
@@ -202,7 +203,7 @@ def test_evaluation_paths_are_checked_before_any_work(tmp_path, capsys, monkeypa
 
 
 def test_golden_runner_arguments_are_checked_before_any_case(golden_dir, tmp_path, capsys):
-    from uniavgen_core import golden
+    from uniavgen_core.cli import golden
     blocker = tmp_path / "a-file"
     blocker.write_text("mine")
     broken = tmp_path / "broken"

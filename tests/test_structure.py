@@ -1,18 +1,22 @@
 """The package layout as its imports draw it: the model knows nothing of sampling, audio or files on
-disk, the core never imports ComfyUI or the nodes, and the development tools stay out of the nodes'
-import path. The graph comes from the source (every import statement, at any depth)."""
+disk, the core never imports ComfyUI or the nodes, the command-line tools live in one package nothing
+else imports, and the development tools stay out of the nodes' import path. The graph comes from the
+source (every import statement, at any depth)."""
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from helpers import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
-from import_graph import graph  # noqa: E402
+from import_graph import graph, imports  # noqa: E402
 
 CORE = REPO / "uniavgen_core"
-TOOLS = {"golden", "demo", "train", "convert"}      # command-line tools: python -m uniavgen_core.<tool>
+CLI = CORE / "cli"                      # the command-line tools: python -m uniavgen_core.cli.<tool>
+DEVELOPMENT = {"cli", "golden", "demo", "training"}     # development code: loading the nodes loads none of it
 
 
 def area(module: str) -> str:
@@ -49,10 +53,41 @@ def test_the_core_never_imports_comfyui_or_the_nodes():
     assert not bad, bad
 
 
+def is_cli(module: str) -> bool:
+    return module == "uniavgen_core.cli" or module.startswith("uniavgen_core.cli.")
+
+
+def package_files() -> list[Path]:
+    """Every source file of what ComfyUI loads: the core, the nodes and the pack's entry point."""
+    return sorted(CORE.rglob("*.py")) + sorted((REPO / "nodes").rglob("*.py")) + [REPO / "__init__.py"]
+
+
 def test_nothing_imports_the_command_line_tools():
-    bad = [f"{m} -> {d}" for folder in (CORE, REPO / "nodes") for m, deps in graph(folder).items() for d in deps
-           if any(d == f"uniavgen_core.{t}" or d.startswith(f"uniavgen_core.{t}.") for t in TOOLS)
-           and m not in {f"uniavgen_core.{t}" for t in TOOLS}]
+    modules = {**graph(CORE), **graph(REPO / "nodes"), "__init__": imports(REPO / "__init__.py")}
+    bad = [f"{m} -> {d}" for m, deps in modules.items() for d in deps if is_cli(d.lstrip(".")) and not is_cli(m)]
+    assert not bad, bad
+
+
+def command_line_code(path: Path) -> list[str]:
+    """Where `path` runs as a program (an `if __name__ == "__main__":` block) or parses arguments (it builds
+    an argparse.ArgumentParser)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
+            sides = [node.test.left, *node.test.comparators]
+            names, strings = {getattr(s, "id", None) for s in sides}, {getattr(s, "value", None) for s in sides}
+            if "__name__" in names and "__main__" in strings:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} runs as __main__")
+        elif isinstance(node, ast.Call):
+            if getattr(node.func, "attr", getattr(node.func, "id", None)) == "ArgumentParser":
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} builds an ArgumentParser")
+    return found
+
+
+def test_only_the_command_line_tools_parse_arguments_or_run_as_programs():
+    """A tool's arguments, printing and exit status live in uniavgen_core/cli/; the library keeps the work."""
+    assert len(command_line_code(CLI / "train.py")) == 2            # the check sees both in a tool
+    bad = [hit for path in package_files() if not path.is_relative_to(CLI) for hit in command_line_code(path)]
     assert not bad, bad
 
 
@@ -68,7 +103,7 @@ def loaded_after(statement: str) -> set[str]:
 def test_loading_the_nodes_leaves_the_development_tools_unloaded():
     loaded = loaded_after("import nodes")
     assert "uniavgen_core.sampling" in loaded and "uniavgen_core.model.dit" in loaded
-    unwanted = {m for m in loaded if area(m) in TOOLS | {"training"}}
+    unwanted = {m for m in loaded if area(m) in DEVELOPMENT}
     assert not unwanted, unwanted
 
 

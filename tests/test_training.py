@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from helpers import REPO, TINY_RUN, bad_values, read_only, toml_text, with_changes
-from uniavgen_core import train as train_cli
+from uniavgen_core.cli import train as train_cli
 from uniavgen_core import units
 from uniavgen_core.model.config import UniAVGenConfig
 from uniavgen_core.model.conditioning import Switches

@@ -8,8 +8,8 @@ VOCODER = "UniAVGen/code2wav_bigvgan_model/"    # where the download command put
 VAE = "wan2.2_vae.safetensors"
 UMT5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 DOWNLOADS = {DIT, VOCODER, VAE, UMT5}         # model files the user downloads (README); the pack ships the rest
-# What the shipped inputs show (example_inputs/, made by uniavgen_core.synthetic.samples; the tests compare these
-# with the generator): the face picture, uniavgen_face.png, and the face in the clip to dub, uniavgen_clip.mp4.
+# What the shipped inputs show (example_inputs/, made by python -m uniavgen_core.cli.samples; the tests compare
+# these with the generator): the face picture, uniavgen_face.png, and the face in the clip to dub, uniavgen_clip.mp4.
 FACE = ("a person with tan skin, short pink hair, blue eyes and purple lips, wearing a purple shirt, in front of a "
         "pink background")
 CLIP_FACE = ("a person with yellow skin, curly red hair, gray eyes and dark red lips, wearing a white shirt, in front "

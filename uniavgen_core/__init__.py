@@ -6,9 +6,8 @@
     checkpoint/  loading and converting weights
     lora/        which model layer each LoRA entry targets, each entry checked
     frontend/    user inputs to requests;  codecs/, synthetic/, training/: the small model's world
+    cli/         the command-line tools: `python -m uniavgen_core.cli.<tool>` (demo, train, convert, golden, ...)
     units        frame rates, sample rate, hop and strides shared by all of them
-
-Command-line tools: `python -m uniavgen_core.demo | train | convert | golden`.
 
 The public API below is resolved on first use, so importing one subpackage (e.g. `model`) loads
 only what that subpackage imports.

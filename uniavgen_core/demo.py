@@ -1,6 +1,5 @@
-"""The demo: the shipped small model generates three clips a person can watch, on the CPU.
-
-    python -m uniavgen_core.demo [--out build/demo] [--text "..."] [--steps N]
+"""The demo: the shipped small model generates three clips a person can watch, on the CPU (the command
+line: python -m uniavgen_core.cli.demo, or make demo).
 
     avg.mp4   a held-out synthetic face + a transcript -> generated speech and talking video
     a2v.mp4   synthetic speech of the transcript drives the face
@@ -11,22 +10,19 @@ Needs the demo extras (av, matplotlib, espeakng-loader); `make demo` installs th
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from . import lipsync, units
+from . import units
 from .audio.transcript import Fitted, describe, fit_to_vocabulary, wordless
-from .cli import USER_ERRORS, explain, output_folder
 from .frontend.jobs import MAX_CHARS_PER_SECOND
 from .mini import MINI_SAMPLING, MiniPipeline
 from .mp4 import write_mp4
 from .sampling import Task
-from .sampling.params import MAX_STEPS
+from .training import lipsync
 from .units import SAMPLE_RATE
 
 PACK = Path(__file__).resolve().parents[1]
@@ -90,21 +86,16 @@ def contact_sheet(path: Path, rows: list[tuple[str, torch.Tensor, torch.Tensor]]
     plt.close(fig)
 
 
-def prepare_out(out: Path) -> None:
-    """The output folder, made and checked before any generation: a file of that name, or a folder that
-    cannot be written, is refused up front."""
-    output_folder(out, "--out", " (the demo writes avg.mp4, a2v.mp4, v2a.mp4 and contact_sheet.png into it)")
-
-
 def run(out: Path, text: str = DEFAULT_TEXT, steps: int | None = None, model: Path = MODEL, codec: Path = CODEC,
         seed: int = 2025) -> dict:
+    """The three clips and the contact sheet, written into `out` (made when missing); the files, the times
+    and the notes on the transcript."""
     from tqdm import tqdm
 
     from .synthetic.clips import make_clip
     from .synthetic.speech import synthesize
 
     start = time.perf_counter()
-    prepare_out(out)
     pipe = MiniPipeline(model, codec)
     fitted = check_text(pipe, text)
     text, messages = fitted.text, fitted.messages()
@@ -133,26 +124,3 @@ def run(out: Path, text: str = DEFAULT_TEXT, steps: int | None = None, model: Pa
     contact_sheet(out / "contact_sheet.png", [(titles[k], f, w) for k, (f, w) in clips.items()], face.mouth_box)
     return {"files": sorted(str(p) for p in out.iterdir()), "sampling_seconds": sampling,
             "total_seconds": time.perf_counter() - start, "messages": messages, "text": text}
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="build/demo")
-    parser.add_argument("--text", default=DEFAULT_TEXT, help="the transcript for the AVG and A2V clips")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    args = parser.parse_args(argv)
-    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
-        parser.error(f"--steps must be 1 to {MAX_STEPS}, got {args.steps}")
-    try:
-        result = run(Path(args.out), args.text, args.steps)
-    except USER_ERRORS as err:          # DemoError and the other ValueErrors, a file that cannot be written
-        print(f"make demo: {explain(err)}", file=sys.stderr)
-        return 2
-    for m in result["messages"]:
-        print(f"note: {m}", file=sys.stderr)
-    print(f"wrote {', '.join(result['files'])} in {result['total_seconds']:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,5 @@
-"""Output levels of the vocoders: measurement, loudness levelling and a smooth peak limiter.
-
-    python -m uniavgen_core.audio.levels FILE [FILE ...]    # mp4, flac, wav: what a listener gets
+"""Output levels of the vocoders: measurement, loudness levelling and a smooth peak limiter (the levels of
+media files on the command line: python -m uniavgen_core.cli.levels).
 
 A generated mel may ask for a wave louder than full scale. Clamping it would flatten its peaks into
 square-topped distortion; here the gain is lowered around each peak instead (`limit_peaks`), and the
@@ -9,7 +8,6 @@ weight-free vocoder also turns an over-loud clip down to the level of training s
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -126,18 +124,3 @@ def read_audio(path) -> tuple[torch.Tensor, int]:
     if not pieces:
         return torch.zeros(1, 0), rate
     return torch.from_numpy(np.concatenate(pieces, axis=1)), rate
-
-
-def main(argv=None) -> int:
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print(__doc__.splitlines()[2].strip(), file=sys.stderr)
-        return 2
-    for path in paths:
-        wave, rate = read_audio(path)
-        print(f"{path}: {wave.shape[-1] / rate:.2f} s at {rate} Hz  {measure(wave).row()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Turn the official folder (or any loadable checkpoint) into ONE self-contained .safetensors:
 bf16, or fp8 e4m3fn with a per-tensor scale for the large transformer matrices, with the model
 configuration and the speech vocabulary in the file's metadata (the command line is
-`python -m uniavgen_core.convert`).
+`python -m uniavgen_core.cli.convert`).
 
 The file is written tensor by tensor (never the whole model in memory) and never over an
 existing file.

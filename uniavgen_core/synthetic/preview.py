@@ -1,7 +1,6 @@
-"""A PNG contact sheet of synthetic clips: `python -m uniavgen_core.synthetic.preview OUT.png [--seed S]`."""
+"""A PNG contact sheet of synthetic clips (the command line: python -m uniavgen_core.cli.preview)."""
 from __future__ import annotations
 
-import argparse
 import struct
 import zlib
 from pathlib import Path
@@ -31,18 +30,3 @@ def contact_sheet(seed: int = 0, clips: int = 6, columns: int = 8, frames: int =
         picks = torch.linspace(0, frames - 1, columns).round().long()
         rows.append(torch.cat(list(video[picks]), dim=1))
     return torch.cat(rows, dim=0)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out", help="PNG file to write")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first clip")
-    parser.add_argument("--clips", type=int, default=6)
-    parser.add_argument("--columns", type=int, default=8)
-    args = parser.parse_args(argv)
-    write_png(args.out, contact_sheet(args.seed, args.clips, args.columns))
-    print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()

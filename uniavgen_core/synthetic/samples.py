@@ -1,14 +1,11 @@
 """The example inputs the shipped workflows load, made by the synthetic generator (no third-party
-faces or voices): a face picture, a reference voice, driving speech and a talking clip.
+faces or voices): a face picture, a reference voice, driving speech and a talking clip (the command
+line: python -m uniavgen_core.cli.samples).
 
-    python -m uniavgen_core.synthetic.samples [OUT_DIR]      # default: example_inputs/
-
-The pack copies them into ComfyUI's input folder when they are missing there (nodes/samples.py).
+The pack copies them into ComfyUI's input folder when they are missing there (nodes/examples.py).
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import wave
 from pathlib import Path
 
@@ -45,17 +42,3 @@ def make(out: Path) -> list[Path]:
     clip = make_clip(SPEECH_SEED, frames=81, size=256)
     write_mp4(out / FILES[3], clip.frames, clip.wave)
     return [out / name for name in FILES]
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.synthetic.samples",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).resolve().parents[2] / "example_inputs")
-    args = parser.parse_args(argv)
-    for path in make(args.out):
-        print(f"{path} ({path.stat().st_size / 1024:.0f} KiB)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

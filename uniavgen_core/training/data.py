@@ -168,6 +168,19 @@ def build(out: str | os.PathLike, seeds: list[int], codec_path: str | os.PathLik
     return out
 
 
+def prepare(cfg: DataConfig) -> None:
+    """The video codec and the training set, made when missing (both are cached), with progress bars."""
+    from tqdm import tqdm
+
+    if not Path(cfg.codec).is_file():
+        with tqdm(total=cfg.codec_clips, desc="fitting the video codec", unit="clip") as bar:
+            fit_codec(cfg, progress=bar.update)
+    if not Path(cfg.path).is_file():
+        with tqdm(total=cfg.clips, desc="building the training set", unit="clip") as bar:
+            build(cfg.path, cfg.seeds(), cfg.codec, cfg.caption_dim, cfg.frames, cfg.size, cfg.workers,
+                  progress=bar.update)
+
+
 def check_cached(cfg: DataConfig) -> bool:
     """Whether the training set at cfg.path is there (True) or is to be built (False). One that is there must
     be what cfg describes (clips, frames, size and caption width, read from its header): a set cached for

@@ -1,12 +1,7 @@
-"""The training curve of a checkpoint as a PNG.
-
-    python -m uniavgen_core.training.report CHECKPOINT OUT.png
-"""
+"""The training curve of a checkpoint as a picture (the command line: python -m uniavgen_core.cli.report)."""
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +49,3 @@ def plot(records: list[dict], out: str | Path, window: int = 50) -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.training.report",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("out")
-    args = parser.parse_args(argv)
-    print(plot(history(args.checkpoint), args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -44,7 +44,7 @@ def job(pipe: MiniPipeline, setup: str, clip: Clip, seed: int) -> Job:
     task = Task[setup.upper()]
     extra = {"ravg": {"voice_wave": clip.ref_wave, "voice_text": clip.ref_text},
              "a2v": {"driving_wave": clip.wave}, "v2a": {"driving_frames": clip.frames}}.get(setup, {})
-    if task == Task.CONTINUATION:
+    if TASKS[task].video == Given.PRIOR:         # the clip's first half is the prior clip
         latent, mel = clean_state(pipe, clip)
         k = latent.shape[1] // 2
         extra = {"prior": (latent[:, :k], mel[: units.mel_frames(units.video_frames(k))])}

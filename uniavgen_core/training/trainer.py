@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -19,12 +20,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..checkpoint.loading import TRAINED_FRAMES
 from ..model.config import INTERACTION_STACKS, UniAVGenConfig
 from ..model.dit import UniAVGenModel
 from ..model.fields import FieldError, check_fields, ranged, settle, shown
 from ..synthetic.sentences import VOCAB
 from ..units import LATENT_CHANNELS, N_MELS
-from .data import MAX_SEED, PATH, DataConfig
+from .data import MAX_SEED, PATH, DataConfig, vocabulary_text
 from .objective import Example, MixConfig, build_batch, losses
 
 EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -346,6 +348,25 @@ class Trainer:
         save_file({k: v.to(EXPORT_DTYPES[fmt]).contiguous() for k, v in self.ema.items()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
         return path
+
+
+def export_run(trainer: Trainer) -> Path:
+    """A run's export in its `out` folder: export/NAME.safetensors (the EMA weights) and
+    NAME-video-codec.safetensors beside it."""
+    cfg = trainer.config
+    folder = Path(cfg.out).resolve() / "export"
+    codec_name = f"{cfg.name}-video-codec.safetensors"
+    model = folder / f"{cfg.name}.safetensors"
+    for stale in (model, folder / codec_name):
+        stale.unlink(missing_ok=True)          # the export folder only ever holds this run's export
+    trainer.export(model, vocabulary_text(), {
+        "uniavgen_video_codec": codec_name,
+        "uniavgen_caption_encoder": {"kind": "hashed-words", "dim": cfg.dataset.caption_dim},
+        TRAINED_FRAMES: cfg.dataset.frames,
+        "uniavgen_trained_size": cfg.dataset.size,
+    })
+    shutil.copyfile(cfg.dataset.codec, folder / codec_name)
+    return model
 
 
 _ANOTHER = "resume from another checkpoint, or start afresh without --resume"

@@ -1,6 +1,6 @@
 """Convert a UniAVGen checkpoint to one self-contained .safetensors (bf16 or scaled fp8).
 
-    python -m uniavgen_core.convert SRC OUT.safetensors [--format bf16|fp8] [--vocab vocab.txt]
+    python -m uniavgen_core.cli.convert SRC OUT.safetensors [--format bf16|fp8] [--vocab vocab.txt]
 """
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint.convert import FORMATS, convert
-from .checkpoint.loading import CheckpointError
-from .cli import input_path, output_file
+from ..checkpoint.convert import FORMATS, convert
+from ..checkpoint.loading import CheckpointError
+from .common import input_path, output_file
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.convert", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.cli.convert", description=__doc__.splitlines()[0])
     parser.add_argument("src", help="official folder or .safetensors")
     parser.add_argument("dst", help="output .safetensors (must not exist)")
     parser.add_argument("--format", choices=FORMATS, default="bf16")

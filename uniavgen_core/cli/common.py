@@ -15,6 +15,7 @@ from typing import Callable
 
 from safetensors import SafetensorError
 
+PACK = Path(__file__).resolve().parents[2]          # the pack's folder (example_inputs/, models_builtin/)
 USER_ERRORS = (ValueError, OSError, SafetensorError)
 
 

@@ -1,6 +1,6 @@
 """Train a UniAVGen model from scratch on synthetic talking faces.
 
-    python -m uniavgen_core.train CONFIG.toml [--resume [CHECKPOINT]] [--steps N] [--export]
+    python -m uniavgen_core.cli.train CONFIG.toml [--resume [CHECKPOINT]] [--steps N] [--export]
 
 Checks all it can before any long work: the config's values against their types and ranges, the
 folders it writes, a cached training set or codec, the checkpoint to resume from, and the memory a
@@ -13,48 +13,15 @@ stops: `--resume --steps 0 --export` exports a checkpoint).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from .checkpoint.loading import TRAINED_FRAMES
-from .cli import UsageError, guarded, output_folder
-from .codecs.video_pca import PatchPCACodec
-from .training import budget, data
-from .training.trainer import MAX_STEPS, TrainConfig, Trainer, check_checkpoint, resolve_device
-
-
-def prepare(cfg: TrainConfig) -> None:
-    """The codec and the training set, made when missing."""
-    ds = cfg.dataset
-    if not Path(ds.codec).is_file():
-        with tqdm(total=ds.codec_clips, desc="fitting the video codec", unit="clip") as bar:
-            data.fit_codec(ds, progress=bar.update)
-    if not Path(ds.path).is_file():
-        with tqdm(total=ds.clips, desc="building the training set", unit="clip") as bar:
-            data.build(ds.path, ds.seeds(), ds.codec, ds.caption_dim, ds.frames, ds.size, ds.workers,
-                       progress=bar.update)
-
-
-def export(trainer: Trainer) -> Path:
-    """out/export/NAME.safetensors (EMA weights) and NAME-video-codec.safetensors beside it."""
-    cfg = trainer.config
-    folder = Path(cfg.out).resolve() / "export"
-    codec_name = f"{cfg.name}-video-codec.safetensors"
-    model = folder / f"{cfg.name}.safetensors"
-    for stale in (model, folder / codec_name):
-        stale.unlink(missing_ok=True)          # the export folder only ever holds this run's export
-    trainer.export(model, data.vocabulary_text(), {
-        "uniavgen_video_codec": codec_name,
-        "uniavgen_caption_encoder": {"kind": "hashed-words", "dim": cfg.dataset.caption_dim},
-        TRAINED_FRAMES: cfg.dataset.frames,
-        "uniavgen_trained_size": cfg.dataset.size,
-    })
-    shutil.copyfile(cfg.dataset.codec, folder / codec_name)
-    return model
+from ..codecs.video_pca import PatchPCACodec
+from ..training import budget, data
+from ..training.trainer import MAX_STEPS, TrainConfig, Trainer, check_checkpoint, export_run, resolve_device
+from .common import UsageError, guarded, output_folder
 
 
 def preflight(cfg: TrainConfig, steps: int | None, resume: str | None, export: bool = False) -> int | None:
@@ -96,7 +63,7 @@ def preflight(cfg: TrainConfig, steps: int | None, resume: str | None, export: b
 def run(args) -> int:
     cfg = TrainConfig.from_toml(args.config)
     preflight(cfg, args.steps, args.resume, args.export)
-    prepare(cfg)
+    data.prepare(cfg.dataset)
     trainer = Trainer(cfg, data.load(cfg.dataset.path))
     if args.resume is not None:
         trainer.resume(args.resume or Path(cfg.out) / "last.safetensors")
@@ -111,12 +78,12 @@ def run(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if trainer.step >= cfg.optim.steps or args.export:
-        print(f"exported {export(trainer)}", file=sys.stderr)
+        print(f"exported {export_run(trainer)}", file=sys.stderr)
     return 0
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.cli.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="training config (TOML), e.g. configs/uniavgen_mini.toml")
     parser.add_argument("--resume", nargs="?", const="", default=None,
                         help="continue from a checkpoint (default: OUT/last.safetensors)")

@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .units import FPS
+from ..units import FPS
 
 LOW_BAND_HZ = (100.0, 1000.0)
 MOUTH_MIN_STD = 2e-3   # openness units (darkness 0..1 or fraction of pixels)
