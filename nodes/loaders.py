@@ -135,7 +135,7 @@ class GriffinLim:
     """The weight-free vocoder; it runs where its input is."""
 
     def __init__(self):
-        from uniavgen_core.codecs.griffin_lim import GriffinLimVocoder  # here: it imports torchaudio
+        from uniavgen_core.mini.codecs.griffin_lim import GriffinLimVocoder  # here: it imports torchaudio
         self.vocoder = GriffinLimVocoder()
 
     def decode(self, log_mel: torch.Tensor, device: torch.device) -> dict:

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from uniavgen_core.checkpoint.loading import file_metadata
-from uniavgen_core.codecs.caption_hash import HashedCaptionEncoder
-from uniavgen_core.codecs.video_pca import PatchPCACodec
+from uniavgen_core.mini.codecs.caption_hash import HashedCaptionEncoder
+from uniavgen_core.mini.codecs.video_pca import PatchPCACodec
 from uniavgen_core.units import LATENT_CHANNELS
 
 from . import folders, host

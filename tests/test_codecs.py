@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from uniavgen_core.codecs import GriffinLimVocoder, HashedCaptionEncoder, PatchPCACodec, PCAFitter
+from uniavgen_core.mini.codecs import GriffinLimVocoder, HashedCaptionEncoder, PatchPCACodec, PCAFitter
 from uniavgen_core.audio.mel import log_mel
 
 

@@ -12,10 +12,10 @@ from uniavgen_core import demo
 
 from uniavgen_core import units
 from uniavgen_core.audio.levels import measure, read_audio
-from uniavgen_core.codecs.video_pca import PCAFitter
+from uniavgen_core.mini.codecs.video_pca import PCAFitter
 from uniavgen_core.checkpoint.loading import load_model
 from uniavgen_core.cli import demo as demo_cli
-from uniavgen_core.mini import MiniPipeline
+from uniavgen_core.mini.pipeline import MiniPipeline
 from uniavgen_core.synthetic.clips import make_clip
 from uniavgen_core.training import data
 
@@ -124,7 +124,7 @@ def test_reduced_demo_writes_watchable_files(tmp_path):
 def test_shipped_codec_keeps_faces_and_mouths():
     """Round trip of held-out synthetic clips through the shipped video codec (measured on 16
     clips: 25.4 dB mean, 23.4 dB worst; mouth tracks r >= 0.89 against the originals)."""
-    from uniavgen_core.codecs.video_pca import PatchPCACodec
+    from uniavgen_core.mini.codecs.video_pca import PatchPCACodec
     from uniavgen_core.training import lipsync
     codec = PatchPCACodec.load(demo.CODEC)
     psnrs = []
@@ -142,7 +142,7 @@ def test_evaluation_reports_both_metrics_and_the_nulls():
     high-passed metric and the plain correlation, each against its shuffled null, in JSON and in the tables."""
     import dataclasses
 
-    from uniavgen_core.mini import MINI_SAMPLING
+    from uniavgen_core.mini.pipeline import MINI_SAMPLING
     from uniavgen_core.training import evaluate
     results = evaluate.evaluate(str(demo.MODEL), str(demo.CODEC), clips=2, ablations=False, split="validation",
                                 params=dataclasses.replace(MINI_SAMPLING, steps=2), log=lambda m: None)

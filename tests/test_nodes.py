@@ -388,7 +388,7 @@ def test_sampler_says_when_the_clip_is_far_past_the_trained_length(comfy, model)
 
 
 def test_trained_length_comes_from_the_loaded_model(comfy, mini):
-    from uniavgen_core.mini import MINI_SAMPLING
+    from uniavgen_core.mini.pipeline import MINI_SAMPLING
     _, ui = messages(comfy, "UniAVGenModelLoader", model=MINI, weight_dtype="auto")
     assert mini[0].model.trained_frames == 49 and ui == [
         "trained on 3.06 s clips (49 frames)"]
@@ -529,7 +529,7 @@ def test_codec_loader_refuses_a_file_of_another_kind(comfy):
 
 
 def test_caption_encode_gives_conditioning_and_explains_other_models(comfy, mini, model):
-    from uniavgen_core.codecs.caption_hash import HashedCaptionEncoder
+    from uniavgen_core.mini.codecs.caption_hash import HashedCaptionEncoder
     (cond,) = run(comfy, "UniAVGenCaptionEncode", model=mini[0], text="A person with green skin")
     features, extra = cond[0]
     assert features.shape == (1, 5, 64) and extra == {}

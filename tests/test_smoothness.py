@@ -5,7 +5,7 @@ import math
 import pytest
 
 from uniavgen_core import demo
-from uniavgen_core.mini import MiniPipeline
+from uniavgen_core.mini.pipeline import MiniPipeline
 from uniavgen_core.synthetic.clips import make_clip
 from uniavgen_core.training import smoothness
 

@@ -326,7 +326,7 @@ def test_captions_describe_the_shipped_inputs():
 
 def test_mini_demo_samples_like_make_demo():
     """The workflow's sampler settings are the ones the small model was tuned and measured with."""
-    from uniavgen_core.mini import MINI_SAMPLING
+    from uniavgen_core.mini.pipeline import MINI_SAMPLING
     (settings,) = [inputs for cls, inputs in mini_demo().values() if cls == "UniAVGenSampler"]
     assert (settings["steps"], settings["shift"], settings["video_cfg"], settings["audio_cfg"],
             settings["macfg_fraction"], settings["slg_layer"]) == (

@@ -5,7 +5,9 @@
     audio/       mel front end, audio inputs, speech tokenizer, vocoder
     checkpoint/  loading and converting weights
     lora/        which model layer each LoRA entry targets, each entry checked
-    frontend/    user inputs to requests;  codecs/, synthetic/, training/: the small model's world
+    frontend/    user inputs to requests (one entry), picture framing, joining clips
+    mini/, synthetic/, training/: the small model's world (its pipeline, codecs and clip writer; its data; its
+                 training and evaluation)
     cli/         the command-line tools: `python -m uniavgen_core.cli.<tool>` (demo, train, convert, golden, ...)
     units        frame rates, sample rate, hop and strides shared by all of them
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..mini import MINI_SAMPLING
+from ..mini.pipeline import MINI_SAMPLING
 from ..sampling import SamplingParams
 from ..sampling.params import MAX_STEPS
 from ..training import budget, lipsync

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..codecs.video_pca import PatchPCACodec
+from ..mini.codecs.video_pca import PatchPCACodec
 from ..training import budget, data
 from ..training.trainer import MAX_STEPS, TrainConfig, Trainer, check_checkpoint, export_run, resolve_device
 from .common import UsageError, guarded, output_folder

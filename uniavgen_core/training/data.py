@@ -23,8 +23,8 @@ from .. import units
 from ..audio.inputs import reference_voice, rescale_peak
 from ..audio.mel import log_mel, normalise
 from ..audio.speech_tokenizer import SpeechTokenizer
-from ..codecs.caption_hash import HashedCaptionEncoder
-from ..codecs.video_pca import PatchPCACodec, PCAFitter
+from ..mini.codecs.caption_hash import HashedCaptionEncoder
+from ..mini.codecs.video_pca import PatchPCACodec, PCAFitter
 from ..model.config import MAX_WIDTH
 from ..model.fields import FieldError, ranged, settle
 from ..synthetic.clips import MIN_FRAMES, make_clip

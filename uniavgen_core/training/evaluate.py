@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from ..mini import MINI_SAMPLING, MiniPipeline
+from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, Task
 from ..sampling import tasks as table
 from ..synthetic.clips import Clip, make_clip

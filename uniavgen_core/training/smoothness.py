@@ -24,7 +24,7 @@ import torch
 from .. import units
 from ..audio.mel import log_mel, normalise
 from ..frontend.jobs import Job
-from ..mini import MINI_SAMPLING, MiniPipeline
+from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, flow, sample, seeded_noise
 from ..sampling.tasks import TASKS, Given, Task
 from ..synthetic.clips import Clip

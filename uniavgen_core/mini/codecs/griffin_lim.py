@@ -16,9 +16,9 @@ import functools
 import torch
 import torchaudio.functional as AF
 
-from ..audio.levels import SPEECH_LEVEL_DB, level_speech
-from ..audio.mel import N_FFT, WIN, mel_basis
-from ..units import HOP, N_MELS, SAMPLE_RATE
+from ...audio.levels import SPEECH_LEVEL_DB, level_speech
+from ...audio.mel import N_FFT, WIN, mel_basis
+from ...units import HOP, N_MELS, SAMPLE_RATE
 
 N_STFT = N_FFT // 2 + 1
 N_ITER = 64

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import torch
 
-from . import units
-from .audio.inputs import level_driving_audio, reference_voice
-from .audio.mel import denormalise
-from .audio.speech_tokenizer import SpeechTokenizer
-from .checkpoint.loading import CheckpointError, file_metadata, load_model, trained_frames
+from .. import units
+from ..audio.inputs import level_driving_audio, reference_voice
+from ..audio.mel import denormalise
+from ..audio.speech_tokenizer import SpeechTokenizer
+from ..checkpoint.loading import CheckpointError, file_metadata, load_model, trained_frames
 from .codecs.caption_hash import HashedCaptionEncoder
 from .codecs.griffin_lim import GriffinLimVocoder
 from .codecs.video_pca import PatchPCACodec
-from .frontend.jobs import Inputs, Job, Speech, make_job
-from .sampling import SamplingParams, Task, sample
-from .units import SAMPLE_RATE
+from ..frontend.jobs import Inputs, Job, Speech, make_job
+from ..sampling import SamplingParams, Task, sample
+from ..units import SAMPLE_RATE
 
 # What the shipped small model was tuned with (see docs/mini_model.md).
 MINI_SAMPLING = SamplingParams(steps=16, shift=5.0, video_cfg=3.0, audio_cfg=4.0, macfg_fraction=0.5, slg_layer=-1)

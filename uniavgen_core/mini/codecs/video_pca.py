@@ -13,7 +13,7 @@ from typing import Iterable
 
 import torch
 
-from ..units import LATENT_CHANNELS, SPATIAL_STRIDE, TEMPORAL_STRIDE
+from ...units import LATENT_CHANNELS, SPATIAL_STRIDE, TEMPORAL_STRIDE
 
 PATCH_T, PATCH_S, COLOURS = TEMPORAL_STRIDE, SPATIAL_STRIDE, 3     # the Wan2.2 VAE's strides
 PATCH_DIM = PATCH_T * PATCH_S * PATCH_S * COLOURS           # 3072

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .units import FPS, SAMPLE_RATE
+from ..units import FPS, SAMPLE_RATE
 
 
 def write_mp4(path: Path, frames: torch.Tensor, wave: torch.Tensor, fps: int = FPS, scale: int = 1):
