@@ -18,7 +18,7 @@ DEMO_DEPS   := espeakng-loader==0.2.4 av matplotlib tqdm
 PYTEST_ARGS ?=
 
 .PHONY: setup test golden demo train-demo evaluate-mini clean distclean host-test workflows gpu-check gpu-bundle \
-	gpu-rehearsal
+	gpu-rehearsal smoothness-mini
 
 setup: $(STAMP)
 
@@ -108,3 +108,10 @@ host-test: setup
 	bash ../shared/tools/comfyui-host.sh link $(COMFY) .
 	$(COMFY)/.venv/bin/python tests/host/run_host.py --comfy $(COMFY) --repo . --golden $(GOLDEN) \
 		--vocab $(VOCAB) --port $(HOST_PORT) --out build/host-test
+
+# The small model as an instrument for sampling (docs/mini_model.md): roughness of its guided velocity
+# in the timestep and the gain of a second-order solver over Euler, on held-out clips.
+smoothness-mini: setup
+	$(PY) -m uniavgen_core.cli.smoothness $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
+		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
+		--out build/mini/smoothness.json

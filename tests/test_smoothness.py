@@ -43,3 +43,22 @@ def test_the_interval_covers_the_mean_and_skips_what_is_not_generated():
     mean, low, high = smoothness.mean_interval([1.0, 2.0, 3.0, math.nan])
     assert mean == 2.0 and low <= mean <= high
     assert all(math.isnan(x) for x in smoothness.mean_interval([math.nan]))
+
+
+def test_the_tool_refuses_bad_arguments_before_any_work(tmp_path, capsys):
+    from uniavgen_core.cli import smoothness as tool
+    assert tool.main([str(demo.MODEL), str(demo.CODEC), "--clips", "1"]) == 2
+    assert "--clips 1: must be from 2" in capsys.readouterr().err
+    assert tool.main([str(demo.MODEL), str(demo.CODEC), "--steps", "80", "--reference-steps", "64"]) == 2
+    assert "need 2 <= steps < reference steps" in capsys.readouterr().err
+    assert tool.main([str(tmp_path / "missing.safetensors"), str(demo.CODEC)]) == 2
+
+
+def test_the_tables_show_each_generated_modality_with_its_interval():
+    v = (0.01, 0.009, 0.011)
+    solvers = {"euler": {"video": (0.15, 0.14, 0.16)}, "ab2": {"video": (0.05, 0.04, 0.06)},
+               "gain": {"video": (3, 2.5, 3.5)}}
+    results = {"a2v": {"roughness": {200.0: {"video": v}}, "solvers": solvers}}
+    table = smoothness.markdown(results)
+    assert "| a2v | video | 1.00 [0.90, 1.10] |" in table
+    assert "| a2v | video | 0.1500 [0.1400, 0.1600] | 0.0500 [0.0400, 0.0600] | 3.00 [2.50, 3.50] |" in table

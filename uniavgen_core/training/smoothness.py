@@ -147,3 +147,45 @@ def generates(setup: str) -> dict:
     """Which modalities the task generates (the others are given)."""
     spec = TASKS[Task[setup.upper()]]
     return {"video": spec.video != Given.ALL, "audio": spec.audio != Given.ALL}
+
+
+def measure(pipe: MiniPipeline, clips: list[Clip], params: SamplingParams = MINI_SAMPLING, solvers: bool = True,
+            steps: int = 12, reference_steps: int = 64, log=print) -> dict:
+    """Both measurements for every task: {setup: {"roughness": {t: {modality: (mean, low, high)}},
+    "solvers": {"euler"|"ab2"|"gain": {modality: (mean, low, high)}}}}, modalities the task generates."""
+    out = {}
+    for setup in SETUPS:
+        made = [m for m, yes in generates(setup).items() if yes]
+        rough = roughness(pipe, setup, clips, params)
+        entry = {"roughness": {t: {m: mean_interval(rows[m]) for m in made} for t, rows in rough.items()}}
+        if solvers:
+            runs = solver_gain(pipe, setup, clips, params, steps, reference_steps)
+            gain = {m: [e / a for e, a in zip(runs["euler"][m], runs["ab2"][m])] for m in made}
+            entry["solvers"] = {"euler": {m: mean_interval(runs["euler"][m]) for m in made},
+                                "ab2": {m: mean_interval(runs["ab2"][m]) for m in made},
+                                "gain": {m: mean_interval(gain[m]) for m in made}}
+        out[setup] = entry
+        log(f"{setup}: done")
+    return out
+
+
+def markdown(results: dict, steps: int = 12) -> str:
+    """The tables of `measure`: roughness in % per unit step of t, and distances to the converged solution."""
+    def cell(v, scale=1.0, digits=2):
+        return f"{v[0] * scale:.{digits}f} [{v[1] * scale:.{digits}f}, {v[2] * scale:.{digits}f}]"
+
+    times = next(iter(results.values()))["roughness"].keys()
+    lines = ["| task | modality | " + " | ".join(f"t = {t:g}" for t in times) + " |",
+             "|---|---|" + "---|" * len(times)]
+    for setup, entry in results.items():
+        for m in next(iter(entry["roughness"].values())):
+            lines.append(f"| {setup} | {m} | " + " | ".join(cell(entry["roughness"][t][m], 100) for t in times) + " |")
+    if all("solvers" in e for e in results.values()):
+        lines += ["", f"| task | modality | Euler {steps} | AB2 {steps} | gain (Euler / AB2) |",
+                  "|---|---|---|---|---|"]
+        for setup, entry in results.items():
+            s = entry["solvers"]
+            for m in s["gain"]:
+                lines.append(f"| {setup} | {m} | {cell(s['euler'][m], digits=4)} | {cell(s['ab2'][m], digits=4)} | "
+                             f"{cell(s['gain'][m])} |")
+    return "\n".join(lines)
