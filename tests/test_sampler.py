@@ -1,5 +1,4 @@
 """Schedule, per-task switches, batched CFG, batching of different requests, callbacks."""
-import math
 from dataclasses import replace
 
 import pytest
@@ -159,8 +158,8 @@ def test_a_registered_solver_is_chosen_by_name(tiny_model, monkeypatch):
     euler = sample(tiny_model, request, SamplingParams(steps=3))
     recorded = sample(tiny_model, request, SamplingParams(steps=3, solver="recording"))
     assert steps == [0, 1, 2] and torch.equal(recorded.video, euler.video) and torch.equal(recorded.audio, euler.audio)
-    with pytest.raises(ValueError, match="unknown solver 'unipc'.*euler"):
-        SamplingParams(solver="unipc")
+    with pytest.raises(ValueError, match="unknown solver 'rk4'.*euler"):
+        SamplingParams(solver="rk4")
     with pytest.raises(ValueError, match="solver 'euler' does not take the options .'order'."):
         SamplingParams(solver_options={"order": 2})
 
@@ -173,7 +172,7 @@ def test_a_solver_may_evaluate_between_steps_with_options_and_the_switch_of_that
     from uniavgen_core.sampling.solvers import combine
 
     class Heun:
-        def __init__(self, timesteps, at="next"):
+        def __init__(self, timesteps, breaks=frozenset(), at="next"):
             self.t, self.at = timesteps.float(), at
 
         def step(self, i, state, v, velocity):
@@ -274,38 +273,3 @@ def test_a_cache_can_run_the_conditional_pass_alone_and_reuse_an_unconditional_o
     assert 1e-5 < rel_l2(cached.video, plain.video) < 0.5
     whole = sample(tiny_model, request, params, wrap_velocity=lambda inner: lambda *a: inner.combine(inner.passes(*a)))
     assert torch.equal(whole.video, plain.video) and torch.equal(whole.audio, plain.audio)
-
-
-@pytest.mark.parametrize("solver, order", [("euler", 1), ("ab2", 2)])
-def test_solvers_converge_at_their_order_on_an_ode_with_a_known_solution(solver, order):
-    """dx/dsigma = x cos(sigma) from sigma = 1 to 0 on the release's shifted schedule: x(0) = x(1) exp(-sin 1).
-    Doubling the steps divides the error by 2^order."""
-    from uniavgen_core.sampling import SOLVERS
-
-    def solve(steps):
-        keys = timesteps(steps, 5.0, torch.float64)
-        run = SOLVERS[solver](keys)
-        f = lambda state, t: tuple(x * math.cos(t / 1000) for x in state)
-        state = (torch.ones((), dtype=torch.float64),)
-        for i in range(steps):
-            state = run.step(i, state, f(state, float(keys[i])), f)
-        return float(state[0])
-
-    exact = math.exp(-math.sin(1.0))
-    errors = [abs(solve(n) - exact) for n in (40, 80, 160)]
-    for coarse, fine in zip(errors, errors[1:]):
-        assert 2 ** order * 0.85 < coarse / fine < 2 ** order * 1.15, errors
-
-
-def test_ab2_restarts_where_told():
-    """After a restart index AB2 takes an Euler step: it never reads a velocity from before the jump."""
-    from uniavgen_core.sampling import SOLVERS
-    keys = timesteps(6, 5.0, torch.float64)
-    run = SOLVERS["ab2"](keys, restart=(3,))
-    state = (torch.zeros(()),)
-    for i in range(6):
-        v = (torch.full((), 1.0 if i < 3 else -2.0),)
-        before = state
-        state = run.step(i, state, v, None)
-        if i in (0, 3):      # Euler: exactly the step size times this velocity
-            assert float(state[0] - before[0]) == pytest.approx(float(keys[i + 1] - keys[i]) / 1000 * float(v[0]))

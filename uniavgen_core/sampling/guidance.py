@@ -36,6 +36,13 @@ def macfg_boundary(schedule: torch.Tensor, params: SamplingParams) -> float:
     return float((schedule[k - 1] + schedule[k]) / 2) if k else float("inf")
 
 
+def velocity_breaks(params: SamplingParams) -> frozenset[int]:
+    """The step indices where the guided velocity jumps, for the solvers (`breaks`): MA-CFG's switch, the
+    first step it is off, k = int(fraction * steps), when it is on for some steps and off for others."""
+    k = int(params.macfg_fraction * params.steps)
+    return frozenset({k}) if 0 < k < params.steps else frozenset()
+
+
 def guide(conditional: torch.Tensor, unconditional: torch.Tensor, scale: float) -> torch.Tensor:
     """u + scale (c - u)."""
     return unconditional + scale * (conditional - unconditional)

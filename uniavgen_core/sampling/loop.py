@@ -11,7 +11,7 @@ import torch
 from ..model.conditioning import ConditionBatch
 from ..model.dit import UniAVGenModel
 from ..units import N_MELS
-from .guidance import GuidedVelocity, Velocity
+from .guidance import GuidedVelocity, Velocity, velocity_breaks
 from .params import Request, SampleResult, SamplingParams, StepInfo
 from .tasks import TASKS
 from . import flow
@@ -131,7 +131,7 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
         noise = (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
     x_v, x_a = (n.to(device=device, dtype=torch.float32) for n in noise)
     sched_host = keys.to(t_dtype)
-    solver = SOLVERS[params.solver](sched_host.to(device), **params.solver_options)
+    solver = SOLVERS[params.solver](sched_host.to(device), breaks=velocity_breaks(params), **params.solver_options)
     masks = None
 
     try:

@@ -118,8 +118,7 @@ def solver_gain(pipe: MiniPipeline, setup: str, clips: list[Clip], params: Sampl
     jobs = [job(pipe, setup, c, seed=i) for i, c in enumerate(clips)]
     requests = [j.request for j in jobs]
     ref_v, ref_a = converged(pipe.model, requests, params, reference_steps)
-    switch = int(params.macfg_fraction * steps)          # the guided velocity jumps there: AB2 restarts
-    runs = {"euler": ("euler", {}), "ab2": ("ab2", {"restart": (switch,) if 0 < switch < steps else ()})}
+    runs = {"euler": ("euler", {}), "ab2": ("ab2", {})}     # AB2 restarts at MA-CFG's switch (the loop's breaks)
     out = {}
     for name, (solver, options) in runs.items():
         result = sample(pipe.model, requests, dataclasses.replace(params, steps=steps, solver=solver,
