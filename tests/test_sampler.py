@@ -52,11 +52,10 @@ def test_ravg_cond_v2a_option():
 def test_macfg_keyed_on_the_timestep_turns_on_for_the_releases_steps_at_any_step_count(fraction, shift):
     """The release turns MA-CFG on for the first int(fraction * steps) steps; keyed on the float32
     timestep (so evaluations between steps are defined), exactly those steps are above the boundary."""
-    from uniavgen_core.sampling.guidance import macfg_boundary
+    from uniavgen_core.sampling.schedule import build
     for steps in list(range(1, 60)) + [64, 100, 128, 200, 333, 500, 999, 1000]:
-        params = SamplingParams(steps=steps, macfg_fraction=fraction, shift=shift)
-        keys = timesteps(steps, shift, torch.float32)
-        above = macfg_boundary(keys, params)
+        grid = build("release", steps, shift, fraction)
+        keys, above = grid.keys, grid.macfg_above
         assert [float(keys[i]) > above for i in range(steps)] == [i < int(fraction * steps) for i in range(steps)]
 
 
@@ -164,10 +163,11 @@ def test_a_registered_solver_is_chosen_by_name(tiny_model, monkeypatch):
         SamplingParams(solver_options={"order": 2})
 
 
-def test_a_solver_may_evaluate_between_steps_with_options_and_the_switch_of_that_timestep(tiny_model, monkeypatch):
+def test_a_solver_may_evaluate_between_steps_with_options_in_the_field_of_its_step(tiny_model, monkeypatch):
     """The protocol a multi-evaluation solver uses: Heun's predictor-corrector evaluates the velocity at
     the next timestep (and, with an option, halfway), with one algebra for both modalities; each
-    evaluation's MA-CFG switch follows its own timestep."""
+    evaluation takes the MA-CFG switch of the step it serves, also at the far end of the step before
+    the switch."""
     from uniavgen_core.sampling import solvers
     from uniavgen_core.sampling.solvers import combine
 
@@ -181,7 +181,7 @@ def test_a_solver_may_evaluate_between_steps_with_options_and_the_switch_of_that
             if t_eval == 0:
                 return combine((1, state), ((t1 - t0) / 1000, v))
             guess = combine((1, state), ((t_eval - t0) / 1000, v))
-            v2 = velocity(guess, t_eval)
+            v2 = velocity(guess, t_eval, i)
             if self.at == "next":
                 return combine((1, state), ((t1 - t0) / 2000, v), ((t1 - t0) / 2000, v2))
             return combine((1, state), ((t1 - t0) / 1000, v2))            # the midpoint rule
@@ -200,7 +200,7 @@ def test_a_solver_may_evaluate_between_steps_with_options_and_the_switch_of_that
     heun = sample(tiny_model, request, params)
     grid = [round(float(k), 3) for k in keys]
     assert [t for t, _ in switches] == [grid[0], grid[1], grid[1], grid[2], grid[2], grid[3], grid[3]]
-    assert [null_a2v for _, null_a2v in switches] == [False, False, False, True, True, True, True]
+    assert [null_a2v for _, null_a2v in switches] == [False, False, False, False, True, True, True]
     switches.clear()
     mid = sample(tiny_model, request, replace(params, solver_options={"at": "middle"}))
     assert len(switches) == 8 and abs(switches[1][0] - (grid[0] + grid[1]) / 2) < 1e-2

@@ -10,7 +10,7 @@ from helpers import random_request
 from uniavgen_core.sampling import SOLVERS, SamplingParams, Task, sample, timesteps
 
 
-def cosine(state, t):
+def cosine(state, t, step=None):
     """dx/dsigma = x cos(sigma): x(0) = x(1) exp(-sin 1)."""
     return tuple(x * math.cos(t / 1000) for x in state)
 
@@ -18,7 +18,7 @@ def cosine(state, t):
 M, S = 0.5, 1.5
 
 
-def gaussian(state, t):
+def gaussian(state, t, step=None):
     """The exact flow from N(0, 1) at sigma = 1 to N(M, S^2) at 0 along x = (1 - sigma) x0 + sigma noise:
     x(sigma) = (1 - sigma) M + std(sigma) z with std^2 = (1 - sigma)^2 S^2 + sigma^2, so x(0) = M + S x(1).
     Its data prediction is affine in x with coefficients smooth in sigma, also at sigma = 0."""
@@ -136,22 +136,19 @@ def test_ab2_takes_an_euler_step_at_a_break():
             assert float(state[0] - before[0]) == pytest.approx(float(keys[i + 1] - keys[i]) / 1000 * float(v[0]))
 
 
-def test_heun_does_not_evaluate_across_a_break():
-    """The step into a break is Euler's: its far end is in the other velocity field."""
+def test_heun_evaluates_the_far_end_of_a_step_in_the_field_of_that_step():
+    """Into the guidance's switch too: the far end of step 2 lies on the switch, in step 2's field."""
     keys = timesteps(6, 5.0, torch.float64)
     evaluated = []
 
-    def velocity(state, t):
-        evaluated.append(t)
+    def velocity(state, t, step):
+        evaluated.append((t, step))
         return gaussian(state, t)
     run = SOLVERS["heun"](keys, breaks=frozenset({3}))
     state = (torch.tensor(0.4, dtype=torch.float64),)
     for i in range(6):
-        v = gaussian(state, float(keys[i]))
-        before, state = state, run.step(i, state, v, velocity)
-        if i == 2:
-            assert float(state[0]) == pytest.approx(float(before[0] + (keys[3] - keys[2]) / 1000 * v[0]), rel=1e-12)
-    assert evaluated == [float(keys[i]) for i in (1, 2, 4, 5)]      # not at 3 (the break), not at 6 (sigma = 0)
+        state = run.step(i, state, gaussian(state, float(keys[i])), velocity)
+    assert evaluated == [(float(keys[i + 1]), i) for i in range(5)]      # not at sigma = 0 (an Euler step)
 
 
 def test_options_are_checked_when_the_parameters_are_made():

@@ -4,9 +4,9 @@ from .loop import sample, seeded_noise
 from .params import MAX_STEPS, Request, SampleResult, SamplingParams, StepInfo
 from .tasks import TASKS, Task, TaskSpec
 from .flow import NUM_TIMESTEPS
-from .schedule import timesteps
+from .schedule import SCHEDULES, Schedule, timesteps
 from .solvers import SOLVERS, Solver, register
 
 __all__ = ["GuidedVelocity", "PassVelocities", "Velocity", "guide", "pass_switches", "sample", "seeded_noise",
            "MAX_STEPS", "Request", "SampleResult", "SamplingParams", "StepInfo", "TASKS", "Task", "TaskSpec",
-           "NUM_TIMESTEPS", "timesteps", "SOLVERS", "Solver", "register"]
+           "NUM_TIMESTEPS", "SCHEDULES", "Schedule", "timesteps", "SOLVERS", "Solver", "register"]

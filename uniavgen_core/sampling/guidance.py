@@ -28,21 +28,6 @@ def pass_switches(task: Task, params: SamplingParams, macfg: bool) -> tuple[Swit
     return cond, Switches((a2v_u and on,), (v2a_u and on,), (params.slg_layer,))
 
 
-def macfg_boundary(schedule: torch.Tensor, params: SamplingParams) -> float:
-    """The timestep above which MA-CFG is on: midway between the last step the release turns it on for
-    (the first int(fraction * steps)) and the next, on the float32 schedule. Keyed on the timestep, a
-    solver's evaluations between steps take the switch of the noise level they are at."""
-    k = int(params.macfg_fraction * params.steps)
-    return float((schedule[k - 1] + schedule[k]) / 2) if k else float("inf")
-
-
-def velocity_breaks(params: SamplingParams) -> frozenset[int]:
-    """The step indices where the guided velocity jumps, for the solvers (`breaks`): MA-CFG's switch, the
-    first step it is off, k = int(fraction * steps), when it is on for some steps and off for others."""
-    k = int(params.macfg_fraction * params.steps)
-    return frozenset({k}) if 0 < k < params.steps else frozenset()
-
-
 def guide(conditional: torch.Tensor, unconditional: torch.Tensor, scale: float) -> torch.Tensor:
     """u + scale (c - u)."""
     return unconditional + scale * (conditional - unconditional)
@@ -66,29 +51,31 @@ class PassVelocities(NamedTuple):
 
 class GuidedVelocity:
     """The guided velocity of a batch of requests: (video, audio, t) -> Velocity, t a float32 timestep
-    of the run's schedule (`keys`, [steps + 1]) or between two of them. The model sees t rounded to
-    the schedule's dtype (bf16 as released); MA-CFG is keyed on t itself.
+    of the run's schedule or between two of them. The model sees t rounded to the schedule's dtype (bf16
+    as released). MA-CFG is keyed on t itself (on above `macfg_above`), unless the caller names the field
+    (`macfg`): a solver evaluating at the far end of a step takes the field of the step it is in.
 
     A step cache wraps an instance of this (same call, same result type) and decides when to call it;
     it may run one pass alone (`passes`) and combine it with a pass it kept (`combine`)."""
 
     def __init__(self, model: UniAVGenModel, tasks: list[Task], params: SamplingParams, cond: ConditionBatch,
-                 null: ConditionBatch, keys: torch.Tensor, t_dtype: torch.dtype, capture_face_masks: bool = False):
+                 null: ConditionBatch, macfg_above: float, t_dtype: torch.dtype, capture_face_masks: bool = False):
         self.model, self.tasks, self.params = model, tasks, params
         self.cond, self.null = cond, null
         self.both = ConditionBatch.cat([cond, null]) if params.batch_cfg else None
         self.capture = capture_face_masks
-        self.macfg_above, self.t_dtype = macfg_boundary(keys, params), t_dtype
+        self.macfg_above, self.t_dtype = macfg_above, t_dtype
 
-    def switches(self, t: float) -> tuple[Switches, Switches]:
-        per_request = [pass_switches(task, self.params, t > self.macfg_above) for task in self.tasks]
+    def switches(self, t: float, macfg: bool | None = None) -> tuple[Switches, Switches]:
+        macfg = t > self.macfg_above if macfg is None else macfg
+        per_request = [pass_switches(task, self.params, macfg) for task in self.tasks]
         return Switches.cat([p[0] for p in per_request]), Switches.cat([p[1] for p in per_request])
 
     def passes(self, video: torch.Tensor, audio: torch.Tensor, t: float, cond: bool = True,
-               null: bool = True) -> PassVelocities:
+               null: bool = True, macfg: bool | None = None) -> PassVelocities:
         """The conditional and/or unconditional pass at timestep t; both as one batched forward when the
         parameters ask for it."""
-        sw_c, sw_u = self.switches(t)
+        sw_c, sw_u = self.switches(t, macfg)
         n = len(self.tasks)
         t_model = torch.tensor(t, dtype=torch.float32).to(self.t_dtype).to(video.device).expand(n)
         if cond and null and self.both is not None:
@@ -109,5 +96,5 @@ class GuidedVelocity:
         audio = guide(p.audio_cond, p.audio_null, self.params.audio_cfg)
         return Velocity(video[:, :, 1:], audio, p.face_masks)   # the reference frame's prediction is dropped
 
-    def __call__(self, video: torch.Tensor, audio: torch.Tensor, t: float) -> Velocity:
-        return self.combine(self.passes(video, audio, t))
+    def __call__(self, video: torch.Tensor, audio: torch.Tensor, t: float, macfg: bool | None = None) -> Velocity:
+        return self.combine(self.passes(video, audio, t, macfg=macfg))

@@ -11,11 +11,11 @@ import torch
 from ..model.conditioning import ConditionBatch
 from ..model.dit import UniAVGenModel
 from ..units import N_MELS
-from .guidance import GuidedVelocity, Velocity, velocity_breaks
+from .guidance import GuidedVelocity, Velocity
 from .params import Request, SampleResult, SamplingParams, StepInfo
 from .tasks import TASKS
 from . import flow
-from .schedule import timesteps
+from . import schedule
 from .solvers import SOLVERS, State
 
 
@@ -115,15 +115,18 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     stack = lambda conds: ConditionBatch.stack(conds, first.latent_frames, first.mel_frames,
                                                model.config.text_len, device, dtype)
     t_dtype = params.schedule_dtype or dtype
-    keys = timesteps(params.steps, params.shift, torch.float32)     # what guidance keys on; rounded for the model
+    grid = schedule.build(params.schedule, params.steps, params.shift, params.macfg_fraction)
+    keys = grid.keys                # float32: what guidance keys on; rounded to t_dtype for the model and the solver
     velocity = GuidedVelocity(model, [r.task for r in requests], params, stack([r.condition for r in requests]),
-                              stack([r.null_condition for r in requests]), keys, t_dtype, capture_face_masks)
+                              stack([r.null_condition for r in requests]), grid.macfg_above, t_dtype,
+                              capture_face_masks)
     if wrap_velocity is not None:
         velocity = wrap_velocity(velocity)
 
-    def evaluate(state: State, t: float) -> State:
-        """The guided velocity of a solver's state at timestep t, for solvers that evaluate between steps."""
-        vel = velocity(state[0].to(dtype), state[1].to(dtype), t)
+    def evaluate(state: State, t: float, step: int) -> State:
+        """The guided velocity of a solver's state at timestep t in the velocity field of step `step`, for
+        solvers that evaluate between steps or at a step's far end."""
+        vel = velocity(state[0].to(dtype), state[1].to(dtype), t, macfg=float(keys[step]) > grid.macfg_above)
         return vel.video, vel.audio
 
     if noise is None:
@@ -131,7 +134,7 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
         noise = (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
     x_v, x_a = (n.to(device=device, dtype=torch.float32) for n in noise)
     sched_host = keys.to(t_dtype)
-    solver = SOLVERS[params.solver](sched_host.to(device), breaks=velocity_breaks(params), **params.solver_options)
+    solver = SOLVERS[params.solver](sched_host.to(device), breaks=grid.breaks, **params.solver_options)
     masks = None
 
     try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..model.conditioning import Condition
+from .schedule import SCHEDULES
 from .solvers import SOLVERS, check_options
 from .tasks import Task
 
@@ -33,6 +34,7 @@ class SamplingParams:
     schedule_dtype: torch.dtype | None = None   # None: the model's compute dtype, as released
     solver: str = "euler"       # a name registered in solvers.SOLVERS
     solver_options: dict = field(default_factory=dict, hash=False)   # keyword arguments of the solver
+    schedule: str = "release"   # a name in schedule.SCHEDULES: the grid of timesteps, chosen apart from the solver
 
     def __post_init__(self):
         for name in ("shift", "video_cfg", "audio_cfg", "macfg_fraction"):
@@ -53,6 +55,8 @@ class SamplingParams:
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r} (choose from {', '.join(SOLVERS)})")
         check_options(self.solver, self.solver_options)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r} (choose from {', '.join(SCHEDULES)})")
 
 
 @dataclass

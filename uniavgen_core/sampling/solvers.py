@@ -4,13 +4,15 @@ The state is the tuple of modality tensors (video, audio), float32, moved togeth
 its algebra once (`combine`) and it applies to every modality. A solver is built once per run from
 the timestep schedule and its options (`SamplingParams.solver_options`), keeps whatever history it
 needs (a multistep solver keeps past velocities), and may evaluate the guided velocity elsewhere
-(a Heun or Runge-Kutta step): `velocity(state, t)` at a float32 timestep t. Register a new one with
+(a Heun or Runge-Kutta step): `velocity(state, t, i)` at a float32 timestep t, in the velocity field of
+step i (a step's far end belongs to the field of the step, also where the guidance switches there).
+Register a new one with
 `@register("name")`; `SamplingParams.solver` chooses it.
 
 Every solver also takes `breaks`, from the loop, never from the user: the step indices k where the
 guided velocity jumps (MA-CFG's switch), i.e. the velocity at step k belongs to another field than the
 one at step k - 1. A multistep solver starts its history afresh there (a difference across a jump is no
-derivative) and a solver that evaluates ahead does not evaluate across one.
+derivative); a solver that evaluates ahead names the field of the step it is in.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import torch
 from . import flow
 
 State = tuple[torch.Tensor, ...]                  # (video [N, C, F, h, w], audio [N, S, 80]), float32
-VelocityFn = Callable[[State, float], State]      # the guided velocity of a state at a timestep
+VelocityFn = Callable[[State, float, int], State]     # the guided velocity of a state at a timestep, step i's field
 
 
 def combine(*terms: tuple[float | torch.Tensor, State]) -> State:
@@ -111,18 +113,18 @@ class AdamsBashforth2:
 @register("heun")
 class Heun:
     """Heun's method (explicit trapezoid), second order, two evaluations per step: an Euler guess at
-    t_{i+1}, then the mean of the velocities at both ends. The last step (to sigma = 0) is Euler's, as in
-    k-diffusion, and so is the step into a break, whose far end lies in the other velocity field."""
+    t_{i+1}, then the mean of the velocities at both ends, the far one in this step's velocity field. The
+    last step (to sigma = 0) is Euler's, as in k-diffusion."""
 
     def __init__(self, timesteps: torch.Tensor, breaks: frozenset[int] = frozenset()):
-        self.sigmas, self.t, self.breaks = _sigmas(timesteps), timesteps.float().cpu().tolist(), frozenset(breaks)
+        self.sigmas, self.t = _sigmas(timesteps), timesteps.float().cpu().tolist()   # one field per step: no breaks
 
     def step(self, i, state, velocity_at_i, velocity):
         h = self.sigmas[i + 1] - self.sigmas[i]
         guess = combine((1, state), (h, velocity_at_i))
-        if self.sigmas[i + 1] == 0 or i + 1 in self.breaks:
+        if self.sigmas[i + 1] == 0:
             return guess
-        ahead = velocity(guess, self.t[i + 1])
+        ahead = velocity(guess, self.t[i + 1], i)
         return combine((1, state), (h / 2, velocity_at_i), (h / 2, ahead))
 
 
