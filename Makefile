@@ -18,7 +18,7 @@ DEMO_DEPS   := espeakng-loader==0.2.4 av matplotlib tqdm
 PYTEST_ARGS ?=
 
 .PHONY: setup test golden demo train-demo evaluate-mini clean distclean host-test workflows gpu-check gpu-bundle \
-	gpu-rehearsal smoothness-mini
+	gpu-rehearsal smoothness-mini sampling-table-mini
 
 setup: $(STAMP)
 
@@ -115,3 +115,10 @@ smoothness-mini: setup
 	$(PY) -m uniavgen_core.cli.smoothness $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
 		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
 		--out build/mini/smoothness.json
+
+# Quality against model evaluations of every solver x steps x schedule x step-cache setting and the presets
+# (docs/sampling.md): distance to the converged solution, lip sync and wall time on held-out clips.
+sampling-table-mini: setup
+	$(PY) -m uniavgen_core.cli.sampling_table $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
+		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
+		--clips $(or $(CLIPS),16) --out build/mini/sampling-table.json --plot build/mini/sampling-table.png

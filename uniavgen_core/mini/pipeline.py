@@ -23,7 +23,7 @@ from .codecs.caption_hash import HashedCaptionEncoder
 from .codecs.griffin_lim import GriffinLimVocoder
 from .codecs.video_pca import PatchPCACodec
 from ..frontend.jobs import Inputs, Job, Speech, make_job
-from ..sampling import SamplingParams, Task, sample
+from ..sampling import SampleResult, SamplingParams, Task, sample
 from ..units import SAMPLE_RATE
 
 # What the shipped small model was tuned with (see docs/mini_model.md).
@@ -86,6 +86,10 @@ class MiniPipeline:
 
     def generate(self, jobs: list[Job], params: SamplingParams = MINI_SAMPLING, callback=None) -> list[Generated]:
         """Sample jobs of one duration as one batch, then decode pictures and speech."""
-        result = sample(self.model, [j.request for j in jobs], params, callback=callback, device=self.device)
+        return self.decode(sample(self.model, [j.request for j in jobs], params, callback=callback,
+                                  device=self.device))
+
+    def decode(self, result: SampleResult) -> list[Generated]:
+        """Pictures and speech of a sampled batch."""
         waves = self.vocoder.decode(denormalise(result.audio))["waveform"][:, 0]
-        return [Generated(self.codec.decode(result.video[i].cpu()), waves[i]) for i in range(len(jobs))]
+        return [Generated(self.codec.decode(result.video[i].cpu()), waves[i]) for i in range(result.video.shape[0])]

@@ -65,6 +65,7 @@ class GuidedVelocity:
         self.both = ConditionBatch.cat([cond, null]) if params.batch_cfg else None
         self.capture = capture_face_masks
         self.macfg_above, self.t_dtype = macfg_above, t_dtype
+        self.evaluations = 0        # passes run, per request: one batched conditional + unconditional forward is 2
 
     def switches(self, t: float, macfg: bool | None = None) -> tuple[Switches, Switches]:
         macfg = t > self.macfg_above if macfg is None else macfg
@@ -77,6 +78,7 @@ class GuidedVelocity:
         parameters ask for it."""
         sw_c, sw_u = self.switches(t, macfg)
         n = len(self.tasks)
+        self.evaluations += int(cond) + int(null)
         t_model = torch.tensor(t, dtype=torch.float32).to(self.t_dtype).to(video.device).expand(n)
         if cond and null and self.both is not None:
             out = self.model(torch.cat([video, video]), torch.cat([audio, audio]), torch.cat([t_model, t_model]),

@@ -11,6 +11,7 @@ import torch
 from ..model.conditioning import ConditionBatch
 from ..model.dit import UniAVGenModel
 from ..units import N_MELS
+from .cache import StepCache
 from .guidance import GuidedVelocity, Velocity
 from .params import Request, SampleResult, SamplingParams, StepInfo
 from .tasks import TASKS
@@ -120,6 +121,9 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     velocity = GuidedVelocity(model, [r.task for r in requests], params, stack([r.condition for r in requests]),
                               stack([r.null_condition for r in requests]), grid.macfg_above, t_dtype,
                               capture_face_masks)
+    guided = velocity
+    if params.cache:
+        velocity = StepCache(velocity, params.cache)
     if wrap_velocity is not None:
         velocity = wrap_velocity(velocity)
 
@@ -160,4 +164,4 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
         x_v[j, :, : r.condition.video_cond_frames] = r.condition.cond_latent.to(x_v)
         if r.condition.audio_cond_frames:
             x_a[j, : r.condition.audio_cond_frames] = r.condition.cond_mel.to(x_a)
-    return SampleResult(x_v, x_a, masks)
+    return SampleResult(x_v, x_a, masks, guided.evaluations)

@@ -35,6 +35,7 @@ class SamplingParams:
     solver: str = "euler"       # a name registered in solvers.SOLVERS
     solver_options: dict = field(default_factory=dict, hash=False)   # keyword arguments of the solver
     schedule: str = "release"   # a name in schedule.SCHEDULES: the grid of timesteps, chosen apart from the solver
+    cache: float = 0.0          # step cache threshold (cache.StepCache): 0 runs every pass, as released
 
     def __post_init__(self):
         for name in ("shift", "video_cfg", "audio_cfg", "macfg_fraction"):
@@ -55,6 +56,8 @@ class SamplingParams:
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r} (choose from {', '.join(SOLVERS)})")
         check_options(self.solver, self.solver_options)
+        if not isinstance(self.cache, (int, float)) or isinstance(self.cache, bool) or not 0 <= self.cache <= 1:
+            raise ValueError(f"cache must be a number from 0 (off) to 1, got {self.cache!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r} (choose from {', '.join(SCHEDULES)})")
 
@@ -94,3 +97,4 @@ class SampleResult:
     video: torch.Tensor                # [N, C, F, h, w] float32, conditions written back (docs/MODEL.md §6.5)
     audio: torch.Tensor                # [N, S, 80] float32
     face_masks: torch.Tensor | None = None   # last step's conditional-pass masks, if requested
+    evaluations: int = 0               # guidance passes of the model run per request (2 a step without a cache)

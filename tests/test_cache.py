@@ -1,0 +1,77 @@
+"""The audio-video-aware step cache (uniavgen_core/sampling/cache.py): off is exact, the passes it runs
+follow its estimates per modality and per pass, and the audio alone can demand a pass."""
+import pytest
+import torch
+
+from helpers import random_request
+from uniavgen_core.sampling import SamplingParams, Task, sample
+from uniavgen_core.sampling.cache import StepCache
+from uniavgen_core.sampling.guidance import GuidedVelocity, PassVelocities
+
+
+class Fake(GuidedVelocity):
+    """The guidance's combination over passes whose outputs are given functions of the state; records the
+    passes it runs."""
+
+    def __init__(self, video_fn, audio_fn, params=SamplingParams(), macfg_above=-1.0):
+        self.params, self.macfg_above, self.evaluations = params, macfg_above, 0
+        self.video_fn, self.audio_fn, self.ran = video_fn, audio_fn, []
+
+    def passes(self, video, audio, t, cond=True, null=True, macfg=None):
+        self.ran.append((cond, null))
+        ref = torch.zeros_like(video[:, :, :1])
+        v = torch.cat([ref, self.video_fn(video)], 2)
+        a = self.audio_fn(audio)
+        return PassVelocities(v if cond else None, a if cond else None, 0.5 * v if null else None,
+                              0.5 * a if null else None, None)
+
+
+def trajectory(cache, steps=10, audio_speed=0.0):
+    """States moving slowly in video; the audio moves by `audio_speed` per step."""
+    video, audio = torch.ones(1, 2, 3, 2, 2), torch.ones(1, 4, 80)
+    for i in range(steps):
+        cache(video + 1e-4 * i, audio + audio_speed * i, 1000.0 - 100 * i)
+
+
+def test_a_pass_is_reused_while_neither_modality_moves_and_run_when_the_audio_alone_does():
+    still = Fake(lambda v: 2 * v, lambda a: torch.ones_like(a))
+    trajectory(StepCache(still, 0.05))
+    assert still.ran == [(True, True)] * 2          # the two warm-up steps; the model is not called after them
+    moving = Fake(lambda v: 2 * v, lambda a: a ** 3)          # the video as before; the audio's output moves
+    trajectory(StepCache(moving, 0.05), audio_speed=0.5)
+    assert sum(c + n for c, n in moving.ran) == 20            # the audio demands both passes at every step
+
+
+def test_the_guidance_weights_decide_which_pass_is_stale():
+    """At scale 1 the unconditional pass has no weight (u + 1 (c - u) = c): it never reruns after the warm-up,
+    while the conditional one follows the moving audio."""
+    params = SamplingParams(video_cfg=1.0, audio_cfg=1.0)
+    fake = Fake(lambda v: 2 * v, lambda a: a ** 3, params)
+    trajectory(StepCache(fake, 0.05), audio_speed=0.5)
+    assert fake.ran[2:] == [(True, False)] * 8
+
+
+def test_the_unconditional_pass_reruns_when_mac_cfg_switches_its_field():
+    fake = Fake(lambda v: 2 * v, lambda a: torch.ones_like(a), macfg_above=550.0)
+    trajectory(StepCache(fake, 0.05))
+    # a rate measured across the switch means nothing: the unconditional pass warms up again
+    assert fake.ran == [(True, True)] * 2 + [(False, True)] * 2
+
+
+def test_the_threshold_is_checked():
+    with pytest.raises(ValueError, match="cache must be a number from 0 .off. to 1, got -0.1"):
+        SamplingParams(cache=-0.1)
+    with pytest.raises(ValueError, match="above 0, got 0; 0 turns it off"):
+        StepCache(Fake(None, None), 0)
+
+
+def test_off_runs_every_pass_and_a_tiny_threshold_changes_nothing(tiny_model):
+    request = [random_request(Task.AVG, 12)]
+    params = SamplingParams(steps=5, schedule_dtype=torch.float32)
+    plain = sample(tiny_model, request, params)
+    assert plain.evaluations == 10
+    tight = sample(tiny_model, request, SamplingParams(steps=5, schedule_dtype=torch.float32, cache=1e-9))
+    assert tight.evaluations == 10 and torch.equal(tight.video, plain.video) and torch.equal(tight.audio, plain.audio)
+    loose = sample(tiny_model, request, SamplingParams(steps=5, schedule_dtype=torch.float32, cache=1.0))
+    assert 4 <= loose.evaluations < 10
+    assert bool(torch.isfinite(loose.video).all() & torch.isfinite(loose.audio).all())

@@ -1,0 +1,138 @@
+"""Quality against model evaluations for solver x steps x schedule x step-cache settings, on a small model
+(the command line: python -m uniavgen_core.cli.sampling_table, or make sampling-table-mini).
+
+For every task (AVG, A2V, V2A) on held-out clips, every setting samples the same clips from the same noise
+and is measured by
+    the relative L2 distance of each generated modality to the converged solution: Euler's Richardson
+        extrapolation 2 E(2M) - E(M) on a grid with MA-CFG's switch on it (smoothness.converged);
+    the lip-sync metric of the decoded clip (median r0 with its bootstrap interval, training/lipsync.py);
+    the model evaluations per clip (guidance passes run, SampleResult.evaluations) and the wall time of
+        the sampling, in the same run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
+from ..sampling import SamplingParams, Task, sample
+from ..sampling.presets import PRESETS, Preset
+from ..synthetic.clips import Clip
+from . import lipsync
+from .evaluate import signals
+from .smoothness import converged, generated, job, mean_interval, relative
+
+SETUPS = ("avg", "a2v", "v2a")
+
+
+def candidates() -> dict[str, Preset]:
+    """The settings compared, named family@steps: Euler on the release's schedule as the baseline, the
+    higher-order solvers on a grid with MA-CFG's switch on it, and the step cache on some of them."""
+    out = {f"euler@{n}": Preset(n) for n in (8, 12, 16, 25, 50)}
+    for n in (8, 10, 12, 16):
+        for solver, options in (("ab2", {}), ("dpmpp_2m", {}), ("unipc", {"order": 2}), ("unipc", {"order": 3})):
+            family = solver + "".join(f"-{k[0]}{v}" for k, v in options.items())
+            out[f"{family}@{n}"] = Preset(n, solver, options, "shifted")
+        out[f"unipc-o2 beta@{n}"] = Preset(n, "unipc", {"order": 2}, "beta")
+    for n in (6, 8):
+        out[f"heun@{n}"] = Preset(n, "heun", schedule="shifted")
+    for n in (16, 20, 25):
+        for threshold in (0.05, 0.1, 0.2):
+            out[f"unipc-o2 cache {threshold:g}@{n}"] = Preset(n, "unipc", {"order": 2}, "shifted", threshold)
+        out[f"euler cache 0.1@{n}"] = Preset(n, cache=0.1)
+    out.update({f"preset {name}@{p.steps}": p for name, p in PRESETS.items()})
+    return out
+
+
+def sync_summary(setup: str, clips: list[Clip], made) -> dict:
+    scores = [lipsync.sync_score(*signals(Task[setup.upper()], c, g.frames, g.wave)) for c, g in zip(clips, made)]
+    s = lipsync.summarise(scores)
+    return {"median_r0": s.median_r0, "r0_ci": s.r0_ci, "n_frozen": s.n_frozen}
+
+
+def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], params: SamplingParams = MINI_SAMPLING,
+            reference_steps: int = 128, log=print) -> dict:
+    """{setup: {"reference_steps": M, name: {"preset", "evaluations", "seconds", "distance": {modality: (mean, low,
+    high)}, "sync": {...}}}} for the modalities each task generates."""
+    out = {}
+    for setup in SETUPS:
+        jobs = [job(pipe, setup, c, seed=i) for i, c in enumerate(clips)]
+        requests = [j.request for j in jobs]
+        start = time.perf_counter()
+        ref_v, ref_a = converged(pipe.model, requests, params, reference_steps)
+        log(f"{setup}: converged solution in {time.perf_counter() - start:.0f} s")
+        entry = {"reference_steps": reference_steps}
+        for name, preset in settings.items():
+            start = time.perf_counter()
+            result = sample(pipe.model, requests, preset.apply(params), device=pipe.device)
+            seconds = time.perf_counter() - start
+            rows = {"video": [], "audio": []}
+            for i in range(len(jobs)):
+                got, ref = generated(jobs, result.video, result.audio, i), generated(jobs, ref_v, ref_a, i)
+                rows["video"].append(relative(got[0], ref[0]))
+                rows["audio"].append(relative(got[1], ref[1]))
+            distance = {m: mean_interval(v) for m, v in rows.items() if not all(math.isnan(x) for x in v)}
+            entry[name] = {"preset": dataclasses.asdict(preset), "evaluations": result.evaluations,
+                           "seconds": seconds, "distance": distance,
+                           "sync": sync_summary(setup, clips, pipe.decode(result))}
+            log(f"{setup} {name}: {result.evaluations} evaluations, {seconds:.1f} s, " +
+                ", ".join(f"{m} {d[0]:.4f}" for m, d in distance.items()))
+        out[setup] = entry
+    return out
+
+
+def markdown(results: dict) -> str:
+    """One table per task: evaluations, time, distances and lip sync per setting, fewest evaluations first."""
+    def cell(v, digits=4):
+        return f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]"
+
+    blocks = []
+    for setup, entry in results.items():
+        rows = {k: v for k, v in entry.items() if k != "reference_steps"}
+        modalities = list(next(iter(rows.values()))["distance"])
+        lines = [f"**{setup.upper()}** (distance to the converged solution, Richardson from "
+                 f"{entry['reference_steps']}/{2 * entry['reference_steps']}-step Euler)", "",
+                 "| setting | evaluations | seconds | " + " | ".join(modalities) + " | lip sync r0 |",
+                 "|---|---|---|" + "---|" * len(modalities) + "---|"]
+        for name, r in sorted(rows.items(), key=lambda kv: (kv[1]["evaluations"], kv[0])):
+            sync = r["sync"]
+            lines.append(f"| {name} | {r['evaluations']} | {r['seconds']:.1f} | " +
+                         " | ".join(cell(r["distance"][m]) for m in modalities) +
+                         f" | {sync['median_r0']:.3f} [{sync['r0_ci'][0]:.3f}, {sync['r0_ci'][1]:.3f}] |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def plot(results: dict, path: str) -> None:
+    """Distance to the converged solution against evaluations per clip, a panel per task and modality,
+    a line per solver family (log-log)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(s, m) for s, e in results.items() for m in next(v for k, v in e.items() if k != "reference_steps")
+              ["distance"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    for ax, (setup, modality) in zip(axes[0], panels):
+        families: dict[str, list] = {}
+        for name, r in results[setup].items():
+            if name == "reference_steps" or name.startswith("preset "):
+                continue
+            families.setdefault(name.split("@")[0], []).append((r["evaluations"], r["distance"][modality][0]))
+        for family, points in sorted(families.items()):
+            points.sort()
+            ax.plot(*zip(*points), marker="o", ms=3, label=family)
+        for name, r in results[setup].items():
+            if name.startswith("preset "):
+                ax.scatter([r["evaluations"]], [r["distance"][modality][0]], s=90, facecolors="none",
+                           edgecolors="k", zorder=5)
+                ax.annotate(name.split()[1].split("@")[0], (r["evaluations"], r["distance"][modality][0]),
+                            textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set(xscale="log", yscale="log", xlabel="model evaluations per clip", title=f"{setup.upper()} {modality}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("relative L2 to the converged solution")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
