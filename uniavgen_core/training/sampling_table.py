@@ -110,6 +110,7 @@ def plot(results: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     panels = [(s, m) for s, e in results.items() for m in next(v for k, v in e.items() if k != "reference_steps")
               ["distance"]]
@@ -130,6 +131,9 @@ def plot(results: dict, path: str) -> None:
                 ax.annotate(name.split()[1].split("@")[0], (r["evaluations"], r["distance"][modality][0]),
                             textcoords="offset points", xytext=(5, 5), fontsize=8)
         ax.set(xscale="log", yscale="log", xlabel="model evaluations per clip", title=f"{setup.upper()} {modality}")
+        ax.set_xticks([8, 12, 16, 24, 32, 50, 100])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("relative L2 to the converged solution")
     axes[0][-1].legend(fontsize=7, loc="upper right")

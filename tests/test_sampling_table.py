@@ -1,0 +1,66 @@
+"""The quality-against-evaluations table: what it measures on the shipped small model, its tool's checks,
+its tables and plot."""
+import json
+import math
+
+import pytest
+
+from uniavgen_core import demo
+from uniavgen_core.cli import sampling_table as tool
+from uniavgen_core.mini.pipeline import MiniPipeline
+from uniavgen_core.sampling.presets import PRESETS, Preset
+from uniavgen_core.synthetic.clips import make_clip
+from uniavgen_core.training import sampling_table
+
+
+@pytest.fixture(scope="module")
+def results():
+    pipe = MiniPipeline(demo.MODEL, demo.CODEC)
+    clips = [make_clip(seed, frames=49) for seed in (8_000_001, 8_000_002)]
+    settings = {"euler@2": Preset(2), "euler@4": Preset(4), "unipc-o2 cache 0.3@4": Preset(4, "unipc", {"order": 2},
+                                                                                             "shifted", 0.3)}
+    return sampling_table.measure(pipe, clips, settings, reference_steps=4, log=lambda m: None)
+
+
+def test_each_task_reports_its_generated_modalities_evaluations_and_sync(results):
+    assert list(results) == ["avg", "a2v", "v2a"]
+    assert set(results["avg"]["euler@4"]["distance"]) == {"video", "audio"}
+    assert set(results["a2v"]["euler@4"]["distance"]) == {"video"} and set(results["v2a"]["euler@4"]["distance"]) \
+        == {"audio"}
+    for setup in results.values():
+        assert setup["euler@2"]["evaluations"] == 4 and setup["euler@4"]["evaluations"] == 8
+        assert setup["unipc-o2 cache 0.3@4"]["evaluations"] <= 8
+        for row in (v for k, v in setup.items() if k != "reference_steps"):
+            assert row["seconds"] > 0 and -1 <= row["sync"]["median_r0"] <= 1
+            assert all(0 <= d[1] <= d[0] <= d[2] for d in row["distance"].values())
+
+
+def test_more_euler_steps_come_closer_to_the_converged_solution(results):
+    """Euler at 4 steps is nearer the extrapolation from 4/8-step Euler than Euler at 2."""
+    for setup in results.values():
+        for m, d in setup["euler@4"]["distance"].items():
+            assert d[0] < setup["euler@2"]["distance"][m][0]
+
+
+def test_tables_and_plot(results, tmp_path):
+    text = sampling_table.markdown(results)
+    assert text.count("| euler@4 | 8 |") == 3 and "Richardson from 4/8-step Euler" in text
+    sampling_table.plot(results, str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_the_candidates_include_the_presets_and_stay_within_the_budgets():
+    settings = sampling_table.candidates()
+    assert {f"preset {n}@{p.steps}" for n, p in PRESETS.items()} <= set(settings)
+    assert all(1 <= p.steps <= 50 and not math.isnan(p.cache) for p in settings.values())
+
+
+def test_the_tool_refuses_bad_arguments_before_any_work(tmp_path, capsys):
+    files = [str(demo.MODEL), str(demo.CODEC)]
+    assert tool.main(files + ["--clips", "1"]) != 0
+    assert "--clips 1" in capsys.readouterr().err
+    assert tool.main(files + ["--only", "euler@7"]) != 0
+    assert "unknown settings ['euler@7']" in capsys.readouterr().err
+    taken = tmp_path / "taken.json"
+    taken.write_text(json.dumps({}))
+    assert tool.main(files + ["--out", str(taken)]) != 0 and taken.read_text() == "{}"      # never overwritten
