@@ -15,7 +15,9 @@ On the GPU machine it runs through benchmarks/gpu_run.sh, which puts the carried
    random weights): resident bf16, fp8, fp8 + swap30 and compile, against the compute floor measured
    in the same run, with the peak memory of each; a mode that would start too close to the end of the
    budget is reported as not run;
-3. the report: written to DIR/gpu_check.md and DIR/gpu_check.log (DIR: $OUT if set, else
+3. benchmarks/sampling_overhead.py: what each solver's algebra and the step cache cost per step at the
+   official shape, beside the model steps of 2;
+4. the report: written to DIR/gpu_check.md and DIR/gpu_check.log (DIR: $OUT if set, else
    build/gpu-check) and appended to benchmarks/RESULTS.md (with the date and the device).
 
 The golden vectors travel in the tree (tests/data/golden); UNIAVGEN_GOLDEN points elsewhere.
@@ -39,8 +41,9 @@ from import_graph import third_party_reach  # noqa: E402
 MODES = "resident,fp8,fp8+swap30,compile"
 CUDA_TESTS = ["-m", "cuda", "-p", "no:cacheprovider", "tests/test_cuda.py"]
 TESTS_SHARE = 0.45          # of the budget left after collection; the benchmark gets the rest
-ENTRIES = [REPO / "benchmarks" / "gpu_check.py", REPO / "benchmarks" / "bench.py", REPO / "tests" / "test_cuda.py",
-           REPO / "tests" / "conftest.py"]
+ENTRIES = [REPO / "benchmarks" / "gpu_check.py", REPO / "benchmarks" / "bench.py",
+           REPO / "benchmarks" / "sampling_overhead.py", REPO / "tests" / "test_cuda.py", REPO / "tests" / "conftest.py"]
+OVERHEAD_SECONDS = 30       # kept from the benchmark's share for the sampling overhead
 SEARCH = [REPO / "tests", REPO / "benchmarks", REPO / "tools", REPO]
 
 
@@ -101,24 +104,29 @@ def main() -> int:
     tests = next((line for line in reversed(lines) if " in " in line and ("passed" in line or "failed" in line)),
                  lines[-1])
     print(out_t[-4000:], flush=True)
-    bench_s = left() - 5
+    bench_s = left() - 5 - OVERHEAD_SECONDS
     code_b, out_b, secs_b = run([sys.executable, "benchmarks/bench.py", "--device", "cuda", "--shape", "official",
                                  "--modes", MODES, "--steps", "3", "--deadline", f"{0.7 * bench_s:.0f}"], bench_s, env)
     print(out_b[-6000:], flush=True)
     table = out_b[out_b.find("### "):] if "### " in out_b else f"bench did not finish (status {code_b}):\n\n" \
                                                                  f"```\n{out_b[-1500:]}\n```\n"
+    code_o, out_o, _ = run([sys.executable, "benchmarks/sampling_overhead.py", "--device", "cuda"],
+                           max(left() - 5, 5), env)
+    print(out_o[-3000:], flush=True)
+    overhead = out_o[out_o.find("### "):] if "### " in out_o else f"sampling overhead did not finish (status " \
+                                                                   f"{code_o}):\n\n```\n{out_o[-800:]}\n```\n"
     report = (f"\n## GPU check, {datetime.date.today()}: {device}, torch {torch.__version__}\n\n"
               f"`make gpu-check`: CUDA tests {tests.strip('= ')} ({secs_t:.0f} s, status {code_t}); "
               f"benchmark {secs_b:.0f} s (status {code_b}); missing packages: {', '.join(missing) or 'none'}."
-              f"\n\n{table.strip()}\n")
+              f"\n\n{table.strip()}\n\n{overhead.strip()}\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.md").write_text(report)
-    (args.out / "gpu_check.log").write_text(out_c + "\n\n" + out_t + "\n\n" + out_b)
+    (args.out / "gpu_check.log").write_text(out_c + "\n\n" + out_t + "\n\n" + out_b + "\n\n" + out_o)
     if not args.no_results:
         with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(report)
     print(report)
-    return 0 if code_t == 0 and code_b == 0 else 1
+    return 0 if code_t == code_b == code_o == 0 else 1
 
 
 if __name__ == "__main__":
