@@ -42,7 +42,8 @@ MODES = "resident,fp8,fp8+swap30,compile"
 CUDA_TESTS = ["-m", "cuda", "-p", "no:cacheprovider", "tests/test_cuda.py"]
 TESTS_SHARE = 0.45          # of the budget left after collection; the benchmark gets the rest
 ENTRIES = [REPO / "benchmarks" / "gpu_check.py", REPO / "benchmarks" / "bench.py",
-           REPO / "benchmarks" / "sampling_overhead.py", REPO / "tests" / "test_cuda.py", REPO / "tests" / "conftest.py"]
+           REPO / "benchmarks" / "sampling_overhead.py", REPO / "tests" / "test_cuda.py",
+           REPO / "tests" / "conftest.py"]
 OVERHEAD_SECONDS = 30       # kept from the benchmark's share for the sampling overhead
 SEARCH = [REPO / "tests", REPO / "benchmarks", REPO / "tools", REPO]
 

@@ -78,7 +78,8 @@ def main() -> int:
             cache = StepCache(FixedPasses(device), threshold)
             for i in range(STEPS):
                 cache(state[0] + 0.001 * i, state[1] + 0.001 * i, float(keys[i]))
-        rows.append((f"step cache {threshold:g} (decisions, bookkeeping, guidance)", per_step(run, device, args.repeats)))
+        rows.append((f"step cache {threshold:g} (decisions, bookkeeping, guidance)",
+                     per_step(run, device, args.repeats)))
     print(f"### Sampling overhead per step at the official shape ({device}, {STEPS}-step runs)\n")
     print("| what | ms per step |\n|---|---|")
     for what, ms in rows:
