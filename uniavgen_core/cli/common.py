@@ -7,6 +7,7 @@ exceptions are bugs and keep their traceback.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -89,3 +90,29 @@ def input_path(path: str | os.PathLike, what: str, folder: bool | None = False) 
     if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
         raise UsageError(f"{what} {path} cannot be read (permission denied)")
     return path
+
+
+MAX_CLIPS = 256
+
+
+def small_model_parser(prog: str, doc: str, clips: int, reference_steps: int) -> argparse.ArgumentParser:
+    """The arguments of the tools that measure a small model on held-out clips: the model and codec files, the
+    number of clips, the Euler steps of the converged solution and a JSON output."""
+    parser = argparse.ArgumentParser(prog=f"python -m uniavgen_core.cli.{prog}", description=doc.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("codec")
+    parser.add_argument("--clips", type=int, default=clips)
+    parser.add_argument("--reference-steps", type=int, default=reference_steps,
+                        help="Euler steps M of the converged solution 2 E(2M) - E(M)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    return parser
+
+
+def check_small_model_args(args) -> None:
+    """The files readable, the clip count in range and the output writable, before any work."""
+    input_path(args.model, "the model")
+    input_path(args.codec, "the video codec")
+    if not 2 <= args.clips <= MAX_CLIPS:
+        raise UsageError(f"--clips {args.clips}: must be from 2 to {MAX_CLIPS}")
+    if args.out:
+        output_file(args.out, "--out")

@@ -10,7 +10,6 @@ the converged solution (uniavgen_core/training/smoothness.py says how). Prints t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,36 +18,21 @@ from ..mini.pipeline import MiniPipeline
 from ..sampling.params import MAX_STEPS
 from ..training.evaluate import held_out
 from ..training.smoothness import markdown, measure
-from .common import UsageError, guarded, input_path, output_file
-
-MAX_CLIPS = 256
-
+from .common import UsageError, check_small_model_args, guarded, small_model_parser
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniavgen_core.cli.smoothness",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("model")
-    parser.add_argument("codec")
-    parser.add_argument("--clips", type=int, default=8)
+    parser = small_model_parser("smoothness", __doc__, clips=8, reference_steps=64)
     parser.add_argument("--steps", type=int, default=12, help="steps of the solvers compared")
-    parser.add_argument("--reference-steps", type=int, default=64,
-                        help="Euler steps M of the converged solution 2 E(2M) - E(M)")
     parser.add_argument("--no-solvers", action="store_true", help="measure the roughness only")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     return guarded(lambda: run(args))
 
 
 def run(args) -> int:
-    input_path(args.model, "the model")
-    input_path(args.codec, "the video codec")
-    if not 2 <= args.clips <= MAX_CLIPS:
-        raise UsageError(f"--clips {args.clips}: must be from 2 to {MAX_CLIPS}")
+    check_small_model_args(args)
     if not 2 <= args.steps <= MAX_STEPS or not args.steps < args.reference_steps <= MAX_STEPS // 2:
         raise UsageError(f"--steps {args.steps} and --reference-steps {args.reference_steps}: need 2 <= steps < "
                          f"reference steps <= {MAX_STEPS // 2}")
-    if args.out:
-        output_file(args.out, "--out")
     results = measure(MiniPipeline(args.model, args.codec), held_out(args.clips, "validation"),
                       solvers=not args.no_solvers, steps=args.steps, reference_steps=args.reference_steps,
                       log=lambda m: print(m, file=sys.stderr))
