@@ -6,7 +6,7 @@ from .folders import register as register_folders  # noqa: F401  (the pack entry
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
 from .loaders import UniAVGenConvertModel, UniAVGenModelLoader, UniAVGenVocoderLoader
 from .lora import UniAVGenLoraLoader
-from .sampling import UniAVGenSampler
+from .sampling import UniAVGenSampler, UniAVGenSchedule
 from .weight_free import UniAVGenCaptionEncode, UniAVGenSyntheticFace, UniAVGenVideoCodecLoader
 
 _NODES = {
@@ -18,6 +18,7 @@ _NODES = {
     UniAVGenAudioEncode: "UniAVGen Audio Encode",
     UniAVGenVideoEncode: "UniAVGen Video Encode",
     UniAVGenSampler: "UniAVGen Sampler",
+    UniAVGenSchedule: "UniAVGen Schedule",
     UniAVGenAudioDecode: "UniAVGen Audio Decode",
     UniAVGenLastFrame: "UniAVGen Last Frame",
     UniAVGenJoinClips: "UniAVGen Join Clips",

@@ -1,6 +1,8 @@
 """The ComfyUI modules the nodes use, imported when a node runs (never at import of the core)."""
 import importlib
 
+from uniavgen_core.sampling import NUM_TIMESTEPS
+
 
 def module(name: str):
     return importlib.import_module(name)
@@ -45,3 +47,13 @@ def previewer(device):
         return module("latent_preview").get_previewer(device, wan22_format())
     except Exception:  # previews are optional: a host without them just shows none
         return None
+
+
+def flow_model_sampling(shift: float):
+    """ComfyUI's model sampling of a rectified-flow model at `shift` (the kind its samplers test for: the data
+    prediction x - sigma v, noise scaled as sigma noise + (1 - sigma) x0, timestep 1000 sigma)."""
+    sampling = module("comfy.model_sampling")
+    kind = type("UniAVGenModelSampling", (sampling.ModelSamplingDiscreteFlow, sampling.CONST), {})
+    made = kind()
+    made.set_parameters(shift=shift, multiplier=NUM_TIMESTEPS)
+    return made

@@ -1,14 +1,16 @@
-"""The sampler node: one UniAVGen generation, video latent + mel + face masks out."""
+"""The sampler node: one UniAVGen generation, video latent + mel + face masks out; the schedule node: its
+noise levels as ComfyUI SIGMAS."""
 
 import torch
 
 from uniavgen_core import units
 from uniavgen_core.frontend.jobs import Inputs, JobError, frame_masks, make_job
 from uniavgen_core.model.memory import activation_bytes
-from uniavgen_core.sampling import SamplingParams, sample
+from uniavgen_core.sampling import SCHEDULES, SamplingParams, sample
+from uniavgen_core.sampling.schedule import build, check_sigmas
 from uniavgen_core.sampling.tasks import TASKS
 
-from . import host
+from . import host, samplers
 from .common import CATEGORY, with_messages
 from .inputs import DRIVING, VOICE
 from .lora import APPLIED
@@ -16,6 +18,33 @@ from .lora import APPLIED
 # the tasks whose inputs this node has (continuation, which needs a prior clip, is not one of them)
 TASK_CHOICES = ["auto"] + [task.name for task, spec in TASKS.items()
                            if set(spec.needs) <= {"voice", "driving_audio", "driving_video"}]
+
+
+def steps_input(tooltip: str):
+    return ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": tooltip})
+
+
+def shift_input(tooltip: str):
+    return ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "tooltip": tooltip})
+
+
+def fraction_input(tooltip: str):
+    return ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": tooltip})
+
+
+def comfy_sampling_inputs() -> dict:
+    """The Sampler's optional inputs from ComfyUI's sampling nodes."""
+    return {
+        "sampler": ("SAMPLER", {"tooltip": "A ComfyUI sampler (KSamplerSelect or any sampler node) in place of the "
+                    "pack's own Euler, run over the joint video and audio with UniAVGen's guidance. Without sigmas "
+                    "it steps through the release's schedule for steps and shift. Its multistep samplers do not "
+                    "restart at MA-CFG's switch as the pack's own solvers do; samplers that hook into ComfyUI's CFG "
+                    "(the cfg_pp ones) are refused."}),
+        "sigmas": ("SIGMAS", {"tooltip": "Noise levels from 1 (noise) to 0 (clean) in place of the release's "
+                   "schedule: UniAVGen Schedule, or a sigma node set for a flow model (KarrasScheduler or "
+                   "ExponentialScheduler with sigma_max 1). Their count sets the steps; without a sampler the pack's "
+                   "own Euler steps through them."}),
+    }
 
 
 class UniAVGenSampler:
@@ -43,20 +72,18 @@ class UniAVGenSampler:
                                  "Loader's message shows (the release: 5.06 s, UniAVGen-mini: 3.06 s); this "
                                  "node says so past 1.5 times that. Dubbing (V2A) follows the video: a shorter "
                                  "duration dubs only its start."}),
-            "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "Denoising steps (release: 50; "
-                      "UniAVGen-mini: 16)."}),
-            "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "tooltip":
-                      "Timestep shift of the flow-matching schedule (release: 5)."}),
+            "steps": steps_input("Denoising steps (release: 50; UniAVGen-mini: 16); sigmas, when connected, set them."),
+            "shift": shift_input("Timestep shift of the flow-matching schedule (release: 5); with sigmas connected, "
+                                 "it places MA-CFG's switch only."),
             "seed": ("INT", {"default": 2025, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                     "tooltip": "Noise seed; the noise is drawn on the CPU, so a seed gives the same clip on any "
-                                "GPU."}),
+                     "tooltip": "Noise seed; the noise is drawn on the CPU: a seed gives the same clip on any GPU."}),
             "video_cfg": ("FLOAT", {"default": 3.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
                           "Guidance strength for the video (release: 3)."}),
             "audio_cfg": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
                           "Guidance strength for the audio (release: 2; UniAVGen-mini: 4)."}),
-            "macfg_fraction": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                               "Modality-aware CFG: fraction of the first steps whose unconditional pass has no "
-                               "audio-video interaction, which strengthens lip sync (release: 0.5)."}),
+            "macfg_fraction": fraction_input("Modality-aware CFG: fraction of the first steps whose unconditional "
+                                             "pass has no audio-video interaction, which strengthens lip sync "
+                                             "(release: 0.5); with sigmas, on above where the release's ends."),
             "slg_layer": ("INT", {"default": 11, "min": -1, "max": 29, "tooltip":
                           "Layer skipped in the unconditional pass (skip-layer guidance; release: 11). -1 or 0 "
                           "turns it off, and so does a layer the model does not have (UniAVGen-mini has 6 and is "
@@ -68,17 +95,23 @@ class UniAVGenSampler:
             "driving_audio": ("UNIAVGEN_AUDIO", {"tooltip": "Speech to lip-sync the video to (UniAVGen Audio "
                               "Encode, role driving audio)."}),
             "driving_video": ("UNIAVGEN_VIDEO", {"tooltip": "A video to dub (UniAVGen Video Encode)."}),
+            **comfy_sampling_inputs(),
         }}
 
     def generate(self, model, speech, positive, negative, task, duration_seconds, steps, shift, seed, video_cfg,
                  audio_cfg, macfg_fraction, slg_layer, reference=None, voice=None, driving_audio=None,
-                 driving_video=None):
+                 driving_video=None, sampler=None, sigmas=None):
         for name, value, role in (("voice", voice, VOICE), ("driving_audio", driving_audio, DRIVING)):
             if value is not None and value.role != role:
                 raise JobError(f"the audio connected to '{name}' was encoded as '{value.role}'; set the Audio "
                                f"Encode node's role to '{role}'")
         params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
                                 macfg_fraction=macfg_fraction, slg_layer=slg_layer)     # checked before any work
+        if sigmas is not None:
+            try:
+                check_sigmas(sigmas)
+            except ValueError as err:
+                raise JobError(f"{err} (or connect UniAVGen Schedule, which makes this model's sigmas)") from None
         cfg = model.model.diffusion_model.config
         caption, msg_pos = caption_features(positive, cfg.text_dim, cfg.text_len, "positive")
         neg_caption, msg_neg = caption_features(negative, cfg.text_dim, cfg.text_len, "negative")
@@ -88,7 +121,7 @@ class UniAVGenSampler:
                         driving_audio=wave(driving_audio),
                         driving_video=None if driving_video is None else driving_video.latent)
         job = make_job(inputs, model.model.trained_frames, cfg.num_layers, params)
-        result = run_sampler(model, job, params)
+        result = run_sampler(model, job, params, sampler, sigmas)
         out = host.mm().intermediate_device()
         latent = host.wan22_format().process_out(result.video.float()).to(out)
         mel = {"mel": result.audio.float().to(out), "seconds": job.duration.seconds}
@@ -97,8 +130,9 @@ class UniAVGenSampler:
         return with_messages(({"samples": latent}, mel, masks), msg_pos + msg_neg + job.messages)
 
 
-def run_sampler(model, job, params: SamplingParams):
-    """Samples one job on ComfyUI's device with its memory manager, progress bar, previews and interrupt."""
+def run_sampler(model, job, params: SamplingParams, sampler=None, sigmas=None):
+    """Samples one job on ComfyUI's device with its memory manager, progress bar, previews and interrupt: with the
+    pack's own solver, or a ComfyUI SAMPLER when one is given; on `sigmas` when given."""
     mm = host.mm()
     device = mm.get_torch_device()
     net = model.model.diffusion_model
@@ -106,24 +140,58 @@ def run_sampler(model, job, params: SamplingParams):
     needed = activation_bytes(net.config, r.latent_frames, *r.latent_size, r.mel_frames, batch=2,
                               dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=r.condition.ref_len)
     mm.load_models_gpu([model], memory_required=needed)
-    bar = host.progress_bar(params.steps)
-    previewer = host.previewer(device)
-
-    def on_step(info):
-        mm.throw_exception_if_processing_interrupted()
-        preview = None
-        if previewer is not None:
-            preview = previewer.decode_latent_to_preview_image("JPEG", info.denoised_video[:1].float())
-        bar.update_absolute(info.step + 1, info.steps, preview)
-
+    report = progress(device, params.steps if sigmas is None else len(sigmas) - 1)
     try:
-        return sample(net, [r], params, callback=on_step, capture_face_masks=True, device=device)
+        if sampler is not None:
+            return samplers.drive(sampler, net, r, params, sigmas, device, report)
+        return sample(net, [r], params, callback=lambda info: report(info.step, info.steps, info.denoised_video),
+                      capture_face_masks=True, device=device, sigmas=sigmas)
     except FloatingPointError as err:
         loras = model.model_options.get(APPLIED)
         if not loras:
             raise
         raise FloatingPointError(f"{err}. LoRAs applied: {', '.join(loras)}; try without them or at a lower "
                                  f"strength") from None
+
+
+def progress(device, steps: int):
+    """on_step(step, steps, denoised video): interrupt, progress bar and preview after each step."""
+    mm = host.mm()
+    bar = host.progress_bar(steps)
+    previewer = host.previewer(device)
+
+    def on_step(step, total, denoised_video):
+        mm.throw_exception_if_processing_interrupted()
+        preview = None
+        if previewer is not None:
+            preview = previewer.decode_latent_to_preview_image("JPEG", denoised_video[:1].float())
+        bar.update_absolute(step + 1, total, preview)
+    return on_step
+
+
+class UniAVGenSchedule:
+    DESCRIPTION = ("The noise levels (SIGMAS, from 1 to 0) of a UniAVGen schedule, for the Sampler's sigmas input "
+                   "and ComfyUI's sigma tools. release: the released grid; shifted and beta put MA-CFG's switch on "
+                   "a step.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SIGMAS",)
+    RETURN_NAMES = ("sigmas",)
+    FUNCTION = "sigmas"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "steps": steps_input("Steps: the list holds one more noise level (release: 50; UniAVGen-mini: 16)."),
+            "shift": shift_input("Timestep shift (release: 5); set the Sampler's shift to the same value."),
+            "schedule": (list(SCHEDULES), {"default": "release", "tooltip": "release: the released timesteps. "
+                         "shifted: the same shape with MA-CFG's switch moved onto a step. beta: denser at both ends "
+                         "(Beta(0.6, 0.6) quantiles), the switch on a step."}),
+            "macfg_fraction": fraction_input("Where MA-CFG switches off, as on the Sampler (release: 0.5): shifted "
+                                             "and beta put a step there. Set the Sampler's to the same value."),
+        }}
+
+    def sigmas(self, steps, shift, schedule, macfg_fraction):
+        return (build(schedule, steps, shift, macfg_fraction).sigmas.float().cpu(),)
 
 
 def caption_features(conditioning, text_dim: int, text_len: int, what: str):

@@ -476,6 +476,98 @@ def test_sampler_honours_interrupt(comfy, model):
     assert not comfy["mm"].processing_interrupted()
 
 
+class FakeSampler:
+    """A SAMPLER as ComfyUI's KSAMPLER runs one: the model sampling's noise scaling, Euler on the data prediction
+    x <- x + (x - denoised) / sigma * (sigma_next - sigma), the callback after each call of the model. `extra`
+    stands for what other samplers do: read a part of a ComfyUI MODEL, or hook into its CFG."""
+
+    def __init__(self, extra=None):
+        self.extra, self.seeds = extra, []
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        from comfy.model_sampling import CONST
+        sampling = model_wrap.inner_model.model_sampling
+        assert isinstance(sampling, CONST) and model_wrap.model_patcher.get_model_object("model_sampling") is sampling
+        options = {}
+        if self.extra == "model":
+            model_wrap.inner_model.latent_format.process_in(noise)
+        elif self.extra == "cfg hook":
+            options["sampler_post_cfg_function"] = [lambda args: args["denoised"]]
+        self.seeds.append(extra_args["seed"])
+        x = sampling.noise_scaling(sigmas[0], noise, latent_image)
+        for i in range(len(sigmas) - 1):
+            denoised = model_wrap(x, sigmas[i] * x.new_ones(len(x)), model_options=options, seed=extra_args["seed"])
+            callback(i, denoised, x, len(sigmas) - 1)
+            x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        return sampling.inverse_noise_scaling(sigmas[-1], x)
+
+
+def test_a_comfyui_sampler_and_sigmas_drive_the_sampler(comfy, model):
+    """A SAMPLER (Euler), UniAVGen Schedule's sigmas, or both: the pack's own Euler's clip to float32 rounding,
+    with the progress bar, previews and face masks."""
+    from helpers import rel_l2
+    schedule = lambda **kw: run(comfy, "UniAVGenSchedule", **{"steps": 3, "shift": 5.0, "schedule": "release",
+                                                                "macfg_fraction": 0.5, **kw})[0]
+    ours = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, steps=3))
+    fake = FakeSampler()
+    for extra in (dict(sampler=fake), dict(sigmas=schedule()), dict(sampler=fake, sigmas=schedule())):
+        comfy["utils"].updates.clear()
+        comfy["preview"].enabled = True
+        try:
+            (latent, mel, mask) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, steps=3, **extra))
+        finally:
+            comfy["preview"].enabled = False
+        assert rel_l2(latent["samples"], ours[0]["samples"]) <= 1e-5 and rel_l2(mel["mel"], ours[1]["mel"]) <= 1e-5
+        assert mask.shape == ours[2].shape and [u[:2] for u in comfy["utils"].updates] == [(1, 3), (2, 3), (3, 3)]
+        assert all(u[2] is not None for u in comfy["utils"].updates)
+    assert fake.seeds == [7, 7]
+    (latent, _, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sigmas=schedule(steps=5)))
+    assert comfy["utils"].updates[-1][:2] == (5, 5)                 # the sigmas set the steps
+
+
+def test_the_schedule_node_gives_the_schedules_sigmas(comfy):
+    from uniavgen_core.sampling.schedule import SCHEDULES, build, macfg_switch
+    spec = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenSchedule"].INPUT_TYPES()["required"]
+    assert spec["schedule"][0] == list(SCHEDULES) and list(spec) == ["steps", "shift", "schedule", "macfg_fraction"]
+    for name in SCHEDULES:
+        (sigmas,) = run(comfy, "UniAVGenSchedule", steps=12, shift=5.0, schedule=name, macfg_fraction=0.4)
+        assert sigmas.dtype == torch.float32 and sigmas.device.type == "cpu" and sigmas.shape == (13,)
+        assert torch.equal(sigmas, build(name, 12, 5.0, 0.4).keys / 1000)
+        assert float(sigmas[0]) == pytest.approx(1.0) and float(sigmas[-1]) == 0.0
+    assert float(torch.tensor(macfg_switch(0.4, 5.0)) / 1000) in sigmas.tolist()      # beta: the switch is a step
+    sampler = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenSampler"].INPUT_TYPES()
+    assert list(sampler["optional"])[-2:] == ["sampler", "sigmas"]
+    assert sampler["optional"]["sampler"][0] == "SAMPLER" and sampler["optional"]["sigmas"][0] == "SIGMAS"
+
+
+@pytest.mark.parametrize("sigmas, message", [
+    ([14.6146, 5.0, 0.0292, 0.0], "start at 14.61, above 1.*sigma_max.*UniAVGen Schedule, which makes this model's"),
+    ([1.0, 0.5, 0.03], "end at 0.03, not at 0"),
+])
+def test_sigmas_that_do_not_fit_a_flow_model_are_explained(comfy, model, sigmas, message):
+    from uniavgen_core.frontend.jobs import JobError
+    with pytest.raises(JobError, match=message):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sigmas=torch.tensor(sigmas)))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("model", "needs a part of a ComfyUI MODEL .*AttributeError.*latent_format"),
+    ("cfg hook", "hooks into ComfyUI's CFG .sampler_post_cfg_function."),
+])
+def test_a_sampler_that_cannot_drive_uniavgen_is_named(comfy, model, extra, message):
+    from nodes.samplers import SamplerError
+    with pytest.raises(SamplerError, match=f"sampler 'FakeSampler' cannot drive UniAVGen: .*{message}"):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler(extra), steps=1))
+
+
+def test_a_comfyui_sampler_honours_interrupt(comfy, model):
+    comfy["mm"].interrupt_current_processing(True)
+    with pytest.raises(comfy["mm"].InterruptProcessingException):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler()))
+    assert not comfy["mm"].processing_interrupted()
+
+
 def test_audio_decode_gives_24k_audio(comfy, model):
     (vocoder,) = run(comfy, "UniAVGenVocoderLoader", vocoder="code2wav_bigvgan_model/", precision="fp32")
     (_, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model))

@@ -169,6 +169,7 @@ TITLES = {
     "UniAVGenCaptionEncode": {5: "Caption: describe the face", 6: "Negative caption"},
     "CreateVideo": {17: "Face mask video (with the speech)"},
     "SaveVideo": {18: "Save the face mask video"},
+    "UniAVGenSampler": {24: "UniAVGen Sampler, clip 2"},
 }
 
 # The groups a workflow is drawn in, left to right, and the classes in each. Long form: nodes 20+ are clip 2.
@@ -187,10 +188,11 @@ CLIP_2 = "Clip 2: clip 1's last frame, in clip 1's voice"
 
 
 def stage(workflow: str, node_id: int, cls: str) -> str:
-    """The group of a node. Long form: clip 2's face, voice, words and sampler have their own group; both clips'
-    decoders, the join and the save are in "Decode and save"."""
+    """The group of a node. Long form: clip 2's face, voice and words have their own group; both clips' samplers
+    are in "Generate", side by side (one above the other, they do not fit the first screen at a readable zoom),
+    and both clips' decoders, the join and the save in "Decode and save"."""
     name = next(name for name, classes in STAGES if cls in classes)
-    if workflow == "uniavgen_long_form_chained" and node_id >= 20 and name != "Decode and save":
+    if workflow == "uniavgen_long_form_chained" and node_id >= 20 and name not in ("Generate", "Decode and save"):
         return CLIP_2
     return name
 
@@ -249,7 +251,8 @@ skin, curly red hair, white shirt, orange background) and the caption describes 
 
 Clip 1 is an AVG clip. Clip 2 starts on clip 1's last frame (**UniAVGen Last Frame**) and speaks in clip 1's
 voice (its audio, with clip 1's transcript as reference_text). **UniAVGen Join Clips** drops the repeated
-frame and its 1/16 s of audio, so the sound stays in step. Add clips by copying the clip 2 group.
+frame and its 1/16 s of audio, so the sound stays in step. Add clips by copying the clip 2 group and clip 2's
+sampler.
 """ + _SHIPPED_FACE + """
 
 """ + _REAL_DOWNLOADS,

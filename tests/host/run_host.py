@@ -9,7 +9,9 @@ and weight-free codecs. Checks: the pack imports, also when ComfyUI's input fold
 dangling link or full of planted links; its nodes are in /object_info, the workflows are templates,
 every workflow passes /prompt validation and runs, and the outputs (mp4 with h264 + AAC of the right
 length, size and rate, the FLAC audio, the face-mask video) are inspected. A LoRA applied by the LoRA
-loader gives the latent of the hand-merged weights, and an fp8 file loads into comfy.ops layers.
+loader gives the latent of the hand-merged weights, and an fp8 file loads into comfy.ops layers. ComfyUI's
+own samplers and sigma nodes drive the Sampler (KSamplerSelect euler on UniAVGen Schedule's sigmas is the
+pack's Euler; KarrasScheduler set for a flow model with dpmpp_2m runs; at its default it is refused).
 """
 import argparse
 import io
@@ -310,6 +312,65 @@ def model_checks(server: "Server", comfy: Path, api: dict) -> dict:
     return report
 
 
+def comfy_sampler_graph(base: dict, tag: str, sampler_name: str, sigmas: dict) -> dict:
+    """`base` (latent_graph) with ComfyUI's KSamplerSelect and the sigma node `sigmas` wired into the Sampler."""
+    graph = json.loads(json.dumps(base))
+    sampler = next(k for k, v in graph.items() if v["class_type"] == "UniAVGenSampler")
+    graph["901"]["inputs"]["filename_prefix"] = f"UniAVGen/check_{tag}"
+    graph["910"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler_name}}
+    graph["911"] = sigmas
+    graph[sampler]["inputs"].update(sampler=["910", 0], sigmas=["911", 0])
+    return graph
+
+
+def comfy_sampler_checks(server: "Server", comfy: Path, api: dict, info: dict) -> dict:
+    """ComfyUI's own samplers drive the Sampler: KSamplerSelect (euler) with UniAVGen Schedule (release) gives the
+    pack's own Euler's latent in float32; ComfyUI's KarrasScheduler set for a flow model (sigma_max 1) with
+    dpmpp_2m runs to a finite latent, and at its default sigma_max the run stops with a message naming the fix.
+    /object_info lists the Sampler's optional sampler and sigmas and the Schedule node."""
+    from safetensors.torch import load_file
+    problems = []
+    optional = info.get("UniAVGenSampler", {}).get("input", {}).get("optional", {})
+    if [optional.get(n, [None])[0] for n in ("sampler", "sigmas")] != ["SAMPLER", "SIGMAS"]:
+        problems.append(f"the Sampler's optional inputs: {sorted(optional)}, want sampler (SAMPLER), sigmas (SIGMAS)")
+    if info.get("UniAVGenSchedule", {}).get("output") != ["SIGMAS"]:
+        problems.append(f"UniAVGen Schedule in /object_info: {info.get('UniAVGenSchedule')}")
+    base = latent_graph(api, f"{DIT}/", "fp32", "pack_euler")
+    settings = next(v["inputs"] for v in base.values() if v["class_type"] == "UniAVGenSampler")
+    settings["steps"] = 4
+    release = {"class_type": "UniAVGenSchedule", "inputs": {"steps": 4, "shift": settings["shift"],
+               "schedule": "release", "macfg_fraction": settings["macfg_fraction"]}}
+    karras = lambda sigma_max: {"class_type": "KarrasScheduler", "inputs": {"steps": 6, "sigma_max": sigma_max,
+                                                                            "sigma_min": 0.002, "rho": 7.0}}
+    runs = {"pack_euler": base, "comfy_euler": comfy_sampler_graph(base, "comfy_euler", "euler", release),
+            "karras_dpmpp_2m": comfy_sampler_graph(base, "karras_dpmpp_2m", "dpmpp_2m", karras(1.0))}
+    latents, report = {}, {}
+    for tag, graph in runs.items():
+        result = server.run(graph)
+        if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
+            problems.append(f"{tag}: did not run: {json.dumps(result.get('reply') or result.get('status'))[:2000]}")
+            continue
+        item = result["outputs"]["901"]["latents"][0]
+        latents[tag] = load_file(str(comfy / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
+    if {"pack_euler", "comfy_euler"} <= set(latents):
+        report["euler_vs_pack"] = float((latents["comfy_euler"] - latents["pack_euler"]).norm()
+                                        / latents["pack_euler"].norm())
+        if report["euler_vs_pack"] > 1e-5:
+            problems.append(f"KSamplerSelect euler + UniAVGen Schedule: {report['euler_vs_pack']:.2e} from the "
+                            f"pack's own Euler (want <= 1e-5)")
+    if "karras_dpmpp_2m" in latents and not bool(latents["karras_dpmpp_2m"].isfinite().all()):
+        problems.append("KarrasScheduler (sigma_max 1) + dpmpp_2m: non-finite latent")
+    refused = server.run(comfy_sampler_graph(base, "karras_default", "dpmpp_2m", karras(14.614642)))
+    errors = [m[1].get("exception_message", "") for m in refused.get("status", {}).get("messages", [])
+              if m[0] == "execution_error"]
+    report["karras_default_message"] = errors[0] if errors else None
+    if not errors or "sigma_max" not in errors[0] or "UniAVGen Schedule" not in errors[0]:
+        problems.append(f"KarrasScheduler at its default sigma_max was not refused with the fix: "
+                        f"{json.dumps(refused)[:1500]}")
+    report["problems"] = problems
+    return report
+
+
 INPUT_STATES = ("a file", "a dangling link", "links planted in it", "a path under a file")
 
 
@@ -413,15 +474,21 @@ def main():
         report["bad_vocoder"] = bad_vocoder_refused(server, avg)
         report["models"] = model_checks(server, comfy, avg)
         print("LoRA and fp8", "OK" if not report["models"]["problems"] else report["models"]["problems"], flush=True)
+        report["comfy_samplers"] = comfy_sampler_checks(server, comfy, avg, info)
+        print("ComfyUI samplers", report["comfy_samplers"]["problems"] or
+              f"OK (euler vs the pack's: {report['comfy_samplers'].get('euler_vs_pack', float('nan')):.2e})",
+              flush=True)
     finally:
         subprocess.run(["bash", str(tool), "stop", pid])
     failures = [n for n, e in report["workflows"].items() if e["problems"]]
     if report["quick_test"]["import_failed"] or report["quick_test"]["rc"] != 0:
         failures.append("quick-test")
-    if len(report["nodes"]) < 15:
+    if len(report["nodes"]) < 16:
         failures.append("object_info")
     if report["models"]["problems"]:
         failures.append("models")
+    if report["comfy_samplers"]["problems"]:
+        failures.append(f"ComfyUI samplers: {report['comfy_samplers']['problems']}")
     if len(report["web_extension"]) != 2:
         failures.append(f"web extensions served: {report['web_extension']}, want messages and resolution")
     if any(report["input_states"].values()):

@@ -14,6 +14,11 @@ def sigma(t):
     return t / NUM_TIMESTEPS
 
 
+def timestep(level):
+    """The timestep of noise level `level` (the inverse of `sigma`)."""
+    return level * NUM_TIMESTEPS
+
+
 def shifted(s, shift: float):
     """The shifted noise level of s in [0, 1] (a tensor or a float)."""
     return shift * s / (1 + (shift - 1) * s)

@@ -1,9 +1,12 @@
 """The sampling loop: noise to clean latents for a batch of requests (docs/MODEL.md §6).
 
 Each step asks the guidance for a velocity and the solver for an update; the loop itself only
-checks inputs and results, reports progress and writes the conditions back at the end."""
+checks inputs and results, reports progress and writes the conditions back at the end. `prepare` and
+`Prepared.finish` are its two ends, apart, for a sampler written elsewhere to drive the same guided
+velocity (flat.py)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -92,12 +95,79 @@ def _check_batch(requests: list[Request]):
                                        c.ref_len)
 
 
+@dataclass
+class Prepared:
+    """A checked run before its first step, for any driver of the guided velocity: `sample` steps it with the
+    pack's solvers; a sampler written elsewhere may drive it (flat.Denoiser), then hands its result to `finish`."""
+    model: UniAVGenModel
+    requests: list[Request]
+    params: SamplingParams
+    schedule: schedule.Schedule     # the timesteps, MA-CFG's boundary and where the guided velocity jumps
+    velocity: Callable[..., Velocity]     # (video, audio, float32 timestep) -> Velocity; the state in `dtype`
+    guided: GuidedVelocity          # the guidance under any cache or wrapper: it counts the passes run
+    noise: State                    # (video [N, C, F, h, w], audio [N, S, 80]) float32 on the compute device
+    dtype: torch.dtype              # the model's compute dtype
+    t_dtype: torch.dtype            # what the model's timesteps and the pack's solvers are rounded to
+
+    @property
+    def steps(self) -> int:
+        return len(self.schedule.keys) - 1
+
+    def park(self):
+        """Drop what block swap prefetched for a next step (call it however the run ends)."""
+        if getattr(self.model, "block_swap", None) is not None:
+            self.model.block_swap.park()
+
+    def finish(self, video: torch.Tensor, audio: torch.Tensor, face_masks: torch.Tensor | None = None) -> SampleResult:
+        """The clean state with the conditions written back into it (docs/MODEL.md §6.5)."""
+        for j, r in enumerate(self.requests):
+            video[j, :, : r.condition.video_cond_frames] = r.condition.cond_latent.to(video)
+            if r.condition.audio_cond_frames:
+                audio[j, : r.condition.audio_cond_frames] = r.condition.cond_mel.to(audio)
+        return SampleResult(video, audio, face_masks, self.guided.evaluations)
+
+
+def prepare(model: UniAVGenModel, requests: list[Request], params: SamplingParams = SamplingParams(),
+            noise: tuple[torch.Tensor, torch.Tensor] | None = None, capture_face_masks: bool = False,
+            device: torch.device | str | None = None,
+            wrap_velocity: Callable[[GuidedVelocity], Callable[..., Velocity]] | None = None,
+            sigmas: torch.Tensor | None = None) -> Prepared:
+    """Checks the requests and builds the guided velocity, the schedule and the float32 noise state on the
+    compute device (the arguments: `sample`'s)."""
+    _check_batch(requests)
+    _check_inputs(model, requests)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dtype = model.compute_dtype
+    first = requests[0]
+    stack = lambda conds: ConditionBatch.stack(conds, first.latent_frames, first.mel_frames,
+                                               model.config.text_len, device, dtype)
+    t_dtype = params.schedule_dtype or dtype
+    if sigmas is None:
+        grid = schedule.build(params.schedule, params.steps, params.shift, params.macfg_fraction)
+    else:
+        grid = schedule.from_sigmas(sigmas, params.shift, params.macfg_fraction)
+    velocity = GuidedVelocity(model, [r.task for r in requests], params, stack([r.condition for r in requests]),
+                              stack([r.null_condition for r in requests]), grid.macfg_above, t_dtype,
+                              capture_face_masks)
+    guided = velocity
+    if params.cache:
+        velocity = StepCache(velocity, params.cache)
+    if wrap_velocity is not None:
+        velocity = wrap_velocity(velocity)
+    if noise is None:
+        pairs = [seeded_noise(r) for r in requests]
+        noise = (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
+    state = tuple(n.to(device=device, dtype=torch.float32) for n in noise)
+    return Prepared(model, requests, params, grid, velocity, guided, state, dtype, t_dtype)
+
+
 @torch.no_grad()
 def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams = SamplingParams(),
            noise: tuple[torch.Tensor, torch.Tensor] | None = None,
            callback: Callable[[StepInfo], None] | None = None, capture_face_masks: bool = False,
            device: torch.device | str | None = None,
-           wrap_velocity: Callable[[GuidedVelocity], Callable[..., Velocity]] | None = None) -> SampleResult:
+           wrap_velocity: Callable[[GuidedVelocity], Callable[..., Velocity]] | None = None,
+           sigmas: torch.Tensor | None = None) -> SampleResult:
     """Flow-matching from noise to clean latents for a batch of requests, with the guidance of
     `params` and its solver (Euler as released).
 
@@ -107,25 +177,12 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     that streams weights passes its compute device).
     wrap_velocity: wraps the guided velocity (same call: video, audio, float32 timestep; same result),
     e.g. a step cache that reuses earlier velocities instead of running the model.
+    sigmas: noise levels from 1 to 0 made elsewhere, in place of the parameters' schedule and steps
+    (schedule.from_sigmas: MA-CFG is on above `schedule.macfg_switch`).
     """
-    _check_batch(requests)
-    _check_inputs(model, requests)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    dtype = model.compute_dtype
-    first = requests[0]
-    stack = lambda conds: ConditionBatch.stack(conds, first.latent_frames, first.mel_frames,
-                                               model.config.text_len, device, dtype)
-    t_dtype = params.schedule_dtype or dtype
-    grid = schedule.build(params.schedule, params.steps, params.shift, params.macfg_fraction)
+    run = prepare(model, requests, params, noise, capture_face_masks, device, wrap_velocity, sigmas)
+    grid, velocity, dtype, steps = run.schedule, run.velocity, run.dtype, run.steps
     keys = grid.keys                # float32: what guidance keys on; rounded to t_dtype for the model and the solver
-    velocity = GuidedVelocity(model, [r.task for r in requests], params, stack([r.condition for r in requests]),
-                              stack([r.null_condition for r in requests]), grid.macfg_above, t_dtype,
-                              capture_face_masks)
-    guided = velocity
-    if params.cache:
-        velocity = StepCache(velocity, params.cache)
-    if wrap_velocity is not None:
-        velocity = wrap_velocity(velocity)
 
     def evaluate(state: State, t: float, step: int) -> State:
         """The guided velocity of a solver's state at timestep t in the velocity field of step `step`, for
@@ -133,35 +190,25 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
         vel = velocity(state[0].to(dtype), state[1].to(dtype), t, macfg=float(keys[step]) > grid.macfg_above)
         return vel.video, vel.audio
 
-    if noise is None:
-        pairs = [seeded_noise(r) for r in requests]
-        noise = (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
-    x_v, x_a = (n.to(device=device, dtype=torch.float32) for n in noise)
-    sched_host = keys.to(t_dtype)
-    solver = SOLVERS[params.solver](sched_host.to(device), breaks=grid.breaks, **params.solver_options)
+    x_v, x_a = run.noise
+    sched_host = keys.to(run.t_dtype)
+    solver = SOLVERS[params.solver](sched_host.to(x_v.device), breaks=grid.breaks, **params.solver_options)
     masks = None
 
     try:
-        for i in range(params.steps):
+        for i in range(steps):
             v_in, a_in = x_v.to(dtype), x_a.to(dtype)
             vel = velocity(v_in, a_in, float(keys[i]))
             masks = vel.face_masks
             x_v, x_a = solver.step(i, (x_v, x_a), (vel.video, vel.audio), evaluate)
             if not bool(torch.isfinite(x_v).all() & torch.isfinite(x_a).all()):      # one device sync
-                raise FloatingPointError(f"step {i + 1} of {params.steps} produced NaN or infinite values: "
+                raise FloatingPointError(f"step {i + 1} of {steps} produced NaN or infinite values: "
                                          f"{overflow_cause(params, dtype)}")
             if callback is not None:
                 level = flow.sigma(float(sched_host[i]))
-                callback(StepInfo(i, params.steps, float(sched_host[i]), x_v, x_a,
+                callback(StepInfo(i, steps, float(sched_host[i]), x_v, x_a,
                                   flow.denoised(v_in.float(), vel.video, level),
                                   flow.denoised(a_in.float(), vel.audio, level), masks))
     finally:
-        if getattr(model, "block_swap", None) is not None:
-            model.block_swap.park()        # drop the next step's prefetched layer
-
-    # write the conditions back (docs/MODEL.md §6.5)
-    for j, r in enumerate(requests):
-        x_v[j, :, : r.condition.video_cond_frames] = r.condition.cond_latent.to(x_v)
-        if r.condition.audio_cond_frames:
-            x_a[j, : r.condition.audio_cond_frames] = r.condition.cond_mel.to(x_a)
-    return SampleResult(x_v, x_a, masks, guided.evaluations)
+        run.park()        # drop the next step's prefetched layer
+    return run.finish(x_v, x_a, masks)

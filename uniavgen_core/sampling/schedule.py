@@ -9,6 +9,9 @@ count, bit for bit. The others are chosen independently of the solver and place 
 grid point, so that every step lies in one velocity field: the switch is then at the timestep
 `macfg_switch`, the continuous form of the release's rule (at the release's fraction of 0.5 it marks
 the same steps on the released grid at every step count).
+
+Noise levels made elsewhere (a sampler's sigmas from 1 to 0) become a schedule with `from_sigmas`, MA-CFG on
+above that same switch; `check_sigmas` says what is wrong with levels that cannot be one.
 """
 from __future__ import annotations
 
@@ -79,7 +82,7 @@ def _on_the_switch(levels: np.ndarray, shift: float, fraction: float) -> Schedul
 
 def _shifted(steps: int, shift: float, fraction: float) -> Schedule:
     """The release's shape (shifted uniform noise levels) with the switch on the grid."""
-    base = np.append(np.linspace(1.0, 1 / NUM_TIMESTEPS, steps), 0.0)
+    base = np.append(np.linspace(1.0, flow.sigma(1), steps), 0.0)       # levels of timesteps 1000 to 1
     return _on_the_switch(flow.shifted(base, shift), shift, fraction)
 
 
@@ -99,6 +102,58 @@ def _beta(steps: int, shift: float, fraction: float) -> Schedule:
     base = np.append(_beta_ppf(1 - np.arange(steps) / steps, 0.6, 0.6), 0.0)
     base[0] = 1.0
     return _on_the_switch(flow.shifted(base, shift), shift, fraction)
+
+
+FIRST_LEVEL_TOLERANCE = 1e-4       # how far from 1 (pure noise) a list of noise levels may start
+
+
+def check_sigmas(sigmas) -> torch.Tensor:
+    """Noise levels made elsewhere as float32 on the CPU, or a ValueError saying what is wrong and what to do:
+    a run starts from pure noise (1) and must end clean (0), never rising in between."""
+    sigmas = torch.as_tensor(sigmas).detach()
+    if sigmas.dim() != 1:
+        raise ValueError(f"sigmas must be a 1-D list of noise levels, got shape {tuple(sigmas.shape)}")
+    if len(sigmas) < 2:
+        raise ValueError(f"sigmas hold {len(sigmas)} value(s): a run needs at least two, from 1 (pure noise) to 0 "
+                         f"(clean)")
+    levels = sigmas.to("cpu", torch.float32)
+    if not bool(torch.isfinite(levels).all()):
+        raise ValueError("sigmas contain NaN or infinite values: the node that made them is broken")
+    first, last = float(levels[0]), float(levels[-1])
+    if first > 1 + FIRST_LEVEL_TOLERANCE:
+        raise ValueError(f"sigmas start at {first:.4g}, above 1: this flow model's noise levels run from 1 (pure "
+                         f"noise) to 0 (clean), and schedulers made for other models start far higher (their default "
+                         f"sigma_max of 14.6): set the maximum sigma to 1")
+    outside = torch.nonzero((levels < 0) | (levels > 1 + FIRST_LEVEL_TOLERANCE)).flatten()
+    if len(outside):
+        i = int(outside[0])
+        raise ValueError(f"sigmas hold {float(levels[i]):.4g} at position {i}, outside [0, 1]: noise levels run "
+                         f"from 1 (pure noise) to 0 (clean)")
+    if abs(first - 1) > FIRST_LEVEL_TOLERANCE:
+        raise ValueError(f"sigmas start at {first:.4g}, not at 1: a run starts from pure noise, at level 1; a list "
+                         f"split off a longer one, or made to denoise only part of the way, does not fit here")
+    rising = torch.nonzero(levels[1:] > levels[:-1]).flatten()
+    if len(rising):
+        i = int(rising[0])
+        raise ValueError(f"sigmas rise from {float(levels[i]):.4g} to {float(levels[i + 1]):.4g} at position "
+                         f"{i + 1}: they must run down from 1 to 0 (a flipped list: flip it back)")
+    if last != 0:
+        raise ValueError(f"sigmas end at {last:.4g}, not at 0: the output would keep that much noise; end the list "
+                         f"with 0 (schedulers append it; a list split off for a later pass does not fit here)")
+    return levels
+
+
+def from_sigmas(sigmas, shift: float, fraction: float) -> Schedule:
+    """A schedule from noise levels made elsewhere (checked by `check_sigmas`), a level repeated dropped (a step
+    of length zero changes nothing). MA-CFG is on above `macfg_switch`, taken through the same float32 round
+    trip as the levels (t -> sigma -> t), so a level made from the switch itself lies on it."""
+    keys = flow.timestep(torch.unique_consecutive(check_sigmas(sigmas)))
+    switch = macfg_switch(fraction, shift)
+    if math.isfinite(switch):
+        switch = float(flow.timestep(flow.sigma(torch.tensor(switch, dtype=torch.float32))))
+    steps = len(keys) - 1
+    k = int((keys[:steps] > switch).sum())          # the first step with MA-CFG off (the keys decrease)
+    return Schedule(keys, switch, frozenset({k}) if 0 < k < steps else frozenset())
 
 
 SCHEDULES: dict[str, Callable[[int, float, float], Schedule]] = {
