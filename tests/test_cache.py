@@ -75,3 +75,17 @@ def test_off_runs_every_pass_and_a_tiny_threshold_changes_nothing(tiny_model):
     loose = sample(tiny_model, request, SamplingParams(steps=5, schedule_dtype=torch.float32, cache=1.0))
     assert 4 <= loose.evaluations < 10
     assert bool(torch.isfinite(loose.video).all() & torch.isfinite(loose.audio).all())
+
+
+def test_a_preset_is_one_value_sample_takes_and_keeps_the_models_guidance(tiny_model):
+    from uniavgen_core.sampling.presets import PRESETS, Preset
+    request = [random_request(Task.A2V, 13, cond_len=40)]
+    mine = SamplingParams(video_cfg=4.5, audio_cfg=1.5, slg_layer=-1, schedule_dtype=torch.float32)
+    fast = sample(tiny_model, request, mine, preset="fast")
+    assert fast.evaluations == 2 * PRESETS["fast"].steps
+    by_hand = sample(tiny_model, request, PRESETS["fast"].apply(mine))
+    assert torch.equal(fast.video, by_hand.video) and torch.equal(fast.audio, by_hand.audio)
+    assert PRESETS["fast"].apply(mine).video_cfg == 4.5 and PRESETS["release"].apply(mine).steps == 50
+    assert sample(tiny_model, request, mine, preset=Preset(3)).evaluations == 6
+    with pytest.raises(ValueError, match="unknown preset 'quick' .choose from release, fast"):
+        sample(tiny_model, request, mine, preset="quick")

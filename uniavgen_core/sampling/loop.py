@@ -15,6 +15,7 @@ from ..model.conditioning import ConditionBatch
 from ..model.dit import UniAVGenModel
 from ..units import N_MELS
 from .cache import StepCache
+from .presets import PRESETS, Preset
 from .guidance import GuidedVelocity, Velocity
 from .params import Request, SampleResult, SamplingParams, StepInfo
 from .tasks import TASKS
@@ -131,9 +132,13 @@ def prepare(model: UniAVGenModel, requests: list[Request], params: SamplingParam
             noise: tuple[torch.Tensor, torch.Tensor] | None = None, capture_face_masks: bool = False,
             device: torch.device | str | None = None,
             wrap_velocity: Callable[[GuidedVelocity], Callable[..., Velocity]] | None = None,
-            sigmas: torch.Tensor | None = None) -> Prepared:
+            sigmas: torch.Tensor | None = None, preset: Preset | str | None = None) -> Prepared:
     """Checks the requests and builds the guided velocity, the schedule and the float32 noise state on the
     compute device (the arguments: `sample`'s)."""
+    if isinstance(preset, str) and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    if preset is not None:
+        params = (PRESETS[preset] if isinstance(preset, str) else preset).apply(params)
     _check_batch(requests)
     _check_inputs(model, requests)
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -167,7 +172,7 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
            callback: Callable[[StepInfo], None] | None = None, capture_face_masks: bool = False,
            device: torch.device | str | None = None,
            wrap_velocity: Callable[[GuidedVelocity], Callable[..., Velocity]] | None = None,
-           sigmas: torch.Tensor | None = None) -> SampleResult:
+           sigmas: torch.Tensor | None = None, preset: Preset | str | None = None) -> SampleResult:
     """Flow-matching from noise to clean latents for a batch of requests, with the guidance of
     `params` and its solver (Euler as released).
 
@@ -177,10 +182,13 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
     that streams weights passes its compute device).
     wrap_velocity: wraps the guided velocity (same call: video, audio, float32 timestep; same result),
     e.g. a step cache that reuses earlier velocities instead of running the model.
+    preset: a name in presets.PRESETS or a Preset: its steps, solver, schedule and cache over `params`
+    (whose guidance stays).
     sigmas: noise levels from 1 to 0 made elsewhere, in place of the parameters' schedule and steps
     (schedule.from_sigmas: MA-CFG is on above `schedule.macfg_switch`).
     """
-    run = prepare(model, requests, params, noise, capture_face_masks, device, wrap_velocity, sigmas)
+    run = prepare(model, requests, params, noise, capture_face_masks, device, wrap_velocity, sigmas, preset)
+    params = run.params
     grid, velocity, dtype, steps = run.schedule, run.velocity, run.dtype, run.steps
     keys = grid.keys                # float32: what guidance keys on; rounded to t_dtype for the model and the solver
 
