@@ -12,7 +12,6 @@ and is measured by
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
@@ -21,7 +20,7 @@ from ..sampling.presets import PRESETS, Preset
 from ..synthetic.clips import Clip
 from . import lipsync
 from .evaluate import signals
-from .smoothness import converged, generated, job, mean_interval, relative
+from .smoothness import converged, generated, generates, job, mean_interval, relative
 
 SETUPS = ("avg", "a2v", "v2a")
 
@@ -63,6 +62,7 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
         ref_v, ref_a = converged(pipe.model, requests, params, reference_steps)
         log(f"{setup}: converged solution in {time.perf_counter() - start:.0f} s")
         entry = {"reference_steps": reference_steps}
+        modalities = generates(setup)
         for name, preset in settings.items():
             start = time.perf_counter()
             result = sample(pipe.model, requests, preset.apply(params), device=pipe.device)
@@ -72,7 +72,7 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
                 got, ref = generated(jobs, result.video, result.audio, i), generated(jobs, ref_v, ref_a, i)
                 rows["video"].append(relative(got[0], ref[0]))
                 rows["audio"].append(relative(got[1], ref[1]))
-            distance = {m: mean_interval(v) for m, v in rows.items() if not all(math.isnan(x) for x in v)}
+            distance = {m: mean_interval(v) for m, v in rows.items() if modalities[m]}
             entry[name] = {"preset": dataclasses.asdict(preset), "evaluations": result.evaluations,
                            "seconds": seconds, "distance": distance,
                            "sync": sync_summary(setup, clips, pipe.decode(result))}
