@@ -89,3 +89,56 @@ def test_a_preset_is_one_value_sample_takes_and_keeps_the_models_guidance(tiny_m
     assert sample(tiny_model, request, mine, preset=Preset(3)).evaluations == 6
     with pytest.raises(ValueError, match="unknown preset 'quick' .choose from release, fast"):
         sample(tiny_model, request, mine, preset="quick")
+
+
+def test_choices_by_name_map_onto_the_parameters():
+    """preset custom with Euler on the release's schedule and no cache is the parameters unchanged; the solver names
+    are the registry's plus UniPC's variants; a named preset sets steps, solver, schedule and cache together."""
+    from uniavgen_core.sampling import SOLVERS
+    from uniavgen_core.sampling.presets import PRESETS, choose, named_solver, solver_choices
+    mine = SamplingParams(steps=7, video_cfg=4.5, slg_layer=-1)
+    assert choose(mine) == (mine, [])
+    assert solver_choices()[: len(SOLVERS)] == list(SOLVERS) and solver_choices()[0] == "euler"
+    assert [named_solver(n) for n in ("heun", "unipc", "unipc_bh1", "unipc_order3")] == [
+        ("heun", {}), ("unipc", {}), ("unipc", {"variant": "bh1"}), ("unipc", {"order": 3})]
+    for name in solver_choices():              # every name makes valid parameters
+        solver, options = named_solver(name)
+        assert choose(mine, solver=name)[0].solver_options == options and solver in SOLVERS
+    custom, notes = choose(mine, solver="unipc_bh1", schedule="beta", cache=0.1)
+    assert (custom.steps, custom.solver, custom.solver_options, custom.schedule, custom.cache) == (
+        7, "unipc", {"variant": "bh1"}, "beta", 0.1) and notes == []
+    assert custom.video_cfg == 4.5 and custom.slg_layer == -1
+    fast, notes = choose(mine, "fast", solver="heun", schedule="beta", cache=0.1)
+    assert fast == PRESETS["fast"].apply(mine) and fast.video_cfg == 4.5
+    assert notes == ["preset fast (provisional): 12 steps of unipc, order 2 on the shifted schedule; it sets the "
+                     "steps, solver, schedule and cache (preset custom takes them as set)"]
+    assert choose(mine, "release")[0] == PRESETS["release"].apply(mine)
+    assert choose(mine, "release")[1][0].startswith("preset release: 50 steps of euler on the release schedule")
+
+
+def test_choices_say_what_a_sampler_or_sigmas_given_elsewhere_replace():
+    from uniavgen_core.sampling.presets import choose
+    mine = SamplingParams(steps=7)
+    assert choose(mine, sampler="their sampler", sigmas=9) == (mine, [])      # Euler on the release's: as before
+    _, notes = choose(mine, solver="dpmpp_2m", schedule="shifted", sampler="their sampler", sigmas=9)
+    assert notes == ["their sampler steps in place of the solver dpmpp_2m; disconnect it to use dpmpp_2m",
+                     "the noise levels given (9 steps) replace the 7 steps on the shifted schedule"]
+    _, notes = choose(mine, "fast", sigmas=9)
+    assert notes[1:] == ["the noise levels given (9 steps) replace the 12 steps on the shifted schedule"]
+    _, notes = choose(mine, cache=0.2, sampler="their sampler")
+    assert notes == []                         # the cache wraps the guided velocity any sampler drives
+
+
+@pytest.mark.parametrize("choice, message", [
+    (dict(preset="quick"), r"unknown preset 'quick': choose custom \(steps, solver, schedule and cache as set\) or "
+                           r"one of release, fast"),
+    (dict(solver="unipc_order9"), "unknown solver 'unipc_order9': choose one of euler, ab2, heun, dpmpp_2m, unipc, "
+                                  "unipc_bh1, unipc_order3"),
+    (dict(schedule="karras"), r"unknown schedule 'karras' \(choose from release, shifted, beta\)"),
+    (dict(cache=-0.1), r"cache must be a number from 0 \(off\) to 1, got -0.1"),
+    (dict(preset="fast", cache=float("inf")), r"cache must be a number from 0 \(off\) to 1, got inf"),
+])
+def test_a_bad_choice_is_named_with_what_to_choose(choice, message):
+    from uniavgen_core.sampling.presets import choose
+    with pytest.raises(ValueError, match=message):
+        choose(SamplingParams(), **choice)

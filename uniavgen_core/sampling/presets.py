@@ -1,4 +1,5 @@
-"""Named sampling presets: how many steps, which solver, schedule and step cache, as one value.
+"""Named sampling presets: how many steps, which solver, schedule and step cache, as one value; and the
+sampling a user chooses by name (a preset, or a solver, schedule and cache one by one: `choose`).
 
 A preset leaves the guidance (scales, MA-CFG fraction, skip layer) to the model's parameters; applied to
 them it sets the rest. `release` is the release's sampling, exactly; `fast` the best combination measured
@@ -10,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .params import SamplingParams
+from .solvers import SOLVERS
 
 
 @dataclass(frozen=True)
@@ -36,3 +38,56 @@ PRESETS: dict[str, Preset] = {
     "release": Preset(steps=50),
     "fast": Preset(steps=12, solver="unipc", solver_options={"order": 2}, schedule="shifted"),
 }
+
+PROVISIONAL = frozenset({"fast"})     # chosen from measurements that are not final yet (docs/sampling.md)
+CUSTOM = "custom"                     # no preset: the steps, solver, schedule and cache as chosen one by one
+
+# Solvers by the names a user chooses from: every registered solver under its own name with its default
+# options (unipc: order 2, bh2), and these variants with other options.
+SOLVER_VARIANTS: dict[str, tuple[str, dict]] = {
+    "unipc_bh1": ("unipc", {"variant": "bh1"}),
+    "unipc_order3": ("unipc", {"order": 3}),
+}
+
+
+def solver_choices() -> list[str]:
+    """The solver names `choose` takes: the registered solvers in registration order (euler first), then the
+    variants."""
+    return list(SOLVERS) + [name for name in SOLVER_VARIANTS if name not in SOLVERS]
+
+
+def named_solver(name: str) -> tuple[str, dict]:
+    """A name of `solver_choices()` -> (registered solver, its options)."""
+    if name in SOLVERS:
+        return name, {}
+    if name in SOLVER_VARIANTS:
+        solver, options = SOLVER_VARIANTS[name]
+        return solver, dict(options)
+    raise ValueError(f"unknown solver {name!r}: choose one of {', '.join(solver_choices())}")
+
+
+def choose(params: SamplingParams, preset: str = CUSTOM, solver: str = "euler", schedule: str = "release",
+           cache: float = 0.0, sampler: str | None = None, sigmas: int | None = None) -> tuple[SamplingParams, list]:
+    """The parameters a user's choices stand for, and what to tell them. `params` gives the guidance, the shift
+    and (with preset `custom`) the steps; `custom` adds the solver (a name of `solver_choices()`), schedule and
+    cache; a named preset sets steps, solver, schedule and cache together (the others are still checked).
+    The defaults give `params` unchanged. `sampler`: what steps in place of the pack's solvers, in words (a
+    sampler written elsewhere, flat.py); `sigmas`: the steps of noise levels given in place of the schedule.
+    A ValueError says what is wrong with a choice and what to choose."""
+    name, options = named_solver(solver)
+    chosen = dataclasses.replace(params, solver=name, solver_options=options, schedule=schedule, cache=cache)
+    messages = []
+    if preset != CUSTOM:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}: choose {CUSTOM} (steps, solver, schedule and cache as "
+                             f"set) or one of {', '.join(PRESETS)}")
+        chosen, solver = PRESETS[preset].apply(params), PRESETS[preset].solver
+        note = " (provisional)" if preset in PROVISIONAL else ""
+        messages.append(f"preset {preset}{note}: {PRESETS[preset].describe()}; it sets the steps, solver, schedule "
+                        f"and cache (preset {CUSTOM} takes them as set)")
+    if sampler is not None and chosen.solver != "euler":
+        messages.append(f"{sampler} steps in place of the solver {solver}; disconnect it to use {solver}")
+    if sigmas is not None and (preset != CUSTOM or chosen.schedule != "release"):
+        messages.append(f"the noise levels given ({sigmas} steps) replace the {chosen.steps} steps on the "
+                        f"{chosen.schedule} schedule")
+    return chosen, messages
