@@ -7,6 +7,7 @@ from uniavgen_core import units
 from uniavgen_core.frontend.jobs import Inputs, JobError, frame_masks, make_job
 from uniavgen_core.model.memory import activation_bytes
 from uniavgen_core.sampling import SCHEDULES, SamplingParams, sample
+from uniavgen_core.sampling.presets import CUSTOM, PRESETS, PROVISIONAL, choose, solver_choices
 from uniavgen_core.sampling.schedule import build, check_sigmas
 from uniavgen_core.sampling.tasks import TASKS
 
@@ -32,25 +33,56 @@ def fraction_input(tooltip: str):
     return ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": tooltip})
 
 
+STEPS_TIP = "Denoising steps (release: 50; UniAVGen-mini: 16); a named preset, or sigmas when connected, set them."
+SCHEDULE_TIP = ("release: the released timesteps. shifted: the same shape with MA-CFG's switch moved onto a step. "
+                "beta: denser at both ends (Beta(0.6, 0.6) quantiles), the switch on a step.")
+
+
 def comfy_sampling_inputs() -> dict:
     """The Sampler's optional inputs from ComfyUI's sampling nodes."""
     return {
         "sampler": ("SAMPLER", {"tooltip": "A ComfyUI sampler (KSamplerSelect or any sampler node) in place of the "
-                    "pack's own Euler, run over the joint video and audio with UniAVGen's guidance. Without sigmas "
-                    "it steps through the release's schedule for steps and shift. Its multistep samplers do not "
-                    "restart at MA-CFG's switch as the pack's own solvers do; samplers that hook into ComfyUI's CFG "
-                    "(the cfg_pp ones) are refused."}),
-        "sigmas": ("SIGMAS", {"tooltip": "Noise levels from 1 (noise) to 0 (clean) in place of the release's "
-                   "schedule: UniAVGen Schedule, or a sigma node set for a flow model (KarrasScheduler or "
-                   "ExponentialScheduler with sigma_max 1). Their count sets the steps; without a sampler the pack's "
-                   "own Euler steps through them."}),
+                    "pack's own solver (the solver input or a preset's), run over the joint video and audio with "
+                    "UniAVGen's guidance. Without sigmas it steps through the chosen schedule for steps and shift; "
+                    "the step cache still applies. Its multistep samplers do not restart at MA-CFG's switch as the "
+                    "pack's own solvers do; samplers that hook into ComfyUI's CFG (the cfg_pp ones) are refused."}),
+        "sigmas": ("SIGMAS", {"tooltip": "Noise levels from 1 (noise) to 0 (clean) in place of the schedule (the "
+                   "schedule input or a preset's): UniAVGen Schedule, or a sigma node set for a flow model "
+                   "(KarrasScheduler or ExponentialScheduler with sigma_max 1). Their count sets the steps; without a "
+                   "sampler the pack's own solver steps through them; the step cache still applies."}),
+    }
+
+
+def pack_sampling_inputs() -> dict:
+    """The Sampler's optional choices of the pack's own sampling: a preset, or solver, schedule and cache."""
+    presets = "; ".join(f"{name}{' (provisional)' if name in PROVISIONAL else ''}: {preset.describe()}"
+                        for name, preset in PRESETS.items())
+    return {
+        "preset": ([CUSTOM] + list(PRESETS), {"default": CUSTOM, "tooltip": f"{CUSTOM}: steps, solver, schedule and "
+                   f"cache as set on this node. A named preset sets all four together (the guidance stays as set): "
+                   f"{presets}. Connected sigmas still replace its steps and schedule, a connected sampler its "
+                   f"solver."}),
+        "solver": (solver_choices(), {"default": "euler", "tooltip": "The pack's own update from one step to the "
+                   "next (preset custom). euler: the release's. ab2, dpmpp_2m and unipc (order 2, bh2, as Wan "
+                   "samples): second order at the same cost, restarting at MA-CFG's switch (best on the shifted "
+                   "or beta schedule); unipc_bh1: UniPC's other variant; unipc_order3: third order. heun: second "
+                   "order, two model evaluations a step. A connected sampler replaces it."}),
+        "schedule": (list(SCHEDULES), {"default": "release", "tooltip": "The timesteps the steps run through (preset "
+                     f"custom). {SCHEDULE_TIP} Connected sigmas replace it."}),
+        "cache": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Audio-video-aware "
+                  "step cache (preset custom): a guidance pass (conditional or unconditional) reuses its last "
+                  "velocity instead of running the model while its estimated change stays under this threshold, "
+                  "checked for the video and the audio separately (either one moving more reruns it). 0 is off: "
+                  "every pass runs, as released. Larger skips more passes and strays further (0.05 to 0.2 are "
+                  "being measured). It applies with a connected sampler or sigmas too."}),
     }
 
 
 class UniAVGenSampler:
     DESCRIPTION = ("Generates video and speech together. task auto picks joint generation (AVG), voice cloning "
                    "(RAVG, a voice is connected), audio-driven video (A2V, driving audio) or dubbing (V2A, a "
-                   "driving video). Outputs a Wan2.2 LATENT for the native VAEDecode, the mel for "
+                   "driving video). Samples with a preset, or the solver, schedule and step cache chosen (the "
+                   "release's Euler by default). Outputs a Wan2.2 LATENT for the native VAEDecode, the mel for "
                    "UniAVGen Audio Decode, and the face mask the model attends to, per frame.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT", "UNIAVGEN_MEL", "MASK")
@@ -72,7 +104,7 @@ class UniAVGenSampler:
                                  "Loader's message shows (the release: 5.06 s, UniAVGen-mini: 3.06 s); this "
                                  "node says so past 1.5 times that. Dubbing (V2A) follows the video: a shorter "
                                  "duration dubs only its start."}),
-            "steps": steps_input("Denoising steps (release: 50; UniAVGen-mini: 16); sigmas, when connected, set them."),
+            "steps": steps_input(STEPS_TIP),
             "shift": shift_input("Timestep shift of the flow-matching schedule (release: 5); with sigmas connected, "
                                  "it places MA-CFG's switch only."),
             "seed": ("INT", {"default": 2025, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
@@ -95,23 +127,25 @@ class UniAVGenSampler:
             "driving_audio": ("UNIAVGEN_AUDIO", {"tooltip": "Speech to lip-sync the video to (UniAVGen Audio "
                               "Encode, role driving audio)."}),
             "driving_video": ("UNIAVGEN_VIDEO", {"tooltip": "A video to dub (UniAVGen Video Encode)."}),
-            **comfy_sampling_inputs(),
+            **comfy_sampling_inputs(), **pack_sampling_inputs(),     # last: saved workflows keep their widget order
         }}
 
     def generate(self, model, speech, positive, negative, task, duration_seconds, steps, shift, seed, video_cfg,
                  audio_cfg, macfg_fraction, slg_layer, reference=None, voice=None, driving_audio=None,
-                 driving_video=None, sampler=None, sigmas=None):
+                 driving_video=None, sampler=None, sigmas=None, preset=CUSTOM, solver="euler", schedule="release",
+                 cache=0.0):
         for name, value, role in (("voice", voice, VOICE), ("driving_audio", driving_audio, DRIVING)):
             if value is not None and value.role != role:
                 raise JobError(f"the audio connected to '{name}' was encoded as '{value.role}'; set the Audio "
                                f"Encode node's role to '{role}'")
-        params = SamplingParams(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
-                                macfg_fraction=macfg_fraction, slg_layer=slg_layer)     # checked before any work
         if sigmas is not None:
             try:
                 check_sigmas(sigmas)
             except ValueError as err:
                 raise JobError(f"{err} (or connect UniAVGen Schedule, which makes this model's sigmas)") from None
+        params, msg_sampling = sampling_params(dict(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
+                                                    macfg_fraction=macfg_fraction, slg_layer=slg_layer),
+                                               (preset, solver, schedule, cache), sampler, sigmas)
         cfg = model.model.diffusion_model.config
         caption, msg_pos = caption_features(positive, cfg.text_dim, cfg.text_len, "positive")
         neg_caption, msg_neg = caption_features(negative, cfg.text_dim, cfg.text_len, "negative")
@@ -127,7 +161,17 @@ class UniAVGenSampler:
         mel = {"mel": result.audio.float().to(out), "seconds": job.duration.seconds}
         height, width = units.pixel_size(job.request.latent_size)
         masks = frame_masks(result.face_masks[0], height, width).to(out)
-        return with_messages(({"samples": latent}, mel, masks), msg_pos + msg_neg + job.messages)
+        return with_messages(({"samples": latent}, mel, masks), msg_pos + msg_neg + job.messages + msg_sampling)
+
+
+def sampling_params(settings: dict, choices: tuple, sampler=None, sigmas=None) -> tuple[SamplingParams, list]:
+    """SamplingParams from the Sampler's settings and its (preset, solver, schedule, cache), with the messages on
+    what a connected sampler or sigmas replace; what is wrong as a JobError, before any work."""
+    replaced_by = None if sampler is None else f"ComfyUI's sampler '{samplers.sampler_name(sampler)}'"
+    try:
+        return choose(SamplingParams(**settings), *choices, replaced_by, None if sigmas is None else len(sigmas) - 1)
+    except ValueError as err:
+        raise JobError(str(err)) from None
 
 
 def run_sampler(model, job, params: SamplingParams, sampler=None, sigmas=None):
@@ -183,9 +227,7 @@ class UniAVGenSchedule:
         return {"required": {
             "steps": steps_input("Steps: the list holds one more noise level (release: 50; UniAVGen-mini: 16)."),
             "shift": shift_input("Timestep shift (release: 5); set the Sampler's shift to the same value."),
-            "schedule": (list(SCHEDULES), {"default": "release", "tooltip": "release: the released timesteps. "
-                         "shifted: the same shape with MA-CFG's switch moved onto a step. beta: denser at both ends "
-                         "(Beta(0.6, 0.6) quantiles), the switch on a step."}),
+            "schedule": (list(SCHEDULES), {"default": "release", "tooltip": SCHEDULE_TIP}),
             "macfg_fraction": fraction_input("Where MA-CFG switches off, as on the Sampler (release: 0.5): shifted "
                                              "and beta put a step there. Set the Sampler's to the same value."),
         }}

@@ -537,7 +537,7 @@ def test_the_schedule_node_gives_the_schedules_sigmas(comfy):
         assert float(sigmas[0]) == pytest.approx(1.0) and float(sigmas[-1]) == 0.0
     assert float(torch.tensor(macfg_switch(0.4, 5.0)) / 1000) in sigmas.tolist()      # beta: the switch is a step
     sampler = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenSampler"].INPUT_TYPES()
-    assert list(sampler["optional"])[-2:] == ["sampler", "sigmas"]
+    assert list(sampler["optional"])[4:6] == ["sampler", "sigmas"]
     assert sampler["optional"]["sampler"][0] == "SAMPLER" and sampler["optional"]["sigmas"][0] == "SIGMAS"
 
 
@@ -566,6 +566,108 @@ def test_a_comfyui_sampler_honours_interrupt(comfy, model):
     with pytest.raises(comfy["mm"].InterruptProcessingException):
         run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler()))
     assert not comfy["mm"].processing_interrupted()
+
+
+SAMPLING_WIDGETS = ["preset", "solver", "schedule", "cache"]
+
+
+def test_the_pack_sampling_choices_are_optional_widgets_after_the_old_inputs(comfy):
+    """Appended after every input a saved workflow has, so its widget values keep their places, and optional, so an
+    API prompt without them runs as before; their menus are the core's."""
+    from uniavgen_core.sampling.presets import PRESETS, solver_choices
+    from uniavgen_core.sampling.schedule import SCHEDULES
+    spec = comfy["nodes"].NODE_CLASS_MAPPINGS["UniAVGenSampler"].INPUT_TYPES()
+    assert list(spec["required"]) == ["model", "speech", "positive", "negative", "task", "duration_seconds", "steps",
+                                      "shift", "seed", "video_cfg", "audio_cfg", "macfg_fraction", "slg_layer"]
+    assert list(spec["optional"]) == ["reference", "voice", "driving_audio", "driving_video", "sampler", "sigmas",
+                                      *SAMPLING_WIDGETS]
+    opt = spec["optional"]
+    assert opt["preset"][0] == ["custom", *PRESETS] and opt["preset"][1]["default"] == "custom"
+    assert opt["solver"][0] == solver_choices() and opt["solver"][1]["default"] == "euler"
+    assert {"euler", "heun", "dpmpp_2m", "unipc", "unipc_bh1", "unipc_order3"} <= set(opt["solver"][0])
+    assert opt["schedule"][0] == list(SCHEDULES) and opt["schedule"][1]["default"] == "release"
+    assert opt["cache"][0] == "FLOAT" and opt["cache"][1]["default"] == 0.0 and opt["cache"][1]["max"] == 1.0
+    tip = lambda name: opt[name][1]["tooltip"]
+    for name, preset in PRESETS.items():
+        assert f"{name}" in tip("preset") and preset.describe() in tip("preset")
+    assert "fast (provisional)" in tip("preset")
+    for name in opt["solver"][0]:
+        assert name in tip("solver"), name
+    assert "0 is off" in tip("cache") and "audio separately" in tip("cache")
+    assert "step cache still applies" in tip("sampler") and "step cache still applies" in tip("sigmas")
+
+
+def test_the_default_choices_are_the_old_sampling_bit_for_bit(comfy, model):
+    before, ui_before = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model))
+    after, ui_after = messages(comfy, "UniAVGenSampler", **sampler_args(
+        comfy, model, preset="custom", solver="euler", schedule="release", cache=0.0))
+    assert torch.equal(after[0]["samples"], before[0]["samples"]) and torch.equal(after[1]["mel"], before[1]["mel"])
+    assert torch.equal(after[2], before[2]) and ui_after == ui_before
+
+
+def test_a_preset_sets_steps_solver_schedule_and_cache(comfy, model):
+    """fast over the node's steps 2 is 12 UniPC steps on the shifted schedule, as set by hand, and says so."""
+    comfy["utils"].updates.clear()
+    (latent, mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
+        comfy, model, preset="fast", solver="heun", schedule="beta", cache=0.5))
+    assert comfy["utils"].updates[-1][:2] == (12, 12)
+    assert any(m.startswith("preset fast (provisional): 12 steps of unipc, order 2 on the shifted schedule")
+               for m in ui), ui
+    (by_hand, by_hand_mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
+        comfy, model, steps=12, solver="unipc", schedule="shifted"))
+    assert torch.equal(latent["samples"], by_hand["samples"]) and torch.equal(mel["mel"], by_hand_mel["mel"])
+    assert not any("preset" in m for m in ui)
+
+
+def test_the_choices_reach_the_core(comfy, model, monkeypatch):
+    import nodes.sampling
+    seen = []
+    real = nodes.sampling.sample
+    monkeypatch.setattr(nodes.sampling, "sample", lambda net, requests, params, **kw: (
+        seen.append(params), real(net, requests, params, **kw))[1])
+    (latent, _, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, solver="unipc_order3",
+                                                                   schedule="beta", cache=0.2))
+    (p,) = seen
+    assert (p.steps, p.solver, p.solver_options, p.schedule, p.cache) == (2, "unipc", {"order": 3}, "beta", 0.2)
+    assert bool(torch.isfinite(latent["samples"]).all())
+
+
+def test_with_a_comfyui_sampler_the_choices_but_the_solver_apply(comfy, model, monkeypatch):
+    """ComfyUI's sampler replaces the pack's solver (said when one other than Euler was chosen); the schedule and the
+    step cache still apply to it, and connected sigmas replace the steps and schedule (said when they were chosen)."""
+    import nodes.samplers
+    from uniavgen_core.sampling.cache import StepCache
+    runs = []
+    real = nodes.samplers.prepare
+    monkeypatch.setattr(nodes.samplers, "prepare", lambda *a, **kw: (runs.append(real(*a, **kw)), runs[-1])[1])
+    _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler(), steps=3,
+                                                               solver="dpmpp_2m", schedule="beta", cache=0.3))
+    assert "ComfyUI's sampler 'FakeSampler' steps in place of the solver dpmpp_2m; disconnect it to use dpmpp_2m" in ui
+    assert isinstance(runs[-1].velocity, StepCache) and runs[-1].velocity.threshold == 0.3
+    assert runs[-1].schedule.breaks and len(runs[-1].schedule.keys) == 4       # beta: MA-CFG's switch on a step
+    (sigmas,) = run(comfy, "UniAVGenSchedule", steps=5, shift=5.0, schedule="release", macfg_fraction=0.5)
+    _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler(), sigmas=sigmas,
+                                                               preset="fast"))
+    assert "the noise levels given (5 steps) replace the 12 steps on the shifted schedule" in ui
+    assert "ComfyUI's sampler 'FakeSampler' steps in place of the solver unipc; disconnect it to use unipc" in ui
+    _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler(), sigmas=sigmas))
+    assert not any("in place of" in m or "replace" in m for m in ui)       # the old inputs alone: as before
+
+
+@pytest.mark.parametrize("choice, message", [
+    (dict(preset="quick"), "unknown preset 'quick': choose custom .* or one of release, fast"),
+    (dict(solver="rk4"), "unknown solver 'rk4': choose one of euler, .*unipc_order3"),
+    (dict(schedule="karras"), "unknown schedule 'karras' .choose from release, shifted, beta"),
+    (dict(cache=float("nan")), "cache must be a number from 0 .off. to 1, got nan"),
+    (dict(cache=1.5), "cache must be a number from 0 .off. to 1, got 1.5"),
+    (dict(preset="fast", solver="rk4"), "unknown solver 'rk4'"),
+])
+def test_a_bad_sampling_choice_is_refused_before_any_work(comfy, model, choice, message):
+    from uniavgen_core.frontend.jobs import JobError
+    loads = len(comfy["mm"].loaded)
+    with pytest.raises(JobError, match=message):
+        run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, **choice))
+    assert len(comfy["mm"].loaded) == loads
 
 
 def test_audio_decode_gives_24k_audio(comfy, model):
