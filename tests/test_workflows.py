@@ -235,7 +235,7 @@ def test_room_for_previews_and_messages(path, specs):
         if n["type"] == "SaveVideo":
             assert n["size"][1] >= 106 + n["size"][0] - bw.VIDEO_PREVIEW_MARGIN, n["title"]
         if n["type"] == "UniAVGenSampler":
-            assert n["size"][1] >= 454 + 1.3 * bw.MESSAGE_FONT, n["title"]      # 10 slot rows, 10 widget rows
+            assert n["size"][1] >= 550 + 1.3 * bw.MESSAGE_FONT, n["title"]      # 10 slot rows, 14 widget rows
 
 
 def test_short_side_is_hidden_unless_used():

@@ -131,7 +131,9 @@ NEGATIVE_TEXT_BOX = 58       # an empty negative caption
 # of Load Video, the video of Save Video (square outputs, as wide as the node), the Sampler's message ("task: AVG",
 # one line at MESSAGE_FONT).
 PREVIEW_H = {"LoadImage": 232, "LoadVideo": 322}
-WIDTH = {"LoadVideo": 330, "SaveVideo": 220, "UniAVGenSampler": 250, "UniAVGenSpeechText": 270,
+# The Sampler: room for its widest widget row, and narrow enough that the long form's two samplers side by side at
+# zoom 0.6 stay left of 1.27's minimap (at 249 or more they reach it).
+WIDTH = {"LoadVideo": 330, "SaveVideo": 220, "UniAVGenSampler": 240, "UniAVGenSpeechText": 270,
          "CLIPTextEncode": 270, "UniAVGenCaptionEncode": 270, "UniAVGenReferenceImage": 260, "LoadImage": 230,
          "CreateVideo": 220, "SaveAudio": 240, "UniAVGenAudioEncode": 260, "UniAVGenVideoEncode": 260}
 PLUMBING_W = 200             # nodes without widgets (VAE Decode, Audio Decode, Join Clips...)
