@@ -323,16 +323,33 @@ def comfy_sampler_graph(base: dict, tag: str, sampler_name: str, sigmas: dict) -
     return graph
 
 
+SAMPLING_DEFAULTS = {"preset": "custom", "solver": "euler", "schedule": "release", "cache": 0.0}
+
+
+def sampling_choice_graph(base: dict, tag: str, choices: dict) -> dict:
+    """`base` (latent_graph) with the Sampler's preset, solver, schedule or cache set to `choices`."""
+    graph = json.loads(json.dumps(base))
+    graph["901"]["inputs"]["filename_prefix"] = f"UniAVGen/check_{tag}"
+    next(v for v in graph.values() if v["class_type"] == "UniAVGenSampler")["inputs"].update(choices)
+    return graph
+
+
 def comfy_sampler_checks(server: "Server", comfy: Path, api: dict, info: dict) -> dict:
     """ComfyUI's own samplers drive the Sampler: KSamplerSelect (euler) with UniAVGen Schedule (release) gives the
     pack's own Euler's latent in float32; ComfyUI's KarrasScheduler set for a flow model (sigma_max 1) with
     dpmpp_2m runs to a finite latent, and at its default sigma_max the run stops with a message naming the fix.
-    /object_info lists the Sampler's optional sampler and sigmas and the Schedule node."""
+    /object_info lists the Sampler's optional sampler and sigmas, then its preset, solver, schedule and cache, and
+    the Schedule node. Those four at their defaults give the latent of a prompt without them, bit for bit, and
+    preset fast runs to a finite latent."""
     from safetensors.torch import load_file
     problems = []
     optional = info.get("UniAVGenSampler", {}).get("input", {}).get("optional", {})
     if [optional.get(n, [None])[0] for n in ("sampler", "sigmas")] != ["SAMPLER", "SIGMAS"]:
         problems.append(f"the Sampler's optional inputs: {sorted(optional)}, want sampler (SAMPLER), sigmas (SIGMAS)")
+    order = info.get("UniAVGenSampler", {}).get("input_order", {}).get("optional", [])
+    if order[-6:] != ["sampler", "sigmas", *SAMPLING_DEFAULTS]:
+        problems.append(f"the Sampler's optional inputs in order: {order}, want sampler, sigmas, "
+                        f"{', '.join(SAMPLING_DEFAULTS)} last")
     if info.get("UniAVGenSchedule", {}).get("output") != ["SIGMAS"]:
         problems.append(f"UniAVGen Schedule in /object_info: {info.get('UniAVGenSchedule')}")
     base = latent_graph(api, f"{DIT}/", "fp32", "pack_euler")
@@ -343,7 +360,9 @@ def comfy_sampler_checks(server: "Server", comfy: Path, api: dict, info: dict) -
     karras = lambda sigma_max: {"class_type": "KarrasScheduler", "inputs": {"steps": 6, "sigma_max": sigma_max,
                                                                             "sigma_min": 0.002, "rho": 7.0}}
     runs = {"pack_euler": base, "comfy_euler": comfy_sampler_graph(base, "comfy_euler", "euler", release),
-            "karras_dpmpp_2m": comfy_sampler_graph(base, "karras_dpmpp_2m", "dpmpp_2m", karras(1.0))}
+            "karras_dpmpp_2m": comfy_sampler_graph(base, "karras_dpmpp_2m", "dpmpp_2m", karras(1.0)),
+            "pack_defaults": sampling_choice_graph(base, "pack_defaults", SAMPLING_DEFAULTS),
+            "preset_fast": sampling_choice_graph(base, "preset_fast", {"preset": "fast"})}
     latents, report = {}, {}
     for tag, graph in runs.items():
         result = server.run(graph)
@@ -360,6 +379,11 @@ def comfy_sampler_checks(server: "Server", comfy: Path, api: dict, info: dict) -
                             f"pack's own Euler (want <= 1e-5)")
     if "karras_dpmpp_2m" in latents and not bool(latents["karras_dpmpp_2m"].isfinite().all()):
         problems.append("KarrasScheduler (sigma_max 1) + dpmpp_2m: non-finite latent")
+    if {"pack_euler", "pack_defaults"} <= set(latents) and not bool((latents["pack_defaults"]
+                                                                      == latents["pack_euler"]).all()):
+        problems.append("the Sampler's preset, solver, schedule and cache at their defaults changed the latent")
+    if "preset_fast" in latents and not bool(latents["preset_fast"].isfinite().all()):
+        problems.append("preset fast: non-finite latent")
     refused = server.run(comfy_sampler_graph(base, "karras_default", "dpmpp_2m", karras(14.614642)))
     errors = [m[1].get("exception_message", "") for m in refused.get("status", {}).get("messages", [])
               if m[0] == "execution_error"]
