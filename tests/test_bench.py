@@ -82,3 +82,23 @@ def test_gpu_check_without_a_gpu_says_so_and_stops():
     proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--no-results", "--out", "/nonexistent/x"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no CUDA GPU here" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_mini_diagnosis_reports_convergence_and_channels(tmp_path, capsys):
+    """The diagnosis of the shipped small model on 1 clip, Euler at 12 and 24 steps, one guidance scale: every
+    figure finite, one spread and error per latent channel, and the printed summary."""
+    import json
+
+    import mini_diagnosis
+    from uniavgen_core import demo
+
+    out = tmp_path / "d.json"
+    assert mini_diagnosis.main([str(demo.MODEL), str(demo.CODEC), "--clips", "1", "--max-steps", "24",
+                                "--cfg", "3", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["steps"] == [12, 24]
+    for rows in result["convergence"].values():
+        assert all(len(d) == 1 and 0 < d[0] < 1 for d in rows.values())
+    entry = result["channels"]["3.0"]
+    assert len(entry["generated_std"]) == len(entry["pixel_error"]) == 48 and entry["error_over_still"] > 0
+    assert "error / still copy" in capsys.readouterr().out

@@ -157,6 +157,25 @@ def test_evaluation_reports_both_metrics_and_the_nulls():
     assert text.count("| V2A default |") == 2 and text.count("| AVG shuffled (null) |") == 2
     assert all(results["tasks"][t]["default"]["minus_null"]["confidence"]["n"] == 2 for t in ("avg", "a2v", "v2a"))
     assert "| V2A | " in text
+    face = results["face"]      # the floors, and A2V (the only task that remakes the clip's own pictures)
+    assert all(0 < face[k]["mean"] < 1 and face[k]["ci"][0] <= face[k]["mean"] for k in ("codec", "still"))
+    assert 0 < results["tasks"]["a2v"]["default"]["face"]["mean"] < 1
+    assert not any("face" in results["tasks"][t]["default"] for t in ("avg", "v2a"))
+    assert "| A2V default | " in text and "| real, through the codec (floor) |" in text
+
+
+def test_face_error_is_the_rmse_over_the_face_mask_after_the_first_picture():
+    from uniavgen_core.synthetic.clips import make_clip
+    from uniavgen_core.training.evaluate import face_error
+    clip = make_clip(3, frames=17, size=64)
+    assert face_error(clip.frames, clip) == 0.0
+    shifted = clip.frames.clone()
+    shifted[1:] += 0.1
+    shifted[0] += 0.7                               # the first picture is the reference: not scored
+    assert abs(face_error(shifted, clip) - 0.1) < 1e-5
+    outside = clip.frames.clone()
+    outside[:, clip.face_mask == 0] += 0.5         # off the face: not scored
+    assert face_error(outside, clip) == 0.0
 
 
 # ---------------------------------------------------------- the evaluation and golden-vector command lines

@@ -19,7 +19,7 @@ from uniavgen_core.model.dit import UniAVGenModel
 from uniavgen_core.model.fields import FieldError
 from uniavgen_core.training import budget
 from uniavgen_core.sampling.tasks import TASKS, Task
-from uniavgen_core.training.objective import Example, MixConfig, build_batch, losses
+from uniavgen_core.training.objective import Example, MixConfig, build_batch, channel_weights, losses
 from uniavgen_core.training.trainer import SECTIONS, OptimConfig, TrainConfig, Trainer
 
 MICRO = UniAVGenConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=2, text_dim=16, text_len=16, freq_dim=32,
@@ -109,6 +109,35 @@ def test_timestep_jitter_moves_only_the_timestep_the_model_is_told():
     moved = (jittered.t - plain.t).abs()
     assert float(moved.max()) <= 5.0 and float(moved.mean()) > 0.5
     assert float(jittered.t.min()) >= 0 and float(jittered.t.max()) <= 1000
+
+
+def test_channel_weights_follow_the_codec_scale_with_a_mean_of_one():
+    std = torch.tensor([8.0, 4.0, 2.0, 1.0])
+    assert channel_weights(std, 0.0) is None
+    for power in (1.0, 2.0):
+        w = channel_weights(std, power).flatten()
+        assert w.shape == (4,) and abs(float(w.mean()) - 1) < 1e-6
+        assert torch.allclose(w[:-1] / w[1:], torch.full((3,), 2.0 ** power))
+
+
+def test_channel_weighted_video_loss_is_the_weighted_mean_of_the_squared_errors():
+    """The weighted video loss equals the explicit mean over the generated elements of w_c (v - target)^2,
+    and with equal weights it is the unweighted loss."""
+    torch.manual_seed(0)
+    model = UniAVGenModel(MICRO).eval()
+    batch = build_batch([example(i) for i in range(3)], torch.Generator().manual_seed(5), MixConfig(), MICRO.text_len)
+    c = batch.video.shape[1]
+    w = channel_weights(torch.linspace(3.0, 0.5, c), 2.0)
+    with torch.no_grad():
+        plain = losses(model, batch, MixConfig(fam_weight=0))["video"]
+        same = losses(model, batch, MixConfig(fam_weight=0), torch.ones(1, c, 1, 1, 1))["video"]
+        weighted = losses(model, batch, MixConfig(fam_weight=0), w)["video"]
+        out = model(batch.video, batch.audio, batch.t, batch.cond, batch.switches)
+    err = (out.video[:, :, 1:] - batch.target_video).square()
+    mask = batch.video_weight.expand_as(err)
+    expected = (err * w * mask).sum() / mask.sum()
+    assert torch.allclose(same, plain, rtol=1e-6) and torch.allclose(weighted, expected, rtol=1e-5)
+    assert not torch.allclose(weighted, plain, rtol=1e-3)
 
 
 def test_gradient_matches_finite_differences(grad_enabled):

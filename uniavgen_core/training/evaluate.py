@@ -9,6 +9,11 @@ Sync is measured between the mouth read from pixels and the audio's low-band ene
 (training/lipsync.py), against the data's own ceiling (the real pairs, raw and through the
 codec) and a shuffled-pair null, with bootstrap 95% intervals. Ablations on the same seeds and
 noise: both interactions off, and MA-CFG fraction 0 / 0.5 / 1.
+
+Picture quality: A2V, driven by the clip's own speech, should remake the clip's pictures. The face-region
+error (RMSE over the clip's face mask, the pictures after the first) of the generated pictures is set against
+two floors: the real pictures through the codec (what any model in this latent space can at best reach) and a
+still copy of the first picture (a model that only knows the face).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from ..synthetic.clips import Clip, make_clip
 from ..units import SAMPLE_RATE
 from . import lipsync
 from .data import DataConfig
+from .smoothness import mean_interval
 
 TASKS = {"avg": Task.AVG, "a2v": Task.A2V, "v2a": Task.V2A}
 
@@ -52,6 +58,27 @@ def signals(task: Task, clip: Clip, frames: torch.Tensor, wave: torch.Tensor):
     mouth = lipsync.mouth_openness(pictures[:n], clip.mouth_box)
     env = lipsync.audio_envelope(speech, SAMPLE_RATE, n)
     return mouth, env
+
+
+def face_error(frames: torch.Tensor, clip: Clip) -> float:
+    """RMSE of `frames` against the clip's pictures over its face mask, the pictures after the first."""
+    n = min(frames.shape[0], clip.frames.shape[0])
+    mask = clip.face_mask.float()[None, :, :, None]
+    err = (frames[1:n].float() - clip.frames[1:n].float()).square() * mask
+    return float((err.sum() / (mask.sum() * 3 * (n - 1))).sqrt())
+
+
+def face_floors(pipe: MiniPipeline, clips: list[Clip]) -> dict:
+    """The face-region error of the real pictures through the codec and of a still copy of the first picture,
+    per clip."""
+    return {"codec": [face_error(pipe.codec.decode(pipe.codec.encode(c.frames.float())), c) for c in clips],
+            "still": [face_error(c.frames[:1].expand_as(c.frames), c) for c in clips]}
+
+
+def mean_ci(values) -> dict:
+    """{"mean", "ci"}: the mean with its bootstrap 95 % interval."""
+    mean, low, high = mean_interval(values)
+    return {"mean": mean, "ci": [low, high]}
 
 
 def summary_dict(scores) -> dict:
@@ -92,7 +119,7 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
                "ceiling": summary(real), "ceiling_codec": summary(through_codec), "null_real": null(real),
                "plain": {"ceiling": summary(real, 0), "ceiling_codec": summary(through_codec, 0),
                          "null_real": null(real, 0)},
-               "tasks": {}}
+               "face": {k: mean_ci(v) for k, v in face_floors(pipe, data).items()}, "tasks": {}}
     variants = {"default": params}
     if ablations:
         variants.update({"interactions_off": dataclasses.replace(params, interactions=False),
@@ -112,6 +139,8 @@ def evaluate(model: str, codec: str, clips: int = 32, params: SamplingParams = M
                      "minus_null": differences(scores, shuffled),
                      "plain": {"summary": summary(pairs, 0), "null": null(pairs, 0)},
                      "seconds": seconds, "scores": scores}
+            if table.TASKS[task].video != table.Given.ALL and table.TASKS[task].audio == table.Given.ALL:
+                entry["face"] = mean_ci([face_error(g.frames, c) for c, g in zip(data, made)])
             per_variant[variant] = entry
             log(f"{name} {variant}: median r0 {entry['summary']['median_r0']:.3f}, confidence "
                 f"{entry['summary']['mean_confidence']:.3f} (null {entry['null']['mean_confidence']:.3f}), "
@@ -159,6 +188,17 @@ def markdown(results: dict) -> str:
     for task, variants in results["tasks"].items():
         d = variants["default"]["minus_null"]
         out += f"| {task.upper()} | {diff(d['r0'])} | {diff(d['confidence'])} |\n"
+    if "face" in results:
+        def face(e):
+            return f"{e['mean']:.4f} [{e['ci'][0]:.4f}, {e['ci'][1]:.4f}]"
+        out += ("\nFace-region error against the real pictures (RMSE in [0, 1] units, mean [95% CI]):\n\n"
+                "| pictures | error |\n|---|---|\n"
+                f"| real, through the codec (floor) | {face(results['face']['codec'])} |\n"
+                f"| a still copy of the first picture | {face(results['face']['still'])} |\n")
+        for task, variants in results["tasks"].items():
+            for variant, entry in variants.items():
+                if "face" in entry:
+                    out += f"| {task.upper()} {variant.replace('_', ' ')} | {face(entry['face'])} |\n"
     if "plain" in results:
         out += "\nPlain correlation (no high-pass), same pairs:\n\n" + table(results["plain"], lambda e: e.get("plain"))
     return out

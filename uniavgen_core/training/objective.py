@@ -62,6 +62,10 @@ class MixConfig:
     # target kept: the model cannot lean on features of t finer than that, so its velocity is smooth in t
     # (docs/mini_model.md). 0 tells it the exact timestep, as the release.
     t_jitter: float = ranged(0.0, low=0, high=100)
+    # the video loss weighs latent channel c by std_c ** p (the codec's pixel scale of the channel, normalised to
+    # a mean weight of 1): 0 weighs every normalised channel alike, as the release's loss; 2 is the error in
+    # pixels, where a channel's error is as visible as its pixel variance (docs/mini_model.md)
+    video_channel_power: float = ranged(0.0, low=0, high=4)
 
     def __post_init__(self):
         settle(self, "[mix] ")
@@ -163,11 +167,23 @@ def _masked_mse(pred, target, weight):
     return err.sum() / count.clamp(min=1)
 
 
-def losses(model, batch: Batch, mix: MixConfig) -> dict[str, torch.Tensor]:
-    """Per-branch flow losses, the face-mask loss and their weighted sum ('total')."""
+def channel_weights(channel_std: torch.Tensor, power: float) -> torch.Tensor | None:
+    """[1, C, 1, 1, 1] weights of the video loss's latent channels, std ** power with a mean of 1; None for
+    power 0 (every channel alike)."""
+    if not power:
+        return None
+    w = channel_std.double().clamp(min=1e-12) ** power
+    return (w / w.mean()).float().view(1, -1, 1, 1, 1)
+
+
+def losses(model, batch: Batch, mix: MixConfig, video_channels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-branch flow losses, the face-mask loss and their weighted sum ('total'); video_channels: the video
+    loss's channel weights (`channel_weights`), None for none."""
     want_masks = mix.fam_weight > 0 and bool(torch.isfinite(batch.face).any())
     out = model(batch.video, batch.audio, batch.t, batch.cond, batch.switches, capture_masks=want_masks)
-    video = _masked_mse(out.video[:, :, 1:], batch.target_video, batch.video_weight)   # ref frame dropped
+    video_weight = batch.video_weight if video_channels is None else batch.video_weight * video_channels.to(
+        batch.video_weight)
+    video = _masked_mse(out.video[:, :, 1:], batch.target_video, video_weight)   # ref frame dropped
     audio = _masked_mse(out.audio, batch.target_audio, batch.audio_weight)
     result = {"video": video, "audio": audio}
     total = video + audio

@@ -23,11 +23,12 @@ from safetensors.torch import save_file
 from ..checkpoint.loading import TRAINED_FRAMES
 from ..model.config import INTERACTION_STACKS, UniAVGenConfig
 from ..model.dit import UniAVGenModel
+from ..mini.codecs.video_pca import PatchPCACodec
 from ..model.fields import FieldError, check_fields, ranged, settle, shown
 from ..synthetic.sentences import VOCAB
 from ..units import LATENT_CHANNELS, N_MELS
 from .data import MAX_SEED, PATH, DataConfig, vocabulary_text
-from .objective import Example, MixConfig, build_batch, losses
+from .objective import Example, MixConfig, build_batch, channel_weights, losses
 
 EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MAX_STEPS = 100_000_000        # optimizer steps of one run
@@ -215,6 +216,10 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.model = UniAVGenModel(config.model)
+        self.video_channels = None
+        if config.mix.video_channel_power:      # the codec's channel scales weigh the video loss
+            std = PatchPCACodec.load(config.dataset.codec).channel_std
+            self.video_channels = channel_weights(std, config.mix.video_channel_power).to(self.device)
         init_weights(self.model, config.seed)
         self.model.to(self.device).train()
         decay, no_decay = [], []
@@ -242,7 +247,7 @@ class Trainer:
             pick = torch.randint(0, len(self.examples), (opt.batch_size,), generator=gen).tolist()
             batch = build_batch([self.examples[i] for i in pick], gen, cfg.mix, cfg.model.text_len, self.device)
             with autocast:
-                parts = losses(self.model, batch, cfg.mix)
+                parts = losses(self.model, batch, cfg.mix, self.video_channels)
             (parts["total"] / opt.grad_accum).backward()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / opt.grad_accum
