@@ -150,8 +150,15 @@ def _clean_parts(spec: TaskSpec, inputs: Inputs, reference: torch.Tensor, durati
     if spec.video == Given.ALL:
         video = fit_video(inputs.driving_video, duration)
     if spec.video == Given.PRIOR:
-        video, prior_mel = inputs.prior
-        mel = prior_mel.float()
+        video = inputs.prior[0]
+        if video.shape[1] >= duration.latent_frames:
+            raise JobError(f"the prior clip's {video.shape[1]} latent frames cover all {duration.latent_frames} of "
+                           f"the {duration.seconds:.4g} s clip: give fewer prior frames or a longer duration")
+    if spec.audio == Given.PRIOR:
+        mel = inputs.prior[1].float()
+        if mel.shape[0] >= duration.mel_frames:
+            raise JobError(f"the prior clip's {mel.shape[0]} mel rows cover all {duration.mel_frames} of the "
+                           f"{duration.seconds:.4g} s clip: give fewer prior rows or a longer duration")
     if video.shape[2:] != reference.shape[2:]:
         raise JobError(f"the {'driving video' if spec.video == Given.ALL else 'prior clip'} latent "
                        f"{tuple(video.shape[2:])} and reference {tuple(reference.shape[2:])} differ in size; encode "
