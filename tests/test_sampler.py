@@ -32,6 +32,8 @@ def test_float32_schedule_any_step_count():
     (Task.A2V, (True, False), (True, False)),
     (Task.V2A, (False, True), (False, True)),
     (Task.CONTINUATION, (True, True), (True, True)),
+    (Task.A2V_CONTINUATION, (True, False), (True, False)),
+    (Task.V2A_CONTINUATION, (False, True), (False, True)),
 ])
 def test_released_switch_table(task, cond, late_null):
     params = SamplingParams(steps=10, macfg_fraction=0.5, slg_layer=11)

@@ -63,7 +63,10 @@ def test_the_entry_lays_out_each_task_as_its_table_row_says():
     speech = torch.randn(30000, generator=gen).clamp(-1, 1) * 0.3
     video = torch.randn(48, 9, 4, 6, generator=gen)
     given = {Task.AVG: {}, Task.RAVG: {"voice": voice}, Task.A2V: {"driving_audio": speech},
-             Task.V2A: {"driving_video": video}, Task.CONTINUATION: {"prior": prior(), "voice": voice}}
+             Task.V2A: {"driving_video": video}, Task.CONTINUATION: {"prior": prior(), "voice": voice},
+             Task.A2V_CONTINUATION: {"driving_audio": speech, "prior": prior()},
+             Task.V2A_CONTINUATION: {"driving_video": video, "prior": prior()}}
+    assert set(given) == set(Task)
     for task, extra in given.items():
         job = make_job(inputs(**extra), trained_frames=21, num_layers=2, params=PARAMS)
         r, spec = job.request, TASKS[task]
@@ -76,6 +79,9 @@ def test_the_entry_lays_out_each_task_as_its_table_row_says():
             assert torch.equal(c.cond_mel, normalise(log_mel(fitted)))
         if spec.video == Given.PRIOR:
             assert torch.equal(c.cond_latent, given[task]["prior"][0])
+        if spec.video == Given.ALL:       # the driving video's frames for the clip's length
+            assert torch.equal(c.cond_latent, video[:, : r.latent_frames])
+        if spec.audio == Given.PRIOR:
             assert torch.equal(c.cond_mel, given[task]["prior"][1])
 
 
@@ -121,3 +127,27 @@ def test_a_continuation_keeps_the_prior_clip_and_generates_what_follows(tiny_mod
     assert torch.equal(nxt.video[0, :, :k], tail[0]) and torch.equal(nxt.audio[0, :rows], tail[1])
     again = sample(tiny_model, [job.request], PARAMS)
     assert rel_l2(again.video, nxt.video) == 0 and rel_l2(again.audio, nxt.audio) == 0
+
+
+def test_each_task_is_carried_on_by_the_continuation_that_keeps_what_it_gives_whole():
+    from uniavgen_core.sampling.tasks import continued
+    assert {task: continued(task) for task in Task} == {
+        Task.AVG: Task.CONTINUATION, Task.RAVG: Task.CONTINUATION, Task.CONTINUATION: Task.CONTINUATION,
+        Task.A2V: Task.A2V_CONTINUATION, Task.A2V_CONTINUATION: Task.A2V_CONTINUATION,
+        Task.V2A: Task.V2A_CONTINUATION, Task.V2A_CONTINUATION: Task.V2A_CONTINUATION}
+    assert Task.CONTINUATION == 4 and [t.name for t in Task][:5] == ["AVG", "RAVG", "A2V", "V2A", "CONTINUATION"]
+    # a prior with driving audio or a driving video picks the matching continuation
+    assert choose("auto", {"prior", "driving_audio"}) == Task.A2V_CONTINUATION
+    assert choose("auto", {"prior", "driving_video"}) == Task.V2A_CONTINUATION
+    assert choose("auto", {"prior", "voice"}) == Task.CONTINUATION
+    with pytest.raises(ValueError, match="task V2A_CONTINUATION needs a previous clip"):
+        choose("V2A_CONTINUATION", {"driving_video"})
+
+
+def test_a_prior_as_long_as_the_clip_is_refused_with_what_to_change():
+    gen = torch.Generator().manual_seed(2)
+    video = torch.randn(48, 6, 4, 6, generator=gen)                  # 21 pictures, as long as the clip
+    with pytest.raises(JobError, match="prior clip's 6 latent frames cover all 6 of the 1.312 s clip"):
+        make_job(inputs(prior=prior(frames=6)), 21, 2, PARAMS)
+    with pytest.raises(JobError, match="prior clip's 131 mel rows cover all 131 of the 1.312 s clip"):
+        make_job(inputs(prior=prior(frames=2, rows=131), driving_video=video), 21, 2, PARAMS)

@@ -63,10 +63,10 @@ def random_model(seed=0) -> UniAVGenModel:
 
 def test_backward_matches_inference_and_reaches_every_parameter(grad_enabled):
     model = random_model()
-    examples = [example(i, ref_len=5 + 3 * i) for i in range(6)]
-    gen = torch.Generator().manual_seed(4)
-    mix = MixConfig(task_weights={"avg": 1, "ravg": 2, "a2v": 1, "v2a": 1, "continuation": 1},
-                    text_dropout=0.0, interaction_dropout=0.0)
+    examples = [example(i, ref_len=5 + 3 * i) for i in range(8)]
+    gen = torch.Generator().manual_seed(25)
+    mix = MixConfig(task_weights={"avg": 1, "ravg": 2, "a2v": 1, "v2a": 1, "continuation": 1, "a2v_continuation": 1,
+                                  "v2a_continuation": 1}, text_dropout=0.0, interaction_dropout=0.0)
     batch = build_batch(examples, gen, mix, MICRO.text_len)
     assert set(batch.tasks) == set(Task), batch.tasks      # every task in one batch
     out = model(batch.video, batch.audio, batch.t, batch.cond, batch.switches, capture_masks=True)
@@ -89,7 +89,8 @@ def test_training_samples_lay_out_each_task_as_the_sampler_takes_it():
     """Every sample's clean parts are what the task table lets the sampler take for its task, and the
     loss covers exactly the generated parts."""
     examples = [example(i, ref_len=4) for i in range(40)]
-    mix = MixConfig(task_weights={"avg": 1, "ravg": 1, "a2v": 1, "v2a": 1, "continuation": 1})
+    mix = MixConfig(task_weights={"avg": 1, "ravg": 1, "a2v": 1, "v2a": 1, "continuation": 1, "a2v_continuation": 1,
+                                  "v2a_continuation": 1})
     batch = build_batch(examples, torch.Generator().manual_seed(7), mix, MICRO.text_len)
     assert set(batch.tasks) == set(Task)
     frames, rows = batch.video.shape[2], batch.audio.shape[1]
@@ -185,6 +186,21 @@ def test_task_layouts():
     cont = build_batch(examples, gen(), only("continuation"), MICRO.text_len)
     for k, m in zip(cont.cond.video_cond_frames, cont.cond.audio_cond_frames):
         assert 2 <= k <= FRAMES - 1 and m == units.mel_frames(units.video_frames(k))
+    # the audio-driven continuation: a prior clip's frames and the whole mel clean, the later frames generated
+    a2v_cont = build_batch(examples, gen(), only("a2v_continuation"), MICRO.text_len)
+    assert a2v_cont.audio_weight.sum() == 0 and a2v_cont.cond.audio_cond_frames == (MEL,) * 8
+    assert a2v_cont.cond.video_cond_frames == cont.cond.video_cond_frames       # the same draw of prior frames
+    for i, k in enumerate(a2v_cont.cond.video_cond_frames):
+        assert a2v_cont.video_weight[i, 0, :, 0, 0].tolist() == [0.0] * k + [1.0] * (FRAMES - k)
+        assert a2v_cont.cond.ref_lens[i] == 0
+    # the dubbing continuation: every frame clean, the rows the same prior frames cover clean, the rest generated
+    v2a_cont = build_batch(examples, gen(), only("v2a_continuation"), MICRO.text_len)
+    assert v2a_cont.video_weight.sum() == 0 and v2a_cont.cond.video_cond_frames == (FRAMES,) * 8
+    assert v2a_cont.cond.audio_cond_frames == cont.cond.audio_cond_frames
+    for i, m in enumerate(v2a_cont.cond.audio_cond_frames):
+        assert 0 < m < MEL and v2a_cont.audio_weight[i, :, 0].tolist() == [0.0] * m + [1.0] * (MEL - m)
+        assert torch.equal(v2a_cont.cond.cond_mel[i, :m], examples[i].mel[:m])
+        assert v2a_cont.cond.ref_lens[i] == 0
     ravg = build_batch(examples, gen(), only("ravg"), MICRO.text_len)
     assert ravg.cond.ref_lens == (11,) * 8
     # RAVG's transcript is reference + space + text, as at inference

@@ -48,11 +48,17 @@ def fit_video(latent: torch.Tensor, duration: units.Duration) -> torch.Tensor:
 MAX_CHARS_PER_SECOND = {"en": 30, "zh": 8}
 
 
+def spoken_length(text: str, lang: str | None = None) -> tuple[int, str]:
+    """(length, language) of a transcript as speaking rates count it: Chinese in characters (syllables), other
+    text in characters with runs of white space as one; lang: the language to count in (default: the text's)."""
+    lang = lang or SpeechTokenizer.detect_language(text)
+    return (sum(1 for c in text if is_chinese(c)) if lang == "zh" else len(" ".join(text.split()))), lang
+
+
 def speaking_rate(text: str, duration: units.Duration) -> list[str]:
     """A message when the transcript cannot be spoken in the clip's duration (the model then rushes or drops
     words): characters per second against a fast speaker's rate, Chinese counted in characters (syllables)."""
-    lang = SpeechTokenizer.detect_language(text)
-    count = sum(1 for c in text if is_chinese(c)) if lang == "zh" else len(" ".join(text.split()))
+    count, lang = spoken_length(text)
     rate, limit = count / duration.seconds, MAX_CHARS_PER_SECOND[lang]
     if rate <= limit:
         return []
@@ -77,6 +83,7 @@ class Inputs:
     driving_video: torch.Tensor | None = None   # [C, T, h, w] latents of the video to dub
     prior: tuple[torch.Tensor, torch.Tensor] | None = None   # continuation: the prior clip's last latent frames
                                                              # [C, k, h, w] and the mel rows they cover [m, 80]
+                                                             # (a dubbing continuation takes only the rows)
 
     def given(self) -> set[str]:
         names = {"voice": self.voice, "driving_audio": self.driving_audio, "driving_video": self.driving_video,
@@ -150,8 +157,15 @@ def _clean_parts(spec: TaskSpec, inputs: Inputs, reference: torch.Tensor, durati
     if spec.video == Given.ALL:
         video = fit_video(inputs.driving_video, duration)
     if spec.video == Given.PRIOR:
-        video, prior_mel = inputs.prior
-        mel = prior_mel.float()
+        video = inputs.prior[0]
+        if video.shape[1] >= duration.latent_frames:
+            raise JobError(f"the prior clip's {video.shape[1]} latent frames cover all {duration.latent_frames} of "
+                           f"the {duration.seconds:.4g} s clip: give fewer prior frames or a longer duration")
+    if spec.audio == Given.PRIOR:
+        mel = inputs.prior[1].float()
+        if mel.shape[0] >= duration.mel_frames:
+            raise JobError(f"the prior clip's {mel.shape[0]} mel rows cover all {duration.mel_frames} of the "
+                           f"{duration.seconds:.4g} s clip: give fewer prior rows or a longer duration")
     if video.shape[2:] != reference.shape[2:]:
         raise JobError(f"the {'driving video' if spec.video == Given.ALL else 'prior clip'} latent "
                        f"{tuple(video.shape[2:])} and reference {tuple(reference.shape[2:])} differ in size; encode "

@@ -4,12 +4,19 @@ front end, the training objective and the nodes all read it; none of them branch
 
 One model does every task: they differ only in what is clean conditioning and what is generated.
 
-    task           video given clean          audio given clean    voice      interactions (cond | null)
-    AVG            the reference frame        nothing              -          both | both
-    RAVG           the reference frame        nothing              needed     A2V (V2A: a setting) | both
-    A2V            the reference frame        all of it            -          A2V | A2V
-    V2A            every frame                nothing              -          V2A | V2A
-    CONTINUATION   leading frames (prior)     the rows they cover  optional   both | both
+    task               video given clean          audio given clean    voice      interactions (cond | null)
+    AVG                the reference frame        nothing              -          both | both
+    RAVG               the reference frame        nothing              needed     A2V (V2A: a setting) | both
+    A2V                the reference frame        all of it            -          A2V | A2V
+    V2A                every frame                nothing              -          V2A | V2A
+    CONTINUATION       leading frames (prior)     the rows they cover  optional   both | both
+    A2V_CONTINUATION   leading frames (prior)     all of it            -          A2V | A2V
+    V2A_CONTINUATION   every frame                the prior's rows     -          V2A | V2A
+
+A continuation starts from a prior clip's last latent frames and the mel rows they cover: CONTINUATION
+generates both after them (joint generation with a new transcript), A2V_CONTINUATION the pictures for
+the next slice of a driving audio given whole, V2A_CONTINUATION the speech for the next slice of a video
+given whole. `continued` says which continuation carries a task on.
 
 Modality-Aware CFG turns both interactions off in the unconditional pass of the early steps, whatever
 the task; the table gives the passes of the other steps.
@@ -26,6 +33,8 @@ class Task(enum.IntEnum):
     A2V = 2            # audio-driven video
     V2A = 3            # video-driven audio (dubbing)
     CONTINUATION = 4   # the next frames and audio after a prior clip's, given clean
+    A2V_CONTINUATION = 5   # the next frames after a prior clip's, driven by the next slice of an audio
+    V2A_CONTINUATION = 6   # the next audio after a prior clip's, for the next slice of a video
 
 
 class Given(enum.Enum):
@@ -64,7 +73,8 @@ class TaskSpec:
         """The inputs (keys of INPUT_NAMES) the task cannot run without."""
         return tuple(name for name, needed in (
             ("voice", self.voice == Voice.NEEDED), ("driving_audio", self.audio == Given.ALL),
-            ("driving_video", self.video == Given.ALL), ("prior", self.video == Given.PRIOR)) if needed)
+            ("driving_video", self.video == Given.ALL),
+            ("prior", Given.PRIOR in (self.video, self.audio))) if needed)
 
     @property
     def joint(self) -> bool:
@@ -122,10 +132,25 @@ TASKS = {spec.task: spec for spec in (
     TaskSpec(Task.A2V, "audio-driven video", Given.FIRST, Given.ALL, Voice.UNUSED, a2v=True, v2a=False),
     TaskSpec(Task.V2A, "dubbing", Given.ALL, Given.NONE, Voice.UNUSED, a2v=False, v2a=True),
     TaskSpec(Task.CONTINUATION, "continuation", Given.PRIOR, Given.PRIOR, Voice.OPTIONAL, a2v=True, v2a=True),
+    TaskSpec(Task.A2V_CONTINUATION, "audio-driven video continuation", Given.PRIOR, Given.ALL, Voice.UNUSED,
+             a2v=True, v2a=False),
+    TaskSpec(Task.V2A_CONTINUATION, "dubbing continuation", Given.ALL, Given.PRIOR, Voice.UNUSED, a2v=False,
+             v2a=True),
 )}
 
 # 'auto' takes the first task whose needed inputs are all given: the most specific one.
-AUTO_ORDER = (Task.V2A, Task.A2V, Task.CONTINUATION, Task.RAVG, Task.AVG)
+AUTO_ORDER = (Task.V2A_CONTINUATION, Task.A2V_CONTINUATION, Task.V2A, Task.A2V, Task.CONTINUATION, Task.RAVG,
+              Task.AVG)
+
+
+def continued(task: Task) -> Task:
+    """The task that carries `task` on from a prior clip's end: a modality given whole stays given whole (the
+    next slice of it), the other starts from the prior clip's last frames or rows. A continuation carries itself
+    on."""
+    spec = TASKS[task]
+    carry = lambda given: Given.ALL if given == Given.ALL else Given.PRIOR
+    want = (carry(spec.video), carry(spec.audio))
+    return next(t for t, s in TASKS.items() if (s.video, s.audio) == want)
 
 
 def choose(task: str, given: set[str]) -> Task:

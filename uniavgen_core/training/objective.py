@@ -8,6 +8,8 @@ what is generated, exactly in the layout the model sees at inference:
     A2V           AVG + the whole mel clean (driving audio): video loss only
     V2A           every latent frame clean (driving video): audio loss only
     continuation  k clean leading latent frames and the m mel frames they cover
+    a2v_continuation   k clean leading latent frames and the whole mel clean: video loss only
+    v2a_continuation   every latent frame clean and the m mel frames k frames cover: audio loss only
 
 Generated parts follow the sampler's convention: x_s = (1 - s) x0 + s eps, the model predicts
 eps - x0 at t = 1000 s, with s drawn through the inference shift. Clean parts carry no loss.
@@ -126,8 +128,9 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
             task = Task.AVG
         spec = TASKS[task]
         x0 = e.latent.float()
-        vc = spec.video_cond_frames(frames, prior=min(k, frames - 1))
-        ac = spec.audio_cond_rows(n_mel, prior=min(n_mel - 1, units.mel_frames(units.video_frames(vc))))
+        prior = min(k, frames - 1)              # a continuation's prior clip: its frames and the rows they cover
+        vc = spec.video_cond_frames(frames, prior=prior)
+        ac = spec.audio_cond_rows(n_mel, prior=min(n_mel - 1, units.mel_frames(units.video_frames(prior))))
         voice = spec.voice == Voice.NEEDED      # a voice only where the task cannot do without one
         ref_mel = e.ref_mel.float() if voice else None
         if voice:                               # transcripts as at inference: reference + space + text
