@@ -26,11 +26,11 @@ from ..audio.mel import log_mel, normalise
 from ..frontend.jobs import Job
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, flow, sample, seeded_noise
-from ..sampling.tasks import TASKS, Given, Task
+from ..sampling.tasks import TASKS, Given, Task, Voice
 from ..synthetic.clips import Clip
 
 TIMESTEPS = (200.0, 500.0, 800.0)
-SETUPS = ("avg", "ravg", "a2v", "v2a", "continuation")
+SETUPS = tuple(t.name.lower() for t in Task)     # every task of the table
 
 
 def clean_state(pipe: MiniPipeline, clip: Clip) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,15 +40,21 @@ def clean_state(pipe: MiniPipeline, clip: Clip) -> tuple[torch.Tensor, torch.Ten
 
 def job(pipe: MiniPipeline, setup: str, clip: Clip, seed: int) -> Job:
     """The job of one task for a held-out clip: its first picture, transcript and caption, and what the
-    task takes of the clip (its speech, its pictures, its other sentence's voice, its first half)."""
-    task = Task[setup.upper()]
-    extra = {"ravg": {"voice_wave": clip.ref_wave, "voice_text": clip.ref_text},
-             "a2v": {"driving_wave": clip.wave}, "v2a": {"driving_frames": clip.frames}}.get(setup, {})
-    if TASKS[task].video == Given.PRIOR:         # the clip's first half is the prior clip
+    task takes of the clip (its other sentence's voice, its speech, its pictures, its first half as the
+    prior clip of a continuation)."""
+    spec = TASKS[Task[setup.upper()]]
+    extra = {}
+    if spec.voice == Voice.NEEDED:
+        extra.update(voice_wave=clip.ref_wave, voice_text=clip.ref_text)
+    if spec.audio == Given.ALL:
+        extra["driving_wave"] = clip.wave
+    if spec.video == Given.ALL:
+        extra["driving_frames"] = clip.frames
+    if Given.PRIOR in (spec.video, spec.audio):     # the clip's first half is the prior clip
         latent, mel = clean_state(pipe, clip)
         k = latent.shape[1] // 2
-        extra = {"prior": (latent[:, :k], mel[: units.mel_frames(units.video_frames(k))])}
-    return pipe.job(task, clip.text, clip.caption, clip.frames[0], seed, **extra)
+        extra["prior"] = (latent[:, :k], mel[: units.mel_frames(units.video_frames(k))])
+    return pipe.job(spec.task, clip.text, clip.caption, clip.frames[0], seed, **extra)
 
 
 def guided_velocity(model, requests, params: SamplingParams):
