@@ -1,13 +1,11 @@
 """Long talks: UniAVGen Extend (one more segment after a clip, on the long driver's seam timeline, stitched onto
 it) and UniAVGen Long Sampler (a whole long job in one node through frontend/long.generate_long)."""
-import math
-
 import torch
 
 from uniavgen_core import units
 from uniavgen_core.frontend.jobs import Inputs, JobError, Speech, make_job
-from uniavgen_core.frontend.long import (DEFAULT_OVERLAP, LONG_MAX_SECONDS, SPEAKING_RATE, Segment,
-                                         generate_long)
+from uniavgen_core.frontend.long import (DEFAULT_OVERLAP, LONG_MAX_SECONDS, SPEAKING_RATE, continuation_inputs,
+                                         generate_long, segment_after)
 from uniavgen_core.model.memory import activation_bytes
 from uniavgen_core.sampling.presets import CUSTOM
 
@@ -17,9 +15,6 @@ from .inputs import _tokenizer
 from .lora import APPLIED
 from .sampling import (TASK_CHOICES, check_roles, comfy_sampling_inputs, guidance_inputs, pack_sampling_inputs,
                        prepare, progress, run_sampler)
-
-PICTURES_PER_FRAME = units.TEMPORAL_STRIDE          # every latent frame after the first is 4 pictures (0.25 s)
-
 
 def overlap_input(tooltip: str):
     return ("INT", {"default": DEFAULT_OVERLAP, "min": 1, "max": 40, "tooltip": tooltip})
@@ -135,67 +130,6 @@ class UniAVGenExtend:
                              msg_captions + job.messages + messages + msg_sampling)
 
 
-def segment_after(frames: int, overlap: int, seconds: float, trained: int, wave_samples: int | None,
-                  video_frames: int | None, messages: list[str]) -> Segment:
-    """The segment that carries a clip of `frames` latent frames on, on the long driver's seam timeline: it starts
-    on stitched frame frames - overlap, takes those `overlap` frames as its prior, and adds `seconds` (0: the
-    trained length of `trained` frames less the overlap), shortened to what a driving audio of `wave_samples` or
-    a driving video of `video_frames` latent frames still holds."""
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= frames:
-        raise JobError(f"overlap {overlap!r}: at least 1 and at most the clip's {frames} latent frames")
-    if overlap >= trained and not seconds:
-        raise JobError(f"an overlap of {overlap} latent frames leaves nothing new in this model's {trained}-frame "
-                       f"({units.video_frames(trained) / units.FPS:.2f} s) segments: lower it (default "
-                       f"{DEFAULT_OVERLAP}: 1 s) or give a duration")
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-        raise JobError(f"duration_seconds {seconds!r}: 0 (the trained length) or more")
-    new = trained - overlap if not seconds else max(1, round(seconds * units.FPS / PICTURES_PER_FRAME))
-    if seconds and overlap + new > units.latent_frames(units.MAX_SECONDS * units.FPS + 1):
-        raise JobError(f"a segment of {overlap} + {new} latent frames is longer than one clip may be "
-                       f"({units.MAX_SECONDS} s): give a shorter duration")
-    so_far = units.video_frames(frames)
-    if wave_samples is not None:
-        per_picture = units.SAMPLE_RATE // units.FPS
-        left = wave_samples / per_picture - so_far        # pictures of the recording after the clip so far
-        if left <= 0:
-            raise JobError(f"the driving audio is {wave_samples / units.SAMPLE_RATE:.2f} s and the clip so far "
-                           f"{so_far / units.FPS:.2f} s: there is nothing left to follow")
-        holds = max(1, math.ceil(left / PICTURES_PER_FRAME - 1e-9))
-        if holds < new:
-            messages.append(f"the driving audio ends {left / units.FPS:.2f} s after the clip so far: the new part "
-                            f"is {holds * PICTURES_PER_FRAME / units.FPS:.4g} s")
-            new = holds
-    if video_frames is not None:
-        if video_frames <= frames:
-            raise JobError(f"the video's {units.video_frames(video_frames)} pictures are all dubbed already: the "
-                           f"clip so far has {so_far}")
-        if video_frames - frames < new:
-            messages.append(f"the video ends {(video_frames - frames) * PICTURES_PER_FRAME / units.FPS:.4g} s after "
-                            f"the clip so far: dubbing the rest of it")
-            new = video_frames - frames
-    return Segment(1, frames - overlap, overlap + new, overlap)
-
-
-def continuation_inputs(speech, caption, neg_caption, seed: int, seg: Segment, video: torch.Tensor, rows: torch.Tensor,
-                        reference=None, voice=None, driving_audio=None, driving_video=None) -> Inputs:
-    """The continuation segment's inputs: its prior is the clip's frames from seg.start on and the mel rows they
-    cover (the clip's last ones); the driving audio and video are cut from the whole ones on the seam timeline,
-    as generate_long cuts them."""
-    if reference is None and driving_video is not None:
-        reference = driving_video[:, :1]
-    prior = (video[:, seg.start: seg.start + seg.prior].clone(),
-             rows[seg.mel_start: seg.mel_start + seg.prior_rows].clone())
-    drive_audio = drive_video = None
-    seconds = seg.seconds
-    if driving_audio is not None:
-        first = seg.mel_start * units.HOP
-        drive_audio = driving_audio[first: first + seg.rows * units.HOP]
-    if driving_video is not None:
-        drive_video, seconds = driving_video[:, seg.start: seg.end], None
-    return Inputs(speech, caption, neg_caption, seed, "auto", seconds, reference=reference, voice=voice,
-                  driving_audio=drive_audio, driving_video=drive_video, prior=prior)
-
-
 def speaker(model, speech: Speech):
     """speak(text) -> Speech for each segment's slice of a long transcript, with the same reference transcript."""
     tokenizer = _tokenizer(str(model.model.path))
@@ -262,34 +196,37 @@ class UniAVGenLongSampler:
                         reference=None if reference is None else reference.latent, voice=wave(voice),
                         driving_audio=wave(driving_audio),
                         driving_video=None if driving_video is None else driving_video.latent)
-        mm = host.mm()
-        device = mm.get_torch_device()
-        net = model.model.diffusion_model
-        trained = units.latent_frames(model.model.trained_frames)
-        mel_rows = units.mel_frames(model.model.trained_frames)
-        mm.load_models_gpu([model], memory_required=activation_bytes(
-            net.config, trained, *reference_size(inputs), mel_rows, batch=2, dtype_bytes=net.compute_dtype.itemsize,
-            ref_mel_frames=0))
-        steps_each = params.steps if sigmas is None else len(sigmas) - 1
-        report = progress(device, steps_each)
-        on_step = lambda p: report(p.segment * p.step.steps + p.step.step, p.segments * p.step.steps,
-                                   p.step.denoised_video)
-        try:
-            result = generate_long(net, inputs, model.model.trained_frames, params, speak=speaker(model, speech),
-                                   overlap=overlap, chars_per_second=chars_per_second or None, progress=on_step,
-                                   device=device, sigmas=sigmas)
-        except FloatingPointError as err:
-            loras = model.model_options.get(APPLIED)
-            if not loras:
-                raise
-            raise FloatingPointError(f"{err}. LoRAs applied: {', '.join(loras)}; try without them or at a lower "
-                                     f"strength") from None
-        out = mm.intermediate_device()
+        result = run_long(model, inputs, params, speaker(model, speech), overlap, chars_per_second or None, sigmas)
+        out = host.mm().intermediate_device()
         latent = host.wan22_format().process_out(result.video[None].float()).to(out)
         mel = {"mel": result.audio[None].float().to(out), "seconds": result.seconds}
         shown = [f"segment {i + 1}: “{text}”" for i, text in enumerate(result.texts)] if len(result.texts) > 1 and \
             speech.text.strip() and result.tasks[0].name != "A2V" else []
         return with_messages(({"samples": latent}, mel), msg_captions + result.messages + shown + msg_sampling)
+
+
+def run_long(model, inputs: Inputs, params, speak, overlap: int, chars_per_second, sigmas):
+    """generate_long on ComfyUI's device with its memory manager, one progress bar over every step of every segment
+    (with previews) and its interrupt."""
+    mm = host.mm()
+    device = mm.get_torch_device()
+    net = model.model.diffusion_model
+    trained = model.model.trained_frames
+    mm.load_models_gpu([model], memory_required=activation_bytes(
+        net.config, units.latent_frames(trained), *reference_size(inputs), units.mel_frames(trained), batch=2,
+        dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=0))
+    report = progress(device, params.steps if sigmas is None else len(sigmas) - 1)
+    on_step = lambda p: report(p.segment * p.step.steps + p.step.step, p.segments * p.step.steps,
+                               p.step.denoised_video)
+    try:
+        return generate_long(net, inputs, trained, params, speak=speak, overlap=overlap,
+                             chars_per_second=chars_per_second, progress=on_step, device=device, sigmas=sigmas)
+    except FloatingPointError as err:
+        loras = model.model_options.get(APPLIED)
+        if not loras:
+            raise
+        raise FloatingPointError(f"{err}. LoRAs applied: {', '.join(loras)}; try without them or at a lower "
+                                 f"strength") from None
 
 
 def reference_size(inputs: Inputs) -> tuple[int, int]:
