@@ -165,7 +165,7 @@ class UniAVGenLongSampler:
             "duration_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": float(LONG_MAX_SECONDS), "step": 0.25,
                                  "tooltip": f"Length of the whole video, at most {LONG_MAX_SECONDS} s. 0: the "
                                  f"driving video's, else the driving audio's, else as long as the transcript takes "
-                                 f"to say. A transcript is then spread over the segments by time."}),
+                                 f"to say. With a duration, a transcript is spread over the segments by time."}),
             "overlap": overlap_input(OVERLAP_TIP),
             "chars_per_second": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 40.0, "step": 0.5, "tooltip":
                                  f"Speaking rate that packs the transcript into segments when it sets the length "
