@@ -4,6 +4,7 @@ from .decoding import UniAVGenAudioDecode
 from .examples import install as install_example_inputs  # noqa: F401  (the pack entry point calls it)
 from .folders import register as register_folders  # noqa: F401  (the pack entry point calls it)
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
+from .long import UniAVGenExtend, UniAVGenLongSampler
 from .loaders import UniAVGenConvertModel, UniAVGenModelLoader, UniAVGenVocoderLoader
 from .lora import UniAVGenLoraLoader
 from .sampling import UniAVGenSampler, UniAVGenSchedule
@@ -19,6 +20,8 @@ _NODES = {
     UniAVGenVideoEncode: "UniAVGen Video Encode",
     UniAVGenSampler: "UniAVGen Sampler",
     UniAVGenSchedule: "UniAVGen Schedule",
+    UniAVGenLongSampler: "UniAVGen Long Sampler",
+    UniAVGenExtend: "UniAVGen Extend",
     UniAVGenAudioDecode: "UniAVGen Audio Decode",
     UniAVGenLastFrame: "UniAVGen Last Frame",
     UniAVGenJoinClips: "UniAVGen Join Clips",

@@ -78,6 +78,51 @@ def pack_sampling_inputs() -> dict:
     }
 
 
+def guidance_inputs() -> dict:
+    """The Sampler's steps, shift, seed and guidance widgets, in its order (the Extend and Long Sampler nodes share
+    them)."""
+    return {
+        "steps": steps_input(STEPS_TIP),
+        "shift": shift_input("Timestep shift of the flow-matching schedule (release: 5); with sigmas connected, "
+                             "it places MA-CFG's switch only."),
+        "seed": ("INT", {"default": 2025, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                 "tooltip": "Noise seed; the noise is drawn on the CPU: a seed gives the same clip on any GPU."}),
+        "video_cfg": ("FLOAT", {"default": 3.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
+                      "Guidance strength for the video (release: 3)."}),
+        "audio_cfg": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
+                      "Guidance strength for the audio (release: 2; UniAVGen-mini: 4)."}),
+        "macfg_fraction": fraction_input("Modality-aware CFG: fraction of the first steps whose unconditional "
+                                         "pass has no audio-video interaction, which strengthens lip sync "
+                                         "(release: 0.5); with sigmas, on above where the release's ends."),
+        "slg_layer": ("INT", {"default": 11, "min": -1, "max": 29, "tooltip":
+                      "Layer skipped in the unconditional pass (skip-layer guidance; release: 11). -1 or 0 "
+                      "turns it off, and so does a layer the model does not have (UniAVGen-mini has 6 and is "
+                      "tuned with -1)."}),
+    }
+
+
+def check_roles(voice, driving_audio) -> None:
+    for name, value, role in (("voice", voice, VOICE), ("driving_audio", driving_audio, DRIVING)):
+        if value is not None and value.role != role:
+            raise JobError(f"the audio connected to '{name}' was encoded as '{value.role}'; set the Audio "
+                           f"Encode node's role to '{role}'")
+
+
+def prepare(model, positive, negative, settings: dict, choices: tuple, sampler=None, sigmas=None):
+    """The checks and conversions every sampling node makes before any work: sigmas, sampling parameters and the
+    captions -> (params, caption, neg_caption, caption messages, sampling messages)."""
+    if sigmas is not None:
+        try:
+            check_sigmas(sigmas)
+        except ValueError as err:
+            raise JobError(f"{err} (or connect UniAVGen Schedule, which makes this model's sigmas)") from None
+    params, msg_sampling = sampling_params(settings, choices, sampler, sigmas)
+    cfg = model.model.diffusion_model.config
+    caption, msg_pos = caption_features(positive, cfg.text_dim, cfg.text_len, "positive")
+    neg_caption, msg_neg = caption_features(negative, cfg.text_dim, cfg.text_len, "negative")
+    return params, caption, neg_caption, msg_pos + msg_neg, msg_sampling
+
+
 class UniAVGenSampler:
     DESCRIPTION = ("Generates video and speech together. task auto picks joint generation (AVG), voice cloning "
                    "(RAVG, a voice is connected), audio-driven video (A2V, driving audio) or dubbing (V2A, a "
@@ -104,22 +149,7 @@ class UniAVGenSampler:
                                  "Loader's message shows (the release: 5.06 s, UniAVGen-mini: 3.06 s); this "
                                  "node says so past 1.5 times that. Dubbing (V2A) follows the video: a shorter "
                                  "duration dubs only its start."}),
-            "steps": steps_input(STEPS_TIP),
-            "shift": shift_input("Timestep shift of the flow-matching schedule (release: 5); with sigmas connected, "
-                                 "it places MA-CFG's switch only."),
-            "seed": ("INT", {"default": 2025, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                     "tooltip": "Noise seed; the noise is drawn on the CPU: a seed gives the same clip on any GPU."}),
-            "video_cfg": ("FLOAT", {"default": 3.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
-                          "Guidance strength for the video (release: 3)."}),
-            "audio_cfg": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
-                          "Guidance strength for the audio (release: 2; UniAVGen-mini: 4)."}),
-            "macfg_fraction": fraction_input("Modality-aware CFG: fraction of the first steps whose unconditional "
-                                             "pass has no audio-video interaction, which strengthens lip sync "
-                                             "(release: 0.5); with sigmas, on above where the release's ends."),
-            "slg_layer": ("INT", {"default": 11, "min": -1, "max": 29, "tooltip":
-                          "Layer skipped in the unconditional pass (skip-layer guidance; release: 11). -1 or 0 "
-                          "turns it off, and so does a layer the model does not have (UniAVGen-mini has 6 and is "
-                          "tuned with -1)."}),
+            **guidance_inputs(),
         }, "optional": {
             "reference": ("UNIAVGEN_REFERENCE", {"tooltip": "The face (UniAVGen Reference Image). Not needed for "
                           "dubbing, which uses the video's first frame."}),
@@ -134,21 +164,12 @@ class UniAVGenSampler:
                  audio_cfg, macfg_fraction, slg_layer, reference=None, voice=None, driving_audio=None,
                  driving_video=None, sampler=None, sigmas=None, preset=CUSTOM, solver="euler", schedule="release",
                  cache=0.0):
-        for name, value, role in (("voice", voice, VOICE), ("driving_audio", driving_audio, DRIVING)):
-            if value is not None and value.role != role:
-                raise JobError(f"the audio connected to '{name}' was encoded as '{value.role}'; set the Audio "
-                               f"Encode node's role to '{role}'")
-        if sigmas is not None:
-            try:
-                check_sigmas(sigmas)
-            except ValueError as err:
-                raise JobError(f"{err} (or connect UniAVGen Schedule, which makes this model's sigmas)") from None
-        params, msg_sampling = sampling_params(dict(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
-                                                    macfg_fraction=macfg_fraction, slg_layer=slg_layer),
-                                               (preset, solver, schedule, cache), sampler, sigmas)
+        check_roles(voice, driving_audio)
+        params, caption, neg_caption, msg_captions, msg_sampling = prepare(
+            model, positive, negative, dict(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg,
+                                            macfg_fraction=macfg_fraction, slg_layer=slg_layer),
+            (preset, solver, schedule, cache), sampler, sigmas)
         cfg = model.model.diffusion_model.config
-        caption, msg_pos = caption_features(positive, cfg.text_dim, cfg.text_len, "positive")
-        neg_caption, msg_neg = caption_features(negative, cfg.text_dim, cfg.text_len, "negative")
         wave = lambda audio: None if audio is None else audio.prepared.wave
         inputs = Inputs(speech, caption, neg_caption, seed, task, duration_seconds,
                         reference=None if reference is None else reference.latent, voice=wave(voice),
@@ -161,7 +182,7 @@ class UniAVGenSampler:
         mel = {"mel": result.audio.float().to(out), "seconds": job.duration.seconds}
         height, width = units.pixel_size(job.request.latent_size)
         masks = frame_masks(result.face_masks[0], height, width).to(out)
-        return with_messages(({"samples": latent}, mel, masks), msg_pos + msg_neg + job.messages + msg_sampling)
+        return with_messages(({"samples": latent}, mel, masks), msg_captions + job.messages + msg_sampling)
 
 
 def sampling_params(settings: dict, choices: tuple, sampler=None, sigmas=None) -> tuple[SamplingParams, list]:

@@ -88,6 +88,31 @@ def test_the_overlap_is_a_whole_number_of_frames_from_seconds_and_is_checked():
         frames_for(600.1)
 
 
+def test_the_segment_after_a_clip_is_the_one_the_plan_puts_there():
+    """UniAVGen Extend's segment: after any clip the plan stitched so far, with the trained length, it is the plan's
+    next segment (all but a last one, which takes a longer prior); a driving audio or video that ends sooner
+    shortens the new part, and one that ends before the clip is refused."""
+    for segment in (13, 21):
+        for overlap in (1, 4, segment - 1):
+            segments = plan(segment + 6 * (segment - overlap), segment, overlap)
+            for before, after in zip(segments, segments[1:-1]):
+                messages = []
+                assert long.segment_after(before.end, overlap, 0.0, segment, None, None, messages) == Segment(
+                    1, after.start, after.frames, after.prior) and not messages
+    messages = []
+    seg = long.segment_after(13, 4, 0.0, 13, (units.video_frames(13) + 10) * 1500, None, messages)
+    assert seg.frames - seg.prior == 3 and "driving audio ends 0.62 s after" in messages[0]       # 10 pictures: 3
+    seg = long.segment_after(13, 4, 2.0, 13, None, 16, messages)
+    assert (seg.start, seg.frames, seg.prior) == (9, 7, 4) and "dubbing the rest" in messages[1]
+    assert long.segment_after(13, 4, 2.0, 13, None, None, []).frames == 4 + 8           # 2 s: 8 latent frames
+    with pytest.raises(JobError, match="nothing left to follow"):
+        long.segment_after(13, 4, 0.0, 13, units.video_frames(13) * 1500, None, [])
+    with pytest.raises(JobError, match="all dubbed already"):
+        long.segment_after(13, 4, 0.0, 13, None, 13, [])
+    with pytest.raises(JobError, match="at least 1 and at most the clip's 13"):
+        long.segment_after(13, 14, 2.0, 13, None, None, [])
+
+
 def test_segment_seeds_start_from_the_jobs_seed_and_stay_in_range():
     assert segment_seed(7, 0) == 7
     seeds = [segment_seed(2 ** 64 - 1, n) for n in range(200)]

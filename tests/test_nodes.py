@@ -1009,3 +1009,128 @@ def test_a_picture_with_a_flat_background_is_not_called_flat(comfy):
     assert not any("almost all" in m for m in ui)
     assert not any("almost all" in m for m in messages(comfy, "UniAVGenReferenceImage", image=image(), vae=comfy[
         "vae"], resolution="short side", short_side=64, crop="none", aspect="keep")[1])
+
+
+# ---------------------------------------------------------------- long talks: Extend and Long Sampler
+
+def mini_args(comfy, mini, text="hello there.", **kw):
+    model, vae = mini
+    face, _ = run(comfy, "UniAVGenSyntheticFace", seed=1, size=64)
+    (positive,) = run(comfy, "UniAVGenCaptionEncode", model=model, text="a person talking")
+    (negative,) = run(comfy, "UniAVGenCaptionEncode", model=model, text="")
+    ref = run(comfy, "UniAVGenReferenceImage", image=face, vae=vae, resolution="short side", short_side=64,
+              crop="none", aspect="keep")[0]
+    args = dict(model=model, speech=speech(comfy, model, text), positive=positive, negative=negative, steps=1,
+                shift=5.0, seed=11, video_cfg=3.0, audio_cfg=4.0, macfg_fraction=0.5, slg_layer=-1, reference=ref)
+    args.update(kw)
+    return args
+
+
+def extend_args(args, latent, mel, **kw):
+    out = {k: v for k, v in args.items()}
+    out.update(latent=latent, mel=mel, overlap=4, duration_seconds=0.0)
+    out.update(kw)
+    return out
+
+
+def test_extend_continues_on_the_seam_timeline_and_stitches(comfy, model, monkeypatch):
+    import nodes.long as long
+    from comfy.latent_formats import Wan22
+    (latent, mel, _) = run(comfy, "UniAVGenSampler", **sampler_args(comfy, model, steps=1))      # 3 latent frames
+    seen = []
+    real = long.make_job
+    monkeypatch.setattr(long, "make_job", lambda inputs, *a: seen.append(inputs) or real(inputs, *a))
+    args = {k: v for k, v in sampler_args(comfy, model, steps=1).items() if k not in ("task", "duration_seconds")}
+    (out, out_mel), ui = messages(comfy, "UniAVGenExtend", **extend_args(args, latent, mel, overlap=2,
+                                                                          duration_seconds=0.5))
+    prior_video, prior_mel = seen[0].prior
+    assert torch.allclose(prior_video, Wan22().process_in(latent["samples"])[0, :, 1:], atol=1e-5)
+    # the prior frames 1..2 start on picture 4 = mel row 25 and cover the clip's last 31 rows, up to its end
+    assert torch.equal(prior_mel, mel["mel"][0, 25:]) and prior_mel.shape[0] == 56 - 25
+    assert seen[0].seconds == 13 / 16                                          # 2 prior + 2 new frames
+    assert out["samples"].shape == (1, 48, 5, 4, 6) and out_mel["mel"].shape == (1, 25 * 5 - 19, 80)
+    assert torch.equal(out["samples"][:, :, :3], latent["samples"]) and torch.equal(out_mel["mel"][:, :56], mel["mel"])
+    assert out_mel["seconds"] == 17 / 16
+    assert ui[0] == "task: CONTINUATION" and any("0.5 s after the 0.5625 s so far" in m for m in ui), ui
+
+
+@pytest.mark.parametrize("task", ["AVG", "A2V", "V2A"])
+def test_two_extends_equal_one_long_job_of_the_same_segments(comfy, mini, monkeypatch, task):
+    """Sampler -> Extend -> Extend with each segment's seed and transcript is the Long Sampler's job."""
+    import nodes.long as long
+    from comfy.latent_formats import Wan22
+    from uniavgen_core.frontend.long import segment_seed
+    text = "hello there. how are you today? i am fine, thank you."
+    drive = None
+    if task == "A2V":
+        (drive,) = run(comfy, "UniAVGenAudioEncode", audio=tone200(121 / 16, 24000, 1), role="driving audio (A2V)")
+    extra = {} if drive is None else dict(driving_audio=drive)
+    if task == "V2A":
+        (video, _) = run(comfy, "UniAVGenVideoEncode", images=image(frames=121), fps=16.0, vae=mini[1],
+                         resolution="short side", short_side=64)
+        extra = dict(driving_video=video, reference=None)
+    args = mini_args(comfy, mini, text, **extra)
+    results = []
+    real = long.generate_long
+    monkeypatch.setattr(long, "generate_long", lambda *a, **k: results.append(real(*a, **k)) or results[-1])
+    (whole, whole_mel), _ = messages(comfy, "UniAVGenLongSampler", **args, task="auto", overlap=4,
+                                     duration_seconds=121 / 16, chars_per_second=0.0)
+    result = results[0]
+    assert [(s.start, s.frames, s.prior) for s in result.segments] == [(0, 13, 0), (9, 13, 4), (18, 13, 4)]
+    assert whole["samples"].shape[2] == 31 and whole_mel["mel"].shape[1] == 25 * 31 - 19
+    assert [t.name for t in result.tasks] == [task] + [f"{task}_CONTINUATION".replace("AVG_", "")] * 2
+    say = lambda i: speech(comfy, mini[0], result.texts[i]) if task != "A2V" else args["speech"]
+    (latent, mel, _) = run(comfy, "UniAVGenSampler", **dict(args, speech=say(0)), task="auto",
+                           duration_seconds=49 / 16)
+    for i in (1, 2):
+        latent, mel = run(comfy, "UniAVGenExtend", **extend_args(args, latent, mel, speech=say(i),
+                                                                  seed=segment_seed(11, i)))
+    assert latent["samples"].shape == whole["samples"].shape and mel["mel"].shape == whole_mel["mel"].shape
+    assert torch.allclose(Wan22().process_in(latent["samples"]), Wan22().process_in(whole["samples"]), atol=1e-4)
+    assert torch.allclose(mel["mel"], whole_mel["mel"], atol=1e-4)
+
+
+def test_the_long_sampler_makes_the_whole_length_with_progress_and_interrupt(comfy, mini):
+    args = mini_args(comfy, mini, "hello there. how are you today? i am fine, thank you. and you? good.")
+    comfy["utils"].updates.clear()
+    (latent, mel), ui = messages(comfy, "UniAVGenLongSampler", **args, task="auto", overlap=4, duration_seconds=0.0,
+                                 chars_per_second=6.0)
+    segments = int(ui[0].split()[0])
+    frames = 13 + (segments - 1) * 9
+    assert segments >= 2 and latent["samples"].shape == (1, 48, frames, 4, 4)
+    assert mel["mel"].shape == (1, 25 * frames - 19, 80) and mel["seconds"] == (4 * frames - 3) / 16
+    assert [u[:2] for u in comfy["utils"].updates] == [(i + 1, segments) for i in range(segments)]
+    assert any(m.startswith("segment 2: ") for m in ui)
+    (drive,) = run(comfy, "UniAVGenAudioEncode", audio=tone200(5.0, 24000, 1), role="driving audio (A2V)")
+    (latent, mel), ui = messages(comfy, "UniAVGenLongSampler", **dict(args, driving_audio=drive), task="auto",
+                                 overlap=4, duration_seconds=0.0, chars_per_second=0.0)
+    assert latent["samples"].shape[2] == 21 and ui[0].startswith("2 segments")            # 5 s: 81 pictures
+    comfy["mm"].interrupt_current_processing(True)
+    with pytest.raises(comfy["mm"].InterruptProcessingException):
+        run(comfy, "UniAVGenLongSampler", **args, task="auto", overlap=4, duration_seconds=0.0, chars_per_second=0.0)
+    assert not comfy["mm"].processing_interrupted()
+
+
+def test_extend_and_long_sampler_explain_bad_inputs(comfy, mini):
+    from uniavgen_core.frontend.jobs import JobError
+    args = mini_args(comfy, mini)
+    (latent, mel, _) = run(comfy, "UniAVGenSampler", **args, task="auto", duration_seconds=49 / 16)
+    with pytest.raises(JobError, match="connect the latent and the mel of the same clip"):
+        run(comfy, "UniAVGenExtend", **extend_args(args, latent, {"mel": mel["mel"][:, :-1]}))
+    with pytest.raises(JobError, match="leaves nothing new"):
+        run(comfy, "UniAVGenExtend", **extend_args(args, latent, mel, overlap=13))
+    with pytest.raises(JobError, match="expected the LATENT of one clip"):
+        run(comfy, "UniAVGenExtend", **extend_args(args, {"samples": torch.zeros(1, 48, 4, 4)}, mel))
+    (drive,) = run(comfy, "UniAVGenAudioEncode", audio=tone200(2.0, 24000, 1), role="driving audio (A2V)")
+    with pytest.raises(JobError, match="nothing left to follow"):
+        run(comfy, "UniAVGenExtend", **extend_args(args, latent, mel, driving_audio=drive))
+    (voice,) = run(comfy, "UniAVGenAudioEncode", audio=tone200(1.0, 24000, 1), role="reference voice (RAVG)")
+    with pytest.raises(JobError, match="encoded as 'reference voice"):
+        run(comfy, "UniAVGenExtend", **extend_args(args, latent, mel, driving_audio=voice))
+    long_args = dict(args, task="auto", overlap=4, duration_seconds=0.0, chars_per_second=0.0)
+    with pytest.raises(JobError, match="at most 600 s"):
+        run(comfy, "UniAVGenLongSampler", **dict(long_args, duration_seconds=700.0))
+    with pytest.raises(JobError, match="overlap 13"):
+        run(comfy, "UniAVGenLongSampler", **dict(long_args, overlap=13, duration_seconds=8.0))
+    with pytest.raises(JobError, match="needs a reference face"):
+        run(comfy, "UniAVGenLongSampler", **dict(long_args, reference=None))

@@ -25,7 +25,7 @@ def specs():
 
 def test_committed_files_are_what_the_graphs_build():
     rendered = bw.render()
-    assert len(rendered) == 12 and len(API) == len(UI) == 6
+    assert len(rendered) == 14 and len(API) == len(UI) == 7
     for path, text in rendered.items():
         assert path.read_text() == text, f"{path.name} is stale: run python tools/build_workflows.py"
 
@@ -348,3 +348,21 @@ def test_each_template_has_its_thumbnail(path):
 def test_thumbnails_differ():
     cards = [p.with_suffix(".jpg").read_bytes() for p in UI]
     assert len(set(cards)) == len(cards)
+
+
+def test_the_long_templates_say_a_long_transcript_and_chain_an_extend():
+    """6: one Long Sampler on a transcript longer than one segment holds, decoded once; 7: the Sampler's clip
+    carried on by an Extend with its own words, the Extend's stitched result decoded once."""
+    from uniavgen_core.frontend.long import pack_transcript
+    graph = wg.long_talk()
+    (long_id,) = [k for k, (cls, _) in graph.items() if cls == "UniAVGenLongSampler"]
+    words = graph[graph[long_id][1]["speech"][0]][1]["text"]
+    assert len(pack_transcript(words, 81 / 16, 68 / 16, 15.0)) >= 3          # the release's segments
+    assert {graph[k][1]["samples"] for k, (cls, _) in graph.items() if cls == "VAEDecode"} == {(long_id, 0)}
+    graph = wg.long_extend()
+    (sampler,) = [k for k, (cls, _) in graph.items() if cls == "UniAVGenSampler"]
+    (extend,) = [k for k, (cls, inputs) in graph.items() if cls == "UniAVGenExtend"]
+    assert graph[extend][1]["latent"] == (sampler, 0) and graph[extend][1]["mel"] == (sampler, 1)
+    assert graph[extend][1]["speech"] != graph[sampler][1]["speech"]
+    assert {graph[k][1]["samples"] for k, (cls, _) in graph.items() if cls == "VAEDecode"} == {(extend, 0)}
+    assert not {cls for cls, _ in graph.values()} & {"UniAVGenLastFrame", "UniAVGenJoinClips"}

@@ -133,7 +133,8 @@ NEGATIVE_TEXT_BOX = 58       # an empty negative caption
 PREVIEW_H = {"LoadImage": 232, "LoadVideo": 322}
 # The Sampler: room for its widest widget row, and narrow enough that the long form's two samplers side by side at
 # zoom 0.6 stay left of 1.27's minimap (at 249 or more they reach it).
-WIDTH = {"LoadVideo": 330, "SaveVideo": 220, "UniAVGenSampler": 240, "UniAVGenSpeechText": 270,
+WIDTH = {"LoadVideo": 330, "SaveVideo": 220, "UniAVGenSampler": 240, "UniAVGenExtend": 240,
+         "UniAVGenLongSampler": 240, "UniAVGenSpeechText": 270,
          "CLIPTextEncode": 270, "UniAVGenCaptionEncode": 270, "UniAVGenReferenceImage": 260, "LoadImage": 230,
          "CreateVideo": 220, "SaveAudio": 240, "UniAVGenAudioEncode": 260, "UniAVGenVideoEncode": 260}
 PLUMBING_W = 200             # nodes without widgets (VAE Decode, Audio Decode, Join Clips...)
@@ -141,6 +142,7 @@ HIDDEN_ROW = 16              # what a hidden widget (short_side) still adds to t
 # The frontend widens a node to its title: 14 px text, about 7.5 px a character, plus 20.
 VIDEO_PREVIEW_MARGIN = 4     # Save Video's preview: a square as wide as the node, less this
 MESSAGE_ROOM = {"UniAVGenSampler": 60,      # one line ("task: AVG"); the frontend grows it by 4 more: fine
+                "UniAVGenExtend": 60, "UniAVGenLongSampler": 60,
                 "UniAVGenModelLoader": 84}  # two lines ("trained on 3.06 s clips (49 frames)")
 # Notes: the frontend's Markdown at 10 px (its default text size), fitted to what both frontends draw: about
 # 4.8 px a character, 12 px a line, paragraphs 10 px apart, the heading 24 px, code in 6 px characters.
@@ -148,7 +150,7 @@ NOTE_W = 340
 # The long form has too many nodes to show open at a readable zoom: its plumbing (nodes without settings to change,
 # and Create Video, whose fps must stay 16) opens collapsed to its title bar, which the frontend draws about
 # 7.5 px a character of title + 60 wide (min(size, measured title + 2 x 30)).
-COLLAPSED = {"uniavgen_long_form_chained": {"VAEDecode", "UniAVGenAudioDecode", "CreateVideo", "UniAVGenLastFrame"}}
+COLLAPSED = {"uniavgen_long_extend": {"VAEDecode", "UniAVGenAudioDecode", "CreateVideo"}}
 TITLE_CHAR = 7.5
 NOTE_CHAR, NOTE_LINE, NOTE_PARA, NOTE_HEAD, NOTE_CODE_CHAR, NOTE_PAD = 4.8, 12, 10, 24, 6.0, 14
 

@@ -181,9 +181,12 @@ def real_cards() -> dict[str, Image.Image]:
             ("picture", face, "your picture"), ("sound", speech, "your speech")], "video lip-synced to it"),
         "uniavgen_v2a_dubbing": real_card("Dubbing a video", [
             ("picture", clip_frame, "your video"), words], "new speech that follows the lips"),
-        "uniavgen_long_form_chained": real_card("Long form: chained clips", [
+        "uniavgen_long_talk": real_card("Long talk", [
+            ("picture", face, "your picture"), ("text", '"Over the past week... out to the islands."',
+                                                "a long transcript")], "minutes of video, one voice"),
+        "uniavgen_long_extend": real_card("Long talk, part by part", [
             ("picture", face, "your picture"), ("text", '"Over the past week..." then "And tomorrow..."',
-                                                "two transcripts")], "one long video, one voice"),
+                                                "each part's words")], "one long video, one voice"),
     }
 
 

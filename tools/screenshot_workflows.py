@@ -27,7 +27,7 @@ from playwright.async_api import async_playwright
 REPO = Path(__file__).resolve().parents[1]
 WINDOW = {"width": 1280, "height": 800}
 DOCS = {"2. Talking video with its speech (AVG)": "workflow_avg.png",
-        "6. Long form, two chained clips": "workflow_long_form.png"}
+        "6. Long talk from a transcript (Long Sampler)": "workflow_long_form.png"}
 MINI = "1. Mini demo, nothing to download"
 # What the frontend draws over the canvas (1.27 and 1.58 class names), read from the page for each version.
 COVERS = (".comfyui-menu, .workflow-tabs-container, .side-tool-bar-container, .actionbar, .minimap-main-container, "

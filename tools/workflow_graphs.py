@@ -110,22 +110,45 @@ def v2a():
     return g
 
 
-def long_form():
-    """Two clips chained: clip 1's last frame is clip 2's face, clip 1's voice is clip 2's voice. Only the joined
-    clip is saved (clip 1 alone is what the AVG workflow makes), so that the whole graph shows in the first screen."""
-    g = {k: v for k, v in avg().items() if k <= 12}           # models, inputs, sampler and clip 1's decoders
-    g[20] = ("UniAVGenLastFrame", dict(images=(11, 0)))
-    _reference(g, 21, (20, 0))
-    g[22] = ("UniAVGenAudioEncode", dict(audio=(12, 0), role="reference voice (RAVG)"))
-    g[23] = ("UniAVGenSpeechText", dict(model=(1, 0), text="And tomorrow we are going to the sea, all of us together.",
-                                        language="auto", reference_text=TEXT))
-    g[24] = ("UniAVGenSampler", dict(model=(1, 0), speech=(23, 0), positive=(5, 0), negative=(6, 0), reference=(21, 0),
-                                     voice=(22, 0), **dict(SAMPLER, seed=2026)))
-    g[25] = ("VAEDecode", dict(samples=(24, 0), vae=(3, 0)))
-    g[26] = ("UniAVGenAudioDecode", dict(vocoder=(2, 0), mel=(24, 1)))
-    g[27] = ("UniAVGenJoinClips", dict(images_1=(11, 0), audio_1=(12, 0), images_2=(25, 0), audio_2=(26, 0)))
-    g[30] = ("CreateVideo", dict(images=(27, 0), fps=16.0, audio=(27, 1)))
-    g[31] = ("SaveVideo", dict(video=(30, 0), filename_prefix="UniAVGen/long_form", format="auto", codec="auto"))
+LONG_TEXT = ("Over the past week it has been raining nonstop, but the sun is finally breaking through today! "
+             "This morning I walked down to the harbour, and the boats were already heading out. "
+             "The fishermen told me the sea has been calm since dawn, which is rare this time of year. "
+             "Tomorrow we are going to the sea, all of us together, and we will stay until the evening. "
+             "If the weather holds, we might even take a boat out to the islands.")
+LONG = dict(task="auto", duration_seconds=0.0, overlap=4, chars_per_second=0.0,
+            **{k: v for k, v in SAMPLER.items() if k not in ("task", "duration_seconds")})
+EXTEND = dict(overlap=4, duration_seconds=0.0, **{k: v for k, v in SAMPLER.items() if k not in ("task",
+                                                                                              "duration_seconds")})
+PARTS = ("And tomorrow we are going to the sea, all of us together.",)
+
+
+def long_talk():
+    """A long transcript said in one node: the Long Sampler cuts it into segments of the trained length that carry on
+    from each other, and the stitched latent and mel are decoded once."""
+    g = {}
+    _models(g)
+    g[7] = ("LoadImage", dict(image="uniavgen_face.png"))
+    _reference(g, 8, (7, 0))
+    g[9] = ("UniAVGenSpeechText", dict(model=(1, 0), text=LONG_TEXT, language="auto", reference_text=""))
+    g[10] = ("UniAVGenLongSampler", dict(model=(1, 0), speech=(9, 0), positive=(5, 0), negative=(6, 0),
+                                         reference=(8, 0), **LONG))
+    _video(g, 10, 11, "long_talk")
+    return g
+
+
+def long_extend():
+    """A talk part by part: clip 1 from the Sampler, then each UniAVGen Extend says its own words after the clip so
+    far, from its last second, and outputs the whole clip so far; the last one is decoded once."""
+    g = {k: v for k, v in avg().items() if k <= 10}           # models, face, clip 1's words and sampler
+    source = 10
+    for i, text in enumerate(PARTS):
+        words, extend = 20 + 2 * i, 21 + 2 * i
+        g[words] = ("UniAVGenSpeechText", dict(model=(1, 0), text=text, language="auto", reference_text=""))
+        g[extend] = ("UniAVGenExtend", dict(model=(1, 0), speech=(words, 0), positive=(5, 0), negative=(6, 0),
+                                            latent=(source, 0), mel=(source, 1), reference=(8, 0),
+                                            **dict(EXTEND, seed=2026 + i)))
+        source = extend
+    _video(g, source, 11, "long_extend")
     return g
 
 
@@ -160,7 +183,8 @@ WORKFLOWS = {
     "uniavgen_ravg_voice_clone": ("3. Voice clone (RAVG)", ravg),
     "uniavgen_a2v_audio_driven": ("4. Lip sync to your audio (A2V)", a2v),
     "uniavgen_v2a_dubbing": ("5. Dubbing a video (V2A)", v2a),
-    "uniavgen_long_form_chained": ("6. Long form, two chained clips", long_form),
+    "uniavgen_long_talk": ("6. Long talk from a transcript (Long Sampler)", long_talk),
+    "uniavgen_long_extend": ("7. Long talk, part by part (Extend)", long_extend),
 }
 
 # Node titles where the class name alone would be ambiguous (two text encoders) or says too little.
@@ -169,10 +193,11 @@ TITLES = {
     "UniAVGenCaptionEncode": {5: "Caption: describe the face", 6: "Negative caption"},
     "CreateVideo": {17: "Face mask video (with the speech)"},
     "SaveVideo": {18: "Save the face mask video"},
-    "UniAVGenSampler": {24: "UniAVGen Sampler, clip 2"},
+    "UniAVGenExtend": {21: "UniAVGen Extend, part 2"},
+    "UniAVGenSpeechText": {20: "Speech Text, part 2"},
 }
 
-# The groups a workflow is drawn in, left to right, and the classes in each. Long form: nodes 20+ are clip 2.
+# The groups a workflow is drawn in, left to right, and the classes in each.
 STAGES = (
     ("Models", {"UniAVGenModelLoader", "UniAVGenVocoderLoader", "VAELoader", "CLIPLoader",
                 "UniAVGenVideoCodecLoader", "UniAVGenLoraLoader"}),
@@ -180,20 +205,18 @@ STAGES = (
                                         "LoadVideo", "GetVideoComponents", "UniAVGenReferenceImage",
                                         "UniAVGenSpeechText", "UniAVGenAudioEncode", "UniAVGenVideoEncode",
                                         "UniAVGenSyntheticFace", "UniAVGenLastFrame"}),
-    ("Generate", {"UniAVGenSampler"}),
+    ("Generate", {"UniAVGenSampler", "UniAVGenLongSampler", "UniAVGenExtend"}),
     ("Decode and save", {"VAEDecode", "UniAVGenAudioDecode", "CreateVideo", "SaveVideo", "SaveAudio",
                          "MaskToImage", "UniAVGenJoinClips"}),
 )
-CLIP_2 = "Clip 2: clip 1's last frame, in clip 1's voice"
+PARTS_TITLE = "Part 2: its words"
 
 
 def stage(workflow: str, node_id: int, cls: str) -> str:
-    """The group of a node. Long form: clip 2's face, voice and words have their own group; both clips' samplers
-    are in "Generate", side by side (one above the other, they do not fit the first screen at a readable zoom),
-    and both clips' decoders, the join and the save in "Decode and save"."""
+    """The group of a node. Part by part: the later parts' words have their own group."""
     name = next(name for name, classes in STAGES if cls in classes)
-    if workflow == "uniavgen_long_form_chained" and node_id >= 20 and name not in ("Generate", "Decode and save"):
-        return CLIP_2
+    if workflow == "uniavgen_long_extend" and node_id >= 20 and name not in ("Generate", "Decode and save"):
+        return PARTS_TITLE
     return name
 
 
@@ -247,13 +270,19 @@ lips, and keeps the pictures. The shipped `uniavgen_clip.mp4` is a 5-second synt
 skin, curly red hair, white shirt, orange background) and the caption describes it.
 
 """ + _REAL_DOWNLOADS,
-    "uniavgen_long_form_chained": """## Long form: two chained clips
+    "uniavgen_long_talk": """## Long talk from a transcript
 
-Clip 1 is an AVG clip. Clip 2 starts on clip 1's last frame (**UniAVGen Last Frame**) and speaks in clip 1's
-voice (its audio, with clip 1's transcript as reference_text). **UniAVGen Join Clips** drops the repeated
-frame and its 1/16 s of audio, so the sound stays in step. Add clips by copying the clip 2 group and clip 2's
-sampler.
-""" + _SHIPPED_FACE + """
+**UniAVGen Long Sampler** says a long transcript, up to 10 minutes: it cuts the job into segments of the
+model's trained length, each taking the last second of the one before as its start, and stitches one latent
+and one mel, decoded once. Each segment gets the next whole sentences (a line each when the text has line
+breaks); duration 0 takes as long as the words need. """ + _SHIPPED_FACE + """
+
+""" + _REAL_DOWNLOADS,
+    "uniavgen_long_extend": """## Long talk, part by part
+
+Part 1 is an AVG clip. Each **UniAVGen Extend** says its own words after the clip so far, starting from its
+last second (overlap), and outputs the whole clip so far: chain more parts by copying the Extend and its
+Speech Text onto the last Extend's outputs, and decode the last one. """ + _SHIPPED_FACE + """
 
 """ + _REAL_DOWNLOADS,
 }

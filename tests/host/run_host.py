@@ -43,6 +43,8 @@ TINY = units.Duration.from_seconds(TINY_SECONDS)
 FRAMES, MEL = TINY.video_frames, TINY.mel_frames
 MINI = "uniavgen_mini_demo"                # runs as shipped: small enough for a CPU, nothing downloaded
 MINI_FRAMES, MINI_SIZE = units.Duration.from_seconds(3.0625).video_frames, 128
+LONG_PICTURES = 97                         # the Long Sampler's tiny job: 6.06 s, two segments of the tiny DiT's 81
+EXTEND_FRAMES, EXTEND_OVERLAP = 2, 2       # the Extend's tiny part: 0.5 s after the clip's last 2 latent frames
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,10 @@ class Expected:
 def expected(name: str) -> Expected:
     if name == MINI:
         return Expected((MINI_FRAMES,), (MINI_SIZE, MINI_SIZE), 0, 0)
-    if "long_form" in name:                # saves the joined clip only
-        return Expected((2 * FRAMES - 1,), None, 0, 0)
+    if name == "uniavgen_long_talk":       # saves the stitched video only: two segments of the trained length
+        return Expected((units.video_frames(units.latent_frames(LONG_PICTURES)),), None, 0, 0)
+    if name == "uniavgen_long_extend":     # the Sampler's clip and EXTEND_FRAMES more latent frames, decoded once
+        return Expected((FRAMES + units.TEMPORAL_STRIDE * EXTEND_FRAMES,), None, 0, 0)
     return Expected((FRAMES,), None, MEL * HOP, FRAMES)
 
 
@@ -76,6 +80,11 @@ def tiny(api: dict) -> dict:
             inputs.update(resolution="short side", short_side=64)
         elif kind == "UniAVGenSampler":
             inputs.update(duration_seconds=TINY_SECONDS, steps=2)
+        elif kind == "UniAVGenLongSampler":
+            inputs.update(duration_seconds=LONG_PICTURES / FPS, steps=2)
+        elif kind == "UniAVGenExtend":
+            inputs.update(duration_seconds=EXTEND_FRAMES * units.TEMPORAL_STRIDE / FPS, overlap=EXTEND_OVERLAP,
+                          steps=2)
         elif kind == "UniAVGenModelLoader":
             inputs.update(model=f"{DIT}/", weight_dtype="fp32")
         elif kind == "UniAVGenVocoderLoader" and inputs["vocoder"] != "griffin-lim (weight-free)":

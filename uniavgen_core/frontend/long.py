@@ -448,3 +448,66 @@ def _segment_inputs(inputs: Inputs, spec, seg: Segment, task: Task, text: str, s
         change["prior"] = (video[:, seg.start: seg.start + seg.prior].clone(),
                            audio[seg.mel_start: seg.mel_start + seg.prior_rows].clone())
     return dataclasses.replace(inputs, **change)
+
+
+# ---------------------------------------------------------------- one segment after a clip (UniAVGen Extend)
+
+def segment_after(frames: int, overlap: int, seconds: float, trained: int, wave_samples: int | None,
+                  video_frames: int | None, messages: list[str]) -> Segment:
+    """The segment that carries a clip of `frames` latent frames on, on the long driver's seam timeline: it starts
+    on stitched frame frames - overlap, takes those `overlap` frames as its prior, and adds `seconds` (0: the
+    trained length of `trained` frames less the overlap), shortened to what a driving audio of `wave_samples` or
+    a driving video of `video_frames` latent frames still holds."""
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= frames:
+        raise JobError(f"overlap {overlap!r}: at least 1 and at most the clip's {frames} latent frames")
+    if overlap >= trained and not seconds:
+        raise JobError(f"an overlap of {overlap} latent frames leaves nothing new in this model's {trained}-frame "
+                       f"({units.video_frames(trained) / units.FPS:.2f} s) segments: lower it (default "
+                       f"{DEFAULT_OVERLAP}: 1 s) or give a duration")
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise JobError(f"duration_seconds {seconds!r}: 0 (the trained length) or more")
+    new = trained - overlap if not seconds else max(1, round(seconds * units.FPS / units.TEMPORAL_STRIDE))
+    if seconds and overlap + new > units.latent_frames(units.MAX_SECONDS * units.FPS + 1):
+        raise JobError(f"a segment of {overlap} + {new} latent frames is longer than one clip may be "
+                       f"({units.MAX_SECONDS} s): give a shorter duration")
+    so_far = units.video_frames(frames)
+    if wave_samples is not None:
+        per_picture = units.SAMPLE_RATE // units.FPS
+        left = wave_samples / per_picture - so_far        # pictures of the recording after the clip so far
+        if left <= 0:
+            raise JobError(f"the driving audio is {wave_samples / units.SAMPLE_RATE:.2f} s and the clip so far "
+                           f"{so_far / units.FPS:.2f} s: there is nothing left to follow")
+        holds = max(1, math.ceil(left / units.TEMPORAL_STRIDE - 1e-9))
+        if holds < new:
+            messages.append(f"the driving audio ends {left / units.FPS:.2f} s after the clip so far: the new part "
+                            f"is {holds * units.TEMPORAL_STRIDE / units.FPS:.4g} s")
+            new = holds
+    if video_frames is not None:
+        if video_frames <= frames:
+            raise JobError(f"the video's {units.video_frames(video_frames)} pictures are all dubbed already: the "
+                           f"clip so far has {so_far}")
+        if video_frames - frames < new:
+            messages.append(f"the video ends {(video_frames - frames) * units.TEMPORAL_STRIDE / units.FPS:.4g} s after "
+                            f"the clip so far: dubbing the rest of it")
+            new = video_frames - frames
+    return Segment(1, frames - overlap, overlap + new, overlap)
+
+
+def continuation_inputs(speech, caption, neg_caption, seed: int, seg: Segment, video: torch.Tensor, rows: torch.Tensor,
+                        reference=None, voice=None, driving_audio=None, driving_video=None) -> Inputs:
+    """The continuation segment's inputs: its prior is the clip's frames from seg.start on and the mel rows they
+    cover (the clip's last ones); the driving audio and video are cut from the whole ones on the seam timeline,
+    as generate_long cuts them."""
+    if reference is None and driving_video is not None:
+        reference = driving_video[:, :1]
+    prior = (video[:, seg.start: seg.start + seg.prior].clone(),
+             rows[seg.mel_start: seg.mel_start + seg.prior_rows].clone())
+    drive_audio = drive_video = None
+    seconds = seg.seconds
+    if driving_audio is not None:
+        first = seg.mel_start * units.HOP
+        drive_audio = driving_audio[first: first + seg.rows * units.HOP]
+    if driving_video is not None:
+        drive_video, seconds = driving_video[:, seg.start: seg.end], None
+    return Inputs(speech, caption, neg_caption, seed, "auto", seconds, reference=reference, voice=voice,
+                  driving_audio=drive_audio, driving_video=drive_video, prior=prior)
