@@ -12,9 +12,8 @@ from uniavgen_core.sampling.presets import CUSTOM
 from . import host
 from .common import CATEGORY, with_messages
 from .inputs import _tokenizer
-from .lora import APPLIED
 from .sampling import (TASK_CHOICES, check_roles, comfy_sampling_inputs, guidance_inputs, pack_sampling_inputs,
-                       prepare, progress, run_sampler)
+                       naming_loras, prepare, progress, run_sampler, source_inputs)
 
 def overlap_input(tooltip: str):
     return ("INT", {"default": DEFAULT_OVERLAP, "min": 1, "max": 40, "tooltip": tooltip})
@@ -83,15 +82,12 @@ class UniAVGenExtend:
                                  "Long Sampler does. A driving audio or video that ends sooner shortens it."}),
             **guidance_inputs(),
         }, "optional": {
-            "reference": ("UNIAVGEN_REFERENCE", {"tooltip": "The face of the first clip (UniAVGen Reference Image). "
-                          "Not needed for dubbing, which uses the video's first frame."}),
-            "voice": ("UNIAVGEN_AUDIO", {"tooltip": "A reference voice to clone, as given to the first clip "
-                      "(UniAVGen Audio Encode, role reference voice)."}),
-            "driving_audio": ("UNIAVGEN_AUDIO", {"tooltip": "The whole recording the first clip was driven by "
-                              "(UniAVGen Audio Encode, role driving audio): the new part follows it on from where "
-                              "the clip so far ends."}),
-            "driving_video": ("UNIAVGEN_VIDEO", {"tooltip": "The whole video being dubbed (UniAVGen Video Encode): "
-                              "the new part dubs it on from where the clip so far ends."}),
+            **source_inputs("The face of the first clip (UniAVGen Reference Image). Not needed for dubbing, which "
+                            "uses the video's first frame.", "The whole recording the first clip was driven by "
+                            "(UniAVGen Audio Encode, role driving audio): the new part follows it on from where the "
+                            "clip so far ends.", "The whole video being dubbed (UniAVGen Video Encode): the new part "
+                            "dubs it on from where the clip so far ends.", voice="A reference voice to clone, as "
+                            "given to the first clip (UniAVGen Audio Encode, role reference voice)."),
             **comfy_sampling_inputs(), **pack_sampling_inputs(),
         }}
 
@@ -173,12 +169,10 @@ class UniAVGenLongSampler:
                                  f"({SPEAKING_RATE['en']:g}; Chinese {SPEAKING_RATE['zh']:g})."}),
             **guidance_inputs(),
         }, "optional": {
-            "reference": ("UNIAVGEN_REFERENCE", {"tooltip": "The face (UniAVGen Reference Image), the same for "
-                          "every segment. Not needed for dubbing, which uses the video's first frame."}),
-            "voice": ("UNIAVGEN_AUDIO", {"tooltip": "A reference voice to clone (UniAVGen Audio Encode)."}),
-            "driving_audio": ("UNIAVGEN_AUDIO", {"tooltip": "A long recording to lip-sync the video to (UniAVGen "
-                              "Audio Encode, role driving audio)."}),
-            "driving_video": ("UNIAVGEN_VIDEO", {"tooltip": "A long video to dub (UniAVGen Video Encode)."}),
+            **source_inputs("The face (UniAVGen Reference Image), the same for every segment. Not needed for "
+                            "dubbing, which uses the video's first frame.", "A long recording to lip-sync the video "
+                            "to (UniAVGen Audio Encode, role driving audio).", "A long video to dub (UniAVGen Video "
+                            "Encode)."),
             "sigmas": comfy_sampling_inputs()["sigmas"],
             **pack_sampling_inputs(),
         }}
@@ -218,15 +212,9 @@ def run_long(model, inputs: Inputs, params, speak, overlap: int, chars_per_secon
     report = progress(device, params.steps if sigmas is None else len(sigmas) - 1)
     on_step = lambda p: report(p.segment * p.step.steps + p.step.step, p.segments * p.step.steps,
                                p.step.denoised_video)
-    try:
+    with naming_loras(model):
         return generate_long(net, inputs, trained, params, speak=speak, overlap=overlap,
                              chars_per_second=chars_per_second, progress=on_step, device=device, sigmas=sigmas)
-    except FloatingPointError as err:
-        loras = model.model_options.get(APPLIED)
-        if not loras:
-            raise
-        raise FloatingPointError(f"{err}. LoRAs applied: {', '.join(loras)}; try without them or at a lower "
-                                 f"strength") from None
 
 
 def reference_size(inputs: Inputs) -> tuple[int, int]:

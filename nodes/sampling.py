@@ -1,6 +1,8 @@
 """The sampler node: one UniAVGen generation, video latent + mel + face masks out; the schedule node: its
 noise levels as ComfyUI SIGMAS."""
 
+import contextlib
+
 import torch
 
 from uniavgen_core import units
@@ -51,6 +53,17 @@ def comfy_sampling_inputs() -> dict:
                    "(KarrasScheduler or ExponentialScheduler with sigma_max 1). Their count sets the steps; without a "
                    "sampler the pack's own solver steps through them; the step cache still applies."}),
     }
+
+
+VOICE_TIP = "A reference voice to clone (UniAVGen Audio Encode)."
+
+
+def source_inputs(reference: str, driving_audio: str, driving_video: str, voice: str = VOICE_TIP) -> dict:
+    """The optional face, voice, driving audio and driving video a sampling node takes, with its tooltips."""
+    return {"reference": ("UNIAVGEN_REFERENCE", {"tooltip": reference}),
+            "voice": ("UNIAVGEN_AUDIO", {"tooltip": voice}),
+            "driving_audio": ("UNIAVGEN_AUDIO", {"tooltip": driving_audio}),
+            "driving_video": ("UNIAVGEN_VIDEO", {"tooltip": driving_video})}
 
 
 def pack_sampling_inputs() -> dict:
@@ -151,12 +164,9 @@ class UniAVGenSampler:
                                  "duration dubs only its start."}),
             **guidance_inputs(),
         }, "optional": {
-            "reference": ("UNIAVGEN_REFERENCE", {"tooltip": "The face (UniAVGen Reference Image). Not needed for "
-                          "dubbing, which uses the video's first frame."}),
-            "voice": ("UNIAVGEN_AUDIO", {"tooltip": "A reference voice to clone (UniAVGen Audio Encode)."}),
-            "driving_audio": ("UNIAVGEN_AUDIO", {"tooltip": "Speech to lip-sync the video to (UniAVGen Audio "
-                              "Encode, role driving audio)."}),
-            "driving_video": ("UNIAVGEN_VIDEO", {"tooltip": "A video to dub (UniAVGen Video Encode)."}),
+            **source_inputs("The face (UniAVGen Reference Image). Not needed for dubbing, which uses the video's "
+                            "first frame.", "Speech to lip-sync the video to (UniAVGen Audio Encode, role driving "
+                            "audio).", "A video to dub (UniAVGen Video Encode)."),
             **comfy_sampling_inputs(), **pack_sampling_inputs(),     # last: saved workflows keep their widget order
         }}
 
@@ -206,11 +216,18 @@ def run_sampler(model, job, params: SamplingParams, sampler=None, sigmas=None):
                               dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=r.condition.ref_len)
     mm.load_models_gpu([model], memory_required=needed)
     report = progress(device, params.steps if sigmas is None else len(sigmas) - 1)
-    try:
+    with naming_loras(model):
         if sampler is not None:
             return samplers.drive(sampler, net, r, params, sigmas, device, report)
         return sample(net, [r], params, callback=lambda info: report(info.step, info.steps, info.denoised_video),
                       capture_face_masks=True, device=device, sigmas=sigmas)
+
+
+@contextlib.contextmanager
+def naming_loras(model):
+    """An overflow while sampling names the LoRAs applied to `model`, the likely cause, when there are any."""
+    try:
+        yield
     except FloatingPointError as err:
         loras = model.model_options.get(APPLIED)
         if not loras:
