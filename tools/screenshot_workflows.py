@@ -10,7 +10,8 @@ side bar, tabs, buttons and minimap (their boxes are read from the page), no nod
 load, no node overlaps a group's title bar, and the note's text fits its note without leaving a third of it empty.
 --run-mini then runs the mini demo and checks the message boxes (font on screen >= 12 px, no text cut off) and that
 the video preview lies inside its node and group. --docs writes docs/workflow_avg.png and
-docs/workflow_long_form.png (the long-talk template; and docs/node_messages.png with --run-mini). Browser console lines that mention UniAVGen or deprecation are listed.
+docs/workflow_long_form.png (the long-talk template; and docs/node_messages.png with --run-mini). Browser console
+lines that mention UniAVGen or deprecation are listed.
 Prints a JSON report; exits 1 if a check fails. Needs `pip install playwright pillow` and a Chromium (--chromium,
 default /usr/bin/chromium). Where no browser can be downloaded, the npm registry's @sparticuz/chromium package
 carries a headless Chromium: decompress its bin/*.br files (brotli) and pass a small script as --chromium that
