@@ -101,11 +101,7 @@ def make_job(inputs: Inputs, trained_frames: int, num_layers: int, params: Sampl
     spec = TASKS[task]
     messages = [f"task: {task.name}"]
     duration = _duration(spec, inputs, trained_frames, messages)
-    reference = inputs.reference
-    if reference is None and spec.reference_from_video:
-        reference = inputs.driving_video[:, :1]     # the causal VAE's first latent frame is the first picture
-    if reference is None:
-        raise JobError(f"task {task.name} needs a reference face: connect UniAVGen Reference Image")
+    reference = face(spec, inputs)
     if params.slg_layer >= num_layers:
         messages.append(f"skip-layer guidance off: layer {params.slg_layer} is beyond this model's {num_layers} "
                         f"layers")
@@ -127,6 +123,15 @@ def make_job(inputs: Inputs, trained_frames: int, num_layers: int, params: Sampl
                       make(speech.null.padded(), inputs.neg_caption), latent_frames=duration.latent_frames,
                       mel_frames=duration.mel_frames, seed=inputs.seed)
     return Job(request, duration, messages)
+
+
+def face(spec: TaskSpec, inputs: Inputs) -> torch.Tensor:
+    """The reference face latent [C, 1, h, w]: the one given, else (dubbing) the driving video's first frame."""
+    if inputs.reference is not None:
+        return inputs.reference
+    if spec.reference_from_video:
+        return inputs.driving_video[:, :1]      # the causal VAE's first latent frame is the first picture
+    raise JobError(f"task {spec.task.name} needs a reference face: connect UniAVGen Reference Image")
 
 
 def _duration(spec: TaskSpec, inputs: Inputs, trained_frames: int, messages: list[str]) -> units.Duration:

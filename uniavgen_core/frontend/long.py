@@ -42,7 +42,7 @@ from ..audio.inputs import fit_to_frames
 from ..audio.speech_tokenizer import SpeechTokenizer, is_chinese
 from ..sampling import SamplingParams, StepInfo, sample
 from ..sampling.tasks import TASKS, Given, Task, choose, continued
-from .jobs import MAX_CHARS_PER_SECOND, Inputs, JobError, Speech, make_job, spoken_length
+from .jobs import MAX_CHARS_PER_SECOND, Inputs, JobError, Speech, face, make_job, spoken_length
 
 LONG_MAX_SECONDS = 600          # the longest job the driver takes: 10 minutes (units.MAX_SECONDS is one clip's)
 MAX_LATENT_FRAMES = LONG_MAX_SECONDS * units.FPS // units.TEMPORAL_STRIDE + 1      # 2401: 9601 pictures
@@ -380,11 +380,7 @@ def generate_long(model, inputs: Inputs, trained_frames: int, params: SamplingPa
     if spec.speaks and inputs.speech.text.strip() and speak is None:
         raise JobError("a transcript over several segments needs speak(text) -> Speech, to turn each segment's "
                        "slice into tokens (MiniPipeline.speech, or the tokenizer the Speech came from)")
-    reference = inputs.reference
-    if reference is None and spec.reference_from_video:
-        reference = inputs.driving_video[:, :1]
-    if reference is None:
-        raise JobError(f"task {task.name} needs a reference face: connect UniAVGen Reference Image")
+    reference = face(spec, inputs)
     wave = None
     if spec.audio == Given.ALL:
         wave, fitted = fit_to_frames(inputs.driving_audio, units.mel_frames(units.video_frames(total)))
@@ -439,15 +435,23 @@ def _segment_inputs(inputs: Inputs, spec, seg: Segment, task: Task, text: str, s
                   prior=None)
     if spec.speaks and inputs.speech.text.strip():     # a slice without words is spoken as silence
         change["speech"] = speak(text)
-    if spec.video == Given.ALL:
-        change["driving_video"], change["seconds"] = inputs.driving_video[:, seg.start: seg.end], None
-    if spec.audio == Given.ALL:
-        first = seg.mel_start * units.HOP
-        change["driving_audio"] = wave[first: first + seg.rows * units.HOP]
-    if seg.prior:
-        change["prior"] = (video[:, seg.start: seg.start + seg.prior].clone(),
-                           audio[seg.mel_start: seg.mel_start + seg.prior_rows].clone())
+    change.update(_cut_on_timeline(seg, video, audio, wave if spec.audio == Given.ALL else None,
+                                   inputs.driving_video if spec.video == Given.ALL else None))
     return dataclasses.replace(inputs, **change)
+
+
+def _cut_on_timeline(seg: Segment, video: torch.Tensor, rows: torch.Tensor, wave=None, driving_video=None) -> dict:
+    """What a segment takes on the seam timeline: its prior (the stitched frames from seg.start on and the mel
+    rows they cover; None for the first segment), and its slices of a driving audio and video when given (a
+    driving video also sets the length: seconds None)."""
+    cut = {"prior": None if not seg.prior else (video[:, seg.start: seg.start + seg.prior].clone(),
+                                                rows[seg.mel_start: seg.mel_start + seg.prior_rows].clone())}
+    if wave is not None:
+        first = seg.mel_start * units.HOP
+        cut["driving_audio"] = wave[first: first + seg.rows * units.HOP]
+    if driving_video is not None:
+        cut["driving_video"], cut["seconds"] = driving_video[:, seg.start: seg.end], None
+    return cut
 
 
 # ---------------------------------------------------------------- one segment after a clip (UniAVGen Extend)
@@ -500,14 +504,5 @@ def continuation_inputs(speech, caption, neg_caption, seed: int, seg: Segment, v
     as generate_long cuts them."""
     if reference is None and driving_video is not None:
         reference = driving_video[:, :1]
-    prior = (video[:, seg.start: seg.start + seg.prior].clone(),
-             rows[seg.mel_start: seg.mel_start + seg.prior_rows].clone())
-    drive_audio = drive_video = None
-    seconds = seg.seconds
-    if driving_audio is not None:
-        first = seg.mel_start * units.HOP
-        drive_audio = driving_audio[first: first + seg.rows * units.HOP]
-    if driving_video is not None:
-        drive_video, seconds = driving_video[:, seg.start: seg.end], None
-    return Inputs(speech, caption, neg_caption, seed, "auto", seconds, reference=reference, voice=voice,
-                  driving_audio=drive_audio, driving_video=drive_video, prior=prior)
+    given = Inputs(speech, caption, neg_caption, seed, "auto", seg.seconds, reference=reference, voice=voice)
+    return dataclasses.replace(given, **_cut_on_timeline(seg, video, rows, driving_audio, driving_video))
