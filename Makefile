@@ -18,7 +18,7 @@ DEMO_DEPS   := espeakng-loader==0.2.4 av matplotlib tqdm
 PYTEST_ARGS ?=
 
 .PHONY: setup test golden demo train-demo evaluate-mini clean distclean host-test workflows gpu-check gpu-bundle \
-	gpu-rehearsal smoothness-mini sampling-table-mini
+	gpu-rehearsal smoothness-mini sampling-table-mini demo-long long-talks-mini
 
 setup: $(STAMP)
 
@@ -67,7 +67,13 @@ DEMO_TEXT := --text "$$TEXT"
 endif
 
 demo: setup
-	$(PY) -m uniavgen_core.cli.demo --out build/demo $(DEMO_TEXT)
+	$(PY) -m uniavgen_core.demo --out build/demo $(DEMO_TEXT)
+
+# Long talks on the shipped small model: build/demo/long_a2v.mp4 (a 46 s synthetic recording drives the face),
+# long_avg.mp4 (a 32 s transcript) and long_contact_sheet.png; about 2 minutes on 2 cores.
+# Any recording: python -m uniavgen_core.demo --task a2v --audio FILE --out DIR (--help for the rest).
+demo-long: setup
+	$(PY) -m uniavgen_core.demo --task long --out build/demo
 
 # Reproduce the small model from scratch (synthetic data -> codec fit -> training -> export,
 # 75 minutes on 2 CPU cores, measured end to end), then measure its lip sync. An interrupted run resumes.
@@ -111,6 +117,13 @@ host-test: setup
 
 # The small model as an instrument for sampling (docs/mini_model.md): roughness of its guided velocity
 # in the timestep and the gain of a second-order solver over Euler, on held-out clips.
+# Long talks measured at their joins (continuation at several overlaps, the last-picture chain, one long
+# generation) on 8 held-out faces and voices, 24 s each (docs/long_talks.md).
+long-talks-mini: setup
+	$(PY) -m uniavgen_core.cli.long_talks $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
+		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
+		--out build/mini/long_talks.json
+
 smoothness-mini: setup
 	$(PY) -m uniavgen_core.cli.smoothness $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
 		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \

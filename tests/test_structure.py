@@ -54,7 +54,8 @@ def test_the_core_never_imports_comfyui_or_the_nodes():
 
 
 def is_cli(module: str) -> bool:
-    return module == "uniavgen_core.cli" or module.startswith("uniavgen_core.cli.")
+    """The command-line tools: uniavgen_core.cli and a package's __main__ (python -m package)."""
+    return module == "uniavgen_core.cli" or module.startswith("uniavgen_core.cli.") or module.endswith(".__main__")
 
 
 def package_files() -> list[Path]:

@@ -8,6 +8,7 @@ exceptions are bugs and keep their traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -116,3 +117,11 @@ def check_small_model_args(args) -> None:
         raise UsageError(f"--clips {args.clips}: must be from 2 to {MAX_CLIPS}")
     if args.out:
         output_file(args.out, "--out")
+
+
+def report(results: dict, out: str | None, tables) -> int:
+    """A measurement's end: the results as JSON at `out` when given, its tables (tables(results)) printed."""
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1))
+    print(tables(results))
+    return 0

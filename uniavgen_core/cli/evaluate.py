@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
-from pathlib import Path
 
 import torch
 
@@ -23,7 +21,7 @@ from ..sampling.params import MAX_STEPS
 from ..training import budget, lipsync
 from ..training.data import DataConfig
 from ..training.evaluate import evaluate, markdown
-from .common import UsageError, guarded, input_path, output_file
+from .common import report, UsageError, guarded, input_path, output_file
 
 
 def main(argv=None) -> int:
@@ -84,10 +82,7 @@ def run(args) -> int:
     params = check_args(args)
     results = evaluate(args.model, args.codec, args.clips, params, ablations=not args.no_ablations,
                        split=args.split, detrend_frames=args.detrend_frames, log=lambda m: print(m, file=sys.stderr))
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
-    print(markdown(results))
-    return 0
+    return report(results, args.out, markdown)
 
 
 if __name__ == "__main__":

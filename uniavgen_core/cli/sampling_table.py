@@ -10,15 +10,13 @@ generated modality, its lip sync, its model evaluations per clip and its wall ti
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from ..mini.pipeline import MiniPipeline
 from ..sampling.params import MAX_STEPS
 from ..training.evaluate import held_out
 from ..training.sampling_table import candidates, markdown, measure, plot
-from .common import UsageError, check_small_model_args, guarded, output_file, small_model_parser
+from .common import UsageError, report, check_small_model_args, guarded, output_file, small_model_parser
 
 def main(argv=None) -> int:
     parser = small_model_parser("sampling_table", __doc__, clips=16, reference_steps=128)
@@ -42,12 +40,9 @@ def run(args) -> int:
         output_file(args.plot, "--plot")
     results = measure(MiniPipeline(args.model, args.codec), held_out(args.clips, "validation"), settings,
                       reference_steps=args.reference_steps, log=lambda m: print(m, file=sys.stderr))
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
     if args.plot:
         plot(results, args.plot)
-    print(markdown(results))
-    return 0
+    return report(results, args.out, markdown)
 
 
 if __name__ == "__main__":

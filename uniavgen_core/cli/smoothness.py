@@ -10,15 +10,13 @@ the converged solution (uniavgen_core/training/smoothness.py says how). Prints t
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from ..mini.pipeline import MiniPipeline
 from ..sampling.params import MAX_STEPS
 from ..training.evaluate import held_out
 from ..training.smoothness import markdown, measure
-from .common import UsageError, check_small_model_args, guarded, small_model_parser
+from .common import report, UsageError, check_small_model_args, guarded, small_model_parser
 
 def main(argv=None) -> int:
     parser = small_model_parser("smoothness", __doc__, clips=8, reference_steps=64)
@@ -36,10 +34,7 @@ def run(args) -> int:
     results = measure(MiniPipeline(args.model, args.codec), held_out(args.clips, "validation"),
                       solvers=not args.no_solvers, steps=args.steps, reference_steps=args.reference_steps,
                       log=lambda m: print(m, file=sys.stderr))
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
-    print(markdown(results, args.steps))
-    return 0
+    return report(results, args.out, lambda r: markdown(r, args.steps))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from .codecs.caption_hash import HashedCaptionEncoder
 from .codecs.griffin_lim import GriffinLimVocoder
 from .codecs.video_pca import PatchPCACodec
 from ..frontend.jobs import Inputs, Job, Speech, make_job
+from ..frontend.long import DEFAULT_OVERLAP, LongResult, generate_long
 from ..sampling import SampleResult, SamplingParams, Task, sample
 from ..units import SAMPLE_RATE
 
@@ -66,23 +67,38 @@ class MiniPipeline:
         return Speech(self.tokenizer.encode(text, "en", ref_text=ref), self.tokenizer.null(ref_text=ref, lang="en"),
                       text, voice_text)
 
-    def job(self, task: Task, text: str, caption: str, reference: torch.Tensor, seed: int,
-            driving_wave: torch.Tensor | None = None, driving_frames: torch.Tensor | None = None,
-            duration: units.Duration | None = None, voice_wave: torch.Tensor | None = None, voice_text: str = "",
-            prior: tuple[torch.Tensor, torch.Tensor] | None = None) -> Job:
+    def inputs(self, task: Task, text: str, caption: str, reference: torch.Tensor, seed: int,
+               driving_wave: torch.Tensor | None = None, driving_frames: torch.Tensor | None = None,
+               seconds: float | None = None, voice_wave: torch.Tensor | None = None, voice_text: str = "",
+               prior: tuple[torch.Tensor, torch.Tensor] | None = None) -> Inputs:
         """reference: the face picture [H, W, 3] in [0, 1]; driving_wave: 24 kHz speech for A2V;
         driving_frames: [4k+1, H, W, 3] pictures at 16 fps for V2A; voice_wave: 24 kHz speech of the voice
         to clone (RAVG) and voice_text its transcript; prior: the latents [48, k, h, w] and normalised mel
-        rows [m, 80] a continuation starts from. duration: default the trained length (dubbing: the video's)."""
+        rows [m, 80] a continuation starts from. seconds: default the trained length (dubbing: the video's)."""
         prepare = lambda wave, how: None if wave is None else how(
             {"waveform": wave.reshape(1, 1, -1), "sample_rate": SAMPLE_RATE}).wave
-        inputs = Inputs(self.speech(text, voice_text), self.captions.encode(caption), self.captions.encode(""), seed,
-                        task=Task(task).name, seconds=None if duration is None else duration.seconds,
-                        reference=self.codec.encode(reference[None].float()), prior=prior,
-                        voice=prepare(voice_wave, reference_voice),
-                        driving_audio=prepare(driving_wave, level_driving_audio),
-                        driving_video=None if driving_frames is None else self.codec.encode(driving_frames.float()))
+        return Inputs(self.speech(text, voice_text), self.captions.encode(caption), self.captions.encode(""), seed,
+                      task=Task(task).name, seconds=seconds, reference=self.codec.encode(reference[None].float()),
+                      prior=prior, voice=prepare(voice_wave, reference_voice),
+                      driving_audio=prepare(driving_wave, level_driving_audio),
+                      driving_video=None if driving_frames is None else self.codec.encode(driving_frames.float()))
+
+    def job(self, task: Task, text: str, caption: str, reference: torch.Tensor, seed: int,
+            duration: units.Duration | None = None, **given) -> Job:
+        """One clip's job: `inputs`' arguments, duration default the trained length (dubbing: the video's)."""
+        inputs = self.inputs(task, text, caption, reference, seed,
+                             seconds=None if duration is None else duration.seconds, **given)
         return make_job(inputs, self.trained_frames, self.model.config.num_layers, MINI_SAMPLING)
+
+    def long(self, inputs: Inputs, params: SamplingParams = MINI_SAMPLING, overlap: int = DEFAULT_OVERLAP,
+             voice_text: str = "", progress=None) -> tuple[LongResult, Generated]:
+        """A job of any length (frontend/long.py) and its decoded pictures and speech. voice_text: the cloned
+        voice's transcript, spoken before every segment's slice (RAVG)."""
+        result = generate_long(self.model, inputs, self.trained_frames, params,
+                               speak=lambda text: self.speech(text, voice_text), overlap=overlap, progress=progress,
+                               device=self.device)
+        wave = self.vocoder.decode(denormalise(result.audio[None]))["waveform"][0, 0]
+        return result, Generated(self.codec.decode(result.video), wave)
 
     def generate(self, jobs: list[Job], params: SamplingParams = MINI_SAMPLING, callback=None) -> list[Generated]:
         """Sample jobs of one duration as one batch, then decode pictures and speech."""

@@ -93,3 +93,18 @@ def make_clip(seed: int, frames: int = 49, size: int = 128) -> Clip:
     return Clip(render(face, openness, blink), wave, text, caption(face), face, voice, openness, blink,
                 face_mask(face), mouth_box(face), ref_wave, ref_text, phonemes,
                 (start / SAMPLE_RATE, (start + spoken.wave.shape[0]) / SAMPLE_RATE))
+
+
+def recording(voice: Voice, seconds: float, seed: int, pauses: tuple[float, float] = (0.25, 0.8)):
+    """(wave, transcript): at least `seconds` of sentences drawn with `seed`, spoken by `voice` with pauses of
+    `pauses` seconds between them (a long synthetic recording)."""
+    rng = np.random.default_rng(seed)
+    parts, texts, samples = [], [], 0
+    while samples < seconds * SAMPLE_RATE:
+        text = sentence(rng, max_words=12, min_words=5)
+        spoken = synthesize(text, voice).wave
+        pause = torch.zeros(round(rng.uniform(*pauses) * SAMPLE_RATE))
+        parts += [spoken, pause]
+        texts.append(text)
+        samples += spoken.shape[0] + pause.shape[0]
+    return torch.cat(parts), " ".join(texts)

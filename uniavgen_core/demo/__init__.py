@@ -1,5 +1,5 @@
 """The demo: the shipped small model generates three clips a person can watch, on the CPU (the command
-line: python -m uniavgen_core.cli.demo, or make demo).
+line: python -m uniavgen_core.demo, or make demo; long talks: long.py).
 
     avg.mp4   a held-out synthetic face + a transcript -> generated speech and talking video
     a2v.mp4   synthetic speech of the transcript drives the face
@@ -16,16 +16,16 @@ from pathlib import Path
 
 import torch
 
-from . import units
-from .audio.transcript import Fitted, describe, fit_to_vocabulary, wordless
-from .frontend.jobs import MAX_CHARS_PER_SECOND
-from .mini.pipeline import MINI_SAMPLING, MiniPipeline
-from .mini.mp4 import write_mp4
-from .sampling import Task
-from .training import lipsync
-from .units import SAMPLE_RATE
+from .. import units
+from ..audio.transcript import Fitted, describe, fit_to_vocabulary, wordless
+from ..frontend.jobs import MAX_CHARS_PER_SECOND
+from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
+from ..mini.mp4 import write_mp4
+from ..sampling import Task
+from ..training import lipsync
+from ..units import SAMPLE_RATE
 
-PACK = Path(__file__).resolve().parents[1]
+PACK = Path(__file__).resolve().parents[2]
 MODEL = PACK / "models_builtin" / "uniavgen" / "UniAVGen-mini.safetensors"
 CODEC = PACK / "models_builtin" / "uniavgen_codecs" / "UniAVGen-mini-video-codec.safetensors"
 DEFAULT_TEXT = "hello there, this small face talks on your computer."
@@ -37,15 +37,17 @@ class DemoError(ValueError):
     pass
 
 
-def check_text(pipe: MiniPipeline, text: str) -> Fitted:
+def check_text(pipe: MiniPipeline, text: str, seconds: float | None = None) -> Fitted:
     """The transcript in the model's alphabet (capitals lower-cased and the like, transcript.py); refused
-    when it has no words, when it is longer than a fast speaker says in the clip (checked before anything
-    is read or synthesised, so a huge text costs nothing), or when characters remain that the model cannot say."""
+    when it has no words, when it is longer than a fast speaker says in `seconds` (default one clip; checked
+    before anything is read or synthesised, so a huge text costs nothing), or when characters remain that the
+    model cannot say."""
     text = " ".join(text.split())
-    limit = int(MAX_CHARS_PER_SECOND["en"] * pipe.duration.seconds)
+    what, seconds = ("clip", pipe.duration.seconds) if seconds is None else ("talk", seconds)
+    limit = int(MAX_CHARS_PER_SECOND["en"] * seconds)
     if len(text) > limit:
-        raise DemoError(f"the transcript has {len(text)} characters; a {pipe.duration.seconds:.2f} s clip holds at "
-                        f"most about {limit} (a fast speaker's {MAX_CHARS_PER_SECOND['en']} a second): shorten it")
+        raise DemoError(f"the transcript has {len(text)} characters; a {seconds:.2f} s {what} holds at most about "
+                        f"{limit} (a fast speaker's {MAX_CHARS_PER_SECOND['en']} a second): shorten it")
     fitted = fit_to_vocabulary(text, pipe.tokenizer.vocab)
     nothing = wordless(fitted.text)
     if nothing:
@@ -92,8 +94,8 @@ def run(out: Path, text: str = DEFAULT_TEXT, steps: int | None = None, model: Pa
     and the notes on the transcript."""
     from tqdm import tqdm
 
-    from .synthetic.clips import make_clip
-    from .synthetic.speech import synthesize
+    from ..synthetic.clips import make_clip
+    from ..synthetic.speech import synthesize
 
     start = time.perf_counter()
     pipe = MiniPipeline(model, codec)
