@@ -1,6 +1,6 @@
 """ComfyUI node adapters (classic V1 API). Thin: validate, convert, call uniavgen_core."""
 from .chaining import UniAVGenJoinClips, UniAVGenLastFrame
-from .decoding import UniAVGenAudioDecode
+from .decoding import UniAVGenAudioDecode, UniAVGenSaveLongVideo
 from .examples import install as install_example_inputs  # noqa: F401  (the pack entry point calls it)
 from .folders import register as register_folders  # noqa: F401  (the pack entry point calls it)
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
@@ -23,6 +23,7 @@ _NODES = {
     UniAVGenLongSampler: "UniAVGen Long Sampler",
     UniAVGenExtend: "UniAVGen Extend",
     UniAVGenAudioDecode: "UniAVGen Audio Decode",
+    UniAVGenSaveLongVideo: "UniAVGen Save Long Video",
     UniAVGenLastFrame: "UniAVGen Last Frame",
     UniAVGenJoinClips: "UniAVGen Join Clips",
     UniAVGenConvertModel: "UniAVGen Convert Model (one file, bf16/fp8)",

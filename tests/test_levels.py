@@ -11,7 +11,7 @@ from uniavgen_core.audio.mel import log_mel
 from uniavgen_core.cli import levels as levels_cli
 from uniavgen_core.mini.codecs.griffin_lim import GriffinLimVocoder
 from test_codecs import speech_like
-from uniavgen_core.mini.mp4 import write_mp4
+from uniavgen_core.mp4 import write_mp4
 
 RATE = 24000
 TOP = float(torch.tensor(CEILING))      # the ceiling as a float32 sample holds it

@@ -334,3 +334,20 @@ def test_inputs_over_the_limit_or_of_another_size_are_refused_with_what_to_chang
     prior = (torch.zeros(48, 2, 8, 8), torch.zeros(31, 80))
     with pytest.raises(JobError, match="a long job starts from its reference picture .* give no previous clip"):
         generate_long(FAKE, make_inputs(pipe, clips[0], prior=prior), pipe.trained_frames, PARAMS)
+
+
+def test_decode_windows_keep_every_picture_once_in_order():
+    from uniavgen_core.frontend.long import decode_windows, kept_pictures
+    for frames in (1, 2, 13, 23, 181):
+        for tile in (1, 3, 8, 64):
+            for context in (1, 2, 5):
+                pictures = []
+                for lo, start, end in decode_windows(frames, tile, context):
+                    assert 0 <= lo <= start < end <= frames and end - start <= tile and start - lo <= context
+                    # decoded alone, frame lo is one picture: the last of its four, stitched picture 4 lo
+                    shown = list(range(4 * lo, 4 * lo + units.video_frames(end - lo)))
+                    pictures += shown[kept_pictures(lo, start, end)]
+                assert pictures == list(range(units.video_frames(frames)))
+    for tile, context in ((0, 2), (4, 0)):
+        with pytest.raises(ValueError, match="must each be at least 1 latent frame"):
+            decode_windows(9, tile, context)

@@ -1134,3 +1134,65 @@ def test_extend_and_long_sampler_explain_bad_inputs(comfy, mini):
         run(comfy, "UniAVGenLongSampler", **dict(long_args, overlap=13, duration_seconds=8.0))
     with pytest.raises(JobError, match="needs a reference face"):
         run(comfy, "UniAVGenLongSampler", **dict(long_args, reference=None))
+
+
+def _decoded(path):
+    import av
+    import numpy as np
+    with av.open(str(path)) as box:
+        pictures = np.stack([f.to_ndarray(format="rgb24") for f in box.decode(box.streams.video[0])])
+        return pictures, dict(box.metadata), box.streams.audio[0].rate
+
+
+def test_save_long_video_writes_the_whole_clip_a_few_seconds_at_a_time(comfy, mini):
+    import numpy as np
+    _, vae = mini
+    gen = torch.Generator().manual_seed(3)
+    latent = {"samples": vae.encode(image(h=64, w=96, frames=4 * 22 + 1))}           # 23 latent frames
+    latent["samples"] += 0.05 * torch.randn(latent["samples"].shape, generator=gen)
+    audio = tone200(89 / 16, 24000, 2)
+    calls = []
+    decode = vae.decode
+    vae.decode = lambda samples: calls.append(samples.shape[2]) or decode(samples)
+    comfy["utils"].updates.clear()
+    try:
+        out = _call(comfy, "UniAVGenSaveLongVideo", vae=vae, latent=latent, audio=audio,
+                    filename_prefix="UniAVGen/long_test", tile_frames=4, context_frames=2, prompt={"1": {}},
+                    extra_pnginfo={"workflow": {"nodes": []}})
+    finally:
+        vae.decode = decode
+    saved = out["ui"]["images"][0]
+    assert out["ui"]["animated"] == (True,) and saved["subfolder"] == "UniAVGen" and saved["type"] == "output"
+    path = Path(comfy["fp"].get_output_directory()) / saved["subfolder"] / saved["filename"]
+    pictures, metadata, rate = _decoded(path)
+    whole = (decode(latent["samples"])[0].clamp(0, 1) * 255).round().numpy()
+    assert pictures.shape == whole.shape == (89, 64, 96, 3)               # every picture once, in order
+    assert np.abs(pictures.astype(float) - whole).mean() < 3               # as the whole decode, after h264
+    assert calls == [4, 6, 6, 6, 6, 5] and max(calls) < latent["samples"].shape[2]     # never the whole latent
+    assert [u[:2] for u in comfy["utils"].updates] == [(i + 1, 6) for i in range(6)]
+    assert rate == 24000 and '"nodes"' in metadata["workflow"] and "prompt" in metadata
+    again = _call(comfy, "UniAVGenSaveLongVideo", vae=vae, latent=latent, audio=audio,
+                  filename_prefix="UniAVGen/long_test", tile_frames=64, context_frames=1)
+    assert again["ui"]["images"][0]["filename"] != saved["filename"] and path.exists()    # never over a file
+
+
+def test_save_long_video_stops_cleanly_and_explains_bad_inputs(comfy, mini):
+    _, vae = mini
+    latent = {"samples": vae.encode(image(h=64, w=96, frames=33))}
+    folder = Path(comfy["fp"].get_output_directory()) / "UniAVGen"
+    before = set(folder.iterdir()) if folder.exists() else set()
+    args = dict(vae=vae, latent=latent, audio=tone200(2.0, 24000, 1), filename_prefix="UniAVGen/stopped",
+                tile_frames=2, context_frames=1)
+    comfy["mm"].interrupt_current_processing(True)
+    with pytest.raises(comfy["mm"].InterruptProcessingException):
+        _call(comfy, "UniAVGenSaveLongVideo", **args)
+    assert not comfy["mm"].processing_interrupted() and set(folder.iterdir()) == before     # no half-written file
+    with pytest.raises(ValueError, match="expected the LATENT of one video"):
+        _call(comfy, "UniAVGenSaveLongVideo", **dict(args, latent={"samples": torch.zeros(48, 9, 4, 4)}))
+    with pytest.raises(ValueError, match="expected an AUDIO"):
+        _call(comfy, "UniAVGenSaveLongVideo", **dict(args, audio={"waveform": torch.zeros(1, 24000)}))
+    bad = {"waveform": torch.full((1, 1, 24000), float("nan")), "sample_rate": 24000}
+    with pytest.raises(ValueError, match="NaN"):
+        _call(comfy, "UniAVGenSaveLongVideo", **dict(args, audio=bad))
+    with pytest.raises(Exception, match="outside the output folder"):
+        _call(comfy, "UniAVGenSaveLongVideo", **dict(args, filename_prefix="../../escape"))

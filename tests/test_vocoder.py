@@ -27,7 +27,7 @@ def test_long_inputs_are_decoded_in_chunks_like_whole(tiny_folder):
     whole = vocoder.decode(mel, chunk_frames=10_000)["waveform"]
     chunked = vocoder.decode(mel, chunk_frames=64)["waveform"]
     assert chunked.shape == whole.shape
-    assert float((chunked - whole).abs().max()) < 1e-3          # -60 dB of full scale
+    assert float((chunked - whole).abs().max()) < 1e-4          # -80 dB: the context covers the receptive field
 
 
 def test_missing_files_and_wrong_models(tiny_folder, tmp_path):

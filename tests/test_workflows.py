@@ -15,7 +15,7 @@ from workflow_graphs import DOWNLOADS, WORKFLOWS, mini_demo  # noqa: E402
 
 API = sorted((REPO / "workflows" / "api").glob("*.json"))
 UI = sorted((REPO / "workflows").glob("*.json"))
-OUTPUT_NODES = {"SaveVideo", "SaveAudio", "SaveImage", "PreviewAudio", "PreviewImage"}
+OUTPUT_NODES = {"SaveVideo", "SaveAudio", "SaveImage", "PreviewAudio", "PreviewImage", "UniAVGenSaveLongVideo"}
 
 
 @pytest.fixture(scope="module")
@@ -350,19 +350,28 @@ def test_thumbnails_differ():
     assert len(set(cards)) == len(cards)
 
 
+def saved_from(graph: dict):
+    """The one Save Long Video's latent and the mel its audio decodes: (long node id, latent, mel); no VAEDecode."""
+    assert not any(cls == "VAEDecode" for cls, _ in graph.values())
+    (save,) = [inputs for cls, inputs in graph.values() if cls == "UniAVGenSaveLongVideo"]
+    mel = graph[save["audio"][0]][1]["mel"]
+    return save["latent"][0], save["latent"], mel
+
+
 def test_the_long_templates_say_a_long_transcript_and_chain_an_extend():
-    """6: one Long Sampler on a transcript longer than one segment holds, decoded once; 7: the Sampler's clip
-    carried on by an Extend with its own words, the Extend's stitched result decoded once."""
+    """6: one Long Sampler on a transcript longer than one segment holds, saved once a few seconds at a time (with
+    the speech of the same mel); 7: the Sampler's clip carried on by an Extend with its own words, the Extend's
+    stitched result saved the same way."""
     from uniavgen_core.frontend.long import pack_transcript
     graph = wg.long_talk()
     (long_id,) = [k for k, (cls, _) in graph.items() if cls == "UniAVGenLongSampler"]
     words = graph[graph[long_id][1]["speech"][0]][1]["text"]
     assert len(pack_transcript(words, 81 / 16, 68 / 16, 15.0)) >= 3          # the release's segments
-    assert {graph[k][1]["samples"] for k, (cls, _) in graph.items() if cls == "VAEDecode"} == {(long_id, 0)}
+    assert saved_from(graph) == (long_id, (long_id, 0), (long_id, 1))
     graph = wg.long_extend()
     (sampler,) = [k for k, (cls, _) in graph.items() if cls == "UniAVGenSampler"]
     (extend,) = [k for k, (cls, inputs) in graph.items() if cls == "UniAVGenExtend"]
     assert graph[extend][1]["latent"] == (sampler, 0) and graph[extend][1]["mel"] == (sampler, 1)
     assert graph[extend][1]["speech"] != graph[sampler][1]["speech"]
-    assert {graph[k][1]["samples"] for k, (cls, _) in graph.items() if cls == "VAEDecode"} == {(extend, 0)}
+    assert saved_from(graph) == (extend, (extend, 0), (extend, 1))
     assert not {cls for cls, _ in graph.values()} & {"UniAVGenLastFrame", "UniAVGenJoinClips"}

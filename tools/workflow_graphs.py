@@ -53,6 +53,14 @@ def _video(g, sampler, first_id, prefix):
                                          codec="auto"))
 
 
+def _long_video(g, source, first_id, prefix):
+    """Decode the audio, then decode and save the long video a few seconds at a time with it."""
+    g[first_id] = ("UniAVGenAudioDecode", dict(vocoder=(2, 0), mel=(source, 1)))
+    g[first_id + 1] = ("UniAVGenSaveLongVideo", dict(vae=(3, 0), latent=(source, 0), audio=(first_id, 0),
+                                                     filename_prefix=f"UniAVGen/{prefix}", tile_frames=8,
+                                                     context_frames=2))
+
+
 def _outputs(g, sampler, first_id, prefix):
     """The mp4, plus the audio on its own and the face mask as one mp4 with the speech. The mask video carries the
     speech so that it needs the vocoder too: a vocoder that fails validation stops the whole run instead of
@@ -132,7 +140,7 @@ def long_talk():
     g[9] = ("UniAVGenSpeechText", dict(model=(1, 0), text=LONG_TEXT, language="auto", reference_text=""))
     g[10] = ("UniAVGenLongSampler", dict(model=(1, 0), speech=(9, 0), positive=(5, 0), negative=(6, 0),
                                          reference=(8, 0), **LONG))
-    _video(g, 10, 11, "long_talk")
+    _long_video(g, 10, 11, "long_talk")
     return g
 
 
@@ -148,7 +156,7 @@ def long_extend():
                                             latent=(source, 0), mel=(source, 1), reference=(8, 0),
                                             **dict(EXTEND, seed=2026 + i)))
         source = extend
-    _video(g, source, 11, "long_extend")
+    _long_video(g, source, 11, "long_extend")
     return g
 
 
@@ -207,7 +215,7 @@ STAGES = (
                                         "UniAVGenSyntheticFace", "UniAVGenLastFrame"}),
     ("Generate", {"UniAVGenSampler", "UniAVGenLongSampler", "UniAVGenExtend"}),
     ("Decode and save", {"VAEDecode", "UniAVGenAudioDecode", "CreateVideo", "SaveVideo", "SaveAudio",
-                         "MaskToImage", "UniAVGenJoinClips"}),
+                         "MaskToImage", "UniAVGenJoinClips", "UniAVGenSaveLongVideo"}),
 )
 PARTS_TITLE = "Part 2: its words"
 
@@ -274,15 +282,17 @@ skin, curly red hair, white shirt, orange background) and the caption describes 
 
 **UniAVGen Long Sampler** says a long transcript, up to 10 minutes: it cuts the job into segments of the
 model's trained length, each taking the last second of the one before as its start, and stitches one latent
-and one mel, decoded once. Each segment gets the next whole sentences (a line each when the text has line
-breaks); duration 0 takes as long as the words need. """ + _SHIPPED_FACE + """
+and one mel. Each segment gets the next whole sentences (a line each when the text has line breaks); duration
+0 takes as long as the words need. **UniAVGen Save Long Video** decodes and writes the mp4 two seconds at a
+time, so memory stays small however long the talk. """ + _SHIPPED_FACE + """
 
 """ + _REAL_DOWNLOADS,
     "uniavgen_long_extend": """## Long talk, part by part
 
 Part 1 is an AVG clip. Each **UniAVGen Extend** says its own words after the clip so far, starting from its
 last second (overlap), and outputs the whole clip so far: chain more parts by copying the Extend and its
-Speech Text onto the last Extend's outputs, and decode the last one. """ + _SHIPPED_FACE + """
+Speech Text onto the last Extend's outputs, and save the last one (**UniAVGen Save Long Video** decodes it
+two seconds at a time). """ + _SHIPPED_FACE + """
 
 """ + _REAL_DOWNLOADS,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -110,17 +111,42 @@ def measure(wave: torch.Tensor) -> Levels:
                   float((x.abs() >= CLIPPED).double().mean()) if x.numel() else 0.0)
 
 
-def read_audio(path) -> tuple[torch.Tensor, int]:
-    """The first audio stream of a media file decoded with PyAV: ([channels, samples] float32, rate)."""
+def read_audio(path, rate: int | None = None, limit: float | None = None) -> tuple[torch.Tensor, int]:
+    """The first audio stream of a media file decoded with PyAV (FFmpeg: wav, mp3, flac, m4a, a video's sound):
+    ([channels, samples] float32, rate), resampled to `rate` when given. A file that is missing, not audio or
+    damaged, or longer than `limit` seconds (read from its header, else counted while decoding, so a huge file
+    costs nothing) raises ValueError saying what to do."""
     import av
     import numpy as np
 
-    to_float = av.AudioResampler(format="fltp")             # planar float32, any codec's sample format
-    with av.open(str(path)) as box:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; give a recording (wav, mp3, flac, m4a, ...)")
+    try:
+        box = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as err:
+        raise ValueError(f"{path} cannot be read as audio ({err}): give a wav, mp3, flac or m4a file") from None
+    with box:
+        if not box.streams.audio:
+            raise ValueError(f"{path} has no audio stream: give a recording")
         stream = box.streams.audio[0]
-        pieces = [f.to_ndarray() for frame in box.decode(stream) for f in to_float.resample(frame)]
-        pieces += [f.to_ndarray() for f in to_float.resample(None)]
-        rate = stream.rate or SAMPLE_RATE
+        known = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        if known is None and box.duration:
+            known = box.duration / av.time_base
+        if limit is not None and known is not None and known > limit:
+            raise ValueError(f"{path} is {known:.1f} s; at most {limit:g} s are taken: trim it")
+        rate = rate or stream.rate or SAMPLE_RATE
+        to_float = av.AudioResampler(format="fltp", rate=rate)       # planar float32 at `rate`, channels kept
+        pieces, samples = [], 0
+        try:
+            for frame in box.decode(stream):
+                pieces += [f.to_ndarray() for f in to_float.resample(frame)]
+                samples = sum(p.shape[1] for p in pieces)
+                if limit is not None and samples > (limit + 1) * rate:
+                    raise ValueError(f"{path} is longer than {limit:g} s, the most that is taken: trim it")
+            pieces += [f.to_ndarray() for f in to_float.resample(None)]
+        except av.error.FFmpegError as err:
+            raise ValueError(f"{path} is damaged ({err}): export it again") from None
     if not pieces:
         return torch.zeros(1, 0), rate
     return torch.from_numpy(np.concatenate(pieces, axis=1)), rate

@@ -20,7 +20,7 @@ from .. import units
 from ..audio.transcript import Fitted, describe, fit_to_vocabulary, wordless
 from ..frontend.jobs import MAX_CHARS_PER_SECOND
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
-from ..mini.mp4 import write_mp4
+from ..mp4 import write_mp4
 from ..sampling import Task
 from ..training import lipsync
 from ..units import SAMPLE_RATE

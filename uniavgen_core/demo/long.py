@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from .. import units
+from ..audio.levels import read_audio
 from ..frontend.long import LONG_MAX_SECONDS, LongResult, overlap_frames
-from ..mini.mp4 import write_mp4
+from ..mp4 import write_mp4
 from ..mini.pipeline import MINI_SAMPLING, Generated, MiniPipeline
 from ..sampling import Task
 from ..training import lipsync
@@ -38,40 +39,12 @@ SHEET_PICTURES = 24
 
 
 def read_recording(path: str | Path, limit: float = LONG_MAX_SECONDS) -> torch.Tensor:
-    """Any audio file PyAV (FFmpeg) reads, at any rate and channel count -> float32 at 24 kHz, the channels'
-    mean; refused when it is longer than `limit` seconds (checked from its header, and while decoding where that
-    lacks it)."""
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise DemoError(f"--audio {path}: no such file; give a recording (wav, mp3, flac, m4a, ...)")
+    """Any audio file, at any rate and channel count -> float32 at 24 kHz, the channels' mean; refused when it
+    cannot be read, holds no sound or is longer than `limit` seconds."""
     try:
-        box = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as err:
-        raise DemoError(f"--audio {path} cannot be read as audio ({err}): give a wav, mp3, flac or m4a file") from None
-    with box:
-        if not box.streams.audio:
-            raise DemoError(f"--audio {path} has no audio stream: give a recording of speech")
-        stream = box.streams.audio[0]
-        known = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
-        if known is None and box.duration:
-            known = box.duration / av.time_base
-        if known is not None and known > limit:
-            raise DemoError(f"--audio {path} is {known:.1f} s; a long job takes at most {limit:g} s: trim it")
-        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)       # channels kept: mixed down below
-        pieces, samples = [], 0
-        try:
-            for frame in box.decode(stream):
-                for out in resampler.resample(frame):
-                    pieces.append(out.to_ndarray().mean(axis=0))
-                    samples += pieces[-1].shape[0]
-                if samples > (limit + 1) * SAMPLE_RATE:
-                    raise DemoError(f"--audio {path} is longer than {limit:g} s, the most a long job takes: trim it")
-            pieces += [out.to_ndarray().mean(axis=0) for out in resampler.resample(None)]
-        except av.error.FFmpegError as err:
-            raise DemoError(f"--audio {path} is damaged ({err}): export it again") from None
-    wave = torch.from_numpy(np.concatenate(pieces)) if pieces else torch.zeros(0)
+        wave = read_audio(path, SAMPLE_RATE, limit)[0].mean(dim=0)
+    except ValueError as err:
+        raise DemoError(f"--audio {err}") from None
     if wave.shape[0] < SAMPLE_RATE // 10 or not bool(wave.abs().max() > 1e-4):
         raise DemoError(f"--audio {path} holds no sound ({wave.shape[0] / SAMPLE_RATE:.2f} s, silent): give speech")
     if not bool(torch.isfinite(wave).all()):

@@ -454,6 +454,26 @@ def _cut_on_timeline(seg: Segment, video: torch.Tensor, rows: torch.Tensor, wave
     return cut
 
 
+# ---------------------------------------------------------------- decoding a long latent a few seconds at a time
+
+def decode_windows(frames: int, tile: int, context: int) -> list[tuple[int, int, int]]:
+    """(lo, start, end) for decoding a latent of `frames` latent frames `tile` frames at a time: frames lo..end-1
+    are decoded, the `context` frames before `start` only so that a causal video decoder sees what came before,
+    and the pictures of start..end-1 are kept (kept_pictures). Together the windows keep every picture once, in
+    order. At least one frame of context: a decode's first frame is one picture, not four."""
+    if tile < 1 or context < 1:
+        raise ValueError(f"tile {tile} and context {context} must each be at least 1 latent frame")
+    return [(max(0, start - context), start, min(start + tile, frames)) for start in range(0, frames, tile)]
+
+
+def kept_pictures(lo: int, start: int, end: int) -> slice:
+    """The pictures of latent frames start..end-1 within the decode of lo..end-1: all of them for the first window
+    (frame 0 is one picture), else the last 4 per frame."""
+    decoded = units.video_frames(end - lo)
+    keep = units.video_frames(end) - (units.video_frames(start) if start else 0)
+    return slice(decoded - keep, decoded)
+
+
 # ---------------------------------------------------------------- one segment after a clip (UniAVGen Extend)
 
 def segment_after(frames: int, overlap: int, seconds: float, trained: int, wave_samples: int | None,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..mini.mp4 import write_mp4
+from ..mp4 import write_mp4
 from ..units import SAMPLE_RATE
 from .clips import make_clip
 from .speech import synthesize

@@ -133,6 +133,7 @@ def measure(pipe: MiniPipeline, clips: list[Clip], seconds: float = 24.0, overla
                 row = report.row()
                 row["change_vs_plain"] = row["change_max"] / plain_max[-1]
                 row["drift_ratio"] = row["drift_last"] / row["drift_first"]
+                row["gap_fraction"] = row["gaps"] / max(1, row["joins"])
                 rows.setdefault(name, []).append(row)
             log(f"{task.name} clip {i + 1}/{len(clips)}: " + ", ".join(
                 f"{n} sync {rows[n][-1]['windows_synced']:.2f} change x{rows[n][-1]['change_vs_plain']:.2f}"
@@ -147,7 +148,9 @@ FIGURES = (("windows_synced", "3 s windows in sync (r0 ≥ 0.3)"),
            ("join_change_max", "largest change at a join"), ("inside_change_max", "largest change elsewhere"),
            ("join_colour_max", "largest colour step at a join"), ("inside_colour_p99", "colour step elsewhere, p99"),
            ("drift_ratio", "face drift, last window / first"),
-           ("click_ratio_max", "largest click at a join / p99.9 of the wave's steps"), ("gaps", "gaps at joins"))
+           ("click_ratio_max", "largest click at a join / p99.9 of the wave's steps"),
+           ("gap_fraction", "joins in a silence (a 20 ms frame 40 dB down within 50 ms)"),
+           ("silent_fraction", "the wave's 20 ms frames that quiet"))
 
 
 def markdown(results: dict) -> str:
@@ -157,7 +160,7 @@ def markdown(results: dict) -> str:
         lines += [f"### {task}, {results['seconds']:g} s, {results['clips']} held-out faces and voices", "",
                   "| | " + " | ".join(ways) + " |", "|---|" + "---|" * len(ways)]
         for key, label in FIGURES:
-            if data["driver"] == "recording" and key in ("click_ratio_max", "gaps"):
+            if data["driver"] == "recording" and key in ("click_ratio_max", "gap_fraction", "silent_fraction"):
                 continue        # the file carries the recording itself
             cells = []
             for w in ways:

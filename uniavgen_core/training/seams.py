@@ -11,7 +11,8 @@ latent frame), so the transition into it is transition `first - 1` (between pict
 - drift: the face region's RMSE against the reference picture, per window; the last window against the first.
 - clicks: the wave's largest sample-to-sample change within ±10 ms of a join against the 99.9th percentile of
   that change over the whole wave; gaps: 20 ms frames at least 40 dB below the wave's active level that start
-  within ±50 ms of a join and are not silent in the driving audio.
+  within ±50 ms of a join and are not silent in the driving audio; against how much of the whole wave is that
+  quiet (a speaking task's joins fall between sentences, where a pause is natural).
 """
 from __future__ import annotations
 
@@ -88,6 +89,8 @@ def audio_joins(wave: torch.Tensor, joins: list[int], driving: torch.Tensor | No
     level = active_level(w, frame)
     quiet = lambda x, a: 10 * np.log10(float((x[a: a + frame] ** 2).mean()) + 1e-12) < level - GAP_BELOW
     reach = round(GAP_WINDOW * SAMPLE_RATE)
+    starts = range(0, len(w) - frame, frame)
+    silent = sum(quiet(w, a) for a in starts) / max(1, len(starts))
     gaps = 0
     for a in at:
         for start in range(max(0, a - reach), min(len(w) - frame, a + reach), frame):
@@ -95,7 +98,7 @@ def audio_joins(wave: torch.Tensor, joins: list[int], driving: torch.Tensor | No
                 gaps += 1
                 break
     return {"click_ratio_max": max(clicks, default=0.0), "click_ratio_median": float(np.median(clicks)) if clicks
-            else 0.0, "gaps": gaps, "joins": len(at)}
+            else 0.0, "gaps": gaps, "joins": len(at), "silent_fraction": silent}
 
 
 @dataclass

@@ -5,6 +5,13 @@ updates = []
 class ProgressBar:
     def __init__(self, total, node_id=None):
         self.total = total
+        self.current = 0
 
     def update_absolute(self, value, total=None, preview=None):
-        updates.append((value, total if total is not None else self.total, preview))
+        if total is not None:
+            self.total = total
+        self.current = min(value, self.total)
+        updates.append((self.current, self.total, preview))
+
+    def update(self, value):
+        self.update_absolute(self.current + value)
