@@ -177,7 +177,8 @@ def test_example_inputs_are_copied_once_and_never_over_a_users_file(comfy):
     inputs.mkdir(exist_ok=True)
     (inputs / "uniavgen_voice.wav").write_bytes(b"the user's own recording")
     copied = comfy["nodes"].install_example_inputs()
-    assert sorted(p.name for p in copied) == ["uniavgen_clip.mp4", "uniavgen_face.png", "uniavgen_speech.wav"]
+    assert sorted(p.name for p in copied) == ["uniavgen_clip.mp4", "uniavgen_face.png", "uniavgen_long_speech.wav",
+                                              "uniavgen_speech.wav"]
     assert (inputs / "uniavgen_voice.wav").read_bytes() == b"the user's own recording"
     assert (inputs / "uniavgen_face.png").read_bytes() == (examples.EXAMPLES / "uniavgen_face.png").read_bytes()
     assert comfy["nodes"].install_example_inputs() == []
@@ -222,7 +223,7 @@ def test_the_example_copy_never_writes_outside_input_and_never_stops_the_pack(co
     if state == "unwritable input/":
         assert copied == [] and list(inputs.iterdir()) == []
     if state in ("dangling link", "link to a file outside"):
-        assert len(copied) == 3 and (inputs / ("uniavgen_face.png" if state == "dangling link"
+        assert len(copied) == 4 and (inputs / ("uniavgen_face.png" if state == "dangling link"
                                                else "uniavgen_voice.wav")).is_symlink()
     if state != "link to a file outside":
         assert sum("not copied" in r.getMessage() for r in caplog.records) == 1

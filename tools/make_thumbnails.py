@@ -170,6 +170,7 @@ def real_cards() -> dict[str, Image.Image]:
     with av.open(str(INPUTS / "uniavgen_clip.mp4")) as c:
         clip_frame = next(c.decode(video=0)).to_image()
     voice, speech = read_wav(INPUTS / "uniavgen_voice.wav"), read_wav(INPUTS / "uniavgen_speech.wav")
+    long_speech = read_wav(INPUTS / "uniavgen_long_speech.wav")
     words = ("text", f'"{TEXT}"', "your words")
     return {
         "uniavgen_avg_joint_generation": real_card("Talking video + speech", [
@@ -184,6 +185,9 @@ def real_cards() -> dict[str, Image.Image]:
         "uniavgen_long_talk": real_card("Long talk", [
             ("picture", face, "your picture"), ("text", '"Over the past week... out to the islands."',
                                                 "a long transcript")], "minutes of video, one voice"),
+        "uniavgen_long_lipsync": real_card("Long lip sync", [
+            ("picture", face, "your picture"), ("sound", long_speech, "a long talk")],
+            "long video lip-synced to it"),
         "uniavgen_long_extend": real_card("Long talk, part by part", [
             ("picture", face, "your picture"), ("text", '"Over the past week..." then "And tomorrow..."',
                                                 "each part's words")], "one long video, one voice"),

@@ -144,6 +144,19 @@ def long_talk():
     return g
 
 
+def long_lipsync():
+    """A long recording drives the face in one node (A2V and its continuations); the recording itself is saved
+    with the video, so no vocoder is needed."""
+    g = {k: v for k, v in long_talk().items() if k not in (2, 11, 12)}
+    g[9][1].update(text="")
+    g[20] = ("LoadAudio", dict(audio="uniavgen_long_speech.wav"))
+    g[21] = ("UniAVGenAudioEncode", dict(audio=(20, 0), role="driving audio (A2V)"))
+    g[10][1]["driving_audio"] = (21, 0)
+    g[11] = ("UniAVGenSaveLongVideo", dict(vae=(3, 0), latent=(10, 0), audio=(20, 0),
+                                           filename_prefix="UniAVGen/long_lipsync", tile_frames=8, context_frames=2))
+    return g
+
+
 def long_extend():
     """A talk part by part: clip 1 from the Sampler, then each UniAVGen Extend says its own words after the clip so
     far, from its last second, and outputs the whole clip so far; the last one is decoded once."""
@@ -193,6 +206,7 @@ WORKFLOWS = {
     "uniavgen_v2a_dubbing": ("5. Dubbing a video (V2A)", v2a),
     "uniavgen_long_talk": ("6. Long talk from a transcript (Long Sampler)", long_talk),
     "uniavgen_long_extend": ("7. Long talk, part by part (Extend)", long_extend),
+    "uniavgen_long_lipsync": ("8. Long lip sync to a recording (Long Sampler)", long_lipsync),
 }
 
 # Node titles where the class name alone would be ambiguous (two text encoders) or says too little.
@@ -285,6 +299,15 @@ model's trained length, each taking the last second of the one before as its sta
 and one mel. Each segment gets the next whole sentences (a line each when the text has line breaks); duration
 0 takes as long as the words need. **UniAVGen Save Long Video** decodes and writes the mp4 two seconds at a
 time, so memory stays small however long the talk. """ + _SHIPPED_FACE + """
+
+""" + _REAL_DOWNLOADS,
+    "uniavgen_long_lipsync": """## Long lip sync to a recording
+
+A recording of any length up to 10 minutes in **Load Audio** drives the face: **UniAVGen Long Sampler**
+follows it segment by segment, each segment taking the last second of the one before as its start, and
+**UniAVGen Save Long Video** writes the video two seconds at a time with the recording itself as its sound.
+The shipped `uniavgen_long_speech.wav` is 20 s of synthetic speech; the Speech Text stays empty (the words
+are in the recording). """ + _SHIPPED_FACE + """
 
 """ + _REAL_DOWNLOADS,
     "uniavgen_long_extend": """## Long talk, part by part

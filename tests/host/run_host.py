@@ -58,7 +58,7 @@ class Expected:
 def expected(name: str) -> Expected:
     if name == MINI:
         return Expected((MINI_FRAMES,), (MINI_SIZE, MINI_SIZE), 0, 0)
-    if name == "uniavgen_long_talk":       # saves the stitched video only: two segments of the trained length
+    if name in ("uniavgen_long_talk", "uniavgen_long_lipsync"):   # the stitched video only: two segments
         return Expected((units.video_frames(units.latent_frames(LONG_PICTURES)),), None, 0, 0)
     if name == "uniavgen_long_extend":     # the Sampler's clip and EXTEND_FRAMES more latent frames, decoded once
         return Expected((FRAMES + units.TEMPORAL_STRIDE * EXTEND_FRAMES,), None, 0, 0)

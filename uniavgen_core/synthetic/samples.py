@@ -1,6 +1,6 @@
 """The example inputs the shipped workflows load, made by the synthetic generator (no third-party
-faces or voices): a face picture, a reference voice, driving speech and a talking clip (the command
-line: python -m uniavgen_core.cli.samples).
+faces or voices): a face picture, a reference voice, driving speech, a talking clip and a long recording (the
+command line: python -m uniavgen_core.cli.samples).
 
 The pack copies them into ComfyUI's input folder when they are missing there (nodes/examples.py).
 """
@@ -13,12 +13,15 @@ import torch
 
 from ..mp4 import write_mp4
 from ..units import SAMPLE_RATE
-from .clips import make_clip
+from .clips import make_clip, recording
 from .speech import synthesize
 
 FACE_SEED, SPEECH_SEED = 7_000_001, 7_000_002      # outside the training, codec and held-out ranges
+LONG_SEED = 7_000_003                              # the long recording's sentences
 SPEECH_TEXT = "the weather was cold this morning, but the sun is out now."
-FILES = ("uniavgen_face.png", "uniavgen_voice.wav", "uniavgen_speech.wav", "uniavgen_clip.mp4")
+LONG_SECONDS = 20.0
+FILES = ("uniavgen_face.png", "uniavgen_voice.wav", "uniavgen_speech.wav", "uniavgen_clip.mp4",
+         "uniavgen_long_speech.wav")
 
 
 def write_wav(path: Path, wave_24k: torch.Tensor) -> None:
@@ -41,4 +44,12 @@ def make(out: Path) -> list[Path]:
     write_wav(out / FILES[2], synthesize(SPEECH_TEXT, make_clip(SPEECH_SEED, frames=17).voice).wave)
     clip = make_clip(SPEECH_SEED, frames=81, size=256)
     write_mp4(out / FILES[3], clip.frames, clip.wave)
+    write_wav(out / FILES[4], long_recording()[0])
     return [out / name for name in FILES]
+
+
+def long_recording() -> tuple[torch.Tensor, str]:
+    """LONG_SECONDS of sentences in the driving speech's voice, with pauses (the long lip-sync template's), and
+    what it says."""
+    wave, text = recording(make_clip(SPEECH_SEED, frames=17).voice, LONG_SECONDS, LONG_SEED)
+    return wave[: round(LONG_SECONDS * SAMPLE_RATE)], text
