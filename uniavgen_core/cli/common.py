@@ -8,7 +8,9 @@ exceptions are bugs and keep their traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -125,3 +127,21 @@ def report(results: dict, out: str | None, tables) -> int:
         Path(out).write_text(json.dumps(results, indent=1))
     print(tables(results))
     return 0
+
+
+MAX_CFG = 100.0
+
+
+def add_cfg_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg", type=float, nargs=2, default=None, metavar=("VIDEO", "AUDIO"),
+                        help="guidance scales (default: the model's)")
+
+
+def with_cfg(params, cfg):
+    """params with the --cfg guidance scales (video, audio) when given, checked."""
+    if cfg is None:
+        return params
+    if not all(math.isfinite(c) and 0 <= c <= MAX_CFG for c in cfg):
+        raise UsageError(f"--cfg {' '.join(map(str, cfg))}: the guidance scales must be numbers from 0 to "
+                         f"{MAX_CFG:g}")
+    return dataclasses.replace(params, video_cfg=cfg[0], audio_cfg=cfg[1])

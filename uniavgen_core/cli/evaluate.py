@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 
 import torch
@@ -21,7 +20,7 @@ from ..sampling.params import MAX_STEPS
 from ..training import budget, lipsync
 from ..training.data import DataConfig
 from ..training.evaluate import evaluate, markdown
-from .common import report, UsageError, guarded, input_path, output_file
+from .common import UsageError, add_cfg_argument, guarded, input_path, output_file, report, with_cfg
 
 
 def main(argv=None) -> int:
@@ -34,8 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--split", choices=["test", "validation"], default="test",
                         help="held-out clips: test (reported numbers) or validation (for tuning settings)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    parser.add_argument("--cfg", type=float, nargs=2, default=None, metavar=("VIDEO", "AUDIO"),
-                        help="guidance scales (default: the model's)")
+    add_cfg_argument(parser)
     parser.add_argument("--detrend-frames", type=int, default=lipsync.DETREND_FRAMES,
                         help="high-pass window of the sync metric in frames (0: plain correlation)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -44,7 +42,6 @@ def main(argv=None) -> int:
 
 
 MAX_CLIPS = 10_000            # held-out clips: far more than the intervals need
-MAX_CFG = 100.0
 CLIP_COPIES = 4               # the rendered pictures, through the codec, generated, and the signals' work
 
 
@@ -57,9 +54,7 @@ def check_args(args) -> SamplingParams:
         raise UsageError(f"--clips {args.clips}: must be from 2 to {MAX_CLIPS} (the shuffled null pairs clips)")
     if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
         raise UsageError(f"--steps {args.steps}: must be from 1 to {MAX_STEPS}")
-    if args.cfg is not None and not all(math.isfinite(c) and 0 <= c <= MAX_CFG for c in args.cfg):
-        raise UsageError(f"--cfg {' '.join(map(str, args.cfg))}: the guidance scales must be numbers from 0 to "
-                         f"{MAX_CFG:g}")
+    params = with_cfg(MINI_SAMPLING, args.cfg)
     if not 0 <= args.detrend_frames <= frames:
         raise UsageError(f"--detrend-frames {args.detrend_frames}: must be from 0 (plain correlation) to {frames} "
                          f"(the clips' length)")
@@ -70,11 +65,8 @@ def check_args(args) -> SamplingParams:
     if free is not None and need > budget.HEADROOM * free:
         raise UsageError(f"--clips {args.clips} needs about {budget.gib(need)} of memory, {budget.gib(free)} is "
                          f"available: lower --clips")
-    params = MINI_SAMPLING
     if args.steps is not None:
         params = dataclasses.replace(params, steps=args.steps)
-    if args.cfg is not None:
-        params = dataclasses.replace(params, video_cfg=args.cfg[0], audio_cfg=args.cfg[1])
     return params
 
 

@@ -1,7 +1,7 @@
 """How smooth a small model's guided velocity is in the timestep, and what a second-order solver gains.
 
     python -m uniavgen_core.cli.smoothness MODEL CODEC [--clips 8] [--steps 12] [--reference-steps 64]
-                                           [--no-solvers] [--out results.json]
+                                           [--no-solvers] [--cfg VIDEO AUDIO] [--out results.json]
 
 On held-out validation clips, for every task: the relative change of the guided velocity for a unit step
 of t at t = 200, 500 and 800, and the distances of Euler and two-step Adams-Bashforth at --steps steps to
@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import sys
 
-from ..mini.pipeline import MiniPipeline
+from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling.params import MAX_STEPS
 from ..training.evaluate import held_out
 from ..training.smoothness import markdown, measure
-from .common import report, UsageError, check_small_model_args, guarded, small_model_parser
+from .common import add_cfg_argument, report, with_cfg, UsageError, check_small_model_args, guarded, small_model_parser
 
 def main(argv=None) -> int:
     parser = small_model_parser("smoothness", __doc__, clips=8, reference_steps=64)
     parser.add_argument("--steps", type=int, default=12, help="steps of the solvers compared")
     parser.add_argument("--no-solvers", action="store_true", help="measure the roughness only")
+    add_cfg_argument(parser)
     args = parser.parse_args(argv)
     return guarded(lambda: run(args))
 
@@ -31,10 +32,12 @@ def run(args) -> int:
     if not 2 <= args.steps <= MAX_STEPS or not args.steps < args.reference_steps <= MAX_STEPS // 2:
         raise UsageError(f"--steps {args.steps} and --reference-steps {args.reference_steps}: need 2 <= steps < "
                          f"reference steps <= {MAX_STEPS // 2}")
-    results = measure(MiniPipeline(args.model, args.codec), held_out(args.clips, "validation"),
+    params = with_cfg(MINI_SAMPLING, args.cfg)
+    results = measure(MiniPipeline(args.model, args.codec), held_out(args.clips, "validation"), params,
                       solvers=not args.no_solvers, steps=args.steps, reference_steps=args.reference_steps,
                       log=lambda m: print(m, file=sys.stderr))
-    return report(results, args.out, lambda r: markdown(r, args.steps))
+    return report(results, args.out, lambda r: f"guidance: video {params.video_cfg:g}, audio {params.audio_cfg:g}\n\n"
+                                               + markdown(r, args.steps))
 
 
 if __name__ == "__main__":
