@@ -1,0 +1,55 @@
+"""Sampling on several ranks: `sample_on_rank` inside an initialised process group, `sample_parallel` spawning
+gloo CPU processes for it."""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+from ..model.dit import UniAVGenModel
+from ..sampling import Request, SampleResult, SamplingParams, sample
+from .cfg import CfgParallelVelocity
+from .launch import run_on_ranks
+from .layout import Groups, ParallelConfig
+from .ulysses import SequenceParallel
+
+
+def check_run(config: ParallelConfig, requests: list[Request], params: SamplingParams, **sample_kwargs) -> None:
+    """What a parallel run cannot do, named before any process starts."""
+    if params.cache:
+        raise ValueError("the step cache decides per step which passes run, so it cannot run parallel: "
+                         "set cache to 0 or sample on one device")
+    for name in ("wrap_velocity", "capture_face_masks"):
+        if sample_kwargs.get(name):
+            raise ValueError(f"{name} is not available in a parallel run: sample on one device for it")
+    if config.ulysses_ranks > 1:
+        config.check_frames(min(r.latent_frames for r in requests))
+
+
+def sample_on_rank(model: UniAVGenModel, requests: list[Request], params: SamplingParams, config: ParallelConfig,
+                   **sample_kwargs) -> SampleResult:
+    """`sample(model, requests, params, **sample_kwargs)` with its passes and video tokens split as `config`
+    says; every rank of the default process group calls it with the same arguments and gets the same result."""
+    check_run(config, requests, params, **sample_kwargs)
+    groups = Groups.create(config)
+    wrap = None
+    if groups.cfg is not None:
+        wrap = lambda guided: CfgParallelVelocity(guided, groups.cfg, groups.cfg_index)     # noqa: E731
+    split = SequenceParallel(model, groups.ulysses) if groups.ulysses is not None else contextlib.nullcontext()
+    with split:
+        return sample(model, requests, params, wrap_velocity=wrap, **sample_kwargs)
+
+
+def _rank_sample(load: Callable[[], UniAVGenModel], requests, params, config, sample_kwargs):
+    torch.set_grad_enabled(False)
+    result = sample_on_rank(load(), requests, params, config, **sample_kwargs)
+    return SampleResult(result.video.cpu(), result.audio.cpu(), None, result.evaluations)
+
+
+def sample_parallel(load: Callable[[], UniAVGenModel], requests: list[Request], params: SamplingParams,
+                    config: ParallelConfig, **sample_kwargs) -> SampleResult:
+    """`sample` on `config.ranks` gloo CPU processes of this machine; `load()` makes each rank's model
+    (a picklable callable, e.g. functools.partial(load_model, folder)). Returns rank 0's result."""
+    check_run(config, requests, params, **sample_kwargs)
+    return run_on_ranks(_rank_sample, config.ranks, load, requests, params, config, sample_kwargs)
