@@ -1,6 +1,7 @@
 """Parallel sampling (uniavgen_core/parallel) on gloo CPU processes against the single-process `sample` on the
-tiny golden model: CFG-parallel and Ulysses on 2 ranks (one world spawned for the module runs every scenario),
-both together on 4 ranks through the golden runner."""
+tiny golden model: Ulysses and CFG + Ulysses on 4 ranks (one world spawned for the module runs every scenario),
+CFG on 2 ranks through the golden runner; the traffic model against the bytes the ranks sent."""
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,14 +19,15 @@ from test_golden_parity import OUT_TOL
 from uniavgen_core.cli import golden as golden_cli
 from uniavgen_core.golden import case_params, case_request, model_cases
 from uniavgen_core.parallel import ParallelConfig, check_run, run_on_ranks, sample_on_rank
+from uniavgen_core.parallel.traffic import step_bytes
 from uniavgen_core.sampling import sample
 
 TOL = 1e-5
 STEPS = 2                   # one step with MA-CFG's interaction-free unconditional pass, one without
-# (mode, golden case, latent frames) on 2 ranks: 1 + 6 video frames are padded, 1 + 7 split evenly; the golden
-# runner's test below runs cfg+ulysses on 4 ranks
-SCENARIOS = [("cfg", "avg", 6), ("ulysses", "a2v", 6), ("ulysses", "avg", 7)]
-RANKS = 2
+# (mode, golden case, latent frames) on 4 ranks: 1 + 6 video frames are padded (on 4 Ulysses ranks 2, 2, 2, 1), 1 + 7
+# split evenly; the golden runner's test below runs cfg on 2 ranks
+SCENARIOS = [("ulysses", "a2v", 6), ("cfg+ulysses", "avg", 7)]
+RANKS = 4
 
 
 def _run(name: str, frames: int):
@@ -38,14 +40,37 @@ def _run(name: str, frames: int):
     return request, dataclasses.replace(case_params(case), steps=STEPS)
 
 
+@contextlib.contextmanager
+def _counted(sent: list):
+    """Adds to sent[0] the bytes this rank sends to others in the all-to-alls and all-gathers of the block."""
+    all_to_all, all_gather = dist.all_to_all_single, dist.all_gather
+
+    def counted_all_to_all(out, x, group=None):
+        sent[0] += x.numel() * x.element_size() * (dist.get_world_size(group) - 1) // dist.get_world_size(group)
+        return all_to_all(out, x, group=group)
+
+    def counted_all_gather(parts, x, group=None):
+        sent[0] += x.numel() * x.element_size() * (dist.get_world_size(group) - 1)
+        return all_gather(parts, x, group=group)
+    dist.all_to_all_single, dist.all_gather = counted_all_to_all, counted_all_gather
+    try:
+        yield
+    finally:
+        dist.all_to_all_single, dist.all_gather = all_to_all, all_gather
+
+
 def _scenarios(model) -> list:
-    """On every rank: each scenario sampled in parallel (rank 0's results kept)."""
+    """On every rank: each scenario sampled in parallel, and the bytes all ranks sent (rank 0's results kept)."""
     torch.set_grad_enabled(False)
     results = []
     for mode, name, frames in SCENARIOS:
         request, params = _run(name, frames)
-        out = sample_on_rank(model, [request], params, ParallelConfig(RANKS, mode))
-        results.append((out.video, out.audio, out.evaluations))
+        sent = [0]
+        with _counted(sent):
+            out = sample_on_rank(model, [request], params, ParallelConfig(RANKS, mode))
+        total = torch.tensor(sent[0], dtype=torch.float64)
+        dist.all_reduce(total)
+        results.append((out.video, out.audio, out.evaluations, int(total)))
     return results
 
 
@@ -77,17 +102,28 @@ def _check(where: str, video, audio, ref) -> None:
     assert rel_l2(audio, ref.audio) <= TOL, f"{where}: audio {rel_l2(audio, ref.audio):.2e}"
 
 
-def test_cfg_and_ulysses_match_the_single_process_sample(world):
+def test_ulysses_and_cfg_ulysses_match_the_single_process_sample(world):
     parallel, single = world
-    for (mode, name, frames), (video, audio, evaluations), ref in zip(SCENARIOS, parallel, single):
+    for (mode, name, frames), (video, audio, evaluations, _), ref in zip(SCENARIOS, parallel, single):
         where = f"{mode} on {RANKS} ranks, {name} with {frames} latent frames"
         _check(where, video, audio, ref)
         assert evaluations == ref.evaluations == 2 * STEPS, where
     assert not _children()
 
 
-def test_the_golden_runner_samples_on_4_ranks_within_the_tolerance(golden_dir, tiny_model, tmp_path, capsys):
-    """cfg+ulysses (2 x 2) on the public AVG case, from its inputs only: the official result within the
+def test_the_traffic_model_counts_what_the_ranks_send(world, tiny_model):
+    """Two steps: the first with MA-CFG's interaction-free unconditional pass, the second without."""
+    parallel, _ = world
+    for (mode, name, frames), (*_, sent) in zip(SCENARIOS, parallel):
+        request, params = _run(name, frames)
+        model = [step_bytes(tiny_model.config, ParallelConfig(RANKS, mode), frames, *request.latent_size,
+                            request.mel_frames, element=4, macfg=macfg, skip_layer=params.slg_layer)
+                 for macfg in (True, False)]
+        assert sent == sum(model), (mode, sent, model)
+
+
+def test_the_golden_runner_samples_on_2_ranks_within_the_tolerance(golden_dir, tiny_model, tmp_path, capsys):
+    """cfg on the public AVG case, from its inputs only: the official result within the
     runner's tolerance, the single-process sample within the parallel one."""
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -99,7 +135,7 @@ def test_the_golden_runner_samples_on_4_ranks_within_the_tolerance(golden_dir, t
     (inputs / "golden.json").write_text(json.dumps(cases))
     golden = load_file(golden_dir / "golden.safetensors")
     save_file({k: v for k, v in golden.items() if k.startswith("avg.in.")}, inputs / "golden.safetensors")
-    args = [str(inputs), "--out", str(tmp_path / "out"), "--ranks", "4", "--parallel", "cfg+ulysses"]
+    args = [str(inputs), "--out", str(tmp_path / "out"), "--ranks", "2", "--parallel", "cfg"]
     assert golden_cli.main(args) == 0
     assert capsys.readouterr().out.startswith("sampling_seconds avg ")
     ours = load_file(tmp_path / "out" / "golden.safetensors")
@@ -108,7 +144,7 @@ def test_the_golden_runner_samples_on_4_ranks_within_the_tolerance(golden_dir, t
     case = model_cases(inputs)[0]
     ref = sample(tiny_model, [case_request(case[1], case[2])], case_params(case[1]),
                  noise=(case[2]["noise_video"], case[2]["noise_audio"]))
-    _check("the runner's cfg+ulysses on 4 ranks", ours["avg.out.video"], ours["avg.out.audio"], ref)
+    _check("the runner's cfg on 2 ranks", ours["avg.out.video"], ours["avg.out.audio"], ref)
     assert not _children()
 
 
