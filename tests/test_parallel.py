@@ -169,10 +169,13 @@ def test_impossible_layouts_are_refused(ranks, mode, message):
         ParallelConfig(ranks, mode)
 
 
-def test_more_ulysses_ranks_than_frames_and_a_step_cache_are_refused():
+def test_more_ulysses_ranks_than_frames_a_step_cache_and_cfg_face_masks_are_refused():
     request, params = _run("avg", 2)           # 3 video frames: the reference and 2 latent frames
     with pytest.raises(ValueError, match="4 Ulysses ranks for 3 video frames"):
         check_run(ParallelConfig(4, "ulysses"), [request], params)
     check_run(ParallelConfig(4, "cfg+ulysses"), [request], params)          # 2 Ulysses ranks fit
     with pytest.raises(ValueError, match="step cache"):
         check_run(ParallelConfig(2, "cfg"), [request], dataclasses.replace(params, cache=0.1))
+    with pytest.raises(ValueError, match="face masks"):
+        check_run(ParallelConfig(2, "cfg"), [request], params, capture_face_masks=True)
+    check_run(ParallelConfig(2, "ulysses"), [request], params, capture_face_masks=True)

@@ -20,9 +20,11 @@ def check_run(config: ParallelConfig, requests: list[Request], params: SamplingP
     if params.cache:
         raise ValueError("the step cache decides per step which passes run, so it cannot run parallel: "
                          "set cache to 0 or sample on one device")
-    for name in ("wrap_velocity", "capture_face_masks"):
-        if sample_kwargs.get(name):
-            raise ValueError(f"{name} is not available in a parallel run: sample on one device for it")
+    if sample_kwargs.get("wrap_velocity"):
+        raise ValueError("wrap_velocity is not available in a parallel run: sample on one device for it")
+    if sample_kwargs.get("capture_face_masks") and config.cfg_ranks > 1:
+        raise ValueError("face masks come from the conditional pass alone, which cfg-parallel runs on one rank: "
+                         "capture them with --parallel ulysses or on one device")
     if config.ulysses_ranks > 1:
         config.check_frames(min(r.latent_frames for r in requests))
 
