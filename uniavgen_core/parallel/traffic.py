@@ -26,16 +26,16 @@ def step_bytes(config: UniAVGenConfig, parallel: ParallelConfig, latent_frames: 
     pt, ph, pw = config.patch_size
     frames, n = 1 + latent_frames // pt, (height // ph) * (width // pw)
     u, layers, interactions = parallel.ulysses_ranks, config.num_layers, len(config.interaction_layers)
-    local = math.ceil(frames / u) * n
+    local, others = math.ceil(frames / u) * n, u - 1          # tokens a rank holds, ranks it sends to
     heads = math.ceil(config.num_heads / u) * u
 
     def forward(batch: int, layers_run: int, interactions_run: int) -> int:
         """Bytes the U ranks of one group send in one forward of `batch` samples."""
         if u == 1:
             return 0
-        exchange = 4 * batch * local * (heads // u) * (u - 1) * config.head_dim * element
-        gather = batch * local * config.dim * element * (u - 1)
-        head = batch * local * pt * ph * pw * config.out_dim * 4 * (u - 1)
+        exchange = 4 * batch * local * (heads // u) * others * config.head_dim * element
+        gather = batch * local * config.dim * element * others
+        head = batch * local * pt * ph * pw * config.out_dim * 4 * others
         return u * (layers_run * exchange + interactions_run * gather + head)
 
     if parallel.cfg_ranks == 1:
