@@ -42,10 +42,14 @@ class ParallelConfig:
         return self.ranks // self.cfg_ranks
 
     def check_frames(self, latent_frames: int) -> None:
-        """Every Ulysses rank must hold at least one of the 1 + F video frames (the reference first)."""
-        if self.ulysses_ranks > 1 + latent_frames:
-            raise ValueError(f"{self.ulysses_ranks} Ulysses ranks for {1 + latent_frames} video frames (the reference "
-                             f"and {latent_frames} latent frames): use at most {1 + latent_frames} Ulysses ranks")
+        check_ulysses_frames(self.ulysses_ranks, latent_frames)
+
+
+def check_ulysses_frames(ranks: int, latent_frames: int) -> None:
+    """Every Ulysses rank must hold at least one of the 1 + F video frames (the reference first)."""
+    if ranks > 1 + latent_frames:
+        raise ValueError(f"{ranks} Ulysses ranks for {1 + latent_frames} video frames (the reference and "
+                         f"{latent_frames} latent frames): use at most {1 + latent_frames} Ulysses ranks")
 
 
 @dataclass

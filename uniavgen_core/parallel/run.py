@@ -3,6 +3,7 @@ gloo CPU processes for it."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Callable
 
 import torch
@@ -35,9 +36,8 @@ def sample_on_rank(model: UniAVGenModel, requests: list[Request], params: Sampli
     says; every rank of the default process group calls it with the same arguments and gets the same result."""
     check_run(config, requests, params, **sample_kwargs)
     groups = Groups.create(config)
-    wrap = None
-    if groups.cfg is not None:
-        wrap = lambda guided: CfgParallelVelocity(guided, groups.cfg, groups.cfg_index)     # noqa: E731
+    wrap = None if groups.cfg is None else functools.partial(CfgParallelVelocity, pair=groups.cfg,
+                                                             index=groups.cfg_index)
     split = SequenceParallel(model, groups.ulysses) if groups.ulysses is not None else contextlib.nullcontext()
     with split:
         return sample(model, requests, params, wrap_velocity=wrap, **sample_kwargs)

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..model.attention import attention
 from ..model.dit import VIDEO_FRAMES, VIDEO_TOKENS, ForwardContext, UniAVGenModel
+from .layout import check_ulysses_frames
 
 
 def _pad(x: torch.Tensor, length: int, axis: int) -> torch.Tensor:
@@ -37,8 +38,7 @@ class FrameSplit:
         self.size, self.rank = dist.get_world_size(group), dist.get_rank(group)
         self.frames, self.n = 1 + whole.frames, whole.hp * whole.wp
         self.per_rank = -(-self.frames // self.size)
-        if self.size > self.frames:
-            raise ValueError(f"{self.size} Ulysses ranks for {self.frames} video frames: use at most {self.frames}")
+        check_ulysses_frames(self.size, whole.frames)
 
     def local(self, x: torch.Tensor, axis: int = 1, unit: int | None = None) -> torch.Tensor:
         """This rank's frames of x, whose `axis` runs over frames x `unit` tokens (default: n patches)."""
@@ -61,8 +61,9 @@ class FrameSplit:
         for name, (axis_name, axis) in ForwardContext.split_fields().items():
             value = getattr(self.whole, name)
             if axis_name in units and value is not None:
-                split = lambda x: self.local(x, axis, units[axis_name])     # noqa: E731
-                changes[name] = tuple(map(split, value)) if isinstance(value, tuple) else split(value)
+                parts = value if isinstance(value, tuple) else (value,)
+                local = tuple(self.local(x, axis, units[axis_name]) for x in parts)
+                changes[name] = local if isinstance(value, tuple) else local[0]
         padded = self.size * self.per_rank * self.n
         if padded > self.frames * self.n:
             keys = torch.arange(padded, device=self.whole.device) < self.frames * self.n
