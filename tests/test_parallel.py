@@ -67,10 +67,11 @@ def _scenarios(model) -> list:
         request, params = _run(name, frames)
         sent = [0]
         with _counted(sent):
-            out = sample_on_rank(model, [request], params, ParallelConfig(RANKS, mode))
+            out = sample_on_rank(model, [request], params, ParallelConfig(RANKS, mode),
+                                 capture_face_masks=mode == "ulysses")
         total = torch.tensor(sent[0], dtype=torch.float64)
         dist.all_reduce(total)
-        results.append((out.video, out.audio, out.evaluations, int(total)))
+        results.append((out.video, out.audio, out.face_masks, out.evaluations, int(total)))
     return results
 
 
@@ -78,7 +79,8 @@ def _scenarios(model) -> list:
 def world(tiny_model):
     """(the parallel results of the scenarios, the single-process results of the same runs)."""
     parallel = run_on_ranks(_scenarios, RANKS, tiny_model)        # its weights shared with the ranks, not copied
-    return parallel, [sample(tiny_model, [r], p) for r, p in (_run(n, f) for _, n, f in SCENARIOS)]
+    return parallel, [sample(tiny_model, [r], p, capture_face_masks=mode == "ulysses")
+                      for mode, (r, p) in ((m, _run(n, f)) for m, n, f in SCENARIOS)]
 
 
 def _children() -> list[str]:
@@ -104,9 +106,11 @@ def _check(where: str, video, audio, ref) -> None:
 
 def test_ulysses_and_cfg_ulysses_match_the_single_process_sample(world):
     parallel, single = world
-    for (mode, name, frames), (video, audio, evaluations, _), ref in zip(SCENARIOS, parallel, single):
+    for (mode, name, frames), (video, audio, masks, evaluations, _), ref in zip(SCENARIOS, parallel, single):
         where = f"{mode} on {RANKS} ranks, {name} with {frames} latent frames"
         _check(where, video, audio, ref)
+        if mode == "ulysses":           # the face masks of the interactions, which run on the gathered frames
+            assert masks.shape == ref.face_masks.shape and rel_l2(masks, ref.face_masks) <= TOL, where
         assert evaluations == ref.evaluations == 2 * STEPS, where
     assert not _children()
 

@@ -2,6 +2,6 @@
 of the video branch (docs/ARCHITECTURE.md, "Several devices")."""
 from .launch import run_on_ranks
 from .layout import MODES, Groups, ParallelConfig
-from .run import check_run, sample_on_rank, sample_parallel
+from .run import check_run, sample_on_rank
 
-__all__ = ["run_on_ranks", "MODES", "Groups", "ParallelConfig", "check_run", "sample_on_rank", "sample_parallel"]
+__all__ = ["run_on_ranks", "MODES", "Groups", "ParallelConfig", "check_run", "sample_on_rank"]

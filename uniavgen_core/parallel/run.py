@@ -1,17 +1,13 @@
-"""Sampling on several ranks: `sample_on_rank` inside an initialised process group, `sample_parallel` spawning
-gloo CPU processes for it."""
+"""Sampling on several ranks: `sample_on_rank` inside an initialised process group (e.g. the ranks of
+`launch.run_on_ranks`)."""
 from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Callable
-
-import torch
 
 from ..model.dit import UniAVGenModel
 from ..sampling import Request, SampleResult, SamplingParams, sample
 from .cfg import CfgParallelVelocity
-from .launch import run_on_ranks
 from .layout import Groups, ParallelConfig
 from .ulysses import SequenceParallel
 
@@ -41,17 +37,3 @@ def sample_on_rank(model: UniAVGenModel, requests: list[Request], params: Sampli
     split = SequenceParallel(model, groups.ulysses) if groups.ulysses is not None else contextlib.nullcontext()
     with split:
         return sample(model, requests, params, wrap_velocity=wrap, **sample_kwargs)
-
-
-def _rank_sample(load: Callable[[], UniAVGenModel], requests, params, config, sample_kwargs):
-    torch.set_grad_enabled(False)
-    result = sample_on_rank(load(), requests, params, config, **sample_kwargs)
-    return SampleResult(result.video.cpu(), result.audio.cpu(), None, result.evaluations)
-
-
-def sample_parallel(load: Callable[[], UniAVGenModel], requests: list[Request], params: SamplingParams,
-                    config: ParallelConfig, **sample_kwargs) -> SampleResult:
-    """`sample` on `config.ranks` gloo CPU processes of this machine; `load()` makes each rank's model
-    (a picklable callable, e.g. functools.partial(load_model, folder)). Returns rank 0's result."""
-    check_run(config, requests, params, **sample_kwargs)
-    return run_on_ranks(_rank_sample, config.ranks, load, requests, params, config, sample_kwargs)
