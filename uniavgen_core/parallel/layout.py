@@ -63,7 +63,12 @@ class Groups:
 
     @classmethod
     def create(cls, config: ParallelConfig) -> "Groups":
-        """The groups of `config` in the initialised default process group (every rank calls this)."""
+        """The groups of `config` in the initialised default process group (every rank calls this), made once
+        per process group: a run of many samples (a long job's segments) reuses them."""
+        world = dist.group.WORLD
+        made = _MADE.get(config)
+        if made is not None and made[0] is world:
+            return made[1]
         if dist.get_world_size() != config.ranks:
             raise ValueError(f"the process group has {dist.get_world_size()} ranks but the parallel configuration "
                              f"asks for {config.ranks}")
@@ -71,4 +76,9 @@ class Groups:
         # every rank creates every group, in the same order, as torch.distributed requires
         pairs = [dist.new_group([k * u + j for k in range(c)]) for j in range(u)] if c > 1 else None
         halves = [dist.new_group(list(range(k * u, (k + 1) * u))) for k in range(c)] if u > 1 else None
-        return cls(config, rank, rank // u, pairs and pairs[rank % u], halves and halves[rank // u])
+        groups = cls(config, rank, rank // u, pairs and pairs[rank % u], halves and halves[rank // u])
+        _MADE[config] = (world, groups)
+        return groups
+
+
+_MADE: dict[ParallelConfig, tuple] = {}      # config -> (the default process group they belong to, Groups)
