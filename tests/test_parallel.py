@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-
 from safetensors.torch import load_file, save_file
 
 from helpers import golden_root, rel_l2
