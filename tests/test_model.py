@@ -188,7 +188,8 @@ def test_the_forward_context_declares_every_field_and_per_token_fields_run_along
     ctx = recorder.ctx
     with pytest.raises(AttributeError):
         ctx.undeclared = 1                                     # slots: a stage cannot add a field ad hoc
-    optional = {"caption_bias", "speech_valid"}                # None when they save nothing
+    optional = {"caption_bias", "speech_valid",                # None when they save nothing
+                "sequence", "v_key_mask"}                      # or off a sequence-parallel forward
     assert [f for f in ForwardContext.__dataclass_fields__ if getattr(ctx, f) is None and f not in optional] == []
     tokens = {VIDEO_TOKENS: (1 + ctx.frames) * ctx.hp * ctx.wp, VIDEO_FRAMES: 1 + ctx.frames,
               GENERATED_FRAMES: ctx.frames, AUDIO_TOKENS: ctx.layout.length, AUDIO_ROWS: ctx.n_audio}

@@ -18,6 +18,7 @@ from .audio.mel import log_mel, normalise
 from .audio.speech_tokenizer import SpeechTokenizer
 from .checkpoint.loading import load_model
 from .model.conditioning import Condition, ConditionBatch, Switches
+from .parallel import ParallelConfig, check_run, run_on_ranks, sample_on_rank
 from .sampling import Request, SamplingParams, Task, pass_switches, sample
 from .sampling.tasks import TASKS, Voice
 
@@ -81,18 +82,45 @@ def model_cases(golden_dir: Path) -> list[tuple[str, dict, dict]]:
     return [(name, case, case_inputs(tensors, name)) for name, case in cases.items()]
 
 
-def run_model_cases(golden_dir: Path, out_dir: Path) -> None:
+def timed_sample(model, case: dict, inputs: dict, parallel: ParallelConfig | None = None):
+    """(video, audio, seconds) of a case's sampling run from its noise, on this process or, with `parallel`,
+    on this rank of an initialised process group."""
+    request, params = case_request(case, inputs), case_params(case)
+    noise = (inputs["noise_video"], inputs["noise_audio"])
+    start = time.perf_counter()
+    if parallel is None:
+        out = sample(model, [request], params, noise=noise)
+    else:
+        out = sample_on_rank(model, [request], params, parallel, noise=noise)
+    video, audio = out.video.cpu(), out.audio.cpu()
+    return video, audio, time.perf_counter() - start
+
+
+def _sample_on_ranks(model, golden_dir: Path, parallel: ParallelConfig) -> dict:
+    """On every rank: each case's sampling run, split as `parallel` says."""
+    torch.set_grad_enabled(False)
+    return {name: timed_sample(model, case, inputs, parallel) for name, case, inputs in model_cases(golden_dir)}
+
+
+def run_model_cases(golden_dir: Path, out_dir: Path, parallel: ParallelConfig | None = None) -> None:
+    """The forward passes of every case in this process and its sampling run here or, with `parallel`, on
+    `parallel.ranks` gloo CPU processes."""
     model = load_model(golden_dir, dtype=torch.float32)
+    cases = model_cases(golden_dir)
+    sampled = {}
+    if parallel is not None:
+        for _, case, inputs in cases:
+            check_run(parallel, [case_request(case, inputs)], case_params(case))
+        # the ranks share the loaded weights (spawn passes tensors through shared memory)
+        sampled = run_on_ranks(_sample_on_ranks, parallel.ranks, model, golden_dir, parallel)
     results = {}
-    for name, case, inputs in model_cases(golden_dir):
+    for name, case, inputs in cases:
         request, params = case_request(case, inputs), case_params(case)
         noise = (inputs["noise_video"], inputs["noise_audio"])
         for key, value in forward_passes(model, request, params, noise).items():
             results[f"{name}.{key}"] = value
-        start = time.perf_counter()
-        out = sample(model, [request], params, noise=noise)
-        video, audio = out.video.cpu(), out.audio.cpu()
-        print(f"sampling_seconds {name} {time.perf_counter() - start:.3f}", flush=True)
+        video, audio, seconds = sampled[name] if parallel is not None else timed_sample(model, case, inputs)
+        print(f"sampling_seconds {name} {seconds:.3f}", flush=True)
         results[f"{name}.out.video"], results[f"{name}.out.audio"] = video, audio
     save_file({k: v.detach().float().contiguous().cpu() for k, v in results.items()}, out_dir / "golden.safetensors")
 

@@ -1,6 +1,6 @@
 """Golden-vector runner (its contract: docs/DEVELOPMENT.md, "Golden vectors").
 
-    python -m uniavgen_core.cli.golden GOLDEN_DIR --out OUT_DIR [--vocab VOCAB]
+    python -m uniavgen_core.cli.golden GOLDEN_DIR --out OUT_DIR [--vocab VOCAB] [--ranks N --parallel MODE]
     python -m uniavgen_core.cli.golden --official-keys
 
 Reads only the inputs of each case (never the expected outputs) and writes what this
@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..checkpoint.loading import official_key_shapes
 from ..golden import MKL_COMPATIBLE, default_vocab, run_frontend_cases, run_model_cases, run_tokenizer_cases
+from ..parallel import MODES, ParallelConfig
 from .common import PACK, UsageError, guarded, input_path, output_folder
 
 
@@ -29,6 +30,11 @@ def main(argv=None) -> int:
     parser.add_argument("golden_dir", nargs="?", type=Path, help="folder with golden.json etc.")
     parser.add_argument("--out", type=Path, help="folder to write results into")
     parser.add_argument("--vocab", type=Path, help="speech vocabulary (vocab.txt) for tokenizer cases")
+    parser.add_argument("--ranks", type=int, default=1,
+                        help="sample each model case on this many gloo CPU processes (with --parallel)")
+    parser.add_argument("--parallel", choices=MODES,
+                        help="how the ranks share a sampling run: cfg (one guidance pass each), ulysses (the video "
+                             "tokens split over them) or cfg+ulysses")
     parser.add_argument("--frontend-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--official-keys", action="store_true",
                         help="print {key: shape} of the official configuration as JSON and exit")
@@ -99,7 +105,17 @@ def frontend_cases(golden_dir: Path, out_dir: Path) -> None:
     run_frontend_cases(golden_dir, out_dir)
 
 
+def parallel_config(ranks: int, mode: str | None) -> ParallelConfig | None:
+    """None for one process, else the checked configuration of --ranks and --parallel."""
+    if ranks == 1 and mode is None:
+        return None
+    if mode is None:
+        raise UsageError(f"--ranks {ranks} needs --parallel {' | '.join(MODES)} to say how the ranks share a run")
+    return ParallelConfig(ranks, mode)
+
+
 def run(args) -> int:
+    parallel_config(args.ranks, args.parallel)         # a wrong layout is refused before any case runs
     vocab = args.vocab or default_vocab(args.golden_dir)
     check_inputs(args.golden_dir, args.out, args.vocab)
     torch.set_grad_enabled(False)
@@ -107,7 +123,7 @@ def run(args) -> int:
         run_frontend_cases(args.golden_dir, args.out)
         return 0
     if (args.golden_dir / "golden.json").is_file():
-        run_model_cases(args.golden_dir, args.out)
+        run_model_cases(args.golden_dir, args.out, parallel_config(args.ranks, args.parallel))
     if (args.golden_dir / "frontend.safetensors").is_file():
         try:
             frontend_cases(args.golden_dir, args.out)

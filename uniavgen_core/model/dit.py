@@ -159,6 +159,9 @@ class ForwardContext:
     windows: torch.Tensor | None = _field()
     k_a2v: tuple | None = _field()
     plan: object = _field()
+    # a sequence-parallel forward (parallel/ulysses.py) fills these in the context of one rank's frames
+    sequence: object = _field()          # the split: gather(x), local(x) and the whole forward's context
+    v_key_mask: torch.Tensor | None = _field()      # [B, padded video tokens] keys of the video self-attention
 
     @classmethod
     def split_fields(cls) -> dict[str, tuple[str, int]]:
@@ -203,6 +206,7 @@ class UniAVGenModel(nn.Module):
         self.block_swap = None                 # see set_block_swap
         self.caption_bucket = 1                # caption rows kept: a multiple of this (see caption_bias)
         self.pair_hooks: list[LayerPairHook] = []
+        self.sequence_parallel = None          # see parallel/ulysses.SequenceParallel
         # video embeddings
         self.patch_embedding = ops.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding_video = _mlp(ops, cfg.text_dim, d, d, gelu)   # caption MLP (docs/MODEL.md §2.2)
@@ -277,6 +281,8 @@ class UniAVGenModel(nn.Module):
         self.embed_speech(ctx, cond)
         self.embed_times(ctx, t)
         self.attach_positions(ctx)
+        if self.sequence_parallel is not None:
+            ctx, xv = self.sequence_parallel.split(ctx, xv)       # this rank's frames of the video tokens
         xv, xa, masks = self.run_layers(ctx, xv, xa, capture_masks)
         return self.heads(ctx, xv, xa, masks)
 
@@ -367,7 +373,7 @@ class UniAVGenModel(nn.Module):
                 self.block_swap.acquire(layer)
             xa = self.audio_blocks[layer](xa, ctx.e0_a, ctx.a_rope, ctx.layout.key_mask, ctx.speech,
                                           (ctx.a_rope, ctx.s_rope), ctx.speech_valid)
-            xv = self.blocks[layer](xv, ctx.e0_v, ctx.v_rope, None, ctx.caption, None, ctx.caption_bias)
+            xv = self.blocks[layer](xv, ctx.e0_v, ctx.v_rope, ctx.v_key_mask, ctx.caption, None, ctx.caption_bias)
             k = self.interaction_index.get(layer)
             if k is not None and (ctx.a2v_needed or ctx.v2a_needed or capture_masks):
                 xv, xa = self.interact(ctx, k, xv, xa, masks if capture_masks else None)
@@ -388,6 +394,9 @@ class UniAVGenModel(nn.Module):
         """Interaction k: A2V and V2A both read the post-block states of this layer (docs/MODEL.md §3.7)
         and add their residuals to the generated tokens: in place at inference, out of place when
         gradients are recorded."""
+        if ctx.sequence is not None:        # the interactions read the whole clip: run on every rank's frames
+            whole, xa = self.interact(ctx.sequence.whole, k, ctx.sequence.gather(xv), xa, masks)
+            return ctx.sequence.local(whole), xa
         b, frames, n = ctx.batch, ctx.frames, ctx.hp * ctx.wp
         v_tgt, a_tgt = xv[:, n:], ctx.layout.target(xa)
         a2v, v2a = self.a2v_blocks[k], self.v2a_blocks[k]
@@ -410,9 +419,11 @@ class UniAVGenModel(nn.Module):
     def heads(self, ctx: ForwardContext, xv, xa, masks: list) -> ModelOutput:
         """Velocities: the video head unpatchified to latents (reference frame included) and the
         audio head on the target mel rows."""
+        out_v = self.head(xv, ctx.e_v)                                                 # [B, (1+F)*n, p*C]
+        if ctx.sequence is not None:        # every rank's frames again
+            out_v, ctx = ctx.sequence.gather(out_v), ctx.sequence.whole
         cfg, b, frames = self.config, ctx.batch, ctx.frames
         pt, ph, pw = cfg.patch_size
-        out_v = self.head(xv, ctx.e_v)                                                 # [B, (1+F)*n, p*C]
         out_v = out_v.view(b, 1 + frames, ctx.hp, ctx.wp, pt, ph, pw, cfg.out_dim)
         out_v = out_v.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, cfg.out_dim, (1 + frames) * pt, ctx.h, ctx.w)
         out_a = self.head_audio(ctx.layout.target(xa), ctx.e_a)

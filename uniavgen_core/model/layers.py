@@ -68,14 +68,18 @@ class Attention(nn.Module):
     def project_kv(self, context):
         return self.heads(self.norm_k(self.k(context))), self.heads(self.v(context))
 
-    def forward(self, x, context, q_rope=None, k_rope=None, key_mask=None):
+    def qkv(self, x, context, q_rope=None, k_rope=None):
+        """Rotated queries and keys and the values, [B, L, H, D] each."""
         q = self.project_q(x)
         k, v = self.project_kv(context)
         if q_rope is not None:
             q = apply_rope(q, q_rope)
         if k_rope is not None:
             k = apply_rope(k, k_rope)
-        return self.o(attention(q, k, v, key_mask))
+        return q, k, v
+
+    def forward(self, x, context, q_rope=None, k_rope=None, key_mask=None):
+        return self.o(attention(*self.qkv(x, context, q_rope, k_rope), key_mask))
 
 
 class TanhGELU(nn.Module):

@@ -1,0 +1,184 @@
+"""Parallel sampling (uniavgen_core/parallel) on gloo CPU processes against the single-process `sample` on the
+tiny golden model: Ulysses and CFG + Ulysses on 4 ranks (one world spawned for the module runs every scenario),
+CFG on 2 ranks through the golden runner; the traffic model against the bytes the ranks sent."""
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from helpers import golden_root, rel_l2
+from test_golden_parity import OUT_TOL
+from uniavgen_core.cli import golden as golden_cli
+from uniavgen_core.golden import case_params, case_request, model_cases
+from uniavgen_core.parallel import ParallelConfig, check_run, run_on_ranks, sample_on_rank
+from uniavgen_core.parallel.traffic import step_bytes
+from uniavgen_core.sampling import sample
+
+TOL = 1e-5
+STEPS = 2                   # one step with MA-CFG's interaction-free unconditional pass, one without
+# (mode, golden case, latent frames) on 4 ranks: 1 + 6 video frames are padded (on 4 Ulysses ranks 2, 2, 2, 1), 1 + 7
+# split evenly; the golden runner's test below runs cfg on 2 ranks
+SCENARIOS = [("ulysses", "a2v", 6), ("cfg+ulysses", "avg", 7)]
+RANKS = 4
+
+
+def _run(name: str, frames: int):
+    """The request and parameters of golden case `name` at `frames` latent frames (its seeded noise)."""
+    golden = golden_root() / "public"
+    case, inputs = next((c, i) for n, c, i in model_cases(golden) if n == name)
+    request = case_request(dict(case, lat_frames=frames), inputs)
+    if request.condition.cond_latent.shape[1] > 1:        # a whole driving video follows the frame count
+        raise ValueError("scenarios take cases with a reference frame only")
+    return request, dataclasses.replace(case_params(case), steps=STEPS)
+
+
+@contextlib.contextmanager
+def _counted(sent: list):
+    """Adds to sent[0] the bytes this rank sends to others in the all-to-alls and all-gathers of the block."""
+    all_to_all, all_gather = dist.all_to_all_single, dist.all_gather
+
+    def counted_all_to_all(out, x, group=None):
+        sent[0] += x.numel() * x.element_size() * (dist.get_world_size(group) - 1) // dist.get_world_size(group)
+        return all_to_all(out, x, group=group)
+
+    def counted_all_gather(parts, x, group=None):
+        sent[0] += x.numel() * x.element_size() * (dist.get_world_size(group) - 1)
+        return all_gather(parts, x, group=group)
+    dist.all_to_all_single, dist.all_gather = counted_all_to_all, counted_all_gather
+    try:
+        yield
+    finally:
+        dist.all_to_all_single, dist.all_gather = all_to_all, all_gather
+
+
+def _scenarios(model) -> list:
+    """On every rank: each scenario sampled in parallel, and the bytes all ranks sent (rank 0's results kept)."""
+    torch.set_grad_enabled(False)
+    results = []
+    for mode, name, frames in SCENARIOS:
+        request, params = _run(name, frames)
+        sent = [0]
+        with _counted(sent):
+            out = sample_on_rank(model, [request], params, ParallelConfig(RANKS, mode),
+                                 capture_face_masks=mode == "ulysses")
+        total = torch.tensor(sent[0], dtype=torch.float64)
+        dist.all_reduce(total)
+        results.append((out.video, out.audio, out.face_masks, out.evaluations, int(total)))
+    return results
+
+
+@pytest.fixture(scope="module")
+def world(tiny_model):
+    """(the parallel results of the scenarios, the single-process results of the same runs)."""
+    parallel = run_on_ranks(_scenarios, RANKS, tiny_model)        # its weights shared with the ranks, not copied
+    return parallel, [sample(tiny_model, [r], p, capture_face_masks=mode == "ulysses")
+                      for mode, (r, p) in ((m, _run(n, f)) for m, n, f in SCENARIOS)]
+
+
+def _children() -> list[str]:
+    """The command lines of this process's children, but for multiprocessing's resource tracker (one helper
+    that the first spawn starts and that lives as long as this process)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        if parent == os.getpid() and "resource_tracker" not in command:
+            found.append(command)
+    return found
+
+
+def _check(where: str, video, audio, ref) -> None:
+    assert video.shape == ref.video.shape and audio.shape == ref.audio.shape, where
+    assert rel_l2(video, ref.video) <= TOL, f"{where}: video {rel_l2(video, ref.video):.2e}"
+    assert rel_l2(audio, ref.audio) <= TOL, f"{where}: audio {rel_l2(audio, ref.audio):.2e}"
+
+
+def test_ulysses_and_cfg_ulysses_match_the_single_process_sample(world):
+    parallel, single = world
+    for (mode, name, frames), (video, audio, masks, evaluations, _), ref in zip(SCENARIOS, parallel, single):
+        where = f"{mode} on {RANKS} ranks, {name} with {frames} latent frames"
+        _check(where, video, audio, ref)
+        if mode == "ulysses":           # the face masks of the interactions, which run on the gathered frames
+            assert masks.shape == ref.face_masks.shape and rel_l2(masks, ref.face_masks) <= TOL, where
+        assert evaluations == ref.evaluations == 2 * STEPS, where
+    assert not _children()
+
+
+def test_the_traffic_model_counts_what_the_ranks_send(world, tiny_model):
+    """Two steps: the first with MA-CFG's interaction-free unconditional pass, the second without."""
+    parallel, _ = world
+    for (mode, name, frames), (*_, sent) in zip(SCENARIOS, parallel):
+        request, params = _run(name, frames)
+        model = [step_bytes(tiny_model.config, ParallelConfig(RANKS, mode), frames, *request.latent_size,
+                            request.mel_frames, element=4, macfg=macfg, skip_layer=params.slg_layer)
+                 for macfg in (True, False)]
+        assert sent == sum(model), (mode, sent, model)
+
+
+def test_the_golden_runner_samples_on_2_ranks_within_the_tolerance(golden_dir, tiny_model, tmp_path, capsys):
+    """cfg on the public AVG case, from its inputs only: the official result within the
+    runner's tolerance, the single-process sample within the parallel one."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for f in golden_dir.iterdir():
+        if f.name.startswith(("config", "diffusion_pytorch_model")):
+            (inputs / f.name).symlink_to(f)
+    cases = json.loads((golden_dir / "golden.json").read_text())
+    cases["cases"] = {"avg": cases["cases"]["avg"]}
+    (inputs / "golden.json").write_text(json.dumps(cases))
+    golden = load_file(golden_dir / "golden.safetensors")
+    save_file({k: v for k, v in golden.items() if k.startswith("avg.in.")}, inputs / "golden.safetensors")
+    args = [str(inputs), "--out", str(tmp_path / "out"), "--ranks", "2", "--parallel", "cfg"]
+    assert golden_cli.main(args) == 0
+    assert capsys.readouterr().out.startswith("sampling_seconds avg ")
+    ours = load_file(tmp_path / "out" / "golden.safetensors")
+    for key in ("avg.out.video", "avg.out.audio"):
+        assert rel_l2(ours[key], golden[key]) <= OUT_TOL, key
+    case = model_cases(inputs)[0]
+    ref = sample(tiny_model, [case_request(case[1], case[2])], case_params(case[1]),
+                 noise=(case[2]["noise_video"], case[2]["noise_audio"]))
+    _check("the runner's cfg on 2 ranks", ours["avg.out.video"], ours["avg.out.audio"], ref)
+    assert not _children()
+
+
+def _fail_on_rank_1():
+    if dist.get_rank() == 1:
+        raise RuntimeError("rank 1 fails")
+    time.sleep(600)         # rank 0 would outlive the test unless it is ended
+
+
+def test_an_error_on_one_rank_ends_every_rank_and_is_raised_here():
+    with pytest.raises(Exception, match="rank 1 fails"):
+        run_on_ranks(_fail_on_rank_1, 2)
+    assert not _children()
+
+
+@pytest.mark.parametrize("ranks, mode, message", [
+    (3, "cfg", "on 2 ranks"), (4, "cfg", "on 2 ranks"), (3, "cfg+ulysses", "even number"),
+    (1, "ulysses", "at least 2"), (2, "tensor", "unknown parallel mode"),
+])
+def test_impossible_layouts_are_refused(ranks, mode, message):
+    with pytest.raises(ValueError, match=message):
+        ParallelConfig(ranks, mode)
+
+
+def test_more_ulysses_ranks_than_frames_a_step_cache_and_cfg_face_masks_are_refused():
+    request, params = _run("avg", 2)           # 3 video frames: the reference and 2 latent frames
+    with pytest.raises(ValueError, match="4 Ulysses ranks for 3 video frames"):
+        check_run(ParallelConfig(4, "ulysses"), [request], params)
+    check_run(ParallelConfig(4, "cfg+ulysses"), [request], params)          # 2 Ulysses ranks fit
+    with pytest.raises(ValueError, match="step cache"):
+        check_run(ParallelConfig(2, "cfg"), [request], dataclasses.replace(params, cache=0.1))
+    with pytest.raises(ValueError, match="face masks"):
+        check_run(ParallelConfig(2, "cfg"), [request], params, capture_face_masks=True)
+    check_run(ParallelConfig(2, "ulysses"), [request], params, capture_face_masks=True)

@@ -1,0 +1,7 @@
+"""Sampling on several devices with torch.distributed: CFG-parallel guidance and Ulysses sequence parallelism
+of the video branch (docs/ARCHITECTURE.md, "Several devices")."""
+from .launch import run_on_ranks
+from .layout import MODES, Groups, ParallelConfig
+from .run import check_run, sample_on_rank
+
+__all__ = ["run_on_ranks", "MODES", "Groups", "ParallelConfig", "check_run", "sample_on_rank"]
