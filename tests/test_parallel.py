@@ -4,6 +4,7 @@ CFG on 2 ranks through the golden runner; the traffic model against the bytes th
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -182,3 +183,16 @@ def test_more_ulysses_ranks_than_frames_a_step_cache_and_cfg_face_masks_are_refu
     with pytest.raises(ValueError, match="face masks"):
         check_run(ParallelConfig(2, "cfg"), [request], params, capture_face_masks=True)
     check_run(ParallelConfig(2, "ulysses"), [request], params, capture_face_masks=True)
+
+
+def test_the_predicted_speedup_is_the_split_work_plus_the_traffic_over_the_link():
+    from uniavgen_core.model.config import UniAVGenConfig
+    from uniavgen_core.parallel.traffic import predicted_speedup
+    config, shape = UniAVGenConfig.official(), (21, 46, 82, 506)      # 1 + 21 frames with the reference
+    speed = lambda mode, ranks, link: predicted_speedup(config, ParallelConfig(ranks, mode), *shape, 1.2, link)
+    assert speed("ulysses", 4, math.inf) == pytest.approx(4 * 22 / 24)        # 6 frames a rank, 2 of them padding
+    assert speed("ulysses", 2, math.inf) == pytest.approx(2.0)
+    assert 1.99 < speed("cfg", 2, 25e9) < 2.0                                  # 32 MB a step: nothing on 1.2 s
+    for mode, ranks in (("ulysses", 2), ("ulysses", 8), ("cfg+ulysses", 4)):
+        slow, fast = speed(mode, ranks, 25e9), speed(mode, ranks, 450e9)
+        assert 1 < slow < fast < ranks

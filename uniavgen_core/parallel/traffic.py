@@ -45,3 +45,20 @@ def step_bytes(config: UniAVGenConfig, parallel: ParallelConfig, latent_frames: 
     null = forward(requests, layers - skips, 0 if macfg else interactions - (skips and skip_layer in
                                                                                 config.interaction_layers))
     return parallel.ranks * velocity + forward(requests, layers, interactions) + null
+
+
+def predicted_speedup(config: UniAVGenConfig, parallel: ParallelConfig, latent_frames: int, height: int, width: int,
+                      mel_rows: int, seconds_alone: float, link: float, element: int = 2, macfg_fraction: float = 0.5,
+                      skip_layer: int = 11) -> float:
+    """One device's step time over the parallel step's: each rank computes its share of `seconds_alone` (a
+    pass of the two with CFG, ceil((1 + F) / U) of the 1 + F video frames with Ulysses; the audio branch, under
+    1 % of the work at the release's shape, counted as shared too), then sends its share of the step's bytes at
+    `link` bytes a second, nothing overlapped (a floor where transfers hide behind compute). The bytes are
+    averaged over MA-CFG's steps (`macfg_fraction` of them) and the later ones."""
+    frames = 1 + latent_frames // config.patch_size[0]
+    u = parallel.ulysses_ranks
+    compute = seconds_alone / parallel.cfg_ranks * math.ceil(frames / u) / frames
+    sent = sum(share * step_bytes(config, parallel, latent_frames, height, width, mel_rows, element=element,
+                                  macfg=macfg, skip_layer=skip_layer)
+               for share, macfg in ((macfg_fraction, True), (1 - macfg_fraction, False)))
+    return seconds_alone / (compute + sent / parallel.ranks / link)
