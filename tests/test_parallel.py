@@ -196,3 +196,48 @@ def test_the_predicted_speedup_is_the_split_work_plus_the_traffic_over_the_link(
     for mode, ranks in (("ulysses", 2), ("ulysses", 8), ("cfg+ulysses", 4)):
         slow, fast = speed(mode, ranks, 25e9), speed(mode, ranks, 450e9)
         assert 1 < slow < fast < ranks
+
+
+def _given(model):
+    """A pool's loader: the model the pool was made with (its weights shared with the ranks)."""
+    return model
+
+
+def test_a_pool_keeps_its_ranks_for_job_after_job_reports_steps_and_cancels_on_every_rank(tiny_model):
+    from uniavgen_core.parallel.pool import Cancelled, RankPool
+    request, params = _run("avg", 3)
+    alone = sample(tiny_model, [request], params)
+    pool = RankPool(2, _given, tiny_model)
+    try:
+        pids = [p.pid for p in pool.context.processes]
+        for _ in range(2):                                   # the same ranks, the model loaded once
+            steps = []
+            out = pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"), progress=steps.append)
+            assert rel_l2(out.video, alone.video) <= TOL and rel_l2(out.audio, alone.audio) <= TOL
+            assert [s.step for s in steps] == list(range(STEPS))
+        with pytest.raises(Cancelled):
+            pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"), cancelled=lambda: True)
+        out = pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"))     # still usable
+        assert rel_l2(out.video, alone.video) <= TOL and [p.pid for p in pool.context.processes] == pids
+    finally:
+        pool.close()
+    assert not _children() and not pool.alive
+
+
+def _fail_on_rank_1_job(model, callback=None):
+    if dist.get_rank() == 1:
+        raise ValueError("rank 1 could not run the job")
+    return "rank 0 ran"
+
+
+def test_a_rank_that_fails_ends_the_pool_with_its_error_and_leaves_no_process(tiny_model):
+    from uniavgen_core.parallel.pool import PoolError, RankPool
+    pool = RankPool(2, _given, tiny_model)
+    try:
+        with pytest.raises(Exception, match="rank 1 could not run the job"):
+            pool.run(_fail_on_rank_1_job)
+        with pytest.raises(PoolError, match="make a new pool"):
+            pool.run(_fail_on_rank_1_job)
+    finally:
+        pool.close()
+    assert not _children() and not pool.alive

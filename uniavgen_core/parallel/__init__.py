@@ -2,6 +2,8 @@
 of the video branch (docs/ARCHITECTURE.md, "Several devices")."""
 from .launch import run_on_ranks
 from .layout import MODES, Groups, ParallelConfig
+from .pool import Cancelled, PoolError, RankPool
 from .run import check_run, sample_on_rank
 
-__all__ = ["run_on_ranks", "MODES", "Groups", "ParallelConfig", "check_run", "sample_on_rank"]
+__all__ = ["run_on_ranks", "MODES", "Groups", "ParallelConfig", "check_run", "sample_on_rank", "RankPool",
+           "Cancelled", "PoolError"]
