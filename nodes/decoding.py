@@ -72,7 +72,7 @@ class UniAVGenSaveLongVideo:
              extra_pnginfo=None):
         samples, wave, rate = _long_inputs(latent, audio)
         fp = host.folder_paths()
-        height, width = (units.SPATIAL_STRIDE * side for side in samples.shape[-2:])
+        height, width = units.pixel_size(tuple(samples.shape[-2:]))
         folder, name, counter, subfolder, _ = fp.get_save_image_path(filename_prefix, fp.get_output_directory(),
                                                                      width, height)
         file = f"{name}_{counter:05}_.mp4"

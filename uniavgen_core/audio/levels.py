@@ -140,8 +140,9 @@ def read_audio(path, rate: int | None = None, limit: float | None = None) -> tup
         pieces, samples = [], 0
         try:
             for frame in box.decode(stream):
-                pieces += [f.to_ndarray() for f in to_float.resample(frame)]
-                samples = sum(p.shape[1] for p in pieces)
+                made = [f.to_ndarray() for f in to_float.resample(frame)]
+                pieces += made
+                samples += sum(p.shape[1] for p in made)
                 if limit is not None and samples > (limit + 1) * rate:
                     raise ValueError(f"{path} is longer than {limit:g} s, the most that is taken: trim it")
             pieces += [f.to_ndarray() for f in to_float.resample(None)]

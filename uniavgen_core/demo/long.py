@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import units
+from ..audio.inputs import fit_to_frames
 from ..audio.levels import read_audio
 from ..frontend.long import LONG_MAX_SECONDS, LongResult, overlap_frames
 from ..mp4 import write_mp4
@@ -26,7 +27,7 @@ from ..mini.pipeline import MINI_SAMPLING, Generated, MiniPipeline
 from ..sampling import Task
 from ..training import lipsync
 from ..training.seams import WINDOW_SECONDS, window_scores
-from ..units import FPS, SAMPLE_RATE
+from ..units import FPS, HOP, SAMPLE_RATE
 from . import CODEC, DISPLAY_SCALE, FACE_SEED, MODEL, DemoError, check_text
 
 RECORDING_SEED = 9_000_000 + 5151    # the demo recording's sentences: drawn for no training or codec clip
@@ -66,7 +67,6 @@ class LongClip:
     result: LongResult
     frames: torch.Tensor        # [T, H, W, 3] in [0, 1]
     wave: torch.Tensor          # [N] at 24 kHz: what the file carries (A2V: the driving recording)
-    seconds: float              # sampling time
 
 
 def _bar(desc: str):
@@ -92,19 +92,15 @@ def talk(pipe: MiniPipeline, task: Task, wave: torch.Tensor | None = None, text:
         text = check_text(pipe, text, seconds=LONG_MAX_SECONDS).text
     inputs = pipe.inputs(task, text, face.caption, face.frames[0], seed, driving_wave=wave, seconds=seconds)
     params = MINI_SAMPLING if steps is None else dataclasses.replace(MINI_SAMPLING, steps=steps)
-    name = task.name.lower()
-    start = time.perf_counter()
     bar, update = _bar(f"long {task.name}")
     with bar:
         result, made = pipe.long(inputs, params, overlap=overlap_frames(overlap), progress=update)
-    spent = time.perf_counter() - start
     if wave is not None:          # the file carries the recording itself, fitted to the video as the sampler did
-        carried = torch.nn.functional.pad(wave, (0, max(0, made.wave.shape[0] - wave.shape[0])))
-        made = Generated(made.frames, carried[: made.wave.shape[0]])
+        made = Generated(made.frames, fit_to_frames(wave, made.wave.shape[0] // HOP)[0])
         title = f"A2V: a {wave.shape[0] / SAMPLE_RATE:.1f} s recording drives the face"
     else:
         title = f"AVG: '{text[:60]}...'" if len(text) > 60 else f"AVG: '{text}'"
-    return LongClip(name, title, result, made.frames, made.wave, spent)
+    return LongClip(task.name.lower(), title, result, made.frames, made.wave)
 
 
 def long_sheet(path: Path, clips: list[LongClip], box) -> None:
@@ -121,7 +117,7 @@ def long_sheet(path: Path, clips: list[LongClip], box) -> None:
         strip_ax, plot_ax = axes[2 * k], axes[2 * k + 1]
         picks = torch.linspace(0, clip.frames.shape[0] - 1, SHEET_PICTURES).round().long()
         row = SHEET_PICTURES // 2
-        strip = [torch.cat([clip.frames[i] for i in picks[k: k + row]], dim=1) for k in (0, row)]
+        strip = [torch.cat([clip.frames[i] for i in picks[first: first + row]], dim=1) for first in (0, row)]
         strip_ax.imshow(torch.cat(strip, dim=0).numpy())
         strip_ax.set_title(f"{clip.title} ({clip.frames.shape[0] / FPS:.1f} s, {len(clip.result.segments)} "
                            f"segments): {SHEET_PICTURES} pictures evenly from 0 to {clip.frames.shape[0] / FPS:.1f} s",
@@ -179,7 +175,4 @@ def run_long(out: Path, task: str, audio: str | None = None, text: str | None = 
     sheet = out / ("long_contact_sheet.png" if task == "long" else f"long_{task}_contact_sheet.png")
     long_sheet(sheet, clips, make_clip(FACE_SEED, frames=17).mouth_box)
     files = [str(out / f"long_{c.name}.mp4") for c in clips] + [str(sheet)]
-    return {"files": files, "messages": messages, "total_seconds": time.perf_counter() - start,
-            "windows": {c.name: window_scores(c.frames, c.wave, make_clip(FACE_SEED, frames=17).mouth_box)
-                        for c in clips},
-            "lengths": {c.name: c.frames.shape[0] / FPS for c in clips}}
+    return {"files": files, "messages": messages, "total_seconds": time.perf_counter() - start}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .. import units
+from ..audio.inputs import fit_to_frames
 from ..frontend.long import SPEAKING_RATE, share_transcript
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, Task
@@ -52,7 +53,7 @@ def continuation(pipe: MiniPipeline, clip: Clip, task: Task, given: dict, seed: 
     inputs = pipe.inputs(task, given.get("text", ""), clip.caption, clip.frames[0], seed,
                          driving_wave=given.get("wave"), seconds=given.get("seconds"))
     result, made = pipe.long(inputs, params, overlap=overlap)
-    wave = _fit(given["wave"], made.wave.shape[0]) if "wave" in given else made.wave
+    wave = fit_to_frames(given["wave"], result.audio.shape[0])[0] if "wave" in given else made.wave
     return Talk(made.frames, wave, seams.join_pictures(result.segments))
 
 
@@ -87,8 +88,8 @@ def chain(pipe: MiniPipeline, clip: Clip, task: Task, given: dict, seed: int, pa
             voice = (made.wave, texts[n]) if texts[n].strip() else voice
     frames = torch.cat(frames)[:total_pictures]
     wave = torch.cat(waves) if texts else given["wave"]
-    return Talk(frames, _fit(wave, units.mel_frames(total_pictures) * units.HOP), [j for j in joins
-                                                                                    if j < total_pictures])
+    return Talk(frames, fit_to_frames(wave, units.mel_frames(total_pictures))[0], [j for j in joins
+                                                                                   if j < total_pictures])
 
 
 def single(pipe: MiniPipeline, clip: Clip, task: Task, given: dict, seed: int, params: SamplingParams,
@@ -97,12 +98,8 @@ def single(pipe: MiniPipeline, clip: Clip, task: Task, given: dict, seed: int, p
     job = pipe.job(task, given.get("text", ""), clip.caption, clip.frames[0], seed, driving_wave=given.get("wave"),
                    duration=units.Duration.from_video_frames(like.frames.shape[0]))
     made = pipe.generate([job], params)[0]
-    wave = _fit(given["wave"], made.wave.shape[0]) if "wave" in given else made.wave
+    wave = fit_to_frames(given["wave"], job.request.mel_frames)[0] if "wave" in given else made.wave
     return Talk(made.frames, wave, like.joins)
-
-
-def _fit(wave: torch.Tensor, samples: int) -> torch.Tensor:
-    return torch.nn.functional.pad(wave, (0, max(0, samples - wave.shape[0])))[:samples]
 
 
 def measure(pipe: MiniPipeline, clips: list[Clip], seconds: float = 24.0, overlaps=(4,),
@@ -114,10 +111,10 @@ def measure(pipe: MiniPipeline, clips: list[Clip], seconds: float = 24.0, overla
         rows: dict[str, list[dict]] = {}
         plain_max = []
         for i, clip in enumerate(clips):
-            wave, _ = recording(clip.voice, seconds, RECORDING_SEED + i)
-            wave = wave[: round(seconds * SAMPLE_RATE)]
-            given = {"wave": wave} if driver == "recording" else {"text": transcript(seconds, RECORDING_SEED + i),
-                                                                   "seconds": seconds}
+            if driver == "recording":
+                given = {"wave": recording(clip.voice, seconds, RECORDING_SEED + i)[0][: round(seconds * SAMPLE_RATE)]}
+            else:
+                given = {"text": transcript(seconds, RECORDING_SEED + i), "seconds": seconds}
             plain = pipe.generate([pipe.job(task, clip.text, clip.caption, clip.frames[0], i,
                                             driving_wave=given.get("wave"))], params)[0]
             plain_max.append(float(seams.picture_changes(plain.frames).max()))
@@ -128,8 +125,7 @@ def measure(pipe: MiniPipeline, clips: list[Clip], seconds: float = 24.0, overla
             talks["single"] = single(pipe, clip, task, given, i, params, first)
             for name, talk in talks.items():
                 scores = seams.window_scores(talk.frames, talk.wave, clip.mouth_box)
-                report = seams.measure(talk.frames, talk.wave, talk.joins, clip.frames[0], clip.face_mask, scores,
-                                       driving=None)
+                report = seams.measure(talk.frames, talk.wave, talk.joins, clip.frames[0], clip.face_mask, scores)
                 row = report.row()
                 row["change_vs_plain"] = row["change_max"] / plain_max[-1]
                 row["drift_ratio"] = row["drift_last"] / row["drift_first"]

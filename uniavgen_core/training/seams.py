@@ -80,6 +80,7 @@ def audio_joins(wave: torch.Tensor, joins: list[int], driving: torch.Tensor | No
     """Clicks and gaps at the joins (picture indices) of a 24 kHz wave; `driving`: the driving audio (A2V),
     whose own pauses are not counted as gaps."""
     w = wave.float().numpy()
+    given = None if driving is None else driving.float().numpy()
     step = np.abs(np.diff(w))
     typical = float(np.percentile(step, 99.9)) + 1e-9
     near = round(CLICK_WINDOW * SAMPLE_RATE)
@@ -94,7 +95,7 @@ def audio_joins(wave: torch.Tensor, joins: list[int], driving: torch.Tensor | No
     gaps = 0
     for a in at:
         for start in range(max(0, a - reach), min(len(w) - frame, a + reach), frame):
-            if quiet(w, start) and (driving is None or not quiet(driving.float().numpy(), start)):
+            if quiet(w, start) and (given is None or not quiet(given, start)):
                 gaps += 1
                 break
     return {"click_ratio_max": max(clicks, default=0.0), "click_ratio_median": float(np.median(clicks)) if clicks
@@ -118,8 +119,7 @@ class SeamReport:
 
 
 def measure(frames: torch.Tensor, wave: torch.Tensor, joins: list[int], reference: torch.Tensor,
-            mask: torch.Tensor, window_scores: list[float], driving: torch.Tensor | None = None,
-            window: int = 48) -> SeamReport:
+            mask: torch.Tensor, window_scores: list[float], window: int = round(WINDOW_SECONDS * FPS)) -> SeamReport:
     change = picture_changes(frames)
     colour = colour_steps(frames)
     at = np.zeros(len(change), dtype=bool)
@@ -129,4 +129,4 @@ def measure(frames: torch.Tensor, wave: torch.Tensor, joins: list[int], referenc
                       float(np.nanmax(colour[at])) if at.any() else 0.0, float(np.nanpercentile(colour[~at], 99)),
                       float(drift[0]), float(drift[-1]),
                       float(np.mean([r >= 0.3 for r in window_scores])) if window_scores else 0.0,
-                      audio_joins(wave, joins, driving))
+                      audio_joins(wave, joins))
