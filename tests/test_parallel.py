@@ -6,6 +6,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,8 +70,7 @@ def _scenarios(model) -> list:
         request, params = _run(name, frames)
         sent = [0]
         with _counted(sent):
-            out = sample_on_rank(model, [request], params, ParallelConfig(RANKS, mode),
-                                 capture_face_masks=mode == "ulysses")
+            out = sample_on_rank(model, [request], params, ParallelConfig(RANKS, mode), capture_face_masks=True)
         total = torch.tensor(sent[0], dtype=torch.float64)
         dist.all_reduce(total)
         results.append((out.video, out.audio, out.face_masks, out.evaluations, int(total)))
@@ -79,8 +81,8 @@ def _scenarios(model) -> list:
 def world(tiny_model):
     """(the parallel results of the scenarios, the single-process results of the same runs)."""
     parallel = run_on_ranks(_scenarios, RANKS, tiny_model)        # its weights shared with the ranks, not copied
-    return parallel, [sample(tiny_model, [r], p, capture_face_masks=mode == "ulysses")
-                      for mode, (r, p) in ((m, _run(n, f)) for m, n, f in SCENARIOS)]
+    return parallel, [sample(tiny_model, [r], p, capture_face_masks=True)
+                      for r, p in (_run(n, f) for _, n, f in SCENARIOS)]
 
 
 def _children() -> list[str]:
@@ -109,8 +111,8 @@ def test_ulysses_and_cfg_ulysses_match_the_single_process_sample(world):
     for (mode, name, frames), (video, audio, masks, evaluations, _), ref in zip(SCENARIOS, parallel, single):
         where = f"{mode} on {RANKS} ranks, {name} with {frames} latent frames"
         _check(where, video, audio, ref)
-        if mode == "ulysses":           # the face masks of the interactions, which run on the gathered frames
-            assert masks.shape == ref.face_masks.shape and rel_l2(masks, ref.face_masks) <= TOL, where
+        # the face masks of the interactions, which run on the gathered frames of the conditional pass
+        assert masks.shape == ref.face_masks.shape and rel_l2(masks, ref.face_masks) <= TOL, where
         assert evaluations == ref.evaluations == 2 * STEPS, where
     assert not _children()
 
@@ -173,16 +175,13 @@ def test_impossible_layouts_are_refused(ranks, mode, message):
         ParallelConfig(ranks, mode)
 
 
-def test_more_ulysses_ranks_than_frames_a_step_cache_and_cfg_face_masks_are_refused():
+def test_more_ulysses_ranks_than_frames_and_a_step_cache_are_refused():
     request, params = _run("avg", 2)           # 3 video frames: the reference and 2 latent frames
     with pytest.raises(ValueError, match="4 Ulysses ranks for 3 video frames"):
         check_run(ParallelConfig(4, "ulysses"), [request], params)
     check_run(ParallelConfig(4, "cfg+ulysses"), [request], params)          # 2 Ulysses ranks fit
     with pytest.raises(ValueError, match="step cache"):
         check_run(ParallelConfig(2, "cfg"), [request], dataclasses.replace(params, cache=0.1))
-    with pytest.raises(ValueError, match="face masks"):
-        check_run(ParallelConfig(2, "cfg"), [request], params, capture_face_masks=True)
-    check_run(ParallelConfig(2, "ulysses"), [request], params, capture_face_masks=True)
 
 
 def test_the_predicted_speedup_is_the_split_work_plus_the_traffic_over_the_link():
@@ -198,22 +197,37 @@ def test_the_predicted_speedup_is_the_split_work_plus_the_traffic_over_the_link(
         assert 1 < slow < fast < ranks
 
 
-def _given(model):
+def _given(device, model):
     """A pool's loader: the model the pool was made with (its weights shared with the ranks)."""
-    return model
+    return model.to(device)
 
 
-def test_a_pool_keeps_its_ranks_for_job_after_job_reports_steps_and_cancels_on_every_rank(tiny_model):
+@pytest.fixture
+def host_main(tmp_path, monkeypatch):
+    """A main script, as a host such as ComfyUI runs, that leaves a mark whenever it is imported."""
+    mark = tmp_path / "imported"
+    script = tmp_path / "host_main.py"
+    script.write_text(f"open({str(mark)!r}, 'a').write('imported')\n")
+    main = type(os)("__main__")
+    main.__file__, main.__spec__ = str(script), None
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    return mark
+
+
+def test_a_pool_keeps_its_ranks_for_job_after_job_reports_steps_and_cancels_on_every_rank(tiny_model, host_main):
     from uniavgen_core.parallel.pool import Cancelled, RankPool
     request, params = _run("avg", 3)
-    alone = sample(tiny_model, [request], params)
+    alone = sample(tiny_model, [request], params, capture_face_masks=True)
     pool = RankPool(2, _given, tiny_model)
     try:
+        assert not host_main.exists()                    # the ranks did not import the host's main script
         pids = [p.pid for p in pool.context.processes]
         for _ in range(2):                                   # the same ranks, the model loaded once
             steps = []
-            out = pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"), progress=steps.append)
+            out = pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"), progress=steps.append,
+                           capture_face_masks=True)
             assert rel_l2(out.video, alone.video) <= TOL and rel_l2(out.audio, alone.audio) <= TOL
+            assert rel_l2(out.face_masks, alone.face_masks) <= TOL
             assert [s.step for s in steps] == list(range(STEPS))
         with pytest.raises(Cancelled):
             pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"), cancelled=lambda: True)
@@ -241,3 +255,59 @@ def test_a_rank_that_fails_ends_the_pool_with_its_error_and_leaves_no_process(ti
     finally:
         pool.close()
     assert not _children() and not pool.alive
+
+
+def _cpu_model(device):
+    """A pool's loader for a host that gets killed: any small module."""
+    return torch.nn.Linear(2, 2).to(device)
+
+
+HOST = """
+import sys, time
+from uniavgen_core.parallel import RankPool
+from test_parallel import _cpu_model
+pool = RankPool(2, _cpu_model)
+print(*(p.pid for p in pool.context.processes), flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_ranks_of_a_killed_host_end_with_it():
+    """A host that is killed (no atexit, no finaliser) leaves no rank behind."""
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])}
+    host = subprocess.Popen([sys.executable, "-c", HOST], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        pids = [int(p) for p in host.stdout.readline().split()]
+        assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
+    finally:
+        host.send_signal(signal.SIGKILL)
+        host.wait()
+    deadline = time.monotonic() + 20
+    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(p) for p in pids), "a rank outlived its killed host"
+
+
+def _running(pid: int) -> bool:
+    """Whether pid is a live process (a zombie, ended but not yet reaped by init, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("given, names", [(2, ["cpu", "cpu"]), ("cpu, cpu,cpu", ["cpu"] * 3), (["cpu"], ["cpu"])])
+def test_devices_are_read_from_a_count_a_list_or_text(given, names):
+    from uniavgen_core.parallel.pool import backend_for, parse_devices
+    assert parse_devices(given) == names and backend_for(names) == "gloo"
+
+
+@pytest.mark.parametrize("given, message", [
+    (0, "at least 1"), ("cpu,,cpu", "one device per rank"), ("", "one device per rank"),
+    ("gpu0", "not a device name"), ("meta", "cpu or cuda"), ("cuda:7", "CUDA device"),
+])
+def test_impossible_devices_are_refused(given, message):
+    from uniavgen_core.parallel.pool import parse_devices
+    with pytest.raises(ValueError, match=message):
+        parse_devices(given)

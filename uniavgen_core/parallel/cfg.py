@@ -1,6 +1,7 @@
 """CFG-parallel guidance: the conditional pass on one rank of a pair, the unconditional pass (with its
 MA-CFG switches and its skipped layer, as the single-device guidance sets them) on the other, and one
-all-gather of both passes' velocities a step, after which every rank combines them identically."""
+all-gather of both passes' velocities a step, after which every rank combines them identically. Face masks,
+when captured, are the conditional ranks' (rank 0's among them)."""
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,8 @@ class CfgParallelVelocity:
         both = [torch.empty_like(flat) for _ in range(2)]
         dist.all_gather(both, flat, group=self.pair)
         (v_c, a_c), (v_u, a_u) = (self._unflatten(x, v, a) for x in both)
-        return self.guided.combine(PassVelocities(v_c, a_c, v_u, a_u, None))
+        # the face masks come from the conditional pass: the conditional rank has them (rank 0 is one)
+        return self.guided.combine(PassVelocities(v_c, a_c, v_u, a_u, mine.face_masks if cond else None))
 
     @staticmethod
     def _unflatten(flat: torch.Tensor, video: torch.Tensor, audio: torch.Tensor):

@@ -2,22 +2,31 @@
 after another (what a host such as ComfyUI keeps while a model is loaded), with rank 0's progress, a cancel
 that every rank obeys at the same step, and an end however the host ends.
 
-    pool = RankPool(2, load_model, path)             # load_model(path) on every rank, once
+    pool = RankPool(["cuda:0", "cuda:1"], load, path)  # load(device, path) on every rank, once
     result = pool.run(job, requests, params, progress=print, cancelled=lambda: False)
     pool.close()
 
 `job(model, *args, callback=...)` runs on every rank with the same arguments (e.g. parallel.sample_on_rank);
 it must call `callback(info)` once a step on every rank. Rank 0's value is returned by value. A cancel is
 agreed on by all ranks at the next step (rank 0's decision, sent to all), so none is left in a collective; an
-error in any rank ends the pool (the next `run` raises until a new pool is made)."""
+error in any rank ends the pool (the next `run` raises until a new pool is made). A rank whose host process
+ends, however it ends (a kill included), ends too.
+
+The ranks start from a bare main module: spawned processes otherwise import the host's main script again
+(ComfyUI's main.py would parse its arguments, run start-up scripts and import its GPU code in every rank), so
+`load`, the jobs and their arguments must come from importable modules, not from the main script."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import os
 import pickle
 import queue
+import sys
 import tempfile
+import threading
+import types
 import weakref
 from pathlib import Path
 
@@ -36,13 +45,58 @@ class PoolError(RuntimeError):
     pass
 
 
-def _serve(rank: int, world: int, store: str, backend: str, load, load_args, jobs, replies, flags):
+def backend_for(devices: list[str]) -> str:
+    """nccl where every rank has a CUDA device of its own and torch has nccl, else gloo (CPU ranks, or ranks
+    sharing one GPU, which nccl refuses)."""
+    cuda = [torch.device(d) for d in devices if torch.device(d).type == "cuda"]
+    if len(cuda) == len(devices) and len(set(cuda)) == len(cuda) and dist.is_nccl_available():
+        return "nccl"
+    return "gloo"
+
+
+def parse_devices(devices) -> list[str]:
+    """A list of device names from an int (that many CPU ranks), a list, or text such as "cuda:0, cuda:1"."""
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        if devices < 1:
+            raise ValueError(f"ranks must be a whole number of at least 1, got {devices!r}")
+        return ["cpu"] * devices
+    names = [d.strip() for d in devices.split(",")] if isinstance(devices, str) else list(devices)
+    if not names or not all(names):
+        raise ValueError(f"devices {devices!r}: name one device per rank, separated by commas, e.g. "
+                         f"'cuda:0, cuda:1' (or 'cpu, cpu' to try it on the CPU)")
+    for name in names:
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device {name!r} is not a device name: use cpu, cuda or cuda:N") from None
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device {name!r}: ranks run on cpu or cuda devices")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+                             + (f" (cuda:0 to cuda:{torch.cuda.device_count() - 1})" if torch.cuda.device_count()
+                                else "; use cpu"))
+    return names
+
+
+def _end_with_host() -> None:
+    """Ends this rank when the process that started it ends, so no rank outlives a killed host."""
+    host = mp.parent_process()
+    if host is not None:
+        threading.Thread(target=lambda: (host.join(), os._exit(1)), daemon=True, name="end-with-host").start()
+
+
+def _serve(rank: int, devices: list[str], store: str, backend: str, load, load_args, jobs, replies, flags):
+    _end_with_host()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     torch.set_grad_enabled(False)
-    dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world, timeout=TIMEOUT)
+    device = torch.device(devices[rank])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=len(devices),
+                            timeout=TIMEOUT)
     try:
-        model = load(*load_args)
+        model = load(device, *load_args)
         replies.put(("ready", rank, None))
         while True:
             job = jobs[rank].get()
@@ -61,7 +115,7 @@ def _serve(rank: int, world: int, store: str, backend: str, load, load_args, job
 def _step_callback(rank: int, replies, flags):
     """After every step: rank 0 reports it and reads the host's cancel flag, and sends its decision to all."""
     def step(info):
-        stop = torch.tensor([float(flags[0])]) if rank == 0 else torch.zeros(1)
+        stop = torch.tensor([float(flags[0])] if rank == 0 else [0.0], device=_collective_device())
         dist.broadcast(stop, src=0)
         if rank == 0:
             replies.put(("step", rank, pickle.dumps(info)))
@@ -70,20 +124,40 @@ def _step_callback(rank: int, replies, flags):
     return step
 
 
+def _collective_device() -> torch.device:
+    """Where this rank's small collectives live: nccl moves CUDA tensors only."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _bare_main():
+    """Spawns started inside the block do not import this process's main script again."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class RankPool:
-    def __init__(self, ranks: int, load, *load_args, backend: str = "gloo"):
-        if not isinstance(ranks, int) or ranks < 1:
-            raise ValueError(f"ranks must be a whole number of at least 1, got {ranks!r}")
+    def __init__(self, devices, load, *load_args, backend: str | None = None):
+        """devices: one per rank (parse_devices: an int is that many CPU ranks); load(device, *load_args) makes
+        each rank's model; backend: gloo or nccl (default: backend_for(devices))."""
+        self.devices = parse_devices(devices)
+        self.ranks, self.backend = len(self.devices), backend or backend_for(self.devices)
         ctx = mp.get_context("spawn")
-        self.ranks, self.folder = ranks, tempfile.TemporaryDirectory(prefix="uniavgen-pool-")
-        self.jobs = [ctx.SimpleQueue() for _ in range(ranks)]
+        self.folder = tempfile.TemporaryDirectory(prefix="uniavgen-pool-")
+        self.jobs = [ctx.SimpleQueue() for _ in range(self.ranks)]
         self.replies, self.flags = ctx.Queue(), ctx.Array("b", [0], lock=False)
-        self.context = mp.start_processes(
-            _serve, args=(ranks, str(Path(self.folder.name) / "store"), backend, load, load_args, self.jobs,
-                          self.replies, self.flags), nprocs=ranks, join=False, start_method="spawn")
+        with _bare_main():
+            self.context = mp.start_processes(
+                _serve, args=(self.devices, str(Path(self.folder.name) / "store"), self.backend, load, load_args,
+                              self.jobs, self.replies, self.flags), nprocs=self.ranks, join=False,
+                start_method="spawn")
         self._closer = weakref.finalize(self, _close, self.context, self.jobs, self.folder)
         atexit.register(self._closer)
-        self._wait({"ready"}, count=ranks)
+        self._wait({"ready"}, count=self.ranks)
 
     @property
     def alive(self) -> bool:

@@ -19,9 +19,6 @@ def check_run(config: ParallelConfig, requests: list[Request], params: SamplingP
                          "set cache to 0 or sample on one device")
     if sample_kwargs.get("wrap_velocity"):
         raise ValueError("wrap_velocity is not available in a parallel run: sample on one device for it")
-    if sample_kwargs.get("capture_face_masks") and config.cfg_ranks > 1:
-        raise ValueError("face masks come from the conditional pass alone, which cfg-parallel runs on one rank: "
-                         "capture them with --parallel ulysses or on one device")
     if config.ulysses_ranks > 1:
         config.check_frames(min(r.latent_frames for r in requests))
 
@@ -29,7 +26,8 @@ def check_run(config: ParallelConfig, requests: list[Request], params: SamplingP
 def sample_on_rank(model: UniAVGenModel, requests: list[Request], params: SamplingParams, config: ParallelConfig,
                    **sample_kwargs) -> SampleResult:
     """`sample(model, requests, params, **sample_kwargs)` with its passes and video tokens split as `config`
-    says; every rank of the default process group calls it with the same arguments and gets the same result."""
+    says; every rank of the default process group calls it with the same arguments and gets the same video and
+    audio (captured face masks: on the ranks of the conditional pass, rank 0 among them)."""
     check_run(config, requests, params, **sample_kwargs)
     groups = Groups.create(config)
     wrap = None if groups.cfg is None else functools.partial(CfgParallelVelocity, pair=groups.cfg,
