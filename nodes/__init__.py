@@ -6,6 +6,7 @@ from .folders import register as register_folders  # noqa: F401  (the pack entry
 from .inputs import UniAVGenAudioEncode, UniAVGenReferenceImage, UniAVGenSpeechText, UniAVGenVideoEncode
 from .long import UniAVGenExtend, UniAVGenLongSampler
 from .loaders import UniAVGenConvertModel, UniAVGenModelLoader, UniAVGenVocoderLoader
+from .parallel import UniAVGenParallelDevices
 from .lora import UniAVGenLoraLoader
 from .sampling import UniAVGenSampler, UniAVGenSchedule
 from .weight_free import UniAVGenCaptionEncode, UniAVGenSyntheticFace, UniAVGenVideoCodecLoader
@@ -13,6 +14,7 @@ from .weight_free import UniAVGenCaptionEncode, UniAVGenSyntheticFace, UniAVGenV
 _NODES = {
     UniAVGenModelLoader: "UniAVGen Model Loader",
     UniAVGenLoraLoader: "UniAVGen LoRA Loader",
+    UniAVGenParallelDevices: "UniAVGen Parallel Devices",
     UniAVGenVocoderLoader: "UniAVGen Vocoder Loader",
     UniAVGenSpeechText: "UniAVGen Speech Text",
     UniAVGenReferenceImage: "UniAVGen Reference Image",

@@ -6,11 +6,12 @@ import torch
 from uniavgen_core.audio.vocoder import Vocoder
 from uniavgen_core.checkpoint.convert import convert
 from uniavgen_core.checkpoint.loading import (
+    DTYPES,
     RELEASE_TRAINED_FRAMES,
     embedded_vocab,
     file_metadata,
     is_scaled_fp8,
-    load_model,
+    open_model,
     trained_frames,
 )
 from uniavgen_core.model.attention import auto_order
@@ -21,28 +22,18 @@ from uniavgen_core.units import Duration
 from . import folders, host
 from .common import CATEGORY, with_messages
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 GRIFFIN_LIM = "griffin-lim (weight-free)"
 
 
 class UniAVGenHandle(torch.nn.Module):
     """What ComfyUI's ModelPatcher manages: the DiT plus where it came from."""
 
-    def __init__(self, model, path, trained_frames=RELEASE_TRAINED_FRAMES):
+    def __init__(self, model, path, trained_frames=RELEASE_TRAINED_FRAMES, weight_dtype="auto", attention="auto"):
         super().__init__()
         self.diffusion_model = model
         self.path = path
         self.trained_frames = trained_frames  # the clip length the model was trained on (video frames)
-
-
-def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
-    if choice != "auto":
-        return DTYPES[choice]
-    if device.type == "cpu":
-        return torch.float32
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+        self.weight_dtype, self.attention = weight_dtype, attention    # the loader's choices, for other devices
 
 
 class UniAVGenModelLoader:
@@ -90,19 +81,18 @@ class UniAVGenModelLoader:
         path = folders.resolve(model, folders.DIT_KEYS, "UniAVGen model")
         mm = host.mm()
         device, offload = mm.get_torch_device(), mm.unet_offload_device()
+        fp8_ops = None
         if weight_dtype == "auto" and is_scaled_fp8(path):
             # fp8 weights stay fp8 and are dequantised per layer, by ComfyUI's scaled-fp8 layers
-            ops = host.scaled_fp8_ops()
-            if ops is None:
+            fp8_ops = host.scaled_fp8_ops()
+            if fp8_ops is None:
                 logging.warning("UniAVGen: this ComfyUI has no scaled-fp8 layers; the fp8 model is loaded "
                                 "whole with the pack's own layers (no partial loading, no LoRA)")
-            net = load_model(path, compute_dtype=pick_dtype("auto", device), device=offload, ops=ops)
-        else:
-            net = load_model(path, dtype=pick_dtype(weight_dtype, device), device=offload, ops=host.cast_ops())
+        net = open_model(path, weight_dtype, device, offload, ops=host.cast_ops(), fp8_ops=fp8_ops)
         net.attention_backend = resolve_backend(attention)
         if compile:
             net.compile_blocks()
-        handle = UniAVGenHandle(net, path, trained_frames(file_metadata([path])))
+        handle = UniAVGenHandle(net, path, trained_frames(file_metadata([path])), weight_dtype, attention)
         trained = Duration.from_video_frames(handle.trained_frames)
         messages = [f"trained on {trained.seconds:.2f} s clips ({trained.video_frames} frames)"]
         if not block_swap:

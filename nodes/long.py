@@ -3,7 +3,7 @@ it) and UniAVGen Long Sampler (a whole long job in one node through frontend/lon
 import torch
 
 from uniavgen_core import units
-from uniavgen_core.frontend.jobs import Inputs, JobError, Speech, make_job
+from uniavgen_core.frontend.jobs import Inputs, JobError, Speaker, Speech, make_job
 from uniavgen_core.frontend.long import (DEFAULT_OVERLAP, LONG_MAX_SECONDS, SPEAKING_RATE, continuation_inputs,
                                          generate_long, segment_after)
 from uniavgen_core.model.memory import activation_bytes
@@ -11,6 +11,7 @@ from uniavgen_core.sampling.presets import CUSTOM
 
 from . import host
 from .common import CATEGORY, with_messages
+from .parallel import ranks_of
 from .inputs import _tokenizer
 from .sampling import (TASK_CHOICES, check_roles, comfy_sampling_inputs, guidance_inputs, pack_sampling_inputs,
                        naming_loras, prepare, progress, run_sampler, source_inputs)
@@ -126,12 +127,9 @@ class UniAVGenExtend:
                              msg_captions + job.messages + messages + msg_sampling)
 
 
-def speaker(model, speech: Speech):
+def speaker(model, speech: Speech) -> Speaker:
     """speak(text) -> Speech for each segment's slice of a long transcript, with the same reference transcript."""
-    tokenizer = _tokenizer(str(model.model.path))
-    ref = speech.ref_text or None
-    return lambda text: Speech(tokenizer.encode(text, "auto", ref_text=ref), tokenizer.null(ref_text=ref),
-                               text, speech.ref_text)
+    return Speaker(_tokenizer(str(model.model.path)), speech.ref_text)
 
 
 class UniAVGenLongSampler:
@@ -201,17 +199,22 @@ class UniAVGenLongSampler:
 
 def run_long(model, inputs: Inputs, params, speak, overlap: int, chars_per_second, sigmas):
     """generate_long on ComfyUI's device with its memory manager, one progress bar over every step of every segment
-    (with previews) and its interrupt."""
+    (with previews) and its interrupt; on the ranks of a model from UniAVGen Parallel Devices."""
     mm = host.mm()
     device = mm.get_torch_device()
     net = model.model.diffusion_model
     trained = model.model.trained_frames
-    mm.load_models_gpu([model], memory_required=activation_bytes(
-        net.config, units.latent_frames(trained), *reference_size(inputs), units.mel_frames(trained), batch=2,
-        dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=0))
     report = progress(device, params.steps if sigmas is None else len(sigmas) - 1)
     on_step = lambda p: report(p.segment * p.step.steps + p.step.step, p.segments * p.step.steps,
                                p.step.denoised_video)
+    ranks = ranks_of(model)
+    if ranks is not None:
+        ranks.check(model, params, units.latent_frames(trained))
+        return ranks.long(inputs, trained, params, on_step, speak=speak, overlap=overlap,
+                          chars_per_second=chars_per_second, sigmas=sigmas)
+    mm.load_models_gpu([model], memory_required=activation_bytes(
+        net.config, units.latent_frames(trained), *reference_size(inputs), units.mel_frames(trained), batch=2,
+        dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=0))
     with naming_loras(model):
         return generate_long(net, inputs, trained, params, speak=speak, overlap=overlap,
                              chars_per_second=chars_per_second, progress=on_step, device=device, sigmas=sigmas)

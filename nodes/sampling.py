@@ -17,6 +17,7 @@ from . import host, samplers
 from .common import CATEGORY, with_messages
 from .inputs import DRIVING, VOICE
 from .lora import APPLIED
+from .parallel import ranks_of
 
 # the tasks whose inputs this node has (continuation, which needs a prior clip, is not one of them)
 TASK_CHOICES = ["auto"] + [task.name for task, spec in TASKS.items()
@@ -207,15 +208,20 @@ def sampling_params(settings: dict, choices: tuple, sampler=None, sigmas=None) -
 
 def run_sampler(model, job, params: SamplingParams, sampler=None, sigmas=None):
     """Samples one job on ComfyUI's device with its memory manager, progress bar, previews and interrupt: with the
-    pack's own solver, or a ComfyUI SAMPLER when one is given; on `sigmas` when given."""
+    pack's own solver, or a ComfyUI SAMPLER when one is given; on `sigmas` when given. A model from UniAVGen
+    Parallel Devices samples on its ranks instead."""
     mm = host.mm()
     device = mm.get_torch_device()
     net = model.model.diffusion_model
     r = job.request
+    report = progress(device, params.steps if sigmas is None else len(sigmas) - 1)
+    ranks = ranks_of(model)
+    if ranks is not None:
+        ranks.check(model, params, r.latent_frames, sampler)
+        return ranks.sample(r, params, sigmas, report)
     needed = activation_bytes(net.config, r.latent_frames, *r.latent_size, r.mel_frames, batch=2,
                               dtype_bytes=net.compute_dtype.itemsize, ref_mel_frames=r.condition.ref_len)
     mm.load_models_gpu([model], memory_required=needed)
-    report = progress(device, params.steps if sigmas is None else len(sigmas) - 1)
     with naming_loras(model):
         if sampler is not None:
             return samplers.drive(sampler, net, r, params, sigmas, device, report)

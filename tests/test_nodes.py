@@ -1197,3 +1197,59 @@ def test_save_long_video_stops_cleanly_and_explains_bad_inputs(comfy, mini):
         _call(comfy, "UniAVGenSaveLongVideo", **dict(args, audio=bad))
     with pytest.raises(Exception, match="outside the output folder"):
         _call(comfy, "UniAVGenSaveLongVideo", **dict(args, filename_prefix="../../escape"))
+
+
+def test_parallel_devices_give_the_one_device_clip_and_end_with_unload_models(comfy, model, mini):
+    """Two CPU ranks from the node: the Sampler's clip, face masks and progress as on one device, a long job's
+    segments too; the ranks stay for the next run, stop at an interrupt, and end when ComfyUI unloads models."""
+    from helpers import child_processes, rel_l2
+    args = sampler_args(comfy, model, steps=2)
+    alone = run(comfy, "UniAVGenSampler", **args)
+    (ranked,), ui = messages(comfy, "UniAVGenParallelDevices", model=model, devices="cpu, cpu", mode="cfg")
+    assert ui == ["2 ranks (cfg) on cpu, cpu: they start at the first sample and keep the model until "
+                  "'unload models'"] and not child_processes()
+    for _ in range(2):                                          # started once, then reused
+        comfy["utils"].updates.clear()
+        latent, mel, mask = run(comfy, "UniAVGenSampler", **dict(args, model=ranked))
+        assert rel_l2(latent["samples"], alone[0]["samples"]) <= 1e-5 and rel_l2(mel["mel"], alone[1]["mel"]) <= 1e-5
+        assert rel_l2(mask, alone[2]) <= 1e-5 and [u[:2] for u in comfy["utils"].updates] == [(1, 2), (2, 2)]
+        assert len(ranks := child_processes()) == 2
+    comfy["mm"].interrupt_current_processing(True)
+    with pytest.raises(comfy["mm"].InterruptProcessingException):
+        run(comfy, "UniAVGenSampler", **dict(args, model=ranked))
+    assert child_processes() == ranks                           # every rank stopped at the same step, and stays
+    comfy["mm"].unload_all_models()
+    assert not child_processes()
+    long_args = mini_args(comfy, mini, "hello there. how are you today?")
+    long_job = dict(task="auto", overlap=4, duration_seconds=0.0, chars_per_second=6.0)
+    whole, whole_mel = run(comfy, "UniAVGenLongSampler", **long_args, **long_job)
+    (on_ranks,) = run(comfy, "UniAVGenParallelDevices", model=mini[0], devices="cpu,cpu", mode="ulysses")
+    latent, mel = run(comfy, "UniAVGenLongSampler", **dict(long_args, model=on_ranks), **long_job)
+    assert latent["samples"].shape == whole["samples"].shape and whole["samples"].shape[2] > 13      # 2+ segments
+    assert rel_l2(latent["samples"], whole["samples"]) <= 1e-5 and rel_l2(mel["mel"], whole_mel["mel"]) <= 1e-5
+    comfy["mm"].unload_all_models()
+    assert not child_processes()
+
+
+def test_parallel_devices_refuse_what_they_cannot_run_before_any_work(comfy, model):
+    from uniavgen_core.frontend.jobs import JobError
+    from helpers import child_processes
+    (same,), ui = messages(comfy, "UniAVGenParallelDevices", model=model, devices="cpu", mode="cfg")
+    assert same is model and ui == ["one device (cpu): sampling as usual, on ComfyUI's device"]
+    for devices, mode, message in (("cpu, cpu, cpu", "cfg", "on 2 ranks"), ("cpu,cpu,cpu", "cfg+ulysses", "even"),
+                                   ("cpu; cpu", "cfg", "not a device name"), ("cuda:0, cuda:1", "cfg", "CUDA")):
+        with pytest.raises(JobError, match=message):
+            run(comfy, "UniAVGenParallelDevices", model=model, devices=devices, mode=mode)
+    (ranked,) = run(comfy, "UniAVGenParallelDevices", model=model, devices="cpu, cpu", mode="cfg")
+    lora = ranked.clone()
+    lora.patches["diffusion_model.blocks.0.self_attn.q.weight"] = []
+    for extra, message in ((dict(model=lora), "LoRAs"), (dict(sampler=FakeSampler()), "ComfyUI sampler"),
+                           (dict(cache=0.1), "step cache")):
+        with pytest.raises(JobError, match=message):
+            run(comfy, "UniAVGenSampler", **{**sampler_args(comfy, model), "model": ranked, **extra})
+    with pytest.raises(JobError, match="LoRAs"):
+        run(comfy, "UniAVGenParallelDevices", model=lora, devices="cpu, cpu", mode="cfg")
+    (four,) = run(comfy, "UniAVGenParallelDevices", model=model, devices="cpu, cpu, cpu, cpu", mode="ulysses")
+    with pytest.raises(JobError, match="4 Ulysses ranks for 3 video frames"):
+        run(comfy, "UniAVGenSampler", **{**sampler_args(comfy, model, duration_seconds=0.3125), "model": four})
+    assert not child_processes()

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from helpers import golden_root, rel_l2
+from helpers import child_processes, golden_root, rel_l2
 from test_golden_parity import OUT_TOL
 from uniavgen_core.cli import golden as golden_cli
 from uniavgen_core.golden import case_params, case_request, model_cases
@@ -85,21 +85,6 @@ def world(tiny_model):
                       for r, p in (_run(n, f) for _, n, f in SCENARIOS)]
 
 
-def _children() -> list[str]:
-    """The command lines of this process's children, but for multiprocessing's resource tracker (one helper
-    that the first spawn starts and that lives as long as this process)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError):
-            continue
-        if parent == os.getpid() and "resource_tracker" not in command:
-            found.append(command)
-    return found
-
-
 def _check(where: str, video, audio, ref) -> None:
     assert video.shape == ref.video.shape and audio.shape == ref.audio.shape, where
     assert rel_l2(video, ref.video) <= TOL, f"{where}: video {rel_l2(video, ref.video):.2e}"
@@ -114,7 +99,7 @@ def test_ulysses_and_cfg_ulysses_match_the_single_process_sample(world):
         # the face masks of the interactions, which run on the gathered frames of the conditional pass
         assert masks.shape == ref.face_masks.shape and rel_l2(masks, ref.face_masks) <= TOL, where
         assert evaluations == ref.evaluations == 2 * STEPS, where
-    assert not _children()
+    assert not child_processes()
 
 
 def test_the_traffic_model_counts_what_the_ranks_send(world, tiny_model):
@@ -151,7 +136,7 @@ def test_the_golden_runner_samples_on_2_ranks_within_the_tolerance(golden_dir, t
     ref = sample(tiny_model, [case_request(case[1], case[2])], case_params(case[1]),
                  noise=(case[2]["noise_video"], case[2]["noise_audio"]))
     _check("the runner's cfg on 2 ranks", ours["avg.out.video"], ours["avg.out.audio"], ref)
-    assert not _children()
+    assert not child_processes()
 
 
 def _fail_on_rank_1():
@@ -163,7 +148,7 @@ def _fail_on_rank_1():
 def test_an_error_on_one_rank_ends_every_rank_and_is_raised_here():
     with pytest.raises(Exception, match="rank 1 fails"):
         run_on_ranks(_fail_on_rank_1, 2)
-    assert not _children()
+    assert not child_processes()
 
 
 @pytest.mark.parametrize("ranks, mode, message", [
@@ -178,10 +163,10 @@ def test_impossible_layouts_are_refused(ranks, mode, message):
 def test_more_ulysses_ranks_than_frames_and_a_step_cache_are_refused():
     request, params = _run("avg", 2)           # 3 video frames: the reference and 2 latent frames
     with pytest.raises(ValueError, match="4 Ulysses ranks for 3 video frames"):
-        check_run(ParallelConfig(4, "ulysses"), [request], params)
-    check_run(ParallelConfig(4, "cfg+ulysses"), [request], params)          # 2 Ulysses ranks fit
+        check_run(ParallelConfig(4, "ulysses"), params, request.latent_frames)
+    check_run(ParallelConfig(4, "cfg+ulysses"), params, request.latent_frames)          # 2 Ulysses ranks fit
     with pytest.raises(ValueError, match="step cache"):
-        check_run(ParallelConfig(2, "cfg"), [request], dataclasses.replace(params, cache=0.1))
+        check_run(ParallelConfig(2, "cfg"), dataclasses.replace(params, cache=0.1), request.latent_frames)
 
 
 def test_the_predicted_speedup_is_the_split_work_plus_the_traffic_over_the_link():
@@ -235,7 +220,7 @@ def test_a_pool_keeps_its_ranks_for_job_after_job_reports_steps_and_cancels_on_e
         assert rel_l2(out.video, alone.video) <= TOL and [p.pid for p in pool.context.processes] == pids
     finally:
         pool.close()
-    assert not _children() and not pool.alive
+    assert not child_processes() and not pool.alive
 
 
 def _fail_on_rank_1_job(model, callback=None):
@@ -254,7 +239,7 @@ def test_a_rank_that_fails_ends_the_pool_with_its_error_and_leaves_no_process(ti
             pool.run(_fail_on_rank_1_job)
     finally:
         pool.close()
-    assert not _children() and not pool.alive
+    assert not child_processes() and not pool.alive
 
 
 def _cpu_model(device):

@@ -110,7 +110,7 @@ def run_model_cases(golden_dir: Path, out_dir: Path, parallel: ParallelConfig | 
     sampled = {}
     if parallel is not None:
         for _, case, inputs in cases:
-            check_run(parallel, [case_request(case, inputs)], case_params(case))
+            check_run(parallel, case_params(case), case_request(case, inputs).latent_frames)
         # the ranks share the loaded weights (spawn passes tensors through shared memory)
         sampled = run_on_ranks(_sample_on_ranks, parallel.ranks, model, golden_dir, parallel)
     results = {}

@@ -381,3 +381,28 @@ def key_shapes(config: UniAVGenConfig, ops=None) -> dict[str, tuple]:
 def official_key_shapes() -> dict[str, list[int]]:
     """{state-dict key: shape} of the released configuration, built on the meta device."""
     return {k: list(v) for k, v in key_shapes(UniAVGenConfig.official()).items()}
+
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
+    """A weight precision by name; "auto": fp32 on the CPU, bf16 on GPUs that have it, else fp16."""
+    if choice != "auto":
+        return DTYPES[choice]
+    if device.type == "cpu":
+        return torch.float32
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def open_model(path: str | os.PathLike, weight_dtype: str, device: torch.device, store: torch.device | None = None,
+               ops=None, fp8_ops=None) -> UniAVGenModel:
+    """The model of `path` to compute on `device`, its weights stored on `store` (default: device). weight_dtype
+    "auto" keeps a scaled-fp8 file's weights in fp8 (dequantised per layer by fp8_ops, else by the pack's own
+    layers); otherwise the weights are cast to pick_dtype(weight_dtype, device), in layers from `ops`."""
+    store = device if store is None else store
+    if weight_dtype == "auto" and is_scaled_fp8(path):
+        return load_model(path, compute_dtype=pick_dtype("auto", device), device=store, ops=fp8_ops)
+    return load_model(path, dtype=pick_dtype(weight_dtype, device), device=store, ops=ops)

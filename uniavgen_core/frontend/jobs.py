@@ -30,6 +30,20 @@ class Speech:
     ref_text: str = ""
 
 
+@dataclass(frozen=True)
+class Speaker:
+    """speak(text) -> the Speech of one slice of a long transcript, with the same reference transcript (RAVG);
+    a plain object, so the ranks of a parallel run can be sent it."""
+    tokenizer: SpeechTokenizer
+    ref_text: str = ""
+    lang: str = "auto"
+
+    def __call__(self, text: str) -> Speech:
+        ref = self.ref_text or None
+        return Speech(self.tokenizer.encode(text, self.lang, ref_text=ref),
+                      self.tokenizer.null(ref_text=ref, lang=self.lang), text, self.ref_text)
+
+
 @dataclass
 class Job:
     request: Request

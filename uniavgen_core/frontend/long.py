@@ -40,7 +40,7 @@ import torch
 from .. import units
 from ..audio.inputs import fit_to_frames
 from ..audio.speech_tokenizer import SpeechTokenizer, is_chinese
-from ..sampling import SamplingParams, StepInfo, sample
+from ..sampling import SampleResult, SamplingParams, StepInfo, sample
 from ..sampling.tasks import TASKS, Given, Task, choose, continued
 from .jobs import MAX_CHARS_PER_SECOND, Inputs, JobError, Speech, face, make_job, spoken_length
 
@@ -346,7 +346,8 @@ def generate_long(model, inputs: Inputs, trained_frames: int, params: SamplingPa
                   speak: Callable[[str], Speech] | None = None, overlap: int = DEFAULT_OVERLAP,
                   chars_per_second: float | None = None, progress: Callable[[Progress], None] | None = None,
                   device: torch.device | str | None = None, preset=None, wrap_velocity=None,
-                  sigmas: torch.Tensor | None = None) -> LongResult:
+                  sigmas: torch.Tensor | None = None,
+                  sample_fn: Callable[..., SampleResult] | None = None) -> LongResult:
     """A job of any length up to LONG_MAX_SECONDS as segments of the model's trained length (`trained_frames`
     pictures, as make_job takes it) overlapping by `overlap` latent frames (overlap_frames() from seconds).
 
@@ -355,7 +356,8 @@ def generate_long(model, inputs: Inputs, trained_frames: int, params: SamplingPa
     segment when it has line breaks. speak(text) -> Speech of one segment's transcript (with the reference
     transcript for voice cloning): needed when a speaking task runs more than one segment.
     progress: called after every step of every segment; raise from it to cancel. params, preset, device,
-    wrap_velocity, sigmas: `sample`'s, for every segment."""
+    wrap_velocity, sigmas: `sample`'s, for every segment. sample_fn: what samples each segment, called as `sample`
+    (a parallel run's ranks give parallel.sample_on_rank bound to their configuration)."""
     try:
         task = choose(inputs.task, inputs.given())
     except ValueError as err:
@@ -373,8 +375,9 @@ def generate_long(model, inputs: Inputs, trained_frames: int, params: SamplingPa
     messages: list[str] = []
     total, texts = _length(spec, inputs, segment, overlap, rate, messages)
     run = dict(params=params, device=device, wrap_velocity=wrap_velocity, sigmas=sigmas, preset=preset)
+    sample_fn = sample_fn or sample
     if total <= segment:
-        return _one(model, inputs, trained_frames, task, run, progress, messages)
+        return _one(model, inputs, trained_frames, task, run, progress, messages, sample_fn)
     segments = plan(total, segment, overlap)
     texts = texts or _texts(spec, inputs, segments, rate)
     if spec.speaks and inputs.speech.text.strip() and speak is None:
@@ -394,7 +397,7 @@ def generate_long(model, inputs: Inputs, trained_frames: int, params: SamplingPa
         job = make_job(given, trained_frames, model.config.num_layers, params)
         messages += [m if not seg.index else f"segment {seg.index + 1}: {m}" for m in job.messages if m not in seen]
         seen.update(job.messages)
-        result = sample(model, [job.request], callback=_step(progress, seg.index, len(segments)), **run)
+        result = sample_fn(model, [job.request], callback=_step(progress, seg.index, len(segments)), **run)
         video[:, seg.start + seg.prior: seg.end] = result.video[0, :, seg.prior:].float().cpu()
         audio[seg.mel_start + seg.prior_rows: seg.mel_start + seg.rows] = result.audio[0, seg.prior_rows:].float().cpu()
         del result, job
@@ -405,10 +408,11 @@ def generate_long(model, inputs: Inputs, trained_frames: int, params: SamplingPa
     return LongResult(video, audio, segments, texts, tasks, seeds, messages)
 
 
-def _one(model, inputs: Inputs, trained_frames: int, task: Task, run: dict, progress, messages) -> LongResult:
+def _one(model, inputs: Inputs, trained_frames: int, task: Task, run: dict, progress, messages,
+         sample_fn) -> LongResult:
     """A job that fits one segment: exactly make_job and sample."""
     job = make_job(inputs, trained_frames, model.config.num_layers, run["params"])
-    result = sample(model, [job.request], callback=_step(progress, 0, 1), **run)
+    result = sample_fn(model, [job.request], callback=_step(progress, 0, 1), **run)
     seg = Segment(0, 0, job.request.latent_frames, 0)
     return LongResult(result.video[0].float().cpu(), result.audio[0].float().cpu(), [seg], [inputs.speech.text],
                       [task], [inputs.seed], messages + [m for m in job.messages if m not in messages])

@@ -22,7 +22,7 @@ from ..checkpoint.loading import CheckpointError, file_metadata, load_model, tra
 from .codecs.caption_hash import HashedCaptionEncoder
 from .codecs.griffin_lim import GriffinLimVocoder
 from .codecs.video_pca import PatchPCACodec
-from ..frontend.jobs import Inputs, Job, Speech, make_job
+from ..frontend.jobs import Inputs, Job, Speaker, Speech, make_job
 from ..frontend.long import DEFAULT_OVERLAP, LongResult, generate_long
 from ..sampling import SampleResult, SamplingParams, Task, sample
 from ..units import SAMPLE_RATE
@@ -63,9 +63,7 @@ class MiniPipeline:
 
     def speech(self, text: str, voice_text: str = "") -> Speech:
         """The transcript's tokens; with the cloned voice's transcript before it (RAVG)."""
-        ref = voice_text or None
-        return Speech(self.tokenizer.encode(text, "en", ref_text=ref), self.tokenizer.null(ref_text=ref, lang="en"),
-                      text, voice_text)
+        return Speaker(self.tokenizer, voice_text, "en")(text)
 
     def inputs(self, task: Task, text: str, caption: str, reference: torch.Tensor, seed: int,
                driving_wave: torch.Tensor | None = None, driving_frames: torch.Tensor | None = None,

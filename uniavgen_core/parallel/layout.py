@@ -28,7 +28,7 @@ class ParallelConfig:
             raise ValueError(f"a parallel run needs a whole number of ranks of at least 2, got {self.ranks!r}")
         if self.mode == "cfg" and self.ranks != 2:
             raise ValueError(f"cfg-parallel runs the two guidance passes on 2 ranks, not {self.ranks}: "
-                             f"use --ranks 2, or cfg+ulysses to split each pass further")
+                             f"give 2 ranks (devices), or use cfg+ulysses or ulysses to split each pass further")
         if self.mode == "cfg+ulysses" and self.ranks % 2:
             raise ValueError(f"cfg+ulysses splits the ranks into two halves, one per guidance pass; "
                              f"{self.ranks} ranks do not halve: use an even number")

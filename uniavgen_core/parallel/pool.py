@@ -9,7 +9,8 @@ that every rank obeys at the same step, and an end however the host ends.
 `job(model, *args, callback=...)` runs on every rank with the same arguments (e.g. parallel.sample_on_rank);
 it must call `callback(info)` once a step on every rank. Rank 0's value is returned by value. A cancel is
 agreed on by all ranks at the next step (rank 0's decision, sent to all), so none is left in a collective; an
-error in any rank ends the pool (the next `run` raises until a new pool is made). A rank whose host process
+error in any rank is raised by `run` as that rank raised it, and ends the pool (the next `run` raises PoolError
+until a new pool is made). A rank whose host process
 ends, however it ends (a kill included), ends too.
 
 The ranks start from a bare main module: spawned processes otherwise import the host's main script again
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import datetime
 import os
 import pickle
@@ -26,6 +28,8 @@ import queue
 import sys
 import tempfile
 import threading
+import time
+import traceback
 import types
 import weakref
 from pathlib import Path
@@ -97,31 +101,60 @@ def _serve(rank: int, devices: list[str], store: str, backend: str, load, load_a
                             timeout=TIMEOUT)
     try:
         model = load(device, *load_args)
-        replies.put(("ready", rank, None))
+        replies.put(("ready", rank, 0, None))
         while True:
             job = jobs[rank].get()
             if job is None:
                 break
-            fn, args, kwargs = job
+            number, fn, args, kwargs = job
             try:
-                value = fn(model, *args, callback=_step_callback(rank, replies, flags), **kwargs)
-                replies.put(("done", rank, pickle.dumps(value) if rank == 0 else None))
+                value = fn(model, *args, callback=_step_callback(rank, number, replies, flags), **kwargs)
+                replies.put(("done", rank, number, pickle.dumps(_portable(value)) if rank == 0 else None))
             except Cancelled:
-                replies.put(("cancelled", rank, None))
+                replies.put(("cancelled", rank, number, None))
+            except Exception as err:        # the host raises it and ends the pool: another rank may wait on this one
+                traceback.print_exc()
+                replies.put(("failed", rank, number, _error_bytes(err)))
+                raise
     finally:
         dist.destroy_process_group()
 
 
-def _step_callback(rank: int, replies, flags):
+def _error_bytes(err: Exception) -> bytes:
+    """The error as the host will raise it: itself when it pickles, else a RuntimeError with its text."""
+    try:
+        data = pickle.dumps(err)
+        pickle.loads(data)
+        return data
+    except Exception:
+        return pickle.dumps(RuntimeError(f"{type(err).__name__}: {err}"))
+
+
+def _step_callback(rank: int, number: int, replies, flags):
     """After every step: rank 0 reports it and reads the host's cancel flag, and sends its decision to all."""
     def step(info):
         stop = torch.tensor([float(flags[0])] if rank == 0 else [0.0], device=_collective_device())
         dist.broadcast(stop, src=0)
         if rank == 0:
-            replies.put(("step", rank, pickle.dumps(info)))
+            replies.put(("step", rank, number, pickle.dumps(_portable(info))))
         if stop.item():
             raise Cancelled
     return step
+
+
+def _portable(value):
+    """value with its tensors (also inside dataclasses, lists, tuples and dicts) on the CPU: the host reads what
+    a rank sends without touching the rank's device."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _portable(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if type(value) in (list, tuple):
+        return type(value)(_portable(v) for v in value)
+    if type(value) is dict:
+        return {k: _portable(v) for k, v in value.items()}
+    return value
 
 
 def _collective_device() -> torch.device:
@@ -150,6 +183,7 @@ class RankPool:
         self.folder = tempfile.TemporaryDirectory(prefix="uniavgen-pool-")
         self.jobs = [ctx.SimpleQueue() for _ in range(self.ranks)]
         self.replies, self.flags = ctx.Queue(), ctx.Array("b", [0], lock=False)
+        self.job = 0                            # the number of the job replies are awaited for
         with _bare_main():
             self.context = mp.start_processes(
                 _serve, args=(self.devices, str(Path(self.folder.name) / "store"), self.backend, load, load_args,
@@ -168,18 +202,18 @@ class RankPool:
         cancelled() -> True stops all ranks at the next step and raises Cancelled."""
         if not self.alive:
             raise PoolError("a rank of this pool has ended: make a new pool (load the model again)")
-        self.flags[0] = 0
+        self.flags[0], self.job = 0, self.job + 1
         for q in self.jobs:
-            q.put((fn, args, kwargs))
+            q.put((self.job, fn, args, kwargs))
         return self._wait({"done", "cancelled"}, count=self.ranks, progress=progress, cancelled=cancelled)
 
     def _wait(self, kinds: set, count: int, progress=None, cancelled=None):
-        value, seen, stopped = None, 0, False
+        value, seen, stopped, error = None, 0, False, None
         while seen < count:
             if cancelled is not None and not self.flags[0] and cancelled():
                 self.flags[0] = 1               # rank 0 reads it after its next step and tells the others
             try:
-                kind, rank, data = self.replies.get(timeout=0.05)
+                kind, rank, job, data = self.replies.get(timeout=0.05)
             except queue.Empty:
                 if not self.alive:
                     try:
@@ -188,13 +222,23 @@ class RankPool:
                         self.close()
                     raise PoolError("a rank of the pool ended: make a new pool (load the model again)")
                 continue
-            if kind == "step" and progress is not None:
-                progress(pickle.loads(data))
+            if job != self.job:
+                continue                        # a reply to a job the host stopped waiting for
+            if kind == "failed":
+                self.close()
+                raise pickle.loads(data)
+            if kind == "step" and progress is not None and error is None:
+                try:
+                    progress(pickle.loads(data))
+                except BaseException as err:    # e.g. the host's interrupt: the ranks stop too, then it is raised
+                    error, self.flags[0] = err, 1
             elif kind in kinds:
                 seen += 1
                 stopped |= kind == "cancelled"
                 if rank == 0 and data is not None:
                     value = pickle.loads(data)
+        if error is not None:
+            raise error
         if stopped:
             raise Cancelled
         return value
@@ -210,9 +254,11 @@ def _close(context, jobs, folder) -> None:
             q.put(None)
         except (OSError, ValueError):
             pass
+    deadline = time.monotonic() + 5             # for all of them: a rank held in a collective never reads None
     for process in context.processes:
-        process.join(timeout=5)
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in context.processes:
         if process.is_alive():
             process.terminate()
-            process.join()
+        process.join()
     folder.cleanup()

@@ -26,6 +26,13 @@ def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimu
     loaded.append((list(models), memory_required))
 
 
+def unload_all_models():
+    """As ComfyUI's: every loaded model is detached (ModelPatcher.detach runs its ON_DETACH callbacks)."""
+    while loaded:
+        for patcher in loaded.pop()[0]:
+            patcher.detach()
+
+
 def module_size(module):
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 

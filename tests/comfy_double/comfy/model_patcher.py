@@ -2,6 +2,7 @@
 import copy
 
 from . import model_management
+from .patcher_extension import CallbacksMP
 
 
 class ModelPatcher:
@@ -11,6 +12,15 @@ class ModelPatcher:
         self.weight_inplace_update = weight_inplace_update
         self.patches = {}
         self.model_options = {"transformer_options": {}}
+        self.callbacks = {}
+
+    def add_callback(self, call_type, callback):
+        self.callbacks.setdefault(call_type, []).append(callback)
+
+    def detach(self, unpatch_all=True):
+        for callback in self.callbacks.get(CallbacksMP.ON_DETACH, []):
+            callback(self, unpatch_all)
+        return self.model
 
     def clone(self):
         twin = ModelPatcher(self.model, self.load_device, self.offload_device, self.size, self.weight_inplace_update)
