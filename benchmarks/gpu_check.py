@@ -17,7 +17,9 @@ On the GPU machine it runs through benchmarks/gpu_run.sh, which puts the carried
    budget is reported as not run;
 3. benchmarks/sampling_overhead.py: what each solver's algebra and the step cache cost per step at the
    official shape, beside the model steps of 2;
-4. the report: written to DIR/gpu_check.md and DIR/gpu_check.log (DIR: $OUT if set, else
+4. benchmarks/parallel_check.py: the public golden cases sampled by ranks on the GPUs (cfg, ulysses, and
+   cfg+ulysses on 4) against one GPU; with one GPU, two cfg ranks sharing it over gloo, or why they cannot;
+5. the report: written to DIR/gpu_check.md and DIR/gpu_check.log (DIR: $OUT if set, else
    build/gpu-check) and appended to benchmarks/RESULTS.md (with the date and the device).
 
 The golden vectors travel in the tree (tests/data/golden); UNIAVGEN_GOLDEN points elsewhere.
@@ -42,9 +44,11 @@ MODES = "resident,fp8,fp8+swap30,compile"
 CUDA_TESTS = ["-m", "cuda", "-p", "no:cacheprovider", "tests/test_cuda.py"]
 TESTS_SHARE = 0.45          # of the budget left after collection; the benchmark gets the rest
 ENTRIES = [REPO / "benchmarks" / "gpu_check.py", REPO / "benchmarks" / "bench.py",
-           REPO / "benchmarks" / "sampling_overhead.py", REPO / "tests" / "test_cuda.py",
+           REPO / "benchmarks" / "sampling_overhead.py", REPO / "benchmarks" / "parallel_check.py",
+           REPO / "tests" / "test_cuda.py",
            REPO / "tests" / "conftest.py"]
 OVERHEAD_SECONDS = 30       # kept from the benchmark's share for the sampling overhead
+PARALLEL_SECONDS = 60       # and for the parallel check
 SEARCH = [REPO / "tests", REPO / "benchmarks", REPO / "tools", REPO]
 
 
@@ -57,6 +61,13 @@ def run(cmd: list[str], timeout: float, env: dict) -> tuple[int, str, float]:
         text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
         code, output = 124, f"{text(err.stdout)}{text(err.stderr)}\nstopped after {timeout:.0f} s"
     return code, output, time.perf_counter() - start
+
+
+def section(name: str, code: int, output: str, tail: int) -> str:
+    """A step's table (from its first '### ' heading), or its last `tail` characters when it has none."""
+    if "### " in output:
+        return output[output.find("### "):]
+    return f"{name} did not finish (status {code}):\n\n```\n{output[-tail:]}\n```\n"
 
 
 def packages() -> tuple[list[str], list[str]]:
@@ -105,29 +116,31 @@ def main() -> int:
     tests = next((line for line in reversed(lines) if " in " in line and ("passed" in line or "failed" in line)),
                  lines[-1])
     print(out_t[-4000:], flush=True)
-    bench_s = left() - 5 - OVERHEAD_SECONDS
+    bench_s = left() - 5 - OVERHEAD_SECONDS - PARALLEL_SECONDS
     code_b, out_b, secs_b = run([sys.executable, "benchmarks/bench.py", "--device", "cuda", "--shape", "official",
                                  "--modes", MODES, "--steps", "3", "--deadline", f"{0.7 * bench_s:.0f}"], bench_s, env)
     print(out_b[-6000:], flush=True)
-    table = out_b[out_b.find("### "):] if "### " in out_b else f"bench did not finish (status {code_b}):\n\n" \
-                                                                 f"```\n{out_b[-1500:]}\n```\n"
+    table = section("bench", code_b, out_b, 1500)
     code_o, out_o, _ = run([sys.executable, "benchmarks/sampling_overhead.py", "--device", "cuda"],
-                           max(left() - 5, 5), env)
+                           max(left() - 5 - PARALLEL_SECONDS, 5), env)
     print(out_o[-3000:], flush=True)
-    overhead = out_o[out_o.find("### "):] if "### " in out_o else f"sampling overhead did not finish (status " \
-                                                                   f"{code_o}):\n\n```\n{out_o[-800:]}\n```\n"
+    overhead = section("sampling overhead", code_o, out_o, 800)
+    code_p, out_p, _ = run([sys.executable, "benchmarks/parallel_check.py", "--device", "cuda"], max(left() - 5, 5),
+                           env)
+    print(out_p[-3000:], flush=True)
+    parallel = section("parallel check", code_p, out_p, 800)
     report = (f"\n## GPU check, {datetime.date.today()}: {device}, torch {torch.__version__}\n\n"
               f"`make gpu-check`: CUDA tests {tests.strip('= ')} ({secs_t:.0f} s, status {code_t}); "
               f"benchmark {secs_b:.0f} s (status {code_b}); missing packages: {', '.join(missing) or 'none'}."
-              f"\n\n{table.strip()}\n\n{overhead.strip()}\n")
+              f"\n\n{table.strip()}\n\n{overhead.strip()}\n\n{parallel.strip()}\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.md").write_text(report)
-    (args.out / "gpu_check.log").write_text(out_c + "\n\n" + out_t + "\n\n" + out_b + "\n\n" + out_o)
+    (args.out / "gpu_check.log").write_text("\n\n".join([out_c, out_t, out_b, out_o, out_p]))
     if not args.no_results:
         with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(report)
     print(report)
-    return 0 if code_t == code_b == code_o == 0 else 1
+    return 0 if code_t == code_b == code_o == code_p == 0 else 1
 
 
 if __name__ == "__main__":

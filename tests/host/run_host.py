@@ -11,7 +11,9 @@ every workflow passes /prompt validation and runs, and the outputs (mp4 with h26
 length, size and rate, the FLAC audio, the face-mask video) are inspected. A LoRA applied by the LoRA
 loader gives the latent of the hand-merged weights, and an fp8 file loads into comfy.ops layers. ComfyUI's
 own samplers and sigma nodes drive the Sampler (KSamplerSelect euler on UniAVGen Schedule's sigmas is the
-pack's Euler; KarrasScheduler set for a flow model with dpmpp_2m runs; at its default it is refused).
+pack's Euler; KarrasScheduler set for a flow model with dpmpp_2m runs; at its default it is refused). Parallel
+Devices on two CPU ranks gives the one-device latent, and no rank is left after "unload models" nor after
+ComfyUI is stopped.
 """
 import argparse
 import io
@@ -268,9 +270,10 @@ def bad_vocoder_refused(server: "Server", api: dict) -> list[str]:
     return []
 
 
-def latent_graph(api: dict, model: str, weight_dtype: str, tag: str, lora: str | None = None) -> dict:
-    """The tiny AVG graph up to the sampler, on `model` (optionally through the LoRA loader), saving
-    the latent and listing the model's layer classes."""
+def latent_graph(api: dict, model: str, weight_dtype: str, tag: str, lora: str | None = None,
+                 devices: str | None = None) -> dict:
+    """The tiny AVG graph up to the sampler, on `model` (optionally through the LoRA loader, or on `devices`
+    through Parallel Devices in cfg mode), saving the latent and listing the model's layer classes."""
     api = tiny(api)
     sampler = next(k for k, v in api.items() if v["class_type"] == "UniAVGenSampler")
     loader = next(k for k, v in api.items() if v["class_type"] == "UniAVGenModelLoader")
@@ -278,16 +281,87 @@ def latent_graph(api: dict, model: str, weight_dtype: str, tag: str, lora: str |
     graph[loader]["inputs"].update(model=model, weight_dtype=weight_dtype)
     source = [loader, 0]
     if lora:
-        graph["900"] = {"class_type": "UniAVGenLoraLoader",
-                        "inputs": {"model": source, "lora_name": lora, "strength": LORA_STRENGTH}}
-        for k, node in graph.items():
-            if k != "900" and node["inputs"].get("model") == source:
-                node["inputs"]["model"] = ["900", 0]
-        source = ["900", 0]
+        source = between(graph, source, "900", "UniAVGenLoraLoader", lora_name=lora, strength=LORA_STRENGTH)
+    if devices:
+        source = between(graph, source, "903", "UniAVGenParallelDevices", devices=devices, mode="cfg")
     graph["901"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0],
                                                            "filename_prefix": f"UniAVGen/check_{tag}"}}
     graph["902"] = {"class_type": "UniAVGenTestDescribeModel", "inputs": {"model": source}}
     return graph
+
+
+def between(graph: dict, source: list, node_id: str, class_type: str, **widgets) -> list:
+    """A model node put between `source` and every node that took its model; its output."""
+    for node in graph.values():
+        if node["inputs"].get("model") == source:
+            node["inputs"]["model"] = [node_id, 0]
+    graph[node_id] = {"class_type": class_type, "inputs": {"model": source, **widgets}}
+    return [node_id, 0]
+
+
+def rank_processes(server_pid: int) -> list[int]:
+    """The live worker processes ComfyUI (server_pid) started, but for multiprocessing's resource tracker."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == server_pid and fields[0] != "Z" and b"resource_tracker" not in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def wait_until(check, seconds: float = 30):
+    """check() until it is falsy or `seconds` pass; its last value."""
+    deadline = time.time() + seconds
+    while (value := check()) and time.time() < deadline:
+        time.sleep(0.5)
+    return value
+
+
+def parallel_checks(server: "Server", comfy: Path, api: dict, server_pid: int) -> dict:
+    """Two CPU ranks through Parallel Devices give the one-device latent; "unload models" ends the ranks; the
+    ranks of a second run are returned, for the check after shutdown."""
+    from safetensors.torch import load_file
+    latents, problems, report = {}, [], {}
+    for tag, devices in (("one_device", None), ("two_ranks", "cpu, cpu"), ("two_ranks_again", "cpu, cpu")):
+        if tag == "two_ranks_again":
+            status, _ = server.post("/free", {"unload_models": True})
+            left = wait_until(lambda: rank_processes(server_pid))
+            report["after_unload"] = left
+            if status != 200 or left:
+                problems.append(f"after 'unload models' (status {status}) ranks left: {left}")
+        result = server.run(latent_graph(api, f"{DIT}/", "fp32", tag, devices=devices))
+        if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
+            problems.append(f"{tag}: did not run: {json.dumps(result.get('reply') or result.get('status'))[:2000]}")
+            continue
+        item = result["outputs"]["901"]["latents"][0]
+        latents[tag] = load_file(str(comfy / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
+        if devices:
+            report["ranks"] = rank_processes(server_pid)
+            if len(report["ranks"]) != 2:
+                problems.append(f"{tag}: {len(report['ranks'])} rank processes while loaded, want 2")
+    for tag in ("two_ranks", "two_ranks_again"):
+        if tag in latents and "one_device" in latents:
+            rel = float((latents[tag] - latents["one_device"]).norm() / latents["one_device"].norm())
+            report[f"{tag}_vs_one_device"] = rel
+            if rel > 1e-5:
+                problems.append(f"{tag}: {rel:.2e} from the one-device latent (want <= 1e-5)")
+    report["problems"] = problems
+    return report
 
 
 def model_checks(server: "Server", comfy: Path, api: dict) -> dict:
@@ -511,8 +585,14 @@ def main():
         print("ComfyUI samplers", report["comfy_samplers"]["problems"] or
               f"OK (euler vs the pack's: {report['comfy_samplers'].get('euler_vs_pack', float('nan')):.2e})",
               flush=True)
+        report["parallel"] = parallel_checks(server, comfy, avg, int(pid))
+        print("Parallel Devices", report["parallel"]["problems"] or "OK", flush=True)
     finally:
         subprocess.run(["bash", str(tool), "stop", pid])
+    if "parallel" in report:
+        report["parallel"]["after_shutdown"] = wait_until(lambda: alive(report["parallel"].get("ranks", [])))
+        if report["parallel"]["after_shutdown"]:
+            report["parallel"]["problems"].append(f"ranks outlived ComfyUI: {report['parallel']['after_shutdown']}")
     failures = [n for n, e in report["workflows"].items() if e["problems"]]
     if report["quick_test"]["import_failed"] or report["quick_test"]["rc"] != 0:
         failures.append("quick-test")
@@ -520,6 +600,8 @@ def main():
         failures.append("object_info")
     if report["models"]["problems"]:
         failures.append("models")
+    if report.get("parallel", {"problems": ["not run"]})["problems"]:
+        failures.append(f"Parallel Devices: {report.get('parallel', {}).get('problems', 'not run')}")
     if report["comfy_samplers"]["problems"]:
         failures.append(f"ComfyUI samplers: {report['comfy_samplers']['problems']}")
     if len(report["web_extension"]) != 2:
