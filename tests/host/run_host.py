@@ -108,7 +108,7 @@ class Server:
         req = urllib.request.Request(self.base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read())
+                return r.status, json.loads(r.read() or b"{}")        # /free answers with no body
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"{}")
 
