@@ -1220,6 +1220,9 @@ def test_parallel_devices_give_the_one_device_clip_and_end_with_unload_models(co
     assert child_processes() == ranks                           # every rank stopped at the same step, and stays
     comfy["mm"].unload_all_models()
     assert not child_processes()
+    latent, _, _ = run(comfy, "UniAVGenSampler", **dict(args, model=ranked))     # started again
+    assert rel_l2(latent["samples"], alone[0]["samples"]) <= 1e-5 and len(child_processes()) == 2
+    comfy["mm"].unload_all_models()
     long_args = mini_args(comfy, mini, "hello there. how are you today?")
     long_job = dict(task="auto", overlap=4, duration_seconds=0.0, chars_per_second=6.0)
     whole, whole_mel = run(comfy, "UniAVGenLongSampler", **long_args, **long_job)

@@ -337,7 +337,8 @@ def parallel_checks(server: "Server", comfy: Path, api: dict, server_pid: int) -
     ranks of a second run are returned, for the check after shutdown."""
     from safetensors.torch import load_file
     latents, problems, report = {}, [], {}
-    for tag, devices in (("one_device", None), ("two_ranks", "cpu, cpu"), ("two_ranks_again", "cpu, cpu")):
+    # the second run's device list is written differently, so that ComfyUI runs it again rather than from its cache
+    for tag, devices in (("one_device", None), ("two_ranks", "cpu, cpu"), ("two_ranks_again", "cpu,cpu")):
         if tag == "two_ranks_again":
             status, _ = server.post("/free", {"unload_models": True})
             left = wait_until(lambda: rank_processes(server_pid))
