@@ -25,7 +25,7 @@ def specs():
 
 def test_committed_files_are_what_the_graphs_build():
     rendered = bw.render()
-    assert len(rendered) == 16 and len(API) == len(UI) == 8
+    assert len(rendered) == 18 and len(API) == len(UI) == 9
     for path, text in rendered.items():
         assert path.read_text() == text, f"{path.name} is stale: run python tools/build_workflows.py"
 

@@ -188,6 +188,8 @@ def real_cards() -> dict[str, Image.Image]:
         "uniavgen_long_lipsync": real_card("Long lip sync", [
             ("picture", face, "your picture"), ("sound", long_speech, "a long talk")],
             "long video lip-synced to it"),
+        "uniavgen_two_gpus": real_card("Two GPUs", [
+            ("picture", face, "your picture"), words], "the same video, made on two GPUs"),
         "uniavgen_long_extend": real_card("Long talk, part by part", [
             ("picture", face, "your picture"), ("text", '"Over the past week..." then "And tomorrow..."',
                                                 "each part's words")], "one long video, one voice"),

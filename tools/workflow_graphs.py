@@ -173,6 +173,16 @@ def long_extend():
     return g
 
 
+def two_gpus():
+    """AVG with its sampling on two GPUs: UniAVGen Parallel Devices between the loader and the sampler runs the
+    two guidance passes on a GPU each (cfg)."""
+    g = {k: v for k, v in avg().items() if k <= 10}           # models, face, words and sampler
+    g[30] = ("UniAVGenParallelDevices", dict(model=(1, 0), devices="cuda:0, cuda:1", mode="cfg"))
+    g[10][1]["model"] = (30, 0)
+    _video(g, 10, 11, "two_gpus")
+    return g
+
+
 MINI_TEXT = "hello there, this small face talks on your computer."
 
 
@@ -207,6 +217,7 @@ WORKFLOWS = {
     "uniavgen_long_talk": ("6. Long talk from a transcript (Long Sampler)", long_talk),
     "uniavgen_long_extend": ("7. Long talk, part by part (Extend)", long_extend),
     "uniavgen_long_lipsync": ("8. Long lip sync to a recording (Long Sampler)", long_lipsync),
+    "uniavgen_two_gpus": ("9. Talking video on two GPUs (Parallel Devices)", two_gpus),
 }
 
 # Node titles where the class name alone would be ambiguous (two text encoders) or says too little.
@@ -222,7 +233,7 @@ TITLES = {
 # The groups a workflow is drawn in, left to right, and the classes in each.
 STAGES = (
     ("Models", {"UniAVGenModelLoader", "UniAVGenVocoderLoader", "VAELoader", "CLIPLoader",
-                "UniAVGenVideoCodecLoader", "UniAVGenLoraLoader"}),
+                "UniAVGenVideoCodecLoader", "UniAVGenLoraLoader", "UniAVGenParallelDevices"}),
     ("Face, voice, words and caption", {"CLIPTextEncode", "UniAVGenCaptionEncode", "LoadImage", "LoadAudio",
                                         "LoadVideo", "GetVideoComponents", "UniAVGenReferenceImage",
                                         "UniAVGenSpeechText", "UniAVGenAudioEncode", "UniAVGenVideoEncode",
@@ -308,6 +319,14 @@ follows it segment by segment, each segment taking the last second of the one be
 **UniAVGen Save Long Video** writes the video two seconds at a time with the recording itself as its sound.
 The shipped `uniavgen_long_speech.wav` is 20 s of synthetic speech; the Speech Text stays empty (the words
 are in the recording). """ + _SHIPPED_FACE + """
+
+""" + _REAL_DOWNLOADS,
+    "uniavgen_two_gpus": """## Talking video on two GPUs
+
+Workflow 2 with **UniAVGen Parallel Devices** between the Model Loader and the Sampler: the two guidance
+passes of every step run on a GPU each: the one-GPU result, predicted in about half the time. A worker per device
+starts at the first run and stays until **Unload models**. 4 or 8 GPUs: list them in `devices` and choose
+`cfg+ulysses`.
 
 """ + _REAL_DOWNLOADS,
     "uniavgen_long_extend": """## Long talk, part by part

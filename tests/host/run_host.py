@@ -62,6 +62,8 @@ def expected(name: str) -> Expected:
         return Expected((MINI_FRAMES,), (MINI_SIZE, MINI_SIZE), 0, 0)
     if name in ("uniavgen_long_talk", "uniavgen_long_lipsync"):   # the stitched video only: two segments
         return Expected((units.video_frames(units.latent_frames(LONG_PICTURES)),), None, 0, 0)
+    if name == "uniavgen_two_gpus":        # the talking video only
+        return Expected((FRAMES,), None, 0, 0)
     if name == "uniavgen_long_extend":     # the Sampler's clip and EXTEND_FRAMES more latent frames, decoded once
         return Expected((FRAMES + units.TEMPORAL_STRIDE * EXTEND_FRAMES,), None, 0, 0)
     return Expected((FRAMES,), None, MEL * HOP, FRAMES)
@@ -93,6 +95,8 @@ def tiny(api: dict) -> dict:
             inputs.update(vocoder=f"{VOCODER}/")
         elif kind == "VAELoader":
             inputs.update(vae_name=VAE)
+        elif kind == "UniAVGenParallelDevices":
+            inputs.update(devices="cpu, cpu")
     return api
 
 
@@ -337,6 +341,10 @@ def parallel_checks(server: "Server", comfy: Path, api: dict, server_pid: int) -
     ranks of a second run are returned, for the check after shutdown."""
     from safetensors.torch import load_file
     latents, problems, report = {}, [], {}
+    server.post("/free", {"unload_models": True})          # the ranks of the two-GPU template's run end
+    report["template_ranks_after_unload"] = wait_until(lambda: rank_processes(server_pid))
+    if report["template_ranks_after_unload"]:
+        problems.append(f"the template's ranks outlived 'unload models': {report['template_ranks_after_unload']}")
     # the second run's device list is written differently, so that ComfyUI runs it again rather than from its cache
     for tag, devices in (("one_device", None), ("two_ranks", "cpu, cpu"), ("two_ranks_again", "cpu,cpu")):
         if tag == "two_ranks_again":
