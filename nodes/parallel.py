@@ -37,8 +37,10 @@ class ParallelRanks:
         mm = host.mm()
         self.patcher = host.model_patcher(RanksHolder(), mm.get_torch_device(), torch.device("cpu"))
         ranks = weakref.ref(self)       # the patcher must not keep the ranks alive
+        # load_models_gpu detaches a model it already holds before loading it again (unpatch_all False):
+        # only an unload (unpatch_all True) ends the ranks
         self.patcher.add_callback(host.module("comfy.patcher_extension").CallbacksMP.ON_DETACH,
-                                  lambda *_: ranks() is not None and ranks().close())
+                                  lambda _, unpatch_all: unpatch_all and ranks() is not None and ranks().close())
 
     def __deepcopy__(self, memo):
         return self         # ModelPatcher.clone deep-copies model_options: every clone samples on the same ranks
@@ -62,13 +64,15 @@ class ParallelRanks:
         """fn(model, *args, **kwargs) on every rank (uniavgen_core.parallel.RankPool.run), with ComfyUI's interrupt;
         the ranks start here when they are not running."""
         mm = host.mm()
-        if self.pool is None or not self.pool.alive:
-            self.close()
-            logging.info("UniAVGen: starting %s (each loads the model)", self.describe())
-            self.pool = RankPool(self.devices, load_on_rank, *self.load_args)
         mm.load_models_gpu([self.patcher])          # "unload models" and the memory manager can now end them
         try:
-            return self.pool.run(fn, *args, progress=on_step, cancelled=mm.processing_interrupted, **kwargs)
+            pool = self.pool
+            if pool is None or not pool.alive:
+                self.close()
+                logging.info("UniAVGen: starting %s (each loads the model)", self.describe())
+                pool = self.pool = RankPool(self.devices, load_on_rank, *self.load_args,
+                                            cancelled=mm.processing_interrupted)
+            return pool.run(fn, *args, progress=on_step, cancelled=mm.processing_interrupted, **kwargs)
         except Cancelled:
             mm.throw_exception_if_processing_interrupted()
             raise

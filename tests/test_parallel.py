@@ -218,6 +218,10 @@ def test_a_pool_keeps_its_ranks_for_job_after_job_reports_steps_and_cancels_on_e
             pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"), cancelled=lambda: True)
         out = pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"))     # still usable
         assert rel_l2(out.video, alone.video) <= TOL and [p.pid for p in pool.context.processes] == pids
+        with pytest.raises(ValueError, match="step cache"):        # every rank refuses it alike: the pool stays
+            pool.run(sample_on_rank, [request], dataclasses.replace(params, cache=0.1), ParallelConfig(2, "cfg"))
+        out = pool.run(sample_on_rank, [request], params, ParallelConfig(2, "cfg"))
+        assert rel_l2(out.video, alone.video) <= TOL and [p.pid for p in pool.context.processes] == pids
     finally:
         pool.close()
     assert not child_processes() and not pool.alive

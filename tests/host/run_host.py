@@ -346,23 +346,29 @@ def parallel_checks(server: "Server", comfy: Path, api: dict, server_pid: int) -
     if report["template_ranks_after_unload"]:
         problems.append(f"the template's ranks outlived 'unload models': {report['template_ranks_after_unload']}")
     # the second run's device list is written differently, so that ComfyUI runs it again rather than from its cache
-    for tag, devices in (("one_device", None), ("two_ranks", "cpu, cpu"), ("two_ranks_again", "cpu,cpu")):
+    for tag, devices in (("one_device", None), ("two_ranks", "cpu, cpu"), ("two_ranks_seed", "cpu, cpu"),
+                         ("two_ranks_again", "cpu,cpu")):
         if tag == "two_ranks_again":
             status, _ = server.post("/free", {"unload_models": True})
             left = wait_until(lambda: rank_processes(server_pid))
             report["after_unload"] = left
             if status != 200 or left:
                 problems.append(f"after 'unload models' (status {status}) ranks left: {left}")
-        result = server.run(latent_graph(api, f"{DIT}/", "fp32", tag, devices=devices))
+        graph = latent_graph(api, f"{DIT}/", "fp32", tag, devices=devices)
+        if tag == "two_ranks_seed":         # a second run on the same ranks, as after changing the seed
+            next(n for n in graph.values() if n["class_type"] == "UniAVGenSampler")["inputs"]["seed"] += 1
+        result = server.run(graph)
         if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
             problems.append(f"{tag}: did not run: {json.dumps(result.get('reply') or result.get('status'))[:2000]}")
             continue
         item = result["outputs"]["901"]["latents"][0]
         latents[tag] = load_file(str(comfy / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
         if devices:
-            report["ranks"] = rank_processes(server_pid)
-            if len(report["ranks"]) != 2:
-                problems.append(f"{tag}: {len(report['ranks'])} rank processes while loaded, want 2")
+            ranks = rank_processes(server_pid)
+            if len(ranks) != 2 or (tag == "two_ranks_seed" and ranks != report["ranks"]):
+                problems.append(f"{tag}: rank processes {ranks} while loaded, want 2 (the same as the run before "
+                                f"{report.get('ranks')} on the same ranks)")
+            report["ranks"] = ranks
     for tag in ("two_ranks", "two_ranks_again"):
         if tag in latents and "one_device" in latents:
             rel = float((latents[tag] - latents["one_device"]).norm() / latents["one_device"].norm())

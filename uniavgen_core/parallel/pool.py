@@ -9,16 +9,15 @@ that every rank obeys at the same step, and an end however the host ends.
 `job(model, *args, callback=...)` runs on every rank with the same arguments (e.g. parallel.sample_on_rank);
 it must call `callback(info)` once a step on every rank. Rank 0's value is returned by value. A cancel is
 agreed on by all ranks at the next step (rank 0's decision, sent to all), so none is left in a collective; an
-error in any rank is raised by `run` as that rank raised it, and ends the pool (the next `run` raises PoolError
-until a new pool is made). A rank whose host process
-ends, however it ends (a kill included), ends too.
+error in a rank is raised by `run` as that rank raised it; it ends the pool (the next `run` raises PoolError
+until a new pool is made) unless every rank failed alike, which leaves none of them inside a collective. A rank
+whose host process ends, however it ends (a kill included), ends too.
 
 The ranks start from a bare main module: spawned processes otherwise import the host's main script again
 (ComfyUI's main.py would parse its arguments, run start-up scripts and import its GPU code in every rank), so
 `load`, the jobs and their arguments must come from importable modules, not from the main script."""
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import datetime
@@ -39,6 +38,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 TIMEOUT = datetime.timedelta(minutes=10)
+FAILED_WAIT = 2.0           # seconds a rank's error waits for the others' before the pool is ended
 
 
 class Cancelled(Exception):
@@ -79,7 +79,8 @@ def parse_devices(devices) -> list[str]:
             raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
                              + (f" (cuda:0 to cuda:{torch.cuda.device_count() - 1})" if torch.cuda.device_count()
                                 else "; use cpu"))
-    return names
+    # a bare "cuda" is GPU 0, so that "cuda, cuda:0" are seen as one GPU shared by two ranks
+    return [f"cuda:{torch.device(n).index or 0}" if torch.device(n).type == "cuda" else "cpu" for n in names]
 
 
 def _end_with_host() -> None:
@@ -112,10 +113,9 @@ def _serve(rank: int, devices: list[str], store: str, backend: str, load, load_a
                 replies.put(("done", rank, number, pickle.dumps(_portable(value)) if rank == 0 else None))
             except Cancelled:
                 replies.put(("cancelled", rank, number, None))
-            except Exception as err:        # the host raises it and ends the pool: another rank may wait on this one
+            except Exception as err:        # the host raises it; it ends the pool unless every rank failed
                 traceback.print_exc()
                 replies.put(("failed", rank, number, _error_bytes(err)))
-                raise
     finally:
         dist.destroy_process_group()
 
@@ -174,9 +174,10 @@ def _bare_main():
 
 
 class RankPool:
-    def __init__(self, devices, load, *load_args, backend: str | None = None):
+    def __init__(self, devices, load, *load_args, backend: str | None = None, cancelled=None):
         """devices: one per rank (parse_devices: an int is that many CPU ranks); load(device, *load_args) makes
-        each rank's model; backend: gloo or nccl (default: backend_for(devices))."""
+        each rank's model; backend: gloo or nccl (default: backend_for(devices)); cancelled() -> True while the
+        ranks load ends them and raises Cancelled."""
         self.devices = parse_devices(devices)
         self.ranks, self.backend = len(self.devices), backend or backend_for(self.devices)
         ctx = mp.get_context("spawn")
@@ -189,9 +190,8 @@ class RankPool:
                 _serve, args=(self.devices, str(Path(self.folder.name) / "store"), self.backend, load, load_args,
                               self.jobs, self.replies, self.flags), nprocs=self.ranks, join=False,
                 start_method="spawn")
-        self._closer = weakref.finalize(self, _close, self.context, self.jobs, self.folder)
-        atexit.register(self._closer)
-        self._wait({"ready"}, count=self.ranks)
+        self._closer = weakref.finalize(self, _close, self.context, self.jobs, self.folder)   # also at exit
+        self._wait({"ready"}, count=self.ranks, cancelled=cancelled)
 
     @property
     def alive(self) -> bool:
@@ -203,14 +203,18 @@ class RankPool:
         if not self.alive:
             raise PoolError("a rank of this pool has ended: make a new pool (load the model again)")
         self.flags[0], self.job = 0, self.job + 1
+        job = (self.job, fn, _portable(args), _portable(kwargs))     # no rank opens the host's GPU
         for q in self.jobs:
-            q.put((self.job, fn, args, kwargs))
+            q.put(job)
         return self._wait({"done", "cancelled"}, count=self.ranks, progress=progress, cancelled=cancelled)
 
     def _wait(self, kinds: set, count: int, progress=None, cancelled=None):
         value, seen, stopped, error = None, 0, False, None
         while seen < count:
             if cancelled is not None and not self.flags[0] and cancelled():
+                if "ready" in kinds:            # still loading: no step to stop at
+                    self.close()
+                    raise Cancelled
                 self.flags[0] = 1               # rank 0 reads it after its next step and tells the others
             try:
                 kind, rank, job, data = self.replies.get(timeout=0.05)
@@ -225,7 +229,7 @@ class RankPool:
             if job != self.job:
                 continue                        # a reply to a job the host stopped waiting for
             if kind == "failed":
-                self.close()
+                self._after_failure(seen)
                 raise pickle.loads(data)
             if kind == "step" and progress is not None and error is None:
                 try:
@@ -242,6 +246,21 @@ class RankPool:
         if stopped:
             raise Cancelled
         return value
+
+    def _after_failure(self, finished: int) -> None:
+        """After a rank's error: the pool stays when every other rank also stops within FAILED_WAIT (they all
+        failed alike, e.g. on a bad input, none is left in a collective), else every rank is ended."""
+        failed, deadline = 1, time.monotonic() + FAILED_WAIT
+        while finished + failed < self.ranks and time.monotonic() < deadline:
+            try:
+                kind, _, job, _ = self.replies.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if job == self.job and kind in ("failed", "done", "cancelled"):
+                failed += kind == "failed"
+                finished += kind != "failed"
+        if finished + failed < self.ranks or finished:
+            self.close()
 
     def close(self) -> None:
         """End every rank (also done when the pool is collected and when the interpreter exits)."""

@@ -23,6 +23,11 @@ def intermediate_device():
 
 def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
                     force_full_load=False):
+    """Recorded; a model loaded before is detached first without unpatching (ComfyUI drops it as a clone of
+    itself, then loads it again)."""
+    for model in models:
+        if any(model in held for held, _ in loaded) and hasattr(model, "detach"):
+            model.detach(unpatch_all=False)
     loaded.append((list(models), memory_required))
 
 
