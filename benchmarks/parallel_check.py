@@ -4,8 +4,8 @@ of a RankPool, per parallel mode, against one device, in float32, with the wall 
     python benchmarks/parallel_check.py [--device cuda|cpu]
 
 With two or more GPUs: cfg on 2, ulysses on up to 4, cfg+ulysses on 4 (when there are 4), each rank on a GPU
-of its own (nccl). With one GPU: two cfg ranks share it over gloo, when gloo can exchange CUDA tensors in this
-torch, else the table says why not. --device cpu rehearses the same on two CPU ranks.
+of its own (nccl). With one GPU: two cfg ranks share it over gloo (nccl refuses a GPU twice), their velocities
+gathered through the CPU; where that fails, the table says why. --device cpu rehearses it on two CPU ranks.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ class CfgParallelVelocity:
         v, a = (mine.video_cond, mine.audio_cond) if cond else (mine.video_null, mine.audio_null)
         flat = torch.cat([v.flatten(), a.flatten()])
         both = [torch.empty_like(flat) for _ in range(2)]
-        dist.all_gather(both, flat, group=self.pair)
+        _all_gather(both, flat, self.pair)
         (v_c, a_c), (v_u, a_u) = (self._unflatten(x, v, a) for x in both)
         # the face masks come from the conditional pass: the conditional rank has them (rank 0 is one)
         return self.guided.combine(PassVelocities(v_c, a_c, v_u, a_u, mine.face_masks if cond else None))
@@ -32,3 +32,15 @@ class CfgParallelVelocity:
     @staticmethod
     def _unflatten(flat: torch.Tensor, video: torch.Tensor, audio: torch.Tensor):
         return flat[: video.numel()].view_as(video), flat[video.numel():].view_as(audio)
+
+
+def _all_gather(parts: list[torch.Tensor], x: torch.Tensor, group) -> None:
+    """dist.all_gather, through the CPU where the group's backend is gloo and x is on a GPU (gloo gathers CPU
+    tensors only: two ranks sharing one GPU talk over gloo, since nccl refuses a GPU twice)."""
+    if not x.is_cuda or dist.get_backend(group) != "gloo":
+        dist.all_gather(parts, x, group=group)
+        return
+    staged = [torch.empty_like(x, device="cpu") for _ in parts]
+    dist.all_gather(staged, x.cpu(), group=group)
+    for part, got in zip(parts, staged):
+        part.copy_(got)
