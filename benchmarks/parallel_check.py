@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from helpers import rel_l2  # noqa: E402
 from uniavgen_core.checkpoint.loading import load_model  # noqa: E402
 from uniavgen_core.golden import case_params, case_request, model_cases  # noqa: E402
 from uniavgen_core.parallel import ParallelConfig, RankPool, load_on_rank, sample_on_rank  # noqa: E402
@@ -36,10 +37,6 @@ def layouts(device: str) -> list[tuple[str, list[str]]]:
         return [("cfg", gpus * 2)]
     found = [("cfg", gpus[:2]), ("ulysses", gpus[:4])]
     return found + ([("cfg+ulysses", gpus[:4])] if len(gpus) >= 4 else [])
-
-
-def rel_l2(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-30))
 
 
 def main() -> int:

@@ -174,16 +174,35 @@ def bad_values(field) -> list:
     raise AssertionError(f"no bad values for {field.name} of type {kind}")
 
 
-def child_processes() -> list[str]:
-    """The command lines of this process's live children, but for multiprocessing's resource tracker (one helper
-    that the first spawn starts and that lives as long as this process)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def _stat(pid: str | int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first, then the parent), None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def live(pid: int) -> bool:
+    """Whether pid is a running process (a zombie, ended but not yet reaped, is not)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def children(parent: int) -> dict[int, str]:
+    """The live children of `parent` with their command lines, but for multiprocessing's resource tracker (one
+    helper that the first spawn starts and that lives as long as its parent)."""
+    found = {}
+    for folder in Path("/proc").glob("[0-9]*"):
+        fields = _stat(folder.name)
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError):
+            command = (folder / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
             continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and "resource_tracker" not in command:
-            found.append(command)
+        if fields and int(fields[1]) == parent and fields[0] != "Z" and "resource_tracker" not in command:
+            found[int(folder.name)] = command
     return found
+
+
+def child_processes() -> list[str]:
+    """The command lines of this process's live children (children())."""
+    return list(children(os.getpid()).values())

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from helpers import child_processes, golden_root, rel_l2
+from helpers import child_processes, golden_root, live, rel_l2
 from test_golden_parity import OUT_TOL
 from uniavgen_core.cli import golden as golden_cli
 from uniavgen_core.golden import case_params, case_request, model_cases
@@ -273,17 +273,9 @@ def test_the_ranks_of_a_killed_host_end_with_it():
         host.send_signal(signal.SIGKILL)
         host.wait()
     deadline = time.monotonic() + 20
-    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+    while any(live(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_running(p) for p in pids), "a rank outlived its killed host"
-
-
-def _running(pid: int) -> bool:
-    """Whether pid is a live process (a zombie, ended but not yet reaped by init, is not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    assert not any(live(p) for p in pids), "a rank outlived its killed host"
 
 
 @pytest.mark.parametrize("given, names", [(2, ["cpu", "cpu"]), ("cpu, cpu,cpu", ["cpu"] * 3), (["cpu"], ["cpu"])])

@@ -36,7 +36,8 @@ from uniavgen_core.audio.levels import measure, read_audio  # noqa: E402
 from uniavgen_core.units import HOP, SAMPLE_RATE as RATE  # noqa: E402
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 from workflow_graphs import WORKFLOWS  # noqa: E402
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]       # the host test's assets and the tests' helpers
+from helpers import children, live, rel_l2  # noqa: E402
 from make_assets import DIT, EXAMPLE_INPUTS, FP8, LORA, LORA_STRENGTH, MERGED, VAE, VOCODER  # noqa: E402
 
 FPS = units.FPS
@@ -294,6 +295,18 @@ def latent_graph(api: dict, model: str, weight_dtype: str, tag: str, lora: str |
     return graph
 
 
+def saved_latent(server: "Server", comfy: Path, graph: dict, tag: str, problems: list):
+    """(the run's history entry, the latent its SaveLatent node 901 wrote) for `graph`, or (None, None) with the
+    reason in `problems`."""
+    from safetensors.torch import load_file
+    result = server.run(graph)
+    if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
+        problems.append(f"{tag}: did not run: {json.dumps(result.get('reply') or result.get('status'))[:2000]}")
+        return None, None
+    item = result["outputs"]["901"]["latents"][0]
+    return result, load_file(str(comfy / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
+
+
 def between(graph: dict, source: list, node_id: str, class_type: str, **widgets) -> list:
     """A model node put between `source` and every node that took its model; its output."""
     for node in graph.values():
@@ -305,27 +318,7 @@ def between(graph: dict, source: list, node_id: str, class_type: str, **widgets)
 
 def rank_processes(server_pid: int) -> list[int]:
     """The live worker processes ComfyUI (server_pid) started, but for multiprocessing's resource tracker."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == server_pid and fields[0] != "Z" and b"resource_tracker" not in command:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def alive(pids: list[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                out.append(pid)
-        except OSError:
-            pass
-    return out
+    return sorted(children(server_pid))
 
 
 def wait_until(check, seconds: float = 30):
@@ -339,7 +332,6 @@ def wait_until(check, seconds: float = 30):
 def parallel_checks(server: "Server", comfy: Path, api: dict, server_pid: int) -> dict:
     """Two CPU ranks through Parallel Devices give the one-device latent; "unload models" ends the ranks; the
     ranks of a second run are returned, for the check after shutdown."""
-    from safetensors.torch import load_file
     latents, problems, report = {}, [], {}
     server.post("/free", {"unload_models": True})          # the ranks of the two-GPU template's run end
     report["template_ranks_after_unload"] = wait_until(lambda: rank_processes(server_pid))
@@ -357,12 +349,10 @@ def parallel_checks(server: "Server", comfy: Path, api: dict, server_pid: int) -
         graph = latent_graph(api, f"{DIT}/", "fp32", tag, devices=devices)
         if tag == "two_ranks_seed":         # a second run on the same ranks, as after changing the seed
             next(n for n in graph.values() if n["class_type"] == "UniAVGenSampler")["inputs"]["seed"] += 1
-        result = server.run(graph)
-        if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
-            problems.append(f"{tag}: did not run: {json.dumps(result.get('reply') or result.get('status'))[:2000]}")
+        result, latent = saved_latent(server, comfy, graph, tag, problems)
+        if result is None:
             continue
-        item = result["outputs"]["901"]["latents"][0]
-        latents[tag] = load_file(str(comfy / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
+        latents[tag] = latent
         if devices:
             ranks = rank_processes(server_pid)
             if len(ranks) != 2 or (tag == "two_ranks_seed" and ranks != report["ranks"]):
@@ -371,7 +361,7 @@ def parallel_checks(server: "Server", comfy: Path, api: dict, server_pid: int) -
             report["ranks"] = ranks
     for tag in ("two_ranks", "two_ranks_again"):
         if tag in latents and "one_device" in latents:
-            rel = float((latents[tag] - latents["one_device"]).norm() / latents["one_device"].norm())
+            rel = rel_l2(latents[tag], latents["one_device"])
             report[f"{tag}_vs_one_device"] = rel
             if rel > 1e-5:
                 problems.append(f"{tag}: {rel:.2e} from the one-device latent (want <= 1e-5)")
@@ -381,18 +371,14 @@ def parallel_checks(server: "Server", comfy: Path, api: dict, server_pid: int) -
 
 def model_checks(server: "Server", comfy: Path, api: dict) -> dict:
     """LoRA through the loader equals the hand-merged weights; an fp8 file is built from comfy.ops."""
-    from safetensors.torch import load_file
     runs = {"plain": (f"{DIT}/", "fp32", None), "lora": (f"{DIT}/", "fp32", LORA), "merged": (MERGED, "fp32", None),
             "fp8_lora": (FP8, "auto", LORA)}
     latents, layers, problems = {}, {}, []
     for tag, (model, dtype, lora) in runs.items():
-        result = server.run(latent_graph(api, model, dtype, tag, lora))
-        if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
-            problems.append(f"{tag}: did not run: {json.dumps(result.get('reply') or result.get('status'))[:2000]}")
+        result, latent = saved_latent(server, comfy, latent_graph(api, model, dtype, tag, lora), tag, problems)
+        if result is None:
             continue
-        item = result["outputs"]["901"]["latents"][0]
-        latents[tag] = load_file(str(comfy / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
-        layers[tag] = result["outputs"]["902"]["text"]
+        latents[tag], layers[tag] = latent, result["outputs"]["902"]["text"]
     rel = lambda a, b: float((latents[a] - latents[b]).norm() / latents[b].norm())
     report = {"layers": layers}
     if {"plain", "lora", "merged"} <= set(latents):
@@ -439,7 +425,6 @@ def comfy_sampler_checks(server: "Server", comfy: Path, api: dict, info: dict) -
     /object_info lists the Sampler's optional sampler and sigmas, then its preset, solver, schedule and cache, and
     the Schedule node. Those four at their defaults give the latent of a prompt without them, bit for bit, and
     preset fast runs to a finite latent."""
-    from safetensors.torch import load_file
     problems = []
     optional = info.get("UniAVGenSampler", {}).get("input", {}).get("optional", {})
     if [optional.get(n, [None])[0] for n in ("sampler", "sigmas")] != ["SAMPLER", "SIGMAS"]:
@@ -463,12 +448,9 @@ def comfy_sampler_checks(server: "Server", comfy: Path, api: dict, info: dict) -
             "preset_fast": sampling_choice_graph(base, "preset_fast", {"preset": "fast"})}
     latents, report = {}, {}
     for tag, graph in runs.items():
-        result = server.run(graph)
-        if not result.get("accepted") or result.get("timeout") or result["status"]["status_str"] != "success":
-            problems.append(f"{tag}: did not run: {json.dumps(result.get('reply') or result.get('status'))[:2000]}")
-            continue
-        item = result["outputs"]["901"]["latents"][0]
-        latents[tag] = load_file(str(comfy / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
+        result, latent = saved_latent(server, comfy, graph, tag, problems)
+        if result is not None:
+            latents[tag] = latent
     if {"pack_euler", "comfy_euler"} <= set(latents):
         report["euler_vs_pack"] = float((latents["comfy_euler"] - latents["pack_euler"]).norm()
                                         / latents["pack_euler"].norm())
@@ -605,7 +587,8 @@ def main():
     finally:
         subprocess.run(["bash", str(tool), "stop", pid])
     if "parallel" in report:
-        report["parallel"]["after_shutdown"] = wait_until(lambda: alive(report["parallel"].get("ranks", [])))
+        report["parallel"]["after_shutdown"] = wait_until(
+            lambda: [p for p in report["parallel"].get("ranks", []) if live(p)])
         if report["parallel"]["after_shutdown"]:
             report["parallel"]["problems"].append(f"ranks outlived ComfyUI: {report['parallel']['after_shutdown']}")
     failures = [n for n, e in report["workflows"].items() if e["problems"]]

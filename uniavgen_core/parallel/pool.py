@@ -68,6 +68,7 @@ def parse_devices(devices) -> list[str]:
     if not names or not all(names):
         raise ValueError(f"devices {devices!r}: name one device per rank, separated by commas, e.g. "
                          f"'cuda:0, cuda:1' (or 'cpu, cpu' to try it on the CPU)")
+    parsed = []
     for name in names:
         try:
             device = torch.device(name)
@@ -79,8 +80,9 @@ def parse_devices(devices) -> list[str]:
             raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
                              + (f" (cuda:0 to cuda:{torch.cuda.device_count() - 1})" if torch.cuda.device_count()
                                 else "; use cpu"))
-    # a bare "cuda" is GPU 0, so that "cuda, cuda:0" are seen as one GPU shared by two ranks
-    return [f"cuda:{torch.device(n).index or 0}" if torch.device(n).type == "cuda" else "cpu" for n in names]
+        # a bare "cuda" is GPU 0, so that "cuda, cuda:0" are seen as one GPU shared by two ranks
+        parsed.append(f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu")
+    return parsed
 
 
 def _end_with_host() -> None:
