@@ -2,6 +2,9 @@
 generated pictures get wrong, on held-out validation clips.
 
     python benchmarks/mini_diagnosis.py MODEL CODEC [--clips 4] [--cfg 1 1.5 3] [--out diagnosis.json]
+                                        [--sections convergence channels grids profile]
+                                        [--grids euler:shifted ab2:shifted euler:beta ab2:beta]
+                                        [--guidance V A] [--shift S]
 
 convergence  |E(N) - E(2N)| / |E(2N)| for Euler at N = 12 ... 192 steps (AVG, the model's guidance and
              without any): a first-order solver halves it with every doubling once inside its asymptotic
@@ -9,6 +12,14 @@ convergence  |E(N) - E(2N)| / |E(2N)| for Euler at N = 12 ... 192 steps (AVG, th
 channels     A2V driven by each clip's own speech remakes the clip's pictures: per latent channel the
              generated spread against the data's, and the error weighted by the codec's pixel scale of the
              channel, relative to a still copy of the first latent frame, for each video guidance scale.
+grids        AVG at 12 steps for each SOLVER:SCHEDULE of --grids: the relative distance to the converged
+             solution (2 E(2M) - E(M) on the shifted grid, M = --reference-steps) of the video latents, of the
+             video in pixels (the codec's channel scales) and of the audio, per clip.
+profile      along an Euler trajectory of AVG (--profile-steps, one clip), per band of noise levels: the
+             velocity's summed step-to-step change (its wobble in t included) and its net change across the
+             band, each over its size at the band's start; where the net change is large, a coarse grid's
+             step cannot follow it.
+--guidance and --shift set the scales and the shift of grids and profile (default: the model's).
 """
 from __future__ import annotations
 
@@ -23,7 +34,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline  # noqa: E402
-from uniavgen_core.sampling import sample  # noqa: E402
+from uniavgen_core.sampling import flow, sample  # noqa: E402
+from uniavgen_core.sampling.schedule import SCHEDULES  # noqa: E402
+from uniavgen_core.sampling.solvers import SOLVERS  # noqa: E402
 from uniavgen_core.training import smoothness  # noqa: E402
 from uniavgen_core.training.evaluate import held_out  # noqa: E402
 
@@ -56,6 +69,60 @@ def channels(pipe: MiniPipeline, clips, params) -> dict:
             "error_over_still": float(((made - real) * pixel).norm() / ((still - real) * pixel).norm())}
 
 
+def grids(pipe: MiniPipeline, clips, params, combos: list[str], steps: int = 12, reference_steps: int = 128) -> dict:
+    """{"SOLVER:SCHEDULE": {"video"|"pixel"|"audio": [per clip]}}: AVG's distances to the converged solution."""
+    jobs = [smoothness.job(pipe, "avg", c, seed=i) for i, c in enumerate(clips)]
+    requests = [j.request for j in jobs]
+    ref_v, ref_a = smoothness.converged(pipe.model, requests, params, reference_steps)
+    pixel = pipe.codec.channel_std.view(-1, 1, 1, 1)
+    out = {}
+    for combo in combos:
+        solver, schedule = combo.split(":")
+        run = sample(pipe.model, requests, dataclasses.replace(params, steps=steps, solver=solver, schedule=schedule))
+        rows = {"video": [], "pixel": [], "audio": []}
+        for i in range(len(jobs)):
+            (v, a), (rv, ra) = (smoothness.generated(jobs, run.video, run.audio, i),
+                                smoothness.generated(jobs, ref_v, ref_a, i))
+            rows["video"].append(smoothness.relative(v, rv))
+            rows["pixel"].append(smoothness.relative(pixel * v, pixel * rv))
+            rows["audio"].append(smoothness.relative(a, ra))
+        out[combo] = rows
+    return out
+
+
+BANDS = (1.0, 0.97, 0.9, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0)      # noise levels, the profile's bands
+
+
+def profile(pipe: MiniPipeline, clip, params, steps: int = 256) -> list[dict]:
+    """Per band of noise levels along an Euler trajectory of AVG on the shifted grid: the velocity's summed
+    step-to-step change and its net change across the band, each over its norm at the band's start."""
+    seen = []
+
+    def record(velocity):
+        def call(video, audio, t, macfg=None):
+            out = velocity(video, audio, t, macfg=macfg)
+            seen.append((flow.sigma(t), out.video.clone(), out.audio.clone()))
+            return out
+        return call
+
+    job = smoothness.job(pipe, "avg", clip, seed=0)
+    sample(pipe.model, [job.request], dataclasses.replace(params, steps=steps, schedule="shifted"),
+           wrap_velocity=record)
+    rows = []
+    for high, low in zip(BANDS, BANDS[1:]):
+        idx = [i for i, (s, _, _) in enumerate(seen) if low < s <= high]
+        if len(idx) < 2:
+            continue
+        first, last = idx[0], idx[-1]
+        row = {"band": [low, high], "evaluations": len(idx)}
+        for m, k in (("video", 1), ("audio", 2)):
+            size = float(seen[first][k].norm())
+            row[m] = {"total": sum(float((seen[i + 1][k] - seen[i][k]).norm()) for i in idx[:-1]) / size,
+                      "net": float((seen[last][k] - seen[first][k]).norm()) / size}
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -64,27 +131,58 @@ def main(argv=None) -> int:
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 1.5, 3.0], help="video guidance scales")
     parser.add_argument("--max-steps", type=int, default=192, help="the most Euler steps of the convergence check")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--sections", nargs="+", choices=("convergence", "channels", "grids", "profile"),
+                        default=["convergence", "channels"])
+    parser.add_argument("--grids", nargs="+", default=["euler:shifted", "ab2:shifted", "euler:beta", "ab2:beta"],
+                        metavar="SOLVER:SCHEDULE", help="the solvers and grids of the grids section")
+    parser.add_argument("--guidance", type=float, nargs=2, default=None, metavar=("VIDEO", "AUDIO"),
+                        help="guidance scales of the grids and profile sections (default: the model's)")
+    parser.add_argument("--shift", type=float, default=MINI_SAMPLING.shift,
+                        help="the shift of the grids and profile sections (default: the model's)")
+    parser.add_argument("--reference-steps", type=int, default=128, help="Euler steps M of the grids' reference")
+    parser.add_argument("--profile-steps", type=int, default=256, help="Euler steps of the profile's trajectory")
     args = parser.parse_args(argv)
     steps = step_counts(args.max_steps)
     if len(steps) < 2 or args.clips < 1:
         parser.error("--max-steps must be at least 24 and --clips at least 1")
+    for combo in args.grids:
+        solver, _, schedule = combo.partition(":")
+        if solver not in SOLVERS or schedule not in SCHEDULES:
+            parser.error(f"--grids {combo}: give SOLVER:SCHEDULE with a solver of {', '.join(SOLVERS)} and a "
+                         f"schedule of {', '.join(SCHEDULES)}")
     torch.set_num_threads(1)
     pipe = MiniPipeline(args.model, args.codec)
     clips = held_out(args.clips, "validation")
     unguided = dataclasses.replace(MINI_SAMPLING, video_cfg=1.0, audio_cfg=1.0)
-    result = {"steps": steps, "convergence": {"guided": convergence(pipe, clips, MINI_SAMPLING, steps),
-                                              "unguided": convergence(pipe, clips, unguided, steps)},
-              "channels": {str(c): channels(pipe, clips, dataclasses.replace(MINI_SAMPLING, video_cfg=c))
-                           for c in args.cfg}}
-    for name, rows in result["convergence"].items():
+    guided = dataclasses.replace(MINI_SAMPLING, shift=args.shift)
+    if args.guidance is not None:
+        guided = dataclasses.replace(guided, video_cfg=args.guidance[0], audio_cfg=args.guidance[1])
+    result = {"steps": steps}
+    if "convergence" in args.sections:
+        result["convergence"] = {"guided": convergence(pipe, clips, MINI_SAMPLING, steps),
+                                 "unguided": convergence(pipe, clips, unguided, steps)}
+    if "channels" in args.sections:
+        result["channels"] = {str(c): channels(pipe, clips, dataclasses.replace(MINI_SAMPLING, video_cfg=c))
+                              for c in args.cfg}
+    if "grids" in args.sections:
+        result["grids"] = grids(pipe, clips, guided, args.grids, reference_steps=args.reference_steps)
+    if "profile" in args.sections:
+        result["profile"] = profile(pipe, clips[0], guided, args.profile_steps)
+    for name, rows in result.get("convergence", {}).items():
         for m, d in rows.items():
             print(f"Euler {name} {m}: |E(N) - E(2N)| for N = {', '.join(map(str, steps[:-1]))}: "
                   + ", ".join(f"{x:.4f}" for x in d))
-    for cfg, entry in result["channels"].items():
+    for cfg, entry in result.get("channels", {}).items():
         worst = sorted(range(len(entry["pixel_error"])), key=lambda c: -entry["pixel_error"][c])[:5]
         print(f"video guidance {cfg}: error / still copy {entry['error_over_still']:.2f}; largest pixel error in "
               + ", ".join(f"channel {c} (spread {entry['generated_std'][c]:.2f} vs {entry['data_std'][c]:.2f})"
                           for c in worst))
+    for combo, rows in result.get("grids", {}).items():
+        print(f"{combo} at 12 steps, distance to the converged solution per clip: "
+              + "; ".join(f"{m} " + ", ".join(f"{x:.4f}" for x in d) for m, d in rows.items()))
+    for row in result.get("profile", []):
+        print(f"noise {row['band'][0]:.2f}-{row['band'][1]:.2f} ({row['evaluations']} evaluations): velocity change "
+              + "; ".join(f"{m} total {row[m]['total']:.3f}, net {row[m]['net']:.3f}" for m in ("video", "audio")))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

@@ -1,6 +1,7 @@
 """The benchmark script runs (a tiny shape; the real tables come from benchmarks/bench.py)."""
 import sys
 
+import pytest
 import torch
 import torch._dynamo
 
@@ -102,3 +103,30 @@ def test_mini_diagnosis_reports_convergence_and_channels(tmp_path, capsys):
     entry = result["channels"]["3.0"]
     assert len(entry["generated_std"]) == len(entry["pixel_error"]) == 48 and entry["error_over_still"] > 0
     assert "error / still copy" in capsys.readouterr().out
+
+
+def test_mini_diagnosis_compares_grids_and_profiles_the_velocity(tmp_path, capsys):
+    """The grids and profile sections on 1 clip with a short reference and trajectory: a distance per clip for
+    every solver and grid asked for, finite and positive; bands of noise levels in order, each net change
+    no larger than the total change it sums; a bad SOLVER:SCHEDULE refused before any work."""
+    import json
+
+    import mini_diagnosis
+    from uniavgen_core import demo
+
+    out = tmp_path / "d.json"
+    assert mini_diagnosis.main([str(demo.MODEL), str(demo.CODEC), "--clips", "1", "--sections", "grids", "profile",
+                                "--grids", "euler:beta", "ab2:beta", "--reference-steps", "16", "--profile-steps",
+                                "48", "--guidance", "2", "2", "--shift", "3", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert "convergence" not in result and set(result["grids"]) == {"euler:beta", "ab2:beta"}
+    for rows in result["grids"].values():
+        assert set(rows) == {"video", "pixel", "audio"} and all(len(d) == 1 and 0 < d[0] < 1 for d in rows.values())
+    bands = [row["band"] for row in result["profile"]]
+    assert bands and bands == sorted(bands, reverse=True)
+    for row in result["profile"]:
+        assert all(0 <= row[m]["net"] <= row[m]["total"] + 1e-9 for m in ("video", "audio"))
+    assert "ab2:beta at 12 steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        mini_diagnosis.main([str(demo.MODEL), str(demo.CODEC), "--grids", "rk9:beta"])
+    assert "--grids rk9:beta: give SOLVER:SCHEDULE" in capsys.readouterr().err

@@ -221,6 +221,13 @@ def test_evaluation_paths_are_checked_before_any_work(tmp_path, capsys, monkeypa
     assert "is not a self-contained small model" in capsys.readouterr().err
 
 
+def test_a_missing_small_model_is_named_as_missing(tmp_path):
+    from uniavgen_core.checkpoint.loading import CheckpointError
+    from uniavgen_core.mini.pipeline import MiniPipeline
+    with pytest.raises(CheckpointError, match="no small model at .*none.safetensors"):
+        MiniPipeline(tmp_path / "none.safetensors")
+
+
 def test_golden_runner_arguments_are_checked_before_any_case(golden_dir, tmp_path, capsys):
     from uniavgen_core.cli import golden
     blocker = tmp_path / "a-file"

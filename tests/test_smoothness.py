@@ -53,6 +53,8 @@ def test_the_tool_refuses_bad_arguments_before_any_work(tmp_path, capsys):
     assert "need 2 <= steps < reference steps" in capsys.readouterr().err
     assert tool.main([str(demo.MODEL), str(demo.CODEC), "--cfg", "nan", "4"]) == 2
     assert "--cfg nan 4.0: the guidance scales must be numbers from 0 to 100" in capsys.readouterr().err
+    assert tool.main([str(demo.MODEL), str(demo.CODEC), "--shift", "0"]) == 2
+    assert "shift 0 is outside" in capsys.readouterr().err
     assert tool.main([str(tmp_path / "missing.safetensors"), str(demo.CODEC)]) == 2
 
 

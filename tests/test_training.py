@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from helpers import REPO, TINY_RUN, bad_values, read_only, toml_text, with_changes
 from uniavgen_core.cli import train as train_cli
+from uniavgen_core.sampling import flow
 from uniavgen_core import units
 from uniavgen_core.model.config import UniAVGenConfig
 from uniavgen_core.model.conditioning import Switches
@@ -110,6 +111,22 @@ def test_timestep_jitter_moves_only_the_timestep_the_model_is_told():
     moved = (jittered.t - plain.t).abs()
     assert float(moved.max()) <= 5.0 and float(moved.mean()) > 0.5
     assert float(jittered.t.min()) >= 0 and float(jittered.t.max()) <= 1000
+
+
+def test_a_uniform_fraction_draws_that_share_of_noise_levels_without_the_shift():
+    """With uniform_fraction 1 every noise level is the uniform draw the shift would have bent (so bending it
+    gives the plain batch's levels); with 0.5 some are bent and some not; with 0 the batch is the plain one."""
+    examples = [example(i) for i in range(12)]
+    draw = lambda mix: build_batch(examples, torch.Generator().manual_seed(3), mix, MICRO.text_len)
+    plain = draw(MixConfig())
+    assert torch.equal(draw(MixConfig(uniform_fraction=0.0)).t, plain.t)
+    uniform = draw(MixConfig(uniform_fraction=1.0)).t / 1000
+    assert torch.allclose(flow.shifted(uniform, 5.0) * 1000, plain.t, atol=1e-3)
+    assert float((uniform * 1000 - plain.t).abs().min()) > 0
+    half = draw(MixConfig(uniform_fraction=0.5)).t
+    bent = torch.isclose(half, plain.t, atol=1e-3)
+    assert 0 < int(bent.sum()) < len(examples)
+    assert torch.allclose(half[~bent], uniform[~bent] * 1000, atol=1e-3)
 
 
 def test_channel_weights_follow_the_codec_scale_with_a_mean_of_one():

@@ -41,7 +41,9 @@ class MiniPipeline:
     def __init__(self, model_path: str | os.PathLike, codec_path: str | os.PathLike | None = None,
                  device: str | torch.device = "cpu"):
         model_path = Path(model_path)
-        meta = file_metadata([model_path]) if model_path.is_file() else {}
+        if not model_path.is_file():
+            raise CheckpointError(f"no small model at {model_path}: give the path of UniAVGen-mini.safetensors")
+        meta = file_metadata([model_path])
         if "uniavgen_caption_encoder" not in meta or "uniavgen_vocab" not in meta:
             raise CheckpointError(f"{model_path} is not a self-contained small model (it lacks the embedded "
                                   f"vocabulary or caption encoder); use UniAVGen-mini.safetensors")

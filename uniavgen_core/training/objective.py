@@ -58,6 +58,9 @@ class MixConfig:
     interaction_dropout: float = ranged(0.1, low=0, high=1)
     # s = shift u / (1 + (shift - 1) u), u ~ U(0, 1): the inference shift
     shift: float = ranged(5.0, low=0, high=1000, above=True)
+    # the fraction of samples whose noise level is drawn uniformly (s = u) instead: more training near the clean
+    # end, where the shift leaves few samples and a coarse grid's last step lies (docs/mini_model.md)
+    uniform_fraction: float = ranged(0.0, low=0, high=1)
     fam_weight: float = ranged(0.1, low=0, high=1000)       # weight of the face-mask loss
     space_id: int = ranged(0, low=0, high=MAX_WIDTH)        # the vocabulary's space token: the null transcript
     # timesteps the model is told are moved by up to this many (of 1000) either way, the noise level and the
@@ -115,6 +118,8 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     cut = torch.randint(2, max(3, frames), (b,), generator=gen).tolist()       # continuation's clean frames
     u = torch.rand(b, generator=gen)
     s = flow.shifted(u, mix.shift)
+    if mix.uniform_fraction:    # drawn only when asked, so that a run without it draws exactly what it always did
+        s = torch.where(torch.rand(b, generator=gen) < mix.uniform_fraction, u, s)
     eps_v = torch.randn((b, c, frames, h, w), generator=gen)
     eps_a = torch.randn((b, n_mel, N_MELS), generator=gen)
     told = s * NUM_TIMESTEPS
