@@ -2,7 +2,7 @@
 generated pictures get wrong, on held-out validation clips.
 
     python benchmarks/mini_diagnosis.py MODEL CODEC [--clips 4] [--cfg 1 1.5 3] [--out diagnosis.json]
-                                        [--sections convergence channels grids profile]
+                                        [--sections convergence channels grids profile roughness]
                                         [--grids euler:shifted ab2:shifted euler:beta ab2:beta]
                                         [--guidance V A] [--shift S]
 
@@ -19,6 +19,9 @@ profile      along an Euler trajectory of AVG (--profile-steps, one clip), per b
              velocity's summed step-to-step change (its wobble in t included) and its net change across the
              band, each over its size at the band's start; where the net change is large, a coarse grid's
              step cannot follow it.
+roughness    AVG's video at t = 200, 500, 800 on each clip's noisy state: the relative change of the guided
+             velocity for a unit step of t in latents (the smoothness tool's figure), in pixels, and per
+             latent channel (the codec's channels run from the most pixel variance to the least).
 --guidance and --shift set the scales and the shift of grids and profile (default: the model's).
 """
 from __future__ import annotations
@@ -34,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline  # noqa: E402
-from uniavgen_core.sampling import flow, sample  # noqa: E402
+from uniavgen_core.sampling import flow, sample, seeded_noise  # noqa: E402
 from uniavgen_core.sampling.schedule import SCHEDULES  # noqa: E402
 from uniavgen_core.sampling.solvers import SOLVERS  # noqa: E402
 from uniavgen_core.training import smoothness  # noqa: E402
@@ -90,6 +93,27 @@ def grids(pipe: MiniPipeline, clips, params, combos: list[str], steps: int = 12,
     return out
 
 
+def channel_roughness(pipe: MiniPipeline, clips, params) -> dict:
+    """{t: {"latent": x, "pixel": x, "channels": [48]}}: AVG's video velocity change for t -> t + 1, relative."""
+    jobs = [smoothness.job(pipe, "avg", c, seed=i) for i, c in enumerate(clips)]
+    requests = [j.request for j in jobs]
+    velocity = smoothness.guided_velocity(pipe.model, requests, params)
+    clean = [smoothness.clean_state(pipe, c) for c in clips]
+    noise = [seeded_noise(r) for r in requests]
+    pixel = pipe.codec.channel_std.view(1, -1, 1, 1, 1)
+    dims = (0, 2, 3, 4)
+    out = {}
+    for t in smoothness.TIMESTEPS:
+        video, audio = (flow.noisy(torch.stack([c[m] for c in clean]), torch.cat([n[m] for n in noise]), flow.sigma(t))
+                        for m in (0, 1))
+        here, there = velocity(video, audio, t).video, velocity(video, audio, t + 1).video
+        change = there - here
+        out[t] = {"latent": float(change.norm() / here.norm()),
+                  "pixel": float((pixel * change).norm() / (pixel * here).norm()),
+                  "channels": (change.square().mean(dim=dims) / here.square().mean(dim=dims)).sqrt().tolist()}
+    return out
+
+
 BANDS = (1.0, 0.97, 0.9, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0)      # noise levels, the profile's bands
 
 
@@ -131,7 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 1.5, 3.0], help="video guidance scales")
     parser.add_argument("--max-steps", type=int, default=192, help="the most Euler steps of the convergence check")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--sections", nargs="+", choices=("convergence", "channels", "grids", "profile"),
+    parser.add_argument("--sections", nargs="+", choices=("convergence", "channels", "grids", "profile", "roughness"),
                         default=["convergence", "channels"])
     parser.add_argument("--grids", nargs="+", default=["euler:shifted", "ab2:shifted", "euler:beta", "ab2:beta"],
                         metavar="SOLVER:SCHEDULE", help="the solvers and grids of the grids section")
@@ -166,6 +190,8 @@ def main(argv=None) -> int:
                               for c in args.cfg}
     if "grids" in args.sections:
         result["grids"] = grids(pipe, clips, guided, args.grids, reference_steps=args.reference_steps)
+    if "roughness" in args.sections:
+        result["roughness"] = channel_roughness(pipe, clips, guided)
     if "profile" in args.sections:
         result["profile"] = profile(pipe, clips[0], guided, args.profile_steps)
     for name, rows in result.get("convergence", {}).items():
@@ -180,6 +206,12 @@ def main(argv=None) -> int:
     for combo, rows in result.get("grids", {}).items():
         print(f"{combo} at 12 steps, distance to the converged solution per clip: "
               + "; ".join(f"{m} " + ", ".join(f"{x:.4f}" for x in d) for m, d in rows.items()))
+    for t, row in result.get("roughness", {}).items():
+        chans = row["channels"]
+        print(f"t = {t:g}: video velocity change for a unit step of t {100 * row['latent']:.2f} % in latents, "
+              f"{100 * row['pixel']:.2f} % in pixels; channels 0-4 "
+              + ", ".join(f"{100 * x:.1f}" for x in chans[:5]) + " %, the last five "
+              + ", ".join(f"{100 * x:.1f}" for x in chans[-5:]) + " %")
     for row in result.get("profile", []):
         print(f"noise {row['band'][0]:.2f}-{row['band'][1]:.2f} ({row['evaluations']} evaluations): velocity change "
               + "; ".join(f"{m} total {row[m]['total']:.3f}, net {row[m]['net']:.3f}" for m in ("video", "audio")))

@@ -106,9 +106,10 @@ def test_mini_diagnosis_reports_convergence_and_channels(tmp_path, capsys):
 
 
 def test_mini_diagnosis_compares_grids_and_profiles_the_velocity(tmp_path, capsys):
-    """The grids and profile sections on 1 clip with a short reference and trajectory: a distance per clip for
-    every solver and grid asked for, finite and positive; bands of noise levels in order, each net change
-    no larger than the total change it sums; a bad SOLVER:SCHEDULE refused before any work."""
+    """The grids, profile and roughness sections on 1 clip with a short reference and trajectory: a distance per
+    clip for every solver and grid asked for, finite and positive; a roughness per latent channel; bands of noise
+    levels in order, each net change no larger than the total change it sums; a bad SOLVER:SCHEDULE refused
+    before any work."""
     import json
 
     import mini_diagnosis
@@ -116,6 +117,7 @@ def test_mini_diagnosis_compares_grids_and_profiles_the_velocity(tmp_path, capsy
 
     out = tmp_path / "d.json"
     assert mini_diagnosis.main([str(demo.MODEL), str(demo.CODEC), "--clips", "1", "--sections", "grids", "profile",
+                                "roughness",
                                 "--grids", "euler:beta", "ab2:beta", "--reference-steps", "16", "--profile-steps",
                                 "48", "--guidance", "2", "2", "--shift", "3", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -126,6 +128,8 @@ def test_mini_diagnosis_compares_grids_and_profiles_the_velocity(tmp_path, capsy
     assert bands and bands == sorted(bands, reverse=True)
     for row in result["profile"]:
         assert all(0 <= row[m]["net"] <= row[m]["total"] + 1e-9 for m in ("video", "audio"))
+    for row in result["roughness"].values():
+        assert len(row["channels"]) == 48 and 0 < row["latent"] < 1 and 0 < row["pixel"] < 1
     assert "ab2:beta at 12 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         mini_diagnosis.main([str(demo.MODEL), str(demo.CODEC), "--grids", "rk9:beta"])
