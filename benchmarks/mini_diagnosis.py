@@ -17,12 +17,12 @@ grids        AVG at 12 steps for each SOLVER:SCHEDULE of --grids: the relative d
              video in pixels (the codec's channel scales) and of the audio, per clip.
 profile      along an Euler trajectory of AVG (--profile-steps, one clip), per band of noise levels: the
              velocity's summed step-to-step change (its wobble in t included) and its net change across the
-             band, each over its size at the band's start; where the net change is large, a coarse grid's
-             step cannot follow it.
+             band, each over its size at the band's start, the jump at MA-CFG's switch left out; where the net
+             change is large, a coarse grid's step cannot follow it.
 roughness    AVG's video at t = 200, 500, 800 on each clip's noisy state: the relative change of the guided
              velocity for a unit step of t in latents (the smoothness tool's figure), in pixels, and per
              latent channel (the codec's channels run from the most pixel variance to the least).
---guidance and --shift set the scales and the shift of grids and profile (default: the model's).
+--guidance and --shift set the scales and the shift of grids, profile and roughness (default: the model's).
 """
 from __future__ import annotations
 
@@ -36,8 +36,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from uniavgen_core.checkpoint.loading import CheckpointError  # noqa: E402
 from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline  # noqa: E402
 from uniavgen_core.sampling import flow, sample, seeded_noise  # noqa: E402
+from uniavgen_core.sampling import schedule  # noqa: E402
+from uniavgen_core.sampling.params import MAX_STEPS  # noqa: E402
 from uniavgen_core.sampling.schedule import SCHEDULES  # noqa: E402
 from uniavgen_core.sampling.solvers import SOLVERS  # noqa: E402
 from uniavgen_core.training import smoothness  # noqa: E402
@@ -94,23 +97,28 @@ def grids(pipe: MiniPipeline, clips, params, combos: list[str], steps: int = 12,
 
 
 def channel_roughness(pipe: MiniPipeline, clips, params) -> dict:
-    """{t: {"latent": x, "pixel": x, "channels": [48]}}: AVG's video velocity change for t -> t + 1, relative."""
+    """{t: {"latent": x, "pixel": x, "channels": [48]}}: AVG's video velocity change for t -> t + 1 over the
+    generated frames, relative, the mean over the clips (the smoothness tool's figure, in latents)."""
     jobs = [smoothness.job(pipe, "avg", c, seed=i) for i, c in enumerate(clips)]
     requests = [j.request for j in jobs]
     velocity = smoothness.guided_velocity(pipe.model, requests, params)
     clean = [smoothness.clean_state(pipe, c) for c in clips]
     noise = [seeded_noise(r) for r in requests]
-    pixel = pipe.codec.channel_std.view(1, -1, 1, 1, 1)
-    dims = (0, 2, 3, 4)
+    pixel = pipe.codec.channel_std.view(-1, 1, 1, 1)
+    dims = (1, 2, 3)
     out = {}
     for t in smoothness.TIMESTEPS:
         video, audio = (flow.noisy(torch.stack([c[m] for c in clean]), torch.cat([n[m] for n in noise]), flow.sigma(t))
                         for m in (0, 1))
-        here, there = velocity(video, audio, t).video, velocity(video, audio, t + 1).video
-        change = there - here
-        out[t] = {"latent": float(change.norm() / here.norm()),
-                  "pixel": float((pixel * change).norm() / (pixel * here).norm()),
-                  "channels": (change.square().mean(dim=dims) / here.square().mean(dim=dims)).sqrt().tolist()}
+        at, after = velocity(video, audio, t), velocity(video, audio, t + 1)
+        rows = []
+        for i in range(len(jobs)):
+            here = smoothness.generated(jobs, at.video, at.audio, i)[0]
+            change = smoothness.generated(jobs, after.video, after.audio, i)[0] - here
+            rows.append([float(change.norm() / here.norm()), float((pixel * change).norm() / (pixel * here).norm()),
+                         change.square().mean(dim=dims) / here.square().mean(dim=dims)])
+        out[t] = {"latent": sum(r[0] for r in rows) / len(rows), "pixel": sum(r[1] for r in rows) / len(rows),
+                  "channels": (sum(r[2] for r in rows) / len(rows)).sqrt().tolist()}
     return out
 
 
@@ -119,13 +127,15 @@ BANDS = (1.0, 0.97, 0.9, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0)      # noise l
 
 def profile(pipe: MiniPipeline, clip, params, steps: int = 256) -> list[dict]:
     """Per band of noise levels along an Euler trajectory of AVG on the shifted grid: the velocity's summed
-    step-to-step change and its net change across the band, each over its norm at the band's start."""
+    step-to-step change and its net change across the band, each over its norm at the band's start. The jump at
+    MA-CFG's switch (a grid point) is left out: in the band that holds it, both sums run on each side of it."""
     seen = []
+    switch = schedule.macfg_switch(params.macfg_fraction, params.shift)
 
     def record(velocity):
         def call(video, audio, t, macfg=None):
             out = velocity(video, audio, t, macfg=macfg)
-            seen.append((flow.sigma(t), out.video.clone(), out.audio.clone()))
+            seen.append((flow.sigma(t), out.video.clone(), out.audio.clone(), t > switch))
             return out
         return call
 
@@ -134,15 +144,17 @@ def profile(pipe: MiniPipeline, clip, params, steps: int = 256) -> list[dict]:
            wrap_velocity=record)
     rows = []
     for high, low in zip(BANDS, BANDS[1:]):
-        idx = [i for i, (s, _, _) in enumerate(seen) if low < s <= high]
+        idx = [i for i, entry in enumerate(seen) if low < entry[0] <= high]
         if len(idx) < 2:
             continue
-        first, last = idx[0], idx[-1]
-        row = {"band": [low, high], "evaluations": len(idx)}
+        sides = [[i for i in idx if seen[i][3] == field] for field in (True, False)]
+        sides = [side for side in sides if side]
+        row = {"band": [low, high], "evaluations": len(idx), "switch": len(sides) > 1}
         for m, k in (("video", 1), ("audio", 2)):
-            size = float(seen[first][k].norm())
-            row[m] = {"total": sum(float((seen[i + 1][k] - seen[i][k]).norm()) for i in idx[:-1]) / size,
-                      "net": float((seen[last][k] - seen[first][k]).norm()) / size}
+            size = float(seen[idx[0]][k].norm())
+            row[m] = {"total": sum(float((seen[i + 1][k] - seen[i][k]).norm()) for side in sides for i in side[:-1])
+                      / size,
+                      "net": sum(float((seen[side[-1]][k] - seen[side[0]][k]).norm()) for side in sides) / size}
         rows.append(row)
     return rows
 
@@ -160,9 +172,9 @@ def main(argv=None) -> int:
     parser.add_argument("--grids", nargs="+", default=["euler:shifted", "ab2:shifted", "euler:beta", "ab2:beta"],
                         metavar="SOLVER:SCHEDULE", help="the solvers and grids of the grids section")
     parser.add_argument("--guidance", type=float, nargs=2, default=None, metavar=("VIDEO", "AUDIO"),
-                        help="guidance scales of the grids and profile sections (default: the model's)")
+                        help="guidance scales of the grids, profile and roughness sections (default: the model's)")
     parser.add_argument("--shift", type=float, default=MINI_SAMPLING.shift,
-                        help="the shift of the grids and profile sections (default: the model's)")
+                        help="the shift of the grids, profile and roughness sections (default: the model's)")
     parser.add_argument("--reference-steps", type=int, default=128, help="Euler steps M of the grids' reference")
     parser.add_argument("--profile-steps", type=int, default=256, help="Euler steps of the profile's trajectory")
     args = parser.parse_args(argv)
@@ -174,13 +186,23 @@ def main(argv=None) -> int:
         if solver not in SOLVERS or schedule not in SCHEDULES:
             parser.error(f"--grids {combo}: give SOLVER:SCHEDULE with a solver of {', '.join(SOLVERS)} and a "
                          f"schedule of {', '.join(SCHEDULES)}")
+    if not 1 <= args.reference_steps <= MAX_STEPS // 2:
+        parser.error(f"--reference-steps {args.reference_steps}: must be from 1 to {MAX_STEPS // 2} (the reference "
+                     f"also runs twice as many)")
+    if not 16 <= args.profile_steps <= MAX_STEPS:
+        parser.error(f"--profile-steps {args.profile_steps}: must be from 16 to {MAX_STEPS}")
+    guidance = {} if args.guidance is None else {"video_cfg": args.guidance[0], "audio_cfg": args.guidance[1]}
+    try:
+        guided = dataclasses.replace(MINI_SAMPLING, shift=args.shift, **guidance)
+    except ValueError as err:
+        parser.error(f"--shift / --guidance: {err}")
     torch.set_num_threads(1)
-    pipe = MiniPipeline(args.model, args.codec)
+    try:
+        pipe = MiniPipeline(args.model, args.codec)
+    except (CheckpointError, OSError) as err:
+        parser.error(str(err))
     clips = held_out(args.clips, "validation")
     unguided = dataclasses.replace(MINI_SAMPLING, video_cfg=1.0, audio_cfg=1.0)
-    guided = dataclasses.replace(MINI_SAMPLING, shift=args.shift)
-    if args.guidance is not None:
-        guided = dataclasses.replace(guided, video_cfg=args.guidance[0], audio_cfg=args.guidance[1])
     result = {"steps": steps}
     if "convergence" in args.sections:
         result["convergence"] = {"guided": convergence(pipe, clips, MINI_SAMPLING, steps),
@@ -213,7 +235,8 @@ def main(argv=None) -> int:
               + ", ".join(f"{100 * x:.1f}" for x in chans[:5]) + " %, the last five "
               + ", ".join(f"{100 * x:.1f}" for x in chans[-5:]) + " %")
     for row in result.get("profile", []):
-        print(f"noise {row['band'][0]:.2f}-{row['band'][1]:.2f} ({row['evaluations']} evaluations): velocity change "
+        print(f"noise {row['band'][0]:.2f}-{row['band'][1]:.2f} ({row['evaluations']} evaluations"
+              f"{', MA-CFG switch left out' if row['switch'] else ''}): velocity change "
               + "; ".join(f"{m} total {row[m]['total']:.3f}, net {row[m]['net']:.3f}" for m in ("video", "audio")))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))

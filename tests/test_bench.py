@@ -108,8 +108,7 @@ def test_mini_diagnosis_reports_convergence_and_channels(tmp_path, capsys):
 def test_mini_diagnosis_compares_grids_and_profiles_the_velocity(tmp_path, capsys):
     """The grids, profile and roughness sections on 1 clip with a short reference and trajectory: a distance per
     clip for every solver and grid asked for, finite and positive; a roughness per latent channel; bands of noise
-    levels in order, each net change no larger than the total change it sums; a bad SOLVER:SCHEDULE refused
-    before any work."""
+    levels covering the trajectory, one of them holding MA-CFG's switch; bad arguments refused before any work."""
     import json
 
     import mini_diagnosis
@@ -124,13 +123,22 @@ def test_mini_diagnosis_compares_grids_and_profiles_the_velocity(tmp_path, capsy
     assert "convergence" not in result and set(result["grids"]) == {"euler:beta", "ab2:beta"}
     for rows in result["grids"].values():
         assert set(rows) == {"video", "pixel", "audio"} and all(len(d) == 1 and 0 < d[0] < 1 for d in rows.values())
-    bands = [row["band"] for row in result["profile"]]
-    assert bands and bands == sorted(bands, reverse=True)
-    for row in result["profile"]:
-        assert all(0 <= row[m]["net"] <= row[m]["total"] + 1e-9 for m in ("video", "audio"))
+    rows = result["profile"]
+    assert sum(r["evaluations"] for r in rows) >= 48 - len(rows)     # bands of one evaluation are not shown
+    assert [r["switch"] for r in rows].count(True) == 1     # MA-CFG's switch lies in one band, its jump left out
+    assert all(r[m]["total"] > 0 for r in rows for m in ("video", "audio"))
     for row in result["roughness"].values():
         assert len(row["channels"]) == 48 and 0 < row["latent"] < 1 and 0 < row["pixel"] < 1
     assert "ab2:beta at 12 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         mini_diagnosis.main([str(demo.MODEL), str(demo.CODEC), "--grids", "rk9:beta"])
     assert "--grids rk9:beta: give SOLVER:SCHEDULE" in capsys.readouterr().err
+    for bad, said in ((["--shift", "0"], "--shift / --guidance: shift 0 is outside"),
+                      (["--reference-steps", "0"], "--reference-steps 0: must be from 1"),
+                      (["--profile-steps", "8"], "--profile-steps 8: must be from 16")):
+        with pytest.raises(SystemExit):
+            mini_diagnosis.main([str(demo.MODEL), str(demo.CODEC), *bad])
+        assert said in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mini_diagnosis.main([str(tmp_path / "none.safetensors"), str(demo.CODEC)])
+    assert "no small model at" in capsys.readouterr().err

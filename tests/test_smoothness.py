@@ -54,7 +54,7 @@ def test_the_tool_refuses_bad_arguments_before_any_work(tmp_path, capsys):
     assert tool.main([str(demo.MODEL), str(demo.CODEC), "--cfg", "nan", "4"]) == 2
     assert "--cfg nan 4.0: the guidance scales must be numbers from 0 to 100" in capsys.readouterr().err
     assert tool.main([str(demo.MODEL), str(demo.CODEC), "--shift", "0"]) == 2
-    assert "shift 0 is outside" in capsys.readouterr().err
+    assert "--shift 0: shift 0 is outside" in capsys.readouterr().err
     assert tool.main([str(tmp_path / "missing.safetensors"), str(demo.CODEC)]) == 2
 
 
@@ -66,3 +66,16 @@ def test_the_tables_show_each_generated_modality_with_its_interval():
     table = smoothness.markdown(results)
     assert "| a2v | video | 1.00 [0.90, 1.10] |" in table
     assert "| a2v | video | 0.1500 [0.1400, 0.1600] | 0.0500 [0.0400, 0.0600] | 3.00 [2.50, 3.50] |" in table
+
+
+def test_the_tool_measures_on_the_grid_and_shift_it_is_given(monkeypatch, capsys):
+    from uniavgen_core.cli import smoothness as tool
+    seen = []
+    monkeypatch.setattr(tool, "MiniPipeline", lambda *a: None)
+    table = {"avg": {"roughness": {200.0: {"video": (0.01, 0.009, 0.011)}}}}
+    monkeypatch.setattr(tool, "measure", lambda pipe, clips, params, **k: seen.append(params) or table)
+    assert tool.main([str(demo.MODEL), str(demo.CODEC), "--clips", "2", "--schedule", "beta", "--shift", "3"]) == 0
+    assert (seen[0].schedule, seen[0].shift) == ("beta", 3.0)
+    assert "grid: beta, shift 3" in capsys.readouterr().out
+    assert tool.main([str(demo.MODEL), str(demo.CODEC), "--clips", "2", "--no-solvers"]) == 0
+    assert seen[1].schedule == "release" and "grid:" not in capsys.readouterr().out

@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--schedule", choices=sorted(SCHEDULES), default=MINI_SAMPLING.schedule,
                         help="the grid of the solvers compared (the converged solution does not depend on it)")
     parser.add_argument("--shift", type=float, default=MINI_SAMPLING.shift,
-                        help="the grid's shift (it also places MA-CFG's switch)")
+                        help="the grid's shift; it also moves MA-CFG's switch, so the converged solution and the "
+                             "roughness change with it")
     args = parser.parse_args(argv)
     return guarded(lambda: run(args))
 
@@ -40,12 +41,17 @@ def run(args) -> int:
     if not 2 <= args.steps <= MAX_STEPS or not args.steps < args.reference_steps <= MAX_STEPS // 2:
         raise UsageError(f"--steps {args.steps} and --reference-steps {args.reference_steps}: need 2 <= steps < "
                          f"reference steps <= {MAX_STEPS // 2}")
-    params = dataclasses.replace(with_cfg(MINI_SAMPLING, args.cfg), schedule=args.schedule, shift=args.shift)
+    try:
+        params = dataclasses.replace(with_cfg(MINI_SAMPLING, args.cfg), schedule=args.schedule, shift=args.shift)
+    except UsageError:
+        raise
+    except ValueError as err:
+        raise UsageError(f"--shift {args.shift:g}: {err}") from None
     results = measure(MiniPipeline(args.model, args.codec), held_out(args.clips, "validation"), params,
                       solvers=not args.no_solvers, steps=args.steps, reference_steps=args.reference_steps,
                       log=lambda m: print(m, file=sys.stderr))
-    header = (f"guidance: video {params.video_cfg:g}, audio {params.audio_cfg:g}; "
-              f"grid: {params.schedule}, shift {params.shift:g}\n\n")
+    grid = "" if args.no_solvers else f"; grid: {params.schedule}"
+    header = f"guidance: video {params.video_cfg:g}, audio {params.audio_cfg:g}{grid}, shift {params.shift:g}\n\n"
     return report(results, args.out, lambda r: header + markdown(r, args.steps))
 
 
