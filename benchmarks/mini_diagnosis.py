@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uniavgen_core.checkpoint.loading import CheckpointError  # noqa: E402
 from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline  # noqa: E402
-from uniavgen_core.sampling import flow, sample, seeded_noise  # noqa: E402
+from uniavgen_core.sampling import flow, sample  # noqa: E402
 from uniavgen_core.sampling import schedule  # noqa: E402
 from uniavgen_core.sampling.params import MAX_STEPS  # noqa: E402
 from uniavgen_core.sampling.schedule import SCHEDULES  # noqa: E402
@@ -83,8 +83,8 @@ def grids(pipe: MiniPipeline, clips, params, combos: list[str], steps: int = 12,
     pixel = pipe.codec.channel_std.view(-1, 1, 1, 1)
     out = {}
     for combo in combos:
-        solver, schedule = combo.split(":")
-        run = sample(pipe.model, requests, dataclasses.replace(params, steps=steps, solver=solver, schedule=schedule))
+        solver, grid = combo.split(":")
+        run = sample(pipe.model, requests, dataclasses.replace(params, steps=steps, solver=solver, schedule=grid))
         rows = {"video": [], "pixel": [], "audio": []}
         for i in range(len(jobs)):
             (v, a), (rv, ra) = (smoothness.generated(jobs, run.video, run.audio, i),
@@ -99,18 +99,10 @@ def grids(pipe: MiniPipeline, clips, params, combos: list[str], steps: int = 12,
 def channel_roughness(pipe: MiniPipeline, clips, params) -> dict:
     """{t: {"latent": x, "pixel": x, "channels": [48]}}: AVG's video velocity change for t -> t + 1 over the
     generated frames, relative, the mean over the clips (the smoothness tool's figure, in latents)."""
-    jobs = [smoothness.job(pipe, "avg", c, seed=i) for i, c in enumerate(clips)]
-    requests = [j.request for j in jobs]
-    velocity = smoothness.guided_velocity(pipe.model, requests, params)
-    clean = [smoothness.clean_state(pipe, c) for c in clips]
-    noise = [seeded_noise(r) for r in requests]
     pixel = pipe.codec.channel_std.view(-1, 1, 1, 1)
     dims = (1, 2, 3)
     out = {}
-    for t in smoothness.TIMESTEPS:
-        video, audio = (flow.noisy(torch.stack([c[m] for c in clean]), torch.cat([n[m] for n in noise]), flow.sigma(t))
-                        for m in (0, 1))
-        at, after = velocity(video, audio, t), velocity(video, audio, t + 1)
+    for t, jobs, at, after in smoothness.velocity_steps(pipe, "avg", clips, params):
         rows = []
         for i in range(len(jobs)):
             here = smoothness.generated(jobs, at.video, at.audio, i)[0]
@@ -182,8 +174,8 @@ def main(argv=None) -> int:
     if len(steps) < 2 or args.clips < 1:
         parser.error("--max-steps must be at least 24 and --clips at least 1")
     for combo in args.grids:
-        solver, _, schedule = combo.partition(":")
-        if solver not in SOLVERS or schedule not in SCHEDULES:
+        solver, _, grid = combo.partition(":")
+        if solver not in SOLVERS or grid not in SCHEDULES:
             parser.error(f"--grids {combo}: give SOLVER:SCHEDULE with a solver of {', '.join(SOLVERS)} and a "
                          f"schedule of {', '.join(SCHEDULES)}")
     if not 1 <= args.reference_steps <= MAX_STEPS // 2:

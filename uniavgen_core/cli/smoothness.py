@@ -41,10 +41,9 @@ def run(args) -> int:
     if not 2 <= args.steps <= MAX_STEPS or not args.steps < args.reference_steps <= MAX_STEPS // 2:
         raise UsageError(f"--steps {args.steps} and --reference-steps {args.reference_steps}: need 2 <= steps < "
                          f"reference steps <= {MAX_STEPS // 2}")
+    params = with_cfg(MINI_SAMPLING, args.cfg)
     try:
-        params = dataclasses.replace(with_cfg(MINI_SAMPLING, args.cfg), schedule=args.schedule, shift=args.shift)
-    except UsageError:
-        raise
+        params = dataclasses.replace(params, schedule=args.schedule, shift=args.shift)
     except ValueError as err:
         raise UsageError(f"--shift {args.shift:g}: {err}") from None
     results = measure(MiniPipeline(args.model, args.codec), held_out(args.clips, "validation"), params,

@@ -86,9 +86,10 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm()) if b.numel() else math.nan
 
 
-def roughness(pipe: MiniPipeline, setup: str, clips: list[Clip], params: SamplingParams = MINI_SAMPLING,
-              at: tuple[float, ...] = TIMESTEPS, dt: float = 1.0) -> dict:
-    """{t: {"video": [per clip], "audio": [per clip]}} relative change of the guided velocity for a step dt."""
+def velocity_steps(pipe: MiniPipeline, setup: str, clips: list[Clip], params: SamplingParams = MINI_SAMPLING,
+                   at: tuple[float, ...] = TIMESTEPS, dt: float = 1.0):
+    """(t, jobs, v(x, t), v(x, t + dt)) for each t of `at`: the guided velocity of the task's jobs on the clips'
+    clean latents and mel noised to t with each request's seeded noise."""
     jobs = [job(pipe, setup, c, seed=i) for i, c in enumerate(clips)]
     requests = [j.request for j in jobs]
     velocity = guided_velocity(pipe.model, requests, params)
@@ -96,11 +97,17 @@ def roughness(pipe: MiniPipeline, setup: str, clips: list[Clip], params: Samplin
     x0_v, x0_a = torch.stack([v for v, _ in clean]), torch.stack([a for _, a in clean])
     noise = [seeded_noise(r) for r in requests]
     eps_v, eps_a = torch.cat([n[0] for n in noise]), torch.cat([n[1] for n in noise])
-    out = {}
     for t in at:
         level = flow.sigma(t)
         x_v, x_a = flow.noisy(x0_v, eps_v, level), flow.noisy(x0_a, eps_a, level)
-        here, there = velocity(x_v, x_a, t), velocity(x_v, x_a, t + dt)
+        yield t, jobs, velocity(x_v, x_a, t), velocity(x_v, x_a, t + dt)
+
+
+def roughness(pipe: MiniPipeline, setup: str, clips: list[Clip], params: SamplingParams = MINI_SAMPLING,
+              at: tuple[float, ...] = TIMESTEPS, dt: float = 1.0) -> dict:
+    """{t: {"video": [per clip], "audio": [per clip]}} relative change of the guided velocity for a step dt."""
+    out = {}
+    for t, jobs, here, there in velocity_steps(pipe, setup, clips, params, at, dt):
         rows = {"video": [], "audio": []}
         for i in range(len(jobs)):
             a = generated(jobs, there.video, there.audio, i)
