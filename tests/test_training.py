@@ -20,7 +20,8 @@ from uniavgen_core.model.dit import UniAVGenModel
 from uniavgen_core.model.fields import FieldError
 from uniavgen_core.training import budget
 from uniavgen_core.sampling.tasks import TASKS, Task
-from uniavgen_core.training.objective import Example, MixConfig, build_batch, channel_weights, losses
+from uniavgen_core.training.objective import (Example, MixConfig, build_batch, channel_weights, losses,
+                                              time_code_roughness)
 from uniavgen_core.training.trainer import SECTIONS, OptimConfig, TrainConfig, Trainer
 
 MICRO = UniAVGenConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=2, text_dim=16, text_len=16, freq_dim=32,
@@ -126,6 +127,32 @@ def test_a_uniform_fraction_draws_that_share_of_noise_levels_without_the_shift()
     bent = torch.isclose(half, plain.t, atol=1e-3)
     assert 0 < int(bent.sum()) < len(examples)
     assert torch.allclose(half[~bent], uniform[~bent] * 1000, atol=1e-3)
+
+
+def test_the_time_code_penalty_smooths_the_velocity_in_t(grad_enabled):
+    """Minimising the penalty alone makes the velocity itself change less for a unit step of t (t reaches it
+    only through the time codes), and the penalty joins the total only when asked."""
+    model = random_model()
+    batch = build_batch([example(i) for i in range(4)], torch.Generator().manual_seed(5), MixConfig(), MICRO.text_len)
+    plain = losses(model, batch, MixConfig())
+    weighted = losses(model, batch, MixConfig(t_smoothness=2.0))
+    assert "t_code" not in plain
+    assert torch.allclose(weighted["total"], plain["total"] + 2.0 * weighted["t_code"])
+
+    def velocity_change():
+        with torch.no_grad():
+            at = lambda t: model(batch.video, batch.audio, t, batch.cond, batch.switches)
+            a, b = at(batch.t), at(batch.t + 1)
+            return [float((y - x).norm() / x.norm()) for x, y in ((a.video, b.video), (a.audio, b.audio))]
+
+    before = velocity_change()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        opt.zero_grad()
+        time_code_roughness(model, batch.t).backward()
+        opt.step()
+    after = velocity_change()
+    assert all(a < 0.3 * b for a, b in zip(after, before)), (before, after)
 
 
 def test_channel_weights_follow_the_codec_scale_with_a_mean_of_one():

@@ -27,6 +27,7 @@ from ..audio.speech_tokenizer import FILLER, MIN_IDS
 from ..model.conditioning import Condition, ConditionBatch, Switches
 from ..model.config import MAX_WIDTH
 from ..model.fields import FieldError, ranged, settle, shown
+from ..model.sinusoid import timestep_sinusoid
 from ..sampling import flow
 from ..sampling.flow import NUM_TIMESTEPS
 from ..sampling.tasks import TASKS, Task, Voice
@@ -71,6 +72,9 @@ class MixConfig:
     # a mean weight of 1): 0 weighs every normalised channel alike, as the release's loss; 2 is the error in
     # pixels, where a channel's error is as visible as its pixel variance (docs/mini_model.md)
     video_channel_power: float = ranged(0.0, low=0, high=4)
+    # weight of a penalty on the time codes' change for a unit step of t (`time_code_roughness`): the velocity
+    # depends on t only through them, so this smooths it in t where jitter alone leaves a wobble. 0: off
+    t_smoothness: float = ranged(0.0, low=0, high=1e6)
 
     def __post_init__(self):
         settle(self, "[mix] ")
@@ -184,6 +188,22 @@ def channel_weights(channel_std: torch.Tensor, power: float) -> torch.Tensor | N
     return (w / w.mean()).float().view(1, -1, 1, 1, 1)
 
 
+def time_code_roughness(model, t: torch.Tensor) -> torch.Tensor:
+    """The squared change of the time codes for a unit step of t at the timesteps `t` [B], relative to their mean
+    square, averaged over the two branches. A branch's code is its time embedding and the block modulation made
+    from it, everything through which t reaches the velocity; a unit of t is the smoothness measurement's step."""
+    t = t.float().clamp(0, NUM_TIMESTEPS - 1)
+    both = torch.stack([t, t + 1])
+    freq_dim = model.config.freq_dim
+    parts = []
+    for embed, project in ((model.time_embedding, model.time_projection),
+                           (model.time_embedding_audio, model.time_projection_audio)):
+        e = embed(timestep_sinusoid(both, freq_dim))
+        code = torch.cat([e, project(e)], dim=-1)
+        parts.append((code[1] - code[0]).square().mean() / code[0].detach().square().mean().clamp(min=1e-12))
+    return sum(parts) / len(parts)
+
+
 def losses(model, batch: Batch, mix: MixConfig, video_channels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-branch flow losses, the face-mask loss and their weighted sum ('total'); video_channels: the video
     loss's channel weights (`channel_weights`), None for none."""
@@ -203,5 +223,8 @@ def losses(model, batch: Batch, mix: MixConfig, video_channels: torch.Tensor | N
         bce = F.binary_cross_entropy(out.face_masks.clamp(1e-6, 1 - 1e-6), target, reduction="none")
         result["fam"] = (bce * weight).sum() / weight.sum().clamp(min=1)
         total = total + mix.fam_weight * result["fam"]
+    if mix.t_smoothness:
+        result["t_code"] = time_code_roughness(model, batch.t)
+        total = total + mix.t_smoothness * result["t_code"]
     result["total"] = total
     return result
