@@ -142,3 +142,32 @@ def test_mini_diagnosis_compares_grids_and_profiles_the_velocity(tmp_path, capsy
     with pytest.raises(SystemExit):
         mini_diagnosis.main([str(tmp_path / "none.safetensors"), str(demo.CODEC)])
     assert "no small model at" in capsys.readouterr().err
+
+
+def test_the_demo_sync_check_tells_a_mouth_that_follows_the_audio_from_one_that_does_not(tmp_path, capsys):
+    """A square that opens with the audio's envelope passes; the same audio under a square that opens at other
+    times fails (what the check reads comes back from the mp4 files)."""
+    import demo_sync_check
+    from uniavgen_core.mp4 import write_mp4
+    frames_n, rate, fps = 48, 24000, 16
+
+    def bursts(seed):       # speech in bursts of a few frames: a closed mouth and quiet audio half of the time
+        level = torch.rand(frames_n // 4, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+        return level.clamp(min=0).repeat_interleave(4)
+
+    envelope = bursts(0)
+    per_frame = rate // fps
+    tone = torch.sin(torch.arange(frames_n * per_frame) / rate * 2 * torch.pi * 220)
+
+    def clip(name, drive, envelope=envelope):
+        pictures = torch.full((frames_n, 64, 64, 3), 0.5)
+        for i, level in enumerate(drive.tolist()):
+            pictures[i, 24:40, 20:44] = 0.5 - 0.4 * level       # the "mouth" darkens as it opens
+        write_mp4(tmp_path / name, pictures, tone * (0.02 + 0.5 * envelope).repeat_interleave(per_frame), fps=fps)
+        return tmp_path / name
+
+    synced, unsynced = clip("synced.mp4", envelope), clip("unsynced.mp4", bursts(1))
+    assert demo_sync_check.main([str(synced)]) == 0
+    assert demo_sync_check.main([str(unsynced)]) == 1
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if ".mp4" in line]
+    assert float(rows[0][2]) > 0.7 and float(rows[1][2]) < 0.3
