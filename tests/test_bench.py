@@ -144,30 +144,60 @@ def test_mini_diagnosis_compares_grids_and_profiles_the_velocity(tmp_path, capsy
     assert "no small model at" in capsys.readouterr().err
 
 
-def test_the_demo_sync_check_tells_a_mouth_that_follows_the_audio_from_one_that_does_not(tmp_path, capsys):
-    """A square that opens with the audio's envelope passes; the same audio under a square that opens at other
-    times fails (what the check reads comes back from the mp4 files)."""
-    import demo_sync_check
+def _mouth_clip(path, drive, envelope, stereo_pcm=False):
+    """A grey picture whose "mouth" darkens as `drive` [frames] rises, with a 220 Hz tone at the level `envelope`
+    [frames]: through the pack's mp4 writer, or as packed 16-bit stereo PCM in Matroska (another decoder path)."""
+    import av
+    import numpy as np
     from uniavgen_core.mp4 import write_mp4
-    frames_n, rate, fps = 48, 24000, 16
-
-    def bursts(seed):       # speech in bursts of a few frames: a closed mouth and quiet audio half of the time
-        level = torch.rand(frames_n // 4, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-        return level.clamp(min=0).repeat_interleave(4)
-
-    envelope = bursts(0)
+    rate, fps = 24000, 16
     per_frame = rate // fps
-    tone = torch.sin(torch.arange(frames_n * per_frame) / rate * 2 * torch.pi * 220)
+    tone = torch.sin(torch.arange(len(envelope) * per_frame) / rate * 2 * torch.pi * 220)
+    wave = tone * (0.02 + 0.5 * envelope).repeat_interleave(per_frame)
+    pictures = torch.full((len(drive), 64, 64, 3), 0.5)
+    for i, level in enumerate(drive.tolist()):
+        pictures[i, 24:40, 20:44] = 0.5 - 0.4 * level
+    if not stereo_pcm:
+        write_mp4(path, pictures, wave, fps=fps)
+        return path
+    with av.open(str(path), "w") as box:
+        video = box.add_stream("ffv1", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        sound = box.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        for picture in (pictures * 255).round().to(torch.uint8).numpy():
+            box.mux(video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        box.mux(video.encode(None))
+        samples = (wave.clamp(-1, 1) * 32767).round().short().numpy()
+        frame = av.AudioFrame.from_ndarray(np.stack([samples, samples], 1).reshape(1, -1), format="s16",
+                                           layout="stereo")
+        frame.sample_rate = rate
+        box.mux(sound.encode(frame))
+        box.mux(sound.encode(None))
+    return path
 
-    def clip(name, drive, envelope=envelope):
-        pictures = torch.full((frames_n, 64, 64, 3), 0.5)
-        for i, level in enumerate(drive.tolist()):
-            pictures[i, 24:40, 20:44] = 0.5 - 0.4 * level       # the "mouth" darkens as it opens
-        write_mp4(tmp_path / name, pictures, tone * (0.02 + 0.5 * envelope).repeat_interleave(per_frame), fps=fps)
-        return tmp_path / name
 
-    synced, unsynced = clip("synced.mp4", envelope), clip("unsynced.mp4", bursts(1))
-    assert demo_sync_check.main([str(synced)]) == 0
-    assert demo_sync_check.main([str(unsynced)]) == 1
-    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if ".mp4" in line]
-    assert float(rows[0][2]) > 0.7 and float(rows[1][2]) < 0.3
+def _bursts(seed, frames=48):
+    """Speech in bursts of 4 frames: a closed mouth and quiet audio half of the time."""
+    level = torch.rand(frames // 4, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    return level.clamp(min=0).repeat_interleave(4)
+
+
+def test_the_demo_sync_check_tells_a_mouth_that_follows_the_audio_from_one_that_does_not(tmp_path, capsys):
+    """A mouth that opens with the audio's level passes, in the pack's mp4 and in packed stereo PCM; the same audio
+    under a mouth that opens at other times, or four frames late, fails (no better than its null); a silent clip is
+    an error, not a score."""
+    import demo_sync_check
+    speech = _bursts(0)
+    clips = [_mouth_clip(tmp_path / "synced.mp4", speech, speech),
+             _mouth_clip(tmp_path / "synced_pcm.mkv", speech, speech, stereo_pcm=True),
+             _mouth_clip(tmp_path / "other.mp4", _bursts(1), speech),
+             _mouth_clip(tmp_path / "late.mp4", speech.roll(4), speech)]
+    assert [demo_sync_check.main([str(c)]) for c in clips] == [0, 0, 1, 1]
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if "." in line and "|" in line]
+    scores = {row[1].strip(): (float(row[2]), float(row[3])) for row in rows}
+    assert scores["synced.mp4"][0] > 0.7 and scores["synced_pcm.mkv"][0] > 0.7
+    for name in ("other.mp4", "late.mp4"):        # no better than the audio at unrelated alignments
+        assert scores[name][0] < scores[name][1] + 0.1, scores
+    silent = _mouth_clip(tmp_path / "silent.mp4", speech, torch.full((48,), -0.04))
+    assert demo_sync_check.main([str(silent)]) == 2
+    assert "silent" in capsys.readouterr().err

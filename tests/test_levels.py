@@ -96,6 +96,17 @@ def test_mp4_audio_is_read_back_as_written(tmp_path):
     assert levels_cli.main([str(tmp_path / "clip.mp4")]) == 0
 
 
+def test_mp4_sound_starts_with_the_pictures(tmp_path):
+    """A click written half a second in is heard half a second in: the encoder's priming samples are marked for
+    players to skip, not played before the sound."""
+    wave = torch.zeros(RATE)
+    wave[RATE // 2: RATE // 2 + 48] = 0.9
+    write_mp4(tmp_path / "click.mp4", torch.zeros(16, 32, 32, 3), wave)
+    back, _ = levels.read_audio(tmp_path / "click.mp4")
+    heard = int((back[0].abs() > 0.3).nonzero()[0])
+    assert abs(heard - RATE // 2) <= 8, f"the click is heard {heard - RATE // 2} samples late"
+
+
 def test_bigvgan_output_within_range_is_untouched_and_loud_output_is_limited(tmp_path):
     pytest.importorskip("transformers", reason="transformers is a declared dependency; install it")
     from helpers import save_tiny_vocoder

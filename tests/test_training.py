@@ -130,10 +130,25 @@ def test_a_uniform_fraction_draws_that_share_of_noise_levels_without_the_shift()
 
 
 def test_the_time_code_penalty_smooths_the_velocity_in_t(grad_enabled):
-    """Minimising the penalty alone makes the velocity itself change less for a unit step of t (t reaches it
-    only through the time codes), and the penalty joins the total only when asked."""
+    """The penalty is the relative change of the codes the forward pass itself uses (both branches' time embeddings
+    and modulations) for a unit step of t; minimising it alone makes the velocity change less for a unit step of t
+    (t reaches it only through those codes); it joins the total only when asked."""
     model = random_model()
-    batch = build_batch([example(i) for i in range(4)], torch.Generator().manual_seed(5), MixConfig(), MICRO.text_len)
+    batch = build_batch([example(i) for i in range(4)], torch.Generator().manual_seed(5), only("avg"),
+                        MICRO.text_len)
+
+    def used_codes(t):      # a generated video frame's and the audio's codes, as the forward pass makes them
+        ctx = model.prepare(batch.video, batch.audio, batch.cond, batch.switches)
+        model.embed_times(ctx, t)
+        return (torch.cat([ctx.e_v[:, -1], ctx.e0_v[:, -1].flatten(1)], -1),
+                torch.cat([ctx.e_a[:, 0], ctx.e0_a[:, 0].flatten(1)], -1))
+
+    with torch.no_grad():
+        changes = [((b - a).square().mean() / a.square().mean()) for a, b in zip(used_codes(batch.t),
+                                                                                  used_codes(batch.t + 1))]
+        assert torch.allclose(time_code_roughness(model, batch.t), sum(changes) / 2, rtol=1e-5)
+        top = torch.full((4,), 1000.0)      # the step is taken below the last timestep
+        assert torch.equal(time_code_roughness(model, top), time_code_roughness(model, top - 1))
     plain = losses(model, batch, MixConfig())
     weighted = losses(model, batch, MixConfig(t_smoothness=2.0))
     assert "t_code" not in plain
