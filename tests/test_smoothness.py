@@ -55,6 +55,8 @@ def test_the_tool_refuses_bad_arguments_before_any_work(tmp_path, capsys):
     assert "--cfg nan 4.0: the guidance scales must be numbers from 0 to 100" in capsys.readouterr().err
     assert tool.main([str(demo.MODEL), str(demo.CODEC), "--shift", "0"]) == 2
     assert "--shift 0: shift 0 is outside" in capsys.readouterr().err
+    assert tool.main([str(demo.MODEL), str(demo.CODEC), "--macfg-fraction", "1.5"]) == 2
+    assert "--macfg-fraction 1.5: give a share from 0 to 1" in capsys.readouterr().err
     assert tool.main([str(tmp_path / "missing.safetensors"), str(demo.CODEC)]) == 2
 
 
@@ -74,8 +76,9 @@ def test_the_tool_measures_on_the_grid_and_shift_it_is_given(monkeypatch, capsys
     monkeypatch.setattr(tool, "MiniPipeline", lambda *a: None)
     table = {"avg": {"roughness": {200.0: {"video": (0.01, 0.009, 0.011)}}}}
     monkeypatch.setattr(tool, "measure", lambda pipe, clips, params, **k: seen.append(params) or table)
-    assert tool.main([str(demo.MODEL), str(demo.CODEC), "--clips", "2", "--schedule", "beta", "--shift", "3"]) == 0
-    assert (seen[0].schedule, seen[0].shift) == ("beta", 3.0)
-    assert "grid: beta, shift 3" in capsys.readouterr().out
+    assert tool.main([str(demo.MODEL), str(demo.CODEC), "--clips", "2", "--schedule", "beta", "--shift", "3",
+                      "--macfg-fraction", "0"]) == 0
+    assert (seen[0].schedule, seen[0].shift, seen[0].macfg_fraction) == ("beta", 3.0, 0.0)
+    assert "grid: beta, shift 3, MA-CFG fraction 0" in capsys.readouterr().out
     assert tool.main([str(demo.MODEL), str(demo.CODEC), "--clips", "2", "--no-solvers"]) == 0
     assert seen[1].schedule == "release" and "grid:" not in capsys.readouterr().out

@@ -2,7 +2,7 @@
 
     python -m uniavgen_core.cli.smoothness MODEL CODEC [--clips 8] [--steps 12] [--reference-steps 64]
                                            [--no-solvers] [--cfg VIDEO AUDIO] [--schedule NAME] [--shift S]
-                                           [--out results.json]
+                                           [--macfg-fraction F] [--out results.json]
 
 On held-out validation clips, for every task: the relative change of the guided velocity for a unit step
 of t at t = 200, 500 and 800, and the distances of Euler and two-step Adams-Bashforth at --steps steps to
@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     parser.add_argument("--shift", type=float, default=MINI_SAMPLING.shift,
                         help="the grid's shift; it also moves MA-CFG's switch, so the converged solution and the "
                              "roughness change with it")
+    parser.add_argument("--macfg-fraction", type=float, default=MINI_SAMPLING.macfg_fraction,
+                        help="the share of the steps whose unconditional pass has the interactions off (MA-CFG); "
+                             "0 or 1: one guided velocity throughout, no switch")
     args = parser.parse_args(argv)
     return guarded(lambda: run(args))
 
@@ -42,15 +45,19 @@ def run(args) -> int:
         raise UsageError(f"--steps {args.steps} and --reference-steps {args.reference_steps}: need 2 <= steps < "
                          f"reference steps <= {MAX_STEPS // 2}")
     params = with_cfg(MINI_SAMPLING, args.cfg)
+    if not 0 <= args.macfg_fraction <= 1:
+        raise UsageError(f"--macfg-fraction {args.macfg_fraction:g}: give a share from 0 to 1")
     try:
-        params = dataclasses.replace(params, schedule=args.schedule, shift=args.shift)
+        params = dataclasses.replace(params, schedule=args.schedule, shift=args.shift,
+                                     macfg_fraction=args.macfg_fraction)
     except ValueError as err:
         raise UsageError(f"--shift {args.shift:g}: {err}") from None
     results = measure(MiniPipeline(args.model, args.codec), held_out(args.clips, "validation"), params,
                       solvers=not args.no_solvers, steps=args.steps, reference_steps=args.reference_steps,
                       log=lambda m: print(m, file=sys.stderr))
     grid = "" if args.no_solvers else f"; grid: {params.schedule}"
-    header = f"guidance: video {params.video_cfg:g}, audio {params.audio_cfg:g}{grid}, shift {params.shift:g}\n\n"
+    header = (f"guidance: video {params.video_cfg:g}, audio {params.audio_cfg:g}{grid}, shift {params.shift:g}, "
+              f"MA-CFG fraction {params.macfg_fraction:g}\n\n")
     return report(results, args.out, lambda r: header + markdown(r, args.steps))
 
 
