@@ -51,12 +51,6 @@ def frame_energy(audio: np.ndarray, rate: int, fps: float, count: int) -> np.nda
     return out
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a ** 2).sum() * (b ** 2).sum())
-    return float((a * b).sum() / den) if den > 0 else 0.0
-
-
 def sync_score(frames: np.ndarray, fps: float, audio: np.ndarray, rate: int, top: float, min_shift: int,
                quantile: float) -> tuple[float, float]:
     """(r, null) of one clip, as the module's docstring defines them."""
@@ -70,11 +64,13 @@ def sync_score(frames: np.ndarray, fps: float, audio: np.ndarray, rate: int, top
     moving = frames.reshape(len(frames), -1)[:, keep]
     opening = np.abs(moving - np.median(moving, axis=0)).mean(axis=1)
     energy = np.log(frame_energy(audio, rate, fps, len(frames)) + 1e-3)
-    if np.ptp(opening) == 0 or np.ptp(energy) == 0:
-        raise ValueError("nothing moves in the picture" if np.ptp(opening) == 0 else "the sound is silent")
-    n = len(opening)
-    null = [abs(pearson(opening, np.roll(energy, k))) for k in range(min_shift, n - min_shift + 1)]
-    return abs(pearson(opening, energy)), float(np.quantile(null, quantile))
+    if np.ptp(opening) == 0:
+        raise ValueError("nothing moves in the picture")
+    if np.ptp(energy) == 0:
+        raise ValueError("the sound is silent")
+    size_r = lambda shift: abs(float(np.corrcoef(opening, np.roll(energy, shift))[0, 1]))
+    null = [size_r(k) for k in range(min_shift, len(opening) - min_shift + 1)]
+    return size_r(0), float(np.quantile(null, quantile))
 
 
 def main(argv=None) -> int:
