@@ -1,5 +1,6 @@
 """The quality-against-evaluations table: what it measures on the shipped small model, its tool's checks,
 its tables and plot."""
+import json
 import math
 
 import pytest
@@ -12,13 +13,23 @@ from uniavgen_core.synthetic.clips import make_clip
 from uniavgen_core.training import sampling_table
 
 
+SETTINGS = {"euler@2": Preset(2), "euler@4": Preset(4),
+            "unipc-o2 cache 0.3@4": Preset(4, "unipc", {"order": 2}, "shifted", 0.3)}
+
+
 @pytest.fixture(scope="module")
-def results():
-    pipe = MiniPipeline(demo.MODEL, demo.CODEC)
-    clips = [make_clip(seed, frames=49) for seed in (8_000_001, 8_000_002)]
-    settings = {"euler@2": Preset(2), "euler@4": Preset(4), "unipc-o2 cache 0.3@4": Preset(4, "unipc", {"order": 2},
-                                                                                             "shifted", 0.3)}
-    return sampling_table.measure(pipe, clips, settings, reference_steps=4, log=lambda m: None)
+def pipe():
+    return MiniPipeline(demo.MODEL, demo.CODEC)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return [make_clip(seed, frames=49) for seed in (8_000_001, 8_000_002)]
+
+
+@pytest.fixture(scope="module")
+def results(pipe, clips):
+    return sampling_table.measure(pipe, clips, SETTINGS, reference_steps=4, log=lambda m: None)
 
 
 def test_each_task_reports_its_generated_modalities_evaluations_and_sync(results):
@@ -29,9 +40,25 @@ def test_each_task_reports_its_generated_modalities_evaluations_and_sync(results
     for setup in results.values():
         assert setup["euler@2"]["evaluations"] == 4 and setup["euler@4"]["evaluations"] == 8
         assert setup["unipc-o2 cache 0.3@4"]["evaluations"] <= 8
-        for row in (v for k, v in setup.items() if k != "reference_steps"):
+        for row in sampling_table.settings_of(setup).values():
             assert row["seconds"] > 0 and -1 <= row["sync"]["median_r0"] <= 1
             assert all(0 <= d[1] <= d[0] <= d[2] for d in row["distance"].values())
+
+
+def test_a_resumed_run_keeps_its_rows_and_measures_only_the_missing_or_changed(pipe, clips, results):
+    previous = json.loads(json.dumps(results))          # as --out stores it
+    del previous["a2v"]["euler@4"]
+    previous["v2a"]["euler@2"]["preset"]["steps"] = 3   # measured under an older definition of the setting
+    previous["avg"]["gone@9"] = {"preset": {}, "distance": {}}   # a setting no longer listed is kept
+    logged, saved = [], []
+    again = sampling_table.measure(pipe, clips, SETTINGS, reference_steps=4, log=logged.append, previous=previous,
+                                   save=lambda r: saved.append(json.loads(json.dumps(r))))
+    assert [m.split(":")[0] for m in logged if "evaluations" in m] == ["a2v euler@4", "v2a euler@2"]
+    assert len(saved) == 2 and saved[-1] == json.loads(json.dumps(again))
+    assert again["avg"] == previous["avg"]
+    fresh = json.loads(json.dumps(results))             # everything is seeded: the rerun rows are the same
+    for setup, name in (("a2v", "euler@4"), ("v2a", "euler@2")):
+        assert json.loads(json.dumps(again[setup][name]))["distance"] == fresh[setup][name]["distance"]
 
 
 def test_more_euler_steps_come_closer_to_the_converged_solution(results):
@@ -52,6 +79,9 @@ def test_the_candidates_include_the_presets_and_stay_within_the_budgets():
     settings = sampling_table.candidates()
     assert {f"preset {n}@{p.steps}" for n, p in PRESETS.items()} <= set(settings)
     assert all(1 <= p.steps <= 50 and not math.isnan(p.cache) for p in settings.values())
+    for family in ("euler", "ab2", "dpmpp_2m", "unipc-o2", "unipc-o3", "heun"):     # each solver on both grids
+        grids = {p.schedule for name, p in settings.items() if name.split("@")[0] in (family, f"{family} beta")}
+        assert {"shifted", "beta"} <= grids or (family == "euler" and {"release", "beta"} <= grids), family
 
 
 def test_the_tool_refuses_bad_arguments_before_any_work(tmp_path, capsys):
@@ -64,3 +94,11 @@ def test_the_tool_refuses_bad_arguments_before_any_work(tmp_path, capsys):
     assert "is a folder: give a file name" in capsys.readouterr().err
     assert tool.main(files + ["--plot", str(tmp_path)]) != 0
     assert "--plot" in capsys.readouterr().err
+    assert tool.main(files + ["--resume"]) != 0
+    assert "--resume continues the run whose results are in --out" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{")
+    assert tool.main(files + ["--out", str(tmp_path / "bad.json"), "--resume"]) != 0
+    assert "is not the JSON this tool writes" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text(json.dumps({"avg": {"reference_steps": 128, "clips": 16, "tag": "x y"}}))
+    assert tool.main(files + ["--out", str(tmp_path / "other.json"), "--resume"]) != 0
+    assert "holds avg measured with other files, clips or reference steps" in capsys.readouterr().err

@@ -121,6 +121,14 @@ def check_small_model_args(args) -> None:
         output_file(args.out, "--out")
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write text to a temporary file beside `path`, then give it the name: an interruption never leaves a
+    half-written file."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def report(results: dict, out: str | None, tables) -> int:
     """A measurement's end: the results as JSON at `out` when given, its tables (tables(results)) printed."""
     if out:

@@ -12,6 +12,7 @@ and is measured by
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
@@ -26,19 +27,25 @@ SETUPS = ("avg", "a2v", "v2a")
 
 
 def candidates() -> dict[str, Preset]:
-    """The settings compared, named family@steps: Euler on the release's schedule as the baseline, the
-    higher-order solvers on a grid with MA-CFG's switch on it, and the step cache on some of them."""
+    """The settings compared, named family[ grid]@steps: Euler on the release's schedule as the baseline, and
+    Euler, the higher-order solvers and the step cache on the two grids with MA-CFG's switch on them
+    (`shifted`, the release's shape; `beta`, denser at both ends)."""
     out = {f"euler@{n}": Preset(n) for n in (8, 12, 16, 25, 50)}
-    for n in (8, 10, 12, 16):
-        for solver, options in (("ab2", {}), ("dpmpp_2m", {}), ("unipc", {"order": 2}), ("unipc", {"order": 3})):
-            family = solver + "".join(f"-{k[0]}{v}" for k, v in options.items())
-            out[f"{family}@{n}"] = Preset(n, solver, options, "shifted")
-        out[f"unipc-o2 beta@{n}"] = Preset(n, "unipc", {"order": 2}, "beta")
-    for n in (6, 8):
-        out[f"heun@{n}"] = Preset(n, "heun", schedule="shifted")
+    out.update({f"euler beta@{n}": Preset(n, schedule="beta") for n in (8, 12, 16, 25)})
+    multistep = (("ab2", {}), ("dpmpp_2m", {}), ("unipc", {"order": 2}), ("unipc", {"order": 3}))
+    for schedule, suffix in (("shifted", ""), ("beta", " beta")):
+        for n in (8, 10, 12, 16):
+            for solver, options in multistep:
+                family = solver + "".join(f"-{k[0]}{v}" for k, v in options.items())
+                out[f"{family}{suffix}@{n}"] = Preset(n, solver, options, schedule)
+        for n in (6, 8):
+            out[f"heun{suffix}@{n}"] = Preset(n, "heun", schedule=schedule)
+        for n in (16, 20, 25):
+            for threshold in (0.05, 0.1, 0.2):
+                out[f"unipc-o2{suffix} cache {threshold:g}@{n}"] = Preset(n, "unipc", {"order": 2}, schedule,
+                                                                           threshold)
+                out[f"ab2{suffix} cache {threshold:g}@{n}"] = Preset(n, "ab2", {}, schedule, threshold)
     for n in (16, 20, 25):
-        for threshold in (0.05, 0.1, 0.2):
-            out[f"unipc-o2 cache {threshold:g}@{n}"] = Preset(n, "unipc", {"order": 2}, "shifted", threshold)
         out[f"euler cache 0.1@{n}"] = Preset(n, cache=0.1)
     out.update({f"preset {name}@{p.steps}": p for name, p in PRESETS.items()})
     return out
@@ -50,20 +57,43 @@ def sync_summary(setup: str, clips: list[Clip], made) -> dict:
     return {"median_r0": s.median_r0, "r0_ci": s.r0_ci, "n_frozen": s.n_frozen}
 
 
+def as_json(preset: Preset) -> dict:
+    """The preset as its row stores it, also after a JSON round trip."""
+    return json.loads(json.dumps(dataclasses.asdict(preset)))
+
+
+def settings_of(entry: dict) -> dict:
+    """A task's rows, one per setting (the entry's other keys say how it was measured)."""
+    return {k: v for k, v in entry.items() if isinstance(v, dict)}
+
+
 def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], params: SamplingParams = MINI_SAMPLING,
-            reference_steps: int = 128, log=print) -> dict:
-    """{setup: {"reference_steps": M, name: {"preset", "evaluations", "seconds", "distance": {modality: (mean, low,
-    high)}, "sync": {...}}}} for the modalities each task generates."""
+            reference_steps: int = 128, log=print, tag: str = "", previous: dict | None = None, save=None) -> dict:
+    """{setup: {"reference_steps": M, "clips": n, "tag": tag, name: {"preset", "evaluations", "seconds", "distance":
+    {modality: (mean, low, high)}, "sync": {...}}}} for the modalities each task generates.
+
+    previous: the results of an interrupted run; a task's rows measured there with the same reference, clip
+    count and tag (the files measured) are kept (but those of a setting whose preset has changed since) and
+    only the settings missing there run. save(results) is called
+    after every setting, so that an interruption loses one setting at most."""
     out = {}
     for setup in SETUPS:
+        how = {"reference_steps": reference_steps, "clips": len(clips), "tag": tag}
+        kept = (previous or {}).get(setup, {})
+        same = all(kept.get(k) == v for k, v in how.items())
+        entry = out[setup] = {**how, **{k: v for k, v in settings_of(kept).items()
+                                        if same and (k not in settings or v["preset"] == as_json(settings[k]))}}
+        todo = [name for name in settings if name not in entry]
+        if not todo:
+            continue
         jobs = [job(pipe, setup, c, seed=i) for i, c in enumerate(clips)]
         requests = [j.request for j in jobs]
         start = time.perf_counter()
         ref_v, ref_a = converged(pipe.model, requests, params, reference_steps)
         log(f"{setup}: converged solution in {time.perf_counter() - start:.0f} s")
-        entry = {"reference_steps": reference_steps}
         modalities = generates(setup)
-        for name, preset in settings.items():
+        for name in todo:
+            preset = settings[name]
             start = time.perf_counter()
             result = sample(pipe.model, requests, preset.apply(params), device=pipe.device)
             seconds = time.perf_counter() - start
@@ -73,12 +103,13 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
                 rows["video"].append(relative(got[0], ref[0]))
                 rows["audio"].append(relative(got[1], ref[1]))
             distance = {m: mean_interval(v) for m, v in rows.items() if modalities[m]}
-            entry[name] = {"preset": dataclasses.asdict(preset), "evaluations": result.evaluations,
+            entry[name] = {"preset": as_json(preset), "evaluations": result.evaluations,
                            "seconds": seconds, "distance": distance,
                            "sync": sync_summary(setup, clips, pipe.decode(result))}
             log(f"{setup} {name}: {result.evaluations} evaluations, {seconds:.1f} s, " +
                 ", ".join(f"{m} {d[0]:.4f}" for m, d in distance.items()))
-        out[setup] = entry
+            if save:
+                save(out)
     return out
 
 
@@ -89,7 +120,7 @@ def markdown(results: dict) -> str:
 
     blocks = []
     for setup, entry in results.items():
-        rows = {k: v for k, v in entry.items() if k != "reference_steps"}
+        rows = settings_of(entry)
         modalities = list(next(iter(rows.values()))["distance"])
         lines = [f"**{setup.upper()}** (distance to the converged solution, Richardson from "
                  f"{entry['reference_steps']}/{2 * entry['reference_steps']}-step Euler)", "",
@@ -112,19 +143,18 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    panels = [(s, m) for s, e in results.items() for m in next(v for k, v in e.items() if k != "reference_steps")
-              ["distance"]]
+    panels = [(s, m) for s, e in results.items() for m in next(iter(settings_of(e).values()))["distance"]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
     for ax, (setup, modality) in zip(axes[0], panels):
         families: dict[str, list] = {}
-        for name, r in results[setup].items():
-            if name == "reference_steps" or name.startswith("preset "):
+        for name, r in settings_of(results[setup]).items():
+            if name.startswith("preset "):
                 continue
             families.setdefault(name.split("@")[0], []).append((r["evaluations"], r["distance"][modality][0]))
         for family, points in sorted(families.items()):
             points.sort()
             ax.plot(*zip(*points), marker="o", ms=3, label=family)
-        for name, r in results[setup].items():
+        for name, r in settings_of(results[setup]).items():
             if name.startswith("preset "):
                 ax.scatter([r["evaluations"]], [r["distance"][modality][0]], s=90, facecolors="none",
                            edgecolors="k", zorder=5)
