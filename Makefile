@@ -75,14 +75,15 @@ demo: setup
 demo-long: setup
 	$(PY) -m uniavgen_core.demo --task long --out build/demo
 
-# Reproduce the small model from scratch (synthetic data -> codec fit -> training -> export,
-# 75 minutes on 2 CPU cores, measured end to end), then measure its lip sync. An interrupted run resumes.
-MINI        := build/mini/run
+# Reproduce the small model from scratch (synthetic data -> codec fit -> training -> export, then its lip
+# sync): about 3.5 hours on 2 CPU cores (docs/mini_model.md says how it was measured). An interrupted run
+# resumes where it stopped, bit for bit.
+MINI        := build/mini/v2d
 MINI_MODEL  := $(MINI)/export/UniAVGen-mini.safetensors
 MINI_CODEC  := $(MINI)/export/UniAVGen-mini-video-codec.safetensors
 
 train-demo: setup
-	$(PY) -m uniavgen_core.cli.train configs/uniavgen_mini.toml $(if $(wildcard $(MINI)/last.safetensors),--resume)
+	$(PY) -m uniavgen_core.cli.train configs/uniavgen_mini_v2d.toml $(if $(wildcard $(MINI)/last.safetensors),--resume)
 	$(PY) -m uniavgen_core.cli.evaluate $(MINI_MODEL) $(MINI_CODEC) --no-ablations --out build/mini/results.json
 
 # The full evaluation of a small model with ablations (the numbers in docs/mini_model.md).

@@ -102,9 +102,9 @@ def guidance_inputs() -> dict:
         "seed": ("INT", {"default": 2025, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                  "tooltip": "Noise seed; the noise is drawn on the CPU: a seed gives the same clip on any GPU."}),
         "video_cfg": ("FLOAT", {"default": 3.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
-                      "Guidance strength for the video (release: 3)."}),
+                      "Guidance strength for the video (release: 3; UniAVGen-mini: 1.5)."}),
         "audio_cfg": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip":
-                      "Guidance strength for the audio (release: 2; UniAVGen-mini: 4)."}),
+                      "Guidance strength for the audio (release: 2; UniAVGen-mini: 2)."}),
         "macfg_fraction": fraction_input("Modality-aware CFG: fraction of the first steps whose unconditional "
                                          "pass has no audio-video interaction, which strengthens lip sync "
                                          "(release: 0.5); with sigmas, on above where the release's ends."),

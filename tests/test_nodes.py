@@ -404,6 +404,7 @@ def test_trained_length_comes_from_the_loaded_model(comfy, mini):
     assert "release: 5.06 s, UniAVGen-mini: 3.06 s" in tip("duration_seconds")     # 81 and 49 frames
     assert f"UniAVGen-mini: {MINI_SAMPLING.steps})" in tip("steps")
     assert f"UniAVGen-mini: {MINI_SAMPLING.audio_cfg:g})" in tip("audio_cfg")
+    assert f"UniAVGen-mini: {MINI_SAMPLING.video_cfg:g})" in tip("video_cfg")
 
 
 def test_sampler_avg_outputs_native_latent_mel_and_mask(comfy, model):

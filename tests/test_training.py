@@ -479,9 +479,9 @@ def test_a_run_larger_than_the_memory_is_refused_with_what_to_lower(tmp_path, ca
 
 
 def test_the_memory_estimate_stays_above_a_measured_step():
-    """configs/uniavgen_mini.toml: one clip of a batch took 85 MB in a measured CPU step; the estimate must
+    """configs/uniavgen_mini_v1.toml: one clip of a batch took 85 MB in a measured CPU step; the estimate must
     cover it without refusing runs that fit (within 3x)."""
-    cfg = TrainConfig.from_toml(REPO / "configs" / "uniavgen_mini.toml")
+    cfg = TrainConfig.from_toml(REPO / "configs" / "uniavgen_mini_v1.toml")
     need = budget.needs(cfg.model, cfg.dataset, cfg.optim.batch_size, build=True)
     assert 85e6 <= need.per_clip <= 3 * 85e6, need
     assert need.build > 3 * need.training_set > 0

@@ -201,7 +201,8 @@ def mini_demo():
                                            crop="none", aspect="keep"))
     g[8] = ("UniAVGenSpeechText", dict(model=(1, 0), text=MINI_TEXT, language="en", reference_text=""))
     g[9] = ("UniAVGenSampler", dict(model=(1, 0), speech=(8, 0), positive=(5, 0), negative=(6, 0), reference=(7, 0),
-                                    **dict(SAMPLER, duration_seconds=3.0625, steps=16, audio_cfg=4.0, slg_layer=-1)))
+                                    **dict(SAMPLER, duration_seconds=3.0625, steps=16, video_cfg=1.5, audio_cfg=2.0,
+                                           slg_layer=-1)))
     _video(g, 9, 10, "mini_demo")
     return g
 

@@ -84,7 +84,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uniavgen_core.cli.train", description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="training config (TOML), e.g. configs/uniavgen_mini.toml")
+    parser.add_argument("config", help="training config (TOML), e.g. configs/uniavgen_mini_v2d.toml")
     parser.add_argument("--resume", nargs="?", const="", default=None,
                         help="continue from a checkpoint (default: OUT/last.safetensors)")
     parser.add_argument("--steps", type=int, default=None, help="stop at this step (default: the config's)")

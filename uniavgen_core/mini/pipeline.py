@@ -28,7 +28,7 @@ from ..sampling import SampleResult, SamplingParams, Task, sample
 from ..units import SAMPLE_RATE
 
 # What the shipped small model was tuned with (see docs/mini_model.md).
-MINI_SAMPLING = SamplingParams(steps=16, shift=5.0, video_cfg=3.0, audio_cfg=4.0, macfg_fraction=0.5, slg_layer=-1)
+MINI_SAMPLING = SamplingParams(steps=16, shift=5.0, video_cfg=1.5, audio_cfg=2.0, macfg_fraction=0.5, slg_layer=-1)
 
 
 @dataclass
