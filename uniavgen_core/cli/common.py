@@ -132,7 +132,7 @@ def write_atomically(path: Path, text: str) -> None:
 def report(results: dict, out: str | None, tables) -> int:
     """A measurement's end: the results as JSON at `out` when given, its tables (tables(results)) printed."""
     if out:
-        Path(out).write_text(json.dumps(results, indent=1))
+        write_atomically(Path(out), json.dumps(results, indent=1))
     print(tables(results))
     return 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..mini.pipeline import MiniPipeline
 from ..sampling.params import MAX_STEPS
 from ..training.evaluate import held_out
-from ..training.sampling_table import candidates, markdown, measure, plot
+from ..training.sampling_table import candidates, markdown, measure, measured_with, plot, run_key
 from .common import (UsageError, check_small_model_args, guarded, output_file, report, small_model_parser,
                      write_atomically)
 
@@ -73,9 +73,9 @@ def run(args) -> int:
             raise UsageError("--resume continues the run whose results are in --out: give --out FILE")
         previous = earlier_results(Path(args.out))
     tag = " ".join(file_digest(f) for f in (args.model, args.codec))
-    how = {"reference_steps": args.reference_steps, "clips": args.clips, "tag": tag}
+    how = run_key(args.reference_steps, args.clips, tag)
     for setup, entry in (previous or {}).items():
-        if any(entry.get(k) != v for k, v in how.items()):
+        if not measured_with(entry, how):
             raise UsageError(f"--resume: {args.out} holds {setup} measured with other files, clips or reference "
                              f"steps ({ {k: entry.get(k) for k in how} }, now {how}); give another --out")
     save = (lambda results: write_atomically(Path(args.out), json.dumps(results, indent=1))) if args.out else None

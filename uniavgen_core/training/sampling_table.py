@@ -62,6 +62,15 @@ def as_json(preset: Preset) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(preset)))
 
 
+def run_key(reference_steps: int, clips: int, tag: str) -> dict:
+    """What a task's rows were measured with: the reference's steps, the clip count and the tag (files)."""
+    return {"reference_steps": reference_steps, "clips": clips, "tag": tag}
+
+
+def measured_with(entry: dict, key: dict) -> bool:
+    return all(entry.get(k) == v for k, v in key.items())
+
+
 def settings_of(entry: dict) -> dict:
     """A task's rows, one per setting (the entry's other keys say how it was measured)."""
     return {k: v for k, v in entry.items() if isinstance(v, dict)}
@@ -78,9 +87,9 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
     after every setting, so that an interruption loses one setting at most."""
     out = {}
     for setup in SETUPS:
-        how = {"reference_steps": reference_steps, "clips": len(clips), "tag": tag}
+        how = run_key(reference_steps, len(clips), tag)
         kept = (previous or {}).get(setup, {})
-        same = all(kept.get(k) == v for k, v in how.items())
+        same = measured_with(kept, how)
         entry = out[setup] = {**how, **{k: v for k, v in settings_of(kept).items()
                                         if same and (k not in settings or v["preset"] == as_json(settings[k]))}}
         todo = [name for name in settings if name not in entry]
