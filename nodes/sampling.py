@@ -79,7 +79,9 @@ def pack_sampling_inputs() -> dict:
         "solver": (solver_choices(), {"default": "euler", "tooltip": "The pack's own update from one step to the "
                    "next (preset custom). euler: the release's. ab2, dpmpp_2m and unipc (order 2, bh2, as Wan "
                    "samples): second order at the same cost, restarting at MA-CFG's switch (best on the shifted "
-                   "or beta schedule); unipc_bh1: UniPC's other variant; unipc_order3: third order. heun: second "
+                   "or beta schedule); unipc_bh1: UniPC's other variant; unipc_order3: third order. adams: "
+                   "Adams-Bashforth 2 on the velocity with the Adams-Moulton corrector (no extra cost); "
+                   "adams_order3: its third order; ab3: third order without the corrector. heun: second "
                    "order, two model evaluations a step. A connected sampler replaces it."}),
         "schedule": (list(SCHEDULES), {"default": "release", "tooltip": "The timesteps the steps run through (preset "
                      f"custom). {SCHEDULE_TIP} Connected sigmas replace it."}),

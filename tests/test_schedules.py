@@ -95,7 +95,7 @@ def solve_switched(solver, schedule, steps):
     return abs(float(state[0]) - math.exp(-(math.sin(1) - math.sin(s)) - 2 * math.sin(s)))
 
 
-@pytest.mark.parametrize("solver", ["ab2", "heun", "dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("solver", ["ab2", "heun", "dpmpp_2m", "unipc", "adams"])
 def test_a_second_order_solver_keeps_its_order_across_the_switch_only_on_a_grid_with_the_switch(solver):
     """Over two doublings of the steps (160 to 640) a second-order error falls 16-fold: more than 8-fold on
     a grid with the switch on it, less on the released grid, whose step across the switch costs first order."""

@@ -11,6 +11,7 @@ import torch
 from helpers import random_request
 from uniavgen_core.sampling import SOLVERS, SamplingParams, Task, sample, timesteps
 from uniavgen_core.sampling.schedule import build
+from uniavgen_core.sampling import solvers
 
 
 def cosine(state, t, step=None):
@@ -53,7 +54,8 @@ def observed_orders(solver, ode, counts, **options):
 # Nominal order +-15 %. Heun and DPM-Solver++ end with a first-order step from the schedule's last noise
 # level (sigma ~ 0.005 whatever the steps), whose error does not shrink with the steps: their counts stop
 # before that floor shows. UniPC of order p corrects towards order p + 1: its band runs from p to p + 1.
-# UniPC 3 on the Gaussian flow is left out: its error changes sign between 40 and 80 steps.
+# UniPC 3 on the Gaussian flow is left out: its error changes sign between 40 and 80 steps. Adams with its
+# corrector likewise runs from its predictor's order to one more.
 CASES = [
     ("euler", {}, "cosine", (40, 80, 160), 1, 1), ("euler", {}, "gaussian", (40, 80, 160), 1, 1),
     ("ab2", {}, "cosine", (40, 80, 160), 2, 2), ("ab2", {}, "gaussian", (40, 80, 160), 2, 2),
@@ -61,6 +63,12 @@ CASES = [
     ("dpmpp_2m", {}, "cosine", (80, 160, 320), 2, 2), ("dpmpp_2m", {}, "gaussian", (40, 80, 160), 2, 2),
     ("unipc", {"order": 2}, "cosine", (40, 80, 160), 2, 3), ("unipc", {"order": 2}, "gaussian", (20, 40, 80), 2, 3),
     ("unipc", {"order": 3}, "cosine", (80, 160, 320), 3, 3),
+    ("adams", {"order": 3, "corrector": False}, "cosine", (40, 80, 160), 3, 3),
+    ("adams", {"order": 3, "corrector": False}, "gaussian", (40, 80, 160), 3, 3),
+    ("adams", {"order": 2, "corrector": True}, "cosine", (40, 80, 160), 2, 3),
+    ("adams", {"order": 2, "corrector": True}, "gaussian", (20, 40, 80), 2, 3),
+    ("adams", {"order": 3, "corrector": True}, "cosine", (40, 80, 160), 3, 4),
+    ("adams", {"order": 3, "corrector": True}, "gaussian", (40, 80, 160), 3, 4),
 ]
 
 
@@ -101,12 +109,22 @@ def test_unipc_without_its_corrector_is_dpmpp_2m():
     assert abs(solve("unipc", 12, "gaussian") - float(a[0])) > 1e-4         # the corrector does change it
 
 
+def test_adams_weights_on_even_steps_are_the_textbook_coefficients():
+    """Adams-Bashforth 3 and Adams-Moulton 3 on a step h after steps of h: h (23, -16, 5) / 12 on the velocities
+    at the step's start and the two before it; h (5, 8, -1) / 12 on those at its end, start and the one before."""
+    h = -0.05
+    assert solvers._adams_weights([0.6, 0.65, 0.7], 0.6, 0.6 + h) == pytest.approx([h * c / 12 for c in (23, -16, 5)])
+    assert solvers._adams_weights([0.55, 0.6, 0.65], 0.6, 0.6 + h) == pytest.approx([h * c / 12 for c in (5, 8, -1)])
+    assert solvers._adams_weights([0.6], 0.6, 0.6 + h) == pytest.approx([h])           # Euler
+
+
 def jumping(k):
     """A velocity that jumps between steps k - 1 and k: what MA-CFG's switch does to the guided one."""
     return lambda state, t, i: tuple(torch.full_like(x, 1.0 if i < k else -2.0) + 0.3 * x for x in state)
 
 
-@pytest.mark.parametrize("solver, options", [("ab2", {}), ("dpmpp_2m", {}), ("unipc", {}), ("unipc", {"order": 3})])
+@pytest.mark.parametrize("solver, options", [("ab2", {}), ("dpmpp_2m", {}), ("unipc", {}), ("unipc", {"order": 3}),
+                                             ("adams", {}), ("adams", {"order": 3, "corrector": False})])
 def test_multistep_solvers_restart_at_a_break(solver, options):
     """At a break index the step is the one a fresh solver takes from the same state and velocity (first
     order, no velocity from before the jump, no correction across it); without the break it is not."""
@@ -163,6 +181,10 @@ def test_options_are_checked_when_the_parameters_are_made():
         SamplingParams(solver="dpmpp_2m", solver_options={"order": 2})
     with pytest.raises(ValueError, match="'breaks' is not an option; the sampling loop sets it"):
         SamplingParams(solver="ab2", solver_options={"breaks": frozenset({3})})
+    with pytest.raises(ValueError, match="adams: order must be 1, 2 or 3, got 0"):
+        SamplingParams(solver="adams", solver_options={"order": 0})
+    with pytest.raises(ValueError, match="adams: corrector must be true or false, got 'yes'"):
+        SamplingParams(solver="adams", solver_options={"corrector": "yes"})
     SamplingParams(solver="unipc", solver_options={"order": 3, "variant": "bh1"})
 
 
@@ -183,7 +205,7 @@ def test_the_loop_tells_every_solver_where_mac_cfg_switches(tiny_model, monkeypa
 
 
 @pytest.mark.parametrize("solver, options", [("ab2", {}), ("heun", {}), ("dpmpp_2m", {}), ("unipc", {"order": 3}),
-                                             ("unipc", {"variant": "bh1"})])
+                                             ("unipc", {"variant": "bh1"}), ("adams", {"order": 3})])
 def test_every_solver_is_deterministic_across_mac_cfg_switch(tiny_model, solver, options):
     request = [random_request(Task.AVG, 8)]
     params = SamplingParams(steps=4, solver=solver, solver_options=options)     # MA-CFG switches at step 2

@@ -43,10 +43,12 @@ PROVISIONAL = frozenset({"fast"})     # chosen from measurements that are not fi
 CUSTOM = "custom"                     # no preset: the steps, solver, schedule and cache as chosen one by one
 
 # Solvers by the names a user chooses from: every registered solver under its own name with its default
-# options (unipc: order 2, bh2), and these variants with other options.
+# options (unipc: order 2, bh2; adams: order 2 with its corrector), and these variants with other options.
 SOLVER_VARIANTS: dict[str, tuple[str, dict]] = {
     "unipc_bh1": ("unipc", {"variant": "bh1"}),
     "unipc_order3": ("unipc", {"order": 3}),
+    "adams_order3": ("adams", {"order": 3}),
+    "ab3": ("adams", {"order": 3, "corrector": False}),
 }
 
 

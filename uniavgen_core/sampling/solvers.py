@@ -90,24 +90,65 @@ class Euler:
         return combine((1, state), (-dt, velocity_at_i))
 
 
-@register("ab2")
-class AdamsBashforth2:
-    """Two-step Adams-Bashforth on the schedule's (uneven) steps, second order: with h_i the step in
-    sigma, x_{i+1} = x_i + h_i ((1 + r) v_i - r v_{i-1}), r = h_i / (2 h_{i-1}). The first step, and the
-    first at each index in `breaks` (where the guided velocity jumps, e.g. MA-CFG's switch), is Euler's:
-    a difference across a jump is no derivative."""
+def _adams_weights(nodes: list[float], a: float, b: float) -> list[float]:
+    """The integrals over [a, b] of the Lagrange basis polynomials on `nodes` (distinct noise levels): a
+    velocity polynomial through the nodes integrates to sum_j w_j v_j. Each basis polynomial is expanded in
+    powers of (s - a) and integrated term by term."""
+    out = []
+    for j, xj in enumerate(nodes):
+        coeffs = [1.0]                                     # of (s - a)^0, (s - a)^1, ...
+        for m, xm in enumerate(nodes):
+            if m != j:                                     # times ((s - a) - (xm - a)) / (xj - xm)
+                c, shift = 1 / (xj - xm), xm - a
+                coeffs = [c * ((coeffs[n - 1] if n else 0.0) - shift * (coeffs[n] if n < len(coeffs) else 0.0))
+                          for n in range(len(coeffs) + 1)]
+        out.append(sum(cn * (b - a) ** (n + 1) / (n + 1) for n, cn in enumerate(coeffs)))
+    return out
 
-    def __init__(self, timesteps: torch.Tensor, breaks: frozenset[int] = frozenset()):
-        self.timesteps, self.breaks, self.previous = timesteps, frozenset(breaks), None
+
+@register("adams")
+class Adams:
+    """Adams methods on the velocity in sigma, on uneven steps. The predictor (Adams-Bashforth) integrates
+    the polynomial through the velocities at the last `order` steps over the step; with `corrector` (Adams-
+    Moulton, no extra evaluation, as UniPC's) step i first corrects the state it receives with the polynomial
+    that also passes through the velocity just evaluated there, and goes on from the corrected state with that
+    velocity: one order more. The first step, and the first at each index in `breaks` (where the guided velocity
+    jumps, e.g. MA-CFG's switch), is Euler's (a difference across a jump is no derivative; no correction across
+    it either); the order then grows with the history. The step to sigma = 0 is not corrected (nothing is
+    evaluated there)."""
+
+    def __init__(self, timesteps: torch.Tensor, breaks: frozenset[int] = frozenset(), order: int = 2,
+                 corrector: bool = True):
+        if order not in (1, 2, 3):
+            raise ValueError(f"adams: order must be 1, 2 or 3, got {order!r}")
+        if not isinstance(corrector, bool):
+            raise ValueError(f"adams: corrector must be true or false, got {corrector!r}")
+        self.sigmas, self.breaks, self.order, self.corrector = _sigmas(timesteps), frozenset(breaks), order, corrector
+        self.history: list[tuple[float, State]] = []       # (sigma, velocity), newest last
+        self.last = None                                   # (state at i - 1) for the corrector
+
+    def _integral(self, i: int, points: list[tuple[float, State]]) -> State:
+        w = _adams_weights([s for s, _ in points], self.sigmas[i], self.sigmas[i + 1])
+        return combine(*zip(w, (v for _, v in points)))
 
     def step(self, i, state, velocity_at_i, velocity):
-        h = flow.sigma(self.timesteps[i + 1] - self.timesteps[i])
-        previous = None if i in self.breaks else self.previous
-        self.previous = (h, velocity_at_i)
-        if previous is None:
-            return combine((1, state), (h, velocity_at_i))
-        r = h / (2 * previous[0])
-        return combine((1, state), (h * (1 + r), velocity_at_i), (-h * r, previous[1]))
+        if i in self.breaks:
+            self.history, self.last = [], None
+        if self.corrector and self.last is not None:
+            nodes = [(self.sigmas[i], velocity_at_i)] + self.history[::-1]
+            state = combine((1, self.last), (1, self._integral(i - 1, nodes)))
+        self.history = (self.history + [(self.sigmas[i], velocity_at_i)])[-self.order:]
+        self.last = state
+        return combine((1, state), (1, self._integral(i, self.history[::-1])))
+
+
+@register("ab2")
+class AdamsBashforth2(Adams):
+    """Two-step Adams-Bashforth, second order: with h_i the step in sigma,
+    x_{i+1} = x_i + h_i ((1 + r) v_i - r v_{i-1}), r = h_i / (2 h_{i-1}); Euler's step first and at breaks."""
+
+    def __init__(self, timesteps: torch.Tensor, breaks: frozenset[int] = frozenset()):
+        super().__init__(timesteps, breaks, order=2, corrector=False)
 
 
 @register("heun")

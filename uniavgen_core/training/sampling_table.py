@@ -28,15 +28,17 @@ SETUPS = ("avg", "a2v", "v2a")
 
 def candidates() -> dict[str, Preset]:
     """The settings compared, named family[ grid]@steps: Euler on the release's schedule as the baseline, and
-    Euler, the higher-order solvers and the step cache on the two grids with MA-CFG's switch on them
+    Euler, the higher-order solvers (abm: Adams-Bashforth with the Adams-Moulton corrector) and the step cache
+    on the two grids with MA-CFG's switch on them
     (`shifted`, the release's shape; `beta`, denser at both ends)."""
     out = {f"euler@{n}": Preset(n) for n in (8, 12, 16, 25, 50)}
     out.update({f"euler beta@{n}": Preset(n, schedule="beta") for n in (8, 12, 16, 25)})
-    multistep = (("ab2", {}), ("dpmpp_2m", {}), ("unipc", {"order": 2}), ("unipc", {"order": 3}))
+    multistep = (("ab2", "ab2", {}), ("dpmpp_2m", "dpmpp_2m", {}), ("unipc-o2", "unipc", {"order": 2}),
+                 ("unipc-o3", "unipc", {"order": 3}), ("ab3", "adams", {"order": 3, "corrector": False}),
+                 ("abm2", "adams", {"order": 2, "corrector": True}), ("abm3", "adams", {"order": 3, "corrector": True}))
     for schedule, suffix in (("shifted", ""), ("beta", " beta")):
         for n in (8, 10, 12, 16):
-            for solver, options in multistep:
-                family = solver + "".join(f"-{k[0]}{v}" for k, v in options.items())
+            for family, solver, options in multistep:
                 out[f"{family}{suffix}@{n}"] = Preset(n, solver, options, schedule)
         for n in (6, 8):
             out[f"heun{suffix}@{n}"] = Preset(n, "heun", schedule=schedule)
