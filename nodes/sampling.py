@@ -9,7 +9,7 @@ from uniavgen_core import units
 from uniavgen_core.frontend.jobs import Inputs, JobError, frame_masks, make_job
 from uniavgen_core.model.memory import activation_bytes
 from uniavgen_core.sampling import SCHEDULES, SamplingParams, sample
-from uniavgen_core.sampling.presets import CUSTOM, PRESETS, PROVISIONAL, choose, solver_choices
+from uniavgen_core.sampling.presets import CUSTOM, PRESETS, choose, solver_choices
 from uniavgen_core.sampling.schedule import build, check_sigmas
 from uniavgen_core.sampling.tasks import TASKS
 
@@ -69,8 +69,7 @@ def source_inputs(reference: str, driving_audio: str, driving_video: str, voice:
 
 def pack_sampling_inputs() -> dict:
     """The Sampler's optional choices of the pack's own sampling: a preset, or solver, schedule and cache."""
-    presets = "; ".join(f"{name}{' (provisional)' if name in PROVISIONAL else ''}: {preset.describe()}"
-                        for name, preset in PRESETS.items())
+    presets = "; ".join(f"{name}: {preset.describe()}" for name, preset in PRESETS.items())
     return {
         "preset": ([CUSTOM] + list(PRESETS), {"default": CUSTOM, "tooltip": f"{CUSTOM}: steps, solver, schedule and "
                    f"cache as set on this node. A named preset sets all four together (the guidance stays as set): "

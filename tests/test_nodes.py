@@ -592,7 +592,6 @@ def test_the_pack_sampling_choices_are_optional_widgets_after_the_old_inputs(com
     tip = lambda name: opt[name][1]["tooltip"]
     for name, preset in PRESETS.items():
         assert f"{name}" in tip("preset") and preset.describe() in tip("preset")
-    assert "fast (provisional)" in tip("preset")
     for name in opt["solver"][0]:
         assert name in tip("solver"), name
     assert "0 is off" in tip("cache") and "audio separately" in tip("cache")
@@ -608,15 +607,16 @@ def test_the_default_choices_are_the_old_sampling_bit_for_bit(comfy, model):
 
 
 def test_a_preset_sets_steps_solver_schedule_and_cache(comfy, model):
-    """fast over the node's steps 2 is 12 UniPC steps on the shifted schedule, as set by hand, and says so."""
+    """fast over the node's steps 2 is 12 steps of adams (order 2 with its corrector) on the beta schedule, as set
+    by hand, and says so."""
     comfy["utils"].updates.clear()
     (latent, mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
         comfy, model, preset="fast", solver="heun", schedule="beta", cache=0.5))
     assert comfy["utils"].updates[-1][:2] == (12, 12)
-    assert any(m.startswith("preset fast (provisional): 12 steps of unipc, order 2 on the shifted schedule")
+    assert any(m.startswith("preset fast: 12 steps of adams, order 2, with its corrector, on the beta schedule")
                for m in ui), ui
     (by_hand, by_hand_mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
-        comfy, model, steps=12, solver="unipc", schedule="shifted"))
+        comfy, model, steps=12, solver="adams", schedule="beta"))
     assert torch.equal(latent["samples"], by_hand["samples"]) and torch.equal(mel["mel"], by_hand_mel["mel"])
     assert not any("preset" in m for m in ui)
 
@@ -650,8 +650,8 @@ def test_with_a_comfyui_sampler_the_choices_but_the_solver_apply(comfy, model, m
     (sigmas,) = run(comfy, "UniAVGenSchedule", steps=5, shift=5.0, schedule="release", macfg_fraction=0.5)
     _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler(), sigmas=sigmas,
                                                                preset="fast"))
-    assert "the noise levels given (5 steps) replace the 12 steps on the shifted schedule" in ui
-    assert "ComfyUI's sampler 'FakeSampler' steps in place of the solver unipc; disconnect it to use unipc" in ui
+    assert "the noise levels given (5 steps) replace the 12 steps on the beta schedule" in ui
+    assert "ComfyUI's sampler 'FakeSampler' steps in place of the solver adams; disconnect it to use adams" in ui
     _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler(), sigmas=sigmas))
     assert not any("in place of" in m or "replace" in m for m in ui)       # the old inputs alone: as before
 

@@ -29,17 +29,16 @@ class Preset:
                                    cache=self.cache)
 
     def describe(self) -> str:
-        options = "".join(f", {k} {v}" for k, v in self.solver_options.items())
+        options = "".join(f", {'with' if v else 'without'} its {k}" if isinstance(v, bool) else f", {k} {v}"
+                          for k, v in self.solver_options.items()) + ("," if self.solver_options else "")
         cache = f", step cache {self.cache:g}" if self.cache else ""
         return f"{self.steps} steps of {self.solver}{options} on the {self.schedule} schedule{cache}"
 
 
 PRESETS: dict[str, Preset] = {
     "release": Preset(steps=50),
-    "fast": Preset(steps=12, solver="unipc", solver_options={"order": 2}, schedule="shifted"),
+    "fast": Preset(steps=12, solver="adams", solver_options={"order": 2, "corrector": True}, schedule="beta"),
 }
-
-PROVISIONAL = frozenset({"fast"})     # chosen from measurements that are not final yet (docs/sampling.md)
 CUSTOM = "custom"                     # no preset: the steps, solver, schedule and cache as chosen one by one
 
 # Solvers by the names a user chooses from: every registered solver under its own name with its default
@@ -84,8 +83,7 @@ def choose(params: SamplingParams, preset: str = CUSTOM, solver: str = "euler", 
             raise ValueError(f"unknown preset {preset!r}: choose {CUSTOM} (steps, solver, schedule and cache as "
                              f"set) or one of {', '.join(PRESETS)}")
         chosen, solver = PRESETS[preset].apply(params), PRESETS[preset].solver
-        note = " (provisional)" if preset in PROVISIONAL else ""
-        messages.append(f"preset {preset}{note}: {PRESETS[preset].describe()}; it sets the steps, solver, schedule "
+        messages.append(f"preset {preset}: {PRESETS[preset].describe()}; it sets the steps, solver, schedule "
                         f"and cache (preset {CUSTOM} takes them as set)")
     if sampler is not None and chosen.solver != "euler":
         messages.append(f"{sampler} steps in place of the solver {solver}; disconnect it to use {solver}")

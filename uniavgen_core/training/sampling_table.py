@@ -147,37 +147,50 @@ def markdown(results: dict) -> str:
 
 
 def plot(results: dict, path: str) -> None:
-    """Distance to the converged solution against evaluations per clip, a panel per task and modality,
-    a line per solver family (log-log)."""
+    """Distance to the converged solution against evaluations per clip (log-log), a panel per task and modality:
+    a line per solver without the cache (colour: the solver; solid: the `beta` grid, dotted: `shifted`, dashed:
+    the release's), the step-cache settings as grey crosses, the presets circled and the release's distance drawn
+    across."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     panels = [(s, m) for s, e in results.items() for m in next(iter(settings_of(e).values()))["distance"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+    colours = {}
     for ax, (setup, modality) in zip(axes[0], panels):
-        families: dict[str, list] = {}
+        lines: dict[str, list] = {}
         for name, r in settings_of(results[setup]).items():
+            point = (r["evaluations"], r["distance"][modality][0])
             if name.startswith("preset "):
-                continue
-            families.setdefault(name.split("@")[0], []).append((r["evaluations"], r["distance"][modality][0]))
-        for family, points in sorted(families.items()):
-            points.sort()
-            ax.plot(*zip(*points), marker="o", ms=3, label=family)
-        for name, r in settings_of(results[setup]).items():
-            if name.startswith("preset "):
-                ax.scatter([r["evaluations"]], [r["distance"][modality][0]], s=90, facecolors="none",
-                           edgecolors="k", zorder=5)
-                ax.annotate(name.split()[1].split("@")[0], (r["evaluations"], r["distance"][modality][0]),
-                            textcoords="offset points", xytext=(5, 5), fontsize=8)
+                ax.scatter(*point, s=110, facecolors="none", edgecolors="k", zorder=5)
+                ax.annotate(name.split()[1].split("@")[0], point, textcoords="offset points", xytext=(6, 6),
+                            fontsize=8, zorder=6)
+                if name.startswith("preset release"):          # what the release reaches, across the panel
+                    ax.axhline(point[1], color="k", lw=0.7, ls="-.", zorder=1)
+            elif " cache " in name:
+                ax.scatter(*point, marker="x", s=14, color="0.6", zorder=2)
+            else:
+                lines.setdefault(name.split("@")[0], []).append(point)
+        for family, points in sorted(lines.items()):
+            solver, grid = (family.split(" ") + ["shifted" if family != "euler" else "release"])[:2]
+            colour = colours.setdefault(solver, f"C{len(colours) % 10}")
+            style = {"beta": "-", "shifted": ":", "release": "--"}[grid]
+            ax.plot(*zip(*sorted(points)), style, marker="o", ms=3, color=colour, lw=1.3, zorder=3)
         ax.set(xscale="log", yscale="log", xlabel="model evaluations per clip", title=f"{setup.upper()} {modality}")
         ax.set_xticks([8, 12, 16, 24, 32, 50, 100])
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0, 0].set_ylabel("relative L2 to the converged solution")
-    axes[0, -1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=c, marker="o", ms=3, label=s) for s, c in colours.items()]
+    handles += [plt.Line2D([], [], color="k", ls=ls, label=grid) for grid, ls in
+                (("beta grid", "-"), ("shifted grid", ":"), ("release grid", "--"))]
+    handles += [plt.Line2D([], [], color="0.6", marker="x", ls="", label="step cache"),
+                plt.Line2D([], [], color="k", marker="o", mfc="none", ms=9, ls="", label="preset"),
+                plt.Line2D([], [], color="k", lw=0.7, ls="-.", label="the release's distance")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

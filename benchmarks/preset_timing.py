@@ -1,0 +1,65 @@
+"""Wall time of the named sampling presets against the release's, on the small model, in one run.
+
+    python benchmarks/preset_timing.py [MODEL CODEC] [--clips 16] [--repeats 3] [--threads 2]
+
+For AVG, A2V and V2A on held-out validation clips (the sampling table's), every preset in
+uniavgen_core.sampling.presets.PRESETS samples the same batch from the same noise; the presets take turns
+(release, fast, release, fast, ...) so that a change of the machine's load falls on all of them, and the
+median of the repeats is reported with each preset's model evaluations per clip and its time as a fraction of
+the release's. The sampling alone is timed (not the decoding). Run it on a machine doing nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline  # noqa: E402
+from uniavgen_core.sampling import sample  # noqa: E402
+from uniavgen_core.sampling.presets import PRESETS  # noqa: E402
+from uniavgen_core.training.evaluate import held_out  # noqa: E402
+from uniavgen_core.training.sampling_table import SETUPS  # noqa: E402
+from uniavgen_core.training.smoothness import job  # noqa: E402
+
+MODEL = REPO / "models_builtin/uniavgen/UniAVGen-mini.safetensors"
+CODEC = REPO / "models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", default=str(MODEL))
+    parser.add_argument("codec", nargs="?", default=str(CODEC))
+    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe = MiniPipeline(args.model, args.codec)
+    clips = held_out(args.clips, "validation")
+    print(f"| task | preset | evaluations per clip | seconds (median of {args.repeats}) | of the release's |")
+    print("|---|---|---|---|---|")
+    for setup in SETUPS:
+        requests = [job(pipe, setup, c, seed=i).request for i, c in enumerate(clips)]
+        seconds, evaluations = {name: [] for name in PRESETS}, {}
+        for _ in range(args.repeats):
+            for name, preset in PRESETS.items():
+                start = time.perf_counter()
+                result = sample(pipe.model, requests, preset.apply(MINI_SAMPLING), device=pipe.device)
+                seconds[name].append(time.perf_counter() - start)
+                evaluations[name] = result.evaluations
+        release = statistics.median(seconds["release"])
+        for name in PRESETS:
+            median = statistics.median(seconds[name])
+            print(f"| {setup.upper()} | {name} | {evaluations[name]} | {median:.2f} | {median / release:.2f} |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
