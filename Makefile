@@ -131,8 +131,12 @@ smoothness-mini: setup
 		--out build/mini/smoothness.json
 
 # Quality against model evaluations of every solver x steps x schedule x step-cache setting and the presets
-# (docs/sampling.md): distance to the converged solution, lip sync and wall time on held-out clips.
+# (docs/sampling.md): distance to the converged solution, lip sync and wall time on held-out clips (about 1 h 10 min
+# on 2 cores; RESUME=1 continues an interrupted run), then the presets' wall time against the release's in turns.
 sampling-table-mini: setup
 	$(PY) -m uniavgen_core.cli.sampling_table $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
 		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
-		--clips $(or $(CLIPS),16) --out build/mini/sampling-table.json --plot build/mini/sampling-table.png
+		--clips $(or $(CLIPS),16) --out build/mini/sampling-table.json --plot build/mini/sampling-table.png \
+		$(if $(RESUME),--resume)
+	$(PY) benchmarks/preset_timing.py $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
+		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) --clips $(or $(CLIPS),16)
