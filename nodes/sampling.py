@@ -88,8 +88,9 @@ def pack_sampling_inputs() -> dict:
                   "step cache (preset custom): a guidance pass (conditional or unconditional) reuses its last "
                   "velocity instead of running the model while its estimated change stays under this threshold, "
                   "checked for the video and the audio separately (either one moving more reruns it). 0 is off: "
-                  "every pass runs, as released. Larger skips more passes and strays further (0.05 to 0.2 are "
-                  "being measured). It applies with a connected sampler or sigmas too."}),
+                  "every pass runs, as released. Larger skips more passes and strays further; it pays most when "
+                  "the audio is given (A2V: 0.05 with 20-25 steps on beta). It applies with a connected sampler or "
+                  "sigmas too."}),
     }
 
 
