@@ -81,6 +81,9 @@ demo-long: setup
 MINI        := build/mini/v2d
 MINI_MODEL  := $(MINI)/export/UniAVGen-mini.safetensors
 MINI_CODEC  := $(MINI)/export/UniAVGen-mini-video-codec.safetensors
+# The shipped small model and its codec, or MODEL= and CODEC= given on the command line.
+SHIPPED_MINI = $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
+	$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors)
 
 train-demo: setup
 	$(PY) -m uniavgen_core.cli.train configs/uniavgen_mini_v2d.toml $(if $(wildcard $(MINI)/last.safetensors),--resume)
@@ -88,8 +91,7 @@ train-demo: setup
 
 # The full evaluation of a small model with ablations (the numbers in docs/mini_model.md).
 evaluate-mini: setup
-	$(PY) -m uniavgen_core.cli.evaluate $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
-		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
+	$(PY) -m uniavgen_core.cli.evaluate $(SHIPPED_MINI) \
 		--out build/mini/evaluation.json
 
 clean:
@@ -121,22 +123,18 @@ host-test: setup
 # Long talks measured at their joins (continuation at several overlaps, the last-picture chain, one long
 # generation) on 8 held-out faces and voices, 24 s each (docs/long_talks.md).
 long-talks-mini: setup
-	$(PY) -m uniavgen_core.cli.long_talks $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
-		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
+	$(PY) -m uniavgen_core.cli.long_talks $(SHIPPED_MINI) \
 		--out build/mini/long_talks.json
 
 smoothness-mini: setup
-	$(PY) -m uniavgen_core.cli.smoothness $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
-		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
+	$(PY) -m uniavgen_core.cli.smoothness $(SHIPPED_MINI) \
 		--out build/mini/smoothness.json
 
 # Quality against model evaluations of every solver x steps x schedule x step-cache setting and the presets
 # (docs/sampling.md): distance to the converged solution, lip sync and wall time on held-out clips (about 1 h 10 min
 # on 2 cores; RESUME=1 continues an interrupted run), then the presets' wall time against the release's in turns.
 sampling-table-mini: setup
-	$(PY) -m uniavgen_core.cli.sampling_table $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
-		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) \
+	$(PY) -m uniavgen_core.cli.sampling_table $(SHIPPED_MINI) \
 		--clips $(or $(CLIPS),16) --out build/mini/sampling-table.json --plot build/mini/sampling-table.png \
 		$(if $(RESUME),--resume)
-	$(PY) benchmarks/preset_timing.py $(or $(MODEL),models_builtin/uniavgen/UniAVGen-mini.safetensors) \
-		$(or $(CODEC),models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors) --clips $(or $(CLIPS),16)
+	$(PY) benchmarks/preset_timing.py $(SHIPPED_MINI) --clips $(or $(CLIPS),16)

@@ -20,15 +20,13 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from uniavgen_core.demo import CODEC, MODEL  # noqa: E402
 from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline  # noqa: E402
 from uniavgen_core.sampling import sample  # noqa: E402
 from uniavgen_core.sampling.presets import PRESETS  # noqa: E402
 from uniavgen_core.training.evaluate import held_out  # noqa: E402
 from uniavgen_core.training.sampling_table import SETUPS  # noqa: E402
 from uniavgen_core.training.smoothness import job  # noqa: E402
-
-MODEL = REPO / "models_builtin/uniavgen/UniAVGen-mini.safetensors"
-CODEC = REPO / "models_builtin/uniavgen_codecs/UniAVGen-mini-video-codec.safetensors"
 
 
 def main() -> int:

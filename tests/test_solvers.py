@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from helpers import random_request
-from uniavgen_core.sampling import SOLVERS, SamplingParams, Task, sample, timesteps
+from uniavgen_core.sampling import SOLVERS, SamplingParams, Task, sample, solvers, timesteps
 from uniavgen_core.sampling.schedule import build
-from uniavgen_core.sampling import solvers
 
 
 def cosine(state, t, step=None):

@@ -124,8 +124,8 @@ class Adams:
         if not isinstance(corrector, bool):
             raise ValueError(f"adams: corrector must be true or false, got {corrector!r}")
         self.sigmas, self.breaks, self.order, self.corrector = _sigmas(timesteps), frozenset(breaks), order, corrector
-        self.history: list[tuple[float, State]] = []       # (sigma, velocity), newest last
-        self.last = None                                   # (state at i - 1) for the corrector
+        self.history: list[tuple[float, State]] = []       # (sigma, velocity) at the last `order` steps
+        self.last = None                                   # the state the previous step started from
 
     def _integral(self, i: int, points: list[tuple[float, State]]) -> State:
         w = _adams_weights([s for s, _ in points], self.sigmas[i], self.sigmas[i + 1])
@@ -134,12 +134,12 @@ class Adams:
     def step(self, i, state, velocity_at_i, velocity):
         if i in self.breaks:
             self.history, self.last = [], None
+        point = (self.sigmas[i], velocity_at_i)
         if self.corrector and self.last is not None:
-            nodes = [(self.sigmas[i], velocity_at_i)] + self.history[::-1]
-            state = combine((1, self.last), (1, self._integral(i - 1, nodes)))
-        self.history = (self.history + [(self.sigmas[i], velocity_at_i)])[-self.order:]
+            state = combine((1, self.last), (1, self._integral(i - 1, self.history + [point])))
+        self.history = (self.history + [point])[-self.order:]
         self.last = state
-        return combine((1, state), (1, self._integral(i, self.history[::-1])))
+        return combine((1, state), (1, self._integral(i, self.history)))
 
 
 @register("ab2")
