@@ -13,17 +13,17 @@ class Fake(GuidedVelocity):
     """The guidance's combination over passes whose outputs are given functions of the state; records the
     passes it runs."""
 
-    def __init__(self, video_fn, audio_fn, params=SamplingParams(), macfg_above=-1.0):
+    def __init__(self, video_fn, audio_fn, params=SamplingParams(), macfg_above=-1.0, null_fn=lambda c: 0.5 * c):
         self.params, self.macfg_above, self.evaluations = params, macfg_above, 0
-        self.video_fn, self.audio_fn, self.ran = video_fn, audio_fn, []
+        self.video_fn, self.audio_fn, self.null_fn, self.ran = video_fn, audio_fn, null_fn, []
 
     def passes(self, video, audio, t, cond=True, null=True, macfg=None):
         self.ran.append((cond, null))
         ref = torch.zeros_like(video[:, :, :1])
         v = torch.cat([ref, self.video_fn(video)], 2)
         a = self.audio_fn(audio)
-        return PassVelocities(v if cond else None, a if cond else None, 0.5 * v if null else None,
-                              0.5 * a if null else None, None)
+        return PassVelocities(v if cond else None, a if cond else None, self.null_fn(v) if null else None,
+                              self.null_fn(a) if null else None, None)
 
 
 def trajectory(cache, steps=10, audio_speed=0.0):
@@ -49,6 +49,22 @@ def test_the_guidance_weights_decide_which_pass_is_stale():
     fake = Fake(lambda v: 2 * v, lambda a: a ** 3, params)
     trajectory(StepCache(fake, 0.05), audio_speed=0.5)
     assert fake.ran[2:] == [(True, False)] * 8
+
+
+def test_the_unconditional_pass_is_the_fresh_conditional_minus_the_guidance_difference():
+    """Both passes follow the moving audio but differ by a constant: once the difference is measured still, the
+    unconditional pass is never run again and the guided velocity stays exact; reusing the unconditional pass's
+    own output instead would be off by the audio's motion."""
+    fake = Fake(lambda v: 2 * v, lambda a: a ** 3, null_fn=lambda c: c - 1)
+    cache, exact = StepCache(fake, 0.05), Fake(lambda v: 2 * v, lambda a: a ** 3, null_fn=lambda c: c - 1)
+    video, audio = torch.ones(1, 2, 3, 2, 2), torch.ones(1, 4, 80)
+    for i in range(10):
+        got = cache(video, audio + 0.5 * i, 1000.0 - 100 * i)
+        want = exact(video, audio + 0.5 * i, 1000.0 - 100 * i)
+        assert torch.allclose(got.audio, want.audio) and torch.allclose(got.video, want.video)
+    assert fake.ran == [(True, True)] * 2 + [(True, False)] * 8
+    first, last = (exact.passes(video, audio + 0.5 * i, 0.0).audio_null for i in (1, 9))
+    assert not torch.allclose(first, last)       # the unconditional output itself moved all along
 
 
 def test_the_unconditional_pass_reruns_when_mac_cfg_switches_its_field():

@@ -55,6 +55,7 @@ def test_a_resumed_run_keeps_its_rows_and_measures_only_the_missing_or_changed(p
                                    save=lambda r: saved.append(json.loads(json.dumps(r))))
     assert [m.split(":")[0] for m in logged if "evaluations" in m] == ["a2v euler@4", "v2a euler@2"]
     assert len(saved) == 2 and saved[-1] == json.loads(json.dumps(again))
+    assert saved[0]["v2a"] == previous["v2a"]            # stopped after a2v, the file would still hold v2a's rows
     assert again["avg"] == previous["avg"]
     fresh = json.loads(json.dumps(results))             # everything is seeded: the rerun rows are the same
     for setup, name in (("a2v", "euler@4"), ("v2a", "euler@2")):

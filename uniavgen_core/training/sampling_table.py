@@ -49,6 +49,9 @@ def candidates() -> dict[str, Preset]:
                 out[f"ab2{suffix} cache {threshold:g}@{n}"] = Preset(n, "ab2", {}, schedule, threshold)
     for n in (16, 20, 25):
         out[f"euler cache 0.1@{n}"] = Preset(n, cache=0.1)
+        for threshold in (0.05, 0.1, 0.2):
+            out[f"abm2 beta cache {threshold:g}@{n}"] = Preset(n, "adams", {"order": 2, "corrector": True}, "beta",
+                                                               threshold)
     out.update({f"preset {name}@{p.steps}": p for name, p in PRESETS.items()})
     return out
 
@@ -86,7 +89,8 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
     previous: the results of an interrupted run; a task's rows measured there with the same reference, clip
     count and tag (the files measured) are kept (but those of a setting whose preset has changed since) and
     only the settings missing there run. save(results) is called
-    after every setting, so that an interruption loses one setting at most."""
+    after every setting with those results and the earlier ones of the tasks not reached yet, so that an
+    interruption loses one setting at most."""
     out = {}
     for setup in SETUPS:
         how = run_key(reference_steps, len(clips), tag)
@@ -119,8 +123,8 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
                            "sync": sync_summary(setup, clips, pipe.decode(result))}
             log(f"{setup} {name}: {result.evaluations} evaluations, {seconds:.1f} s, " +
                 ", ".join(f"{m} {d[0]:.4f}" for m, d in distance.items()))
-            if save:
-                save(out)
+            if save:        # the tasks not reached yet keep their earlier rows, should this run stop here
+                save({**(previous or {}), **out})
     return out
 
 
