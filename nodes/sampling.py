@@ -85,12 +85,12 @@ def pack_sampling_inputs() -> dict:
         "schedule": (list(SCHEDULES), {"default": "release", "tooltip": "The timesteps the steps run through (preset "
                      f"custom). {SCHEDULE_TIP} Connected sigmas replace it."}),
         "cache": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Audio-video-aware "
-                  "step cache (preset custom): a guidance pass (conditional or unconditional) reuses its last "
-                  "velocity instead of running the model while its estimated change stays under this threshold, "
-                  "checked for the video and the audio separately (either one moving more reruns it). 0 is off: "
-                  "every pass runs, as released. Larger skips more passes and strays further; it pays most when "
-                  "the audio is given (A2V: 0.05 with 20-25 steps on beta). It applies with a connected sampler or "
-                  "sigmas too."}),
+                  "step cache (preset custom): a guidance pass is skipped while its estimated effect stays under "
+                  "this threshold, checked for the video and the audio separately (either one moving more runs it): "
+                  "the conditional pass reuses its last velocity, the unconditional one is rebuilt from the fresh "
+                  "conditional velocity and the last guidance difference. 0 is off: every pass runs, as released. "
+                  "Larger skips more passes and strays further; it pays most when the audio is given (A2V: 0.05 "
+                  "with 16-20 steps of adams on beta). It applies with a connected sampler or sigmas too."}),
     }
 
 

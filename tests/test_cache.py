@@ -103,7 +103,7 @@ def test_a_preset_is_one_value_sample_takes_and_keeps_the_models_guidance(tiny_m
     assert torch.equal(fast.video, by_hand.video) and torch.equal(fast.audio, by_hand.audio)
     assert PRESETS["fast"].apply(mine).video_cfg == 4.5 and PRESETS["release"].apply(mine).steps == 50
     assert sample(tiny_model, request, mine, preset=Preset(3)).evaluations == 6
-    with pytest.raises(ValueError, match="unknown preset 'quick' .choose from release, fast"):
+    with pytest.raises(ValueError, match="unknown preset .quick. .choose from release, fast, balanced"):
         sample(tiny_model, request, mine, preset="quick")
 
 
@@ -147,7 +147,7 @@ def test_choices_say_what_a_sampler_or_sigmas_given_elsewhere_replace():
 
 @pytest.mark.parametrize("choice, message", [
     (dict(preset="quick"), r"unknown preset 'quick': choose custom \(steps, solver, schedule and cache as set\) or "
-                           r"one of release, fast"),
+                           r"one of release, fast, balanced"),
     (dict(solver="unipc_order9"), "unknown solver 'unipc_order9': choose one of euler, adams, ab2, heun, dpmpp_2m, "
                                   "unipc, unipc_bh1, unipc_order3, adams_order3, ab3"),
     (dict(schedule="karras"), r"unknown schedule 'karras' \(choose from release, shifted, beta\)"),

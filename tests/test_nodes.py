@@ -657,7 +657,7 @@ def test_with_a_comfyui_sampler_the_choices_but_the_solver_apply(comfy, model, m
 
 
 @pytest.mark.parametrize("choice, message", [
-    (dict(preset="quick"), "unknown preset 'quick': choose custom .* or one of release, fast"),
+    (dict(preset="quick"), "unknown preset 'quick': choose custom .* or one of release, fast, balanced"),
     (dict(solver="rk4"), "unknown solver 'rk4': choose one of euler, .*unipc_order3"),
     (dict(schedule="karras"), "unknown schedule 'karras' .choose from release, shifted, beta"),
     (dict(cache=float("nan")), "cache must be a number from 0 .off. to 1, got nan"),

@@ -7,10 +7,12 @@ import pytest
 
 from uniavgen_core import demo
 from uniavgen_core.cli import sampling_table as tool
-from uniavgen_core.mini.pipeline import MiniPipeline
+from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline
+from uniavgen_core.sampling import sample
 from uniavgen_core.sampling.presets import PRESETS, Preset
 from uniavgen_core.synthetic.clips import make_clip
 from uniavgen_core.training import sampling_table
+from uniavgen_core.training.smoothness import job
 
 
 SETTINGS = {"euler@2": Preset(2), "euler@4": Preset(4),
@@ -62,6 +64,15 @@ def test_a_resumed_run_keeps_its_rows_and_measures_only_the_missing_or_changed(p
         assert json.loads(json.dumps(again[setup][name]))["distance"] == fresh[setup][name]["distance"]
 
 
+def test_a_setting_equal_to_one_measured_takes_its_row_without_a_run(pipe, clips, results):
+    twins = {**SETTINGS, "preset four@4": Preset(4)}
+    logged = []
+    again = sampling_table.measure(pipe, clips, twins, reference_steps=4, log=logged.append,
+                                   previous=json.loads(json.dumps(results)))
+    assert logged == []                                 # no converged solution, no sampling
+    assert all(again[setup]["preset four@4"] == again[setup]["euler@4"] for setup in sampling_table.SETUPS)
+
+
 def test_more_euler_steps_come_closer_to_the_converged_solution(results):
     """Euler at 4 steps is nearer the extrapolation from 4/8-step Euler than Euler at 2."""
     for setup in results.values():
@@ -74,6 +85,16 @@ def test_tables_and_plot(results, tmp_path):
     assert text.count("| euler@4 | 8 |") == 3 and "Richardson from 4/8-step Euler" in text
     sampling_table.plot(results, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_balanced_skips_guidance_passes_on_the_shipped_model(pipe, clips):
+    """The step cache in the `balanced` preset runs fewer passes than two a step on the small model (17-26 of 32
+    on the sampling table's clips), the conditional pass every step."""
+    preset = PRESETS["balanced"]
+    for setup in ("avg", "a2v", "v2a"):
+        result = sample(pipe.model, [job(pipe, setup, clips[0], seed=0).request], preset.apply(MINI_SAMPLING))
+        assert preset.steps <= result.evaluations < 2 * preset.steps, setup
+        assert bool(result.video.isfinite().all() & result.audio.isfinite().all())
 
 
 def test_the_candidates_include_the_presets_and_stay_within_the_budgets():

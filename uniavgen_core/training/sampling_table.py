@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
+
+import numpy as np
 
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, Task, sample
@@ -81,6 +84,16 @@ def settings_of(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if isinstance(v, dict)}
 
 
+def copy_twins(entry: dict, settings: dict[str, Preset]) -> None:
+    """A task's rows for the settings equal to one measured under another name (a preset), taken from it:
+    sampling is seeded, so measuring it again gives the same row."""
+    for name, preset in settings.items():
+        if name not in entry:
+            twin = next((row for row in settings_of(entry).values() if row["preset"] == as_json(preset)), None)
+            if twin is not None:
+                entry[name] = twin
+
+
 def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], params: SamplingParams = MINI_SAMPLING,
             reference_steps: int = 128, log=print, tag: str = "", previous: dict | None = None, save=None) -> dict:
     """{setup: {"reference_steps": M, "clips": n, "tag": tag, name: {"preset", "evaluations", "seconds", "distance":
@@ -88,7 +101,8 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
 
     previous: the results of an interrupted run; a task's rows measured there with the same reference, clip
     count and tag (the files measured) are kept (but those of a setting whose preset has changed since) and
-    only the settings missing there run. save(results) is called
+    only the settings missing there run (a setting equal to one measured under another name takes its row).
+    save(results) is called
     after every setting with those results and the earlier ones of the tasks not reached yet, so that an
     interruption loses one setting at most."""
     out = {}
@@ -98,6 +112,7 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
         same = measured_with(kept, how)
         entry = out[setup] = {**how, **{k: v for k, v in settings_of(kept).items()
                                         if same and (k not in settings or v["preset"] == as_json(settings[k]))}}
+        copy_twins(entry, settings)
         todo = [name for name in settings if name not in entry]
         if not todo:
             continue
@@ -108,6 +123,8 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
         log(f"{setup}: converged solution in {time.perf_counter() - start:.0f} s")
         modalities = generates(setup)
         for name in todo:
+            if name in entry:
+                continue
             preset = settings[name]
             start = time.perf_counter()
             result = sample(pipe.model, requests, preset.apply(params), device=pipe.device)
@@ -123,6 +140,7 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
                            "sync": sync_summary(setup, clips, pipe.decode(result))}
             log(f"{setup} {name}: {result.evaluations} evaluations, {seconds:.1f} s, " +
                 ", ".join(f"{m} {d[0]:.4f}" for m, d in distance.items()))
+            copy_twins(entry, settings)
             if save:        # the tasks not reached yet keep their earlier rows, should this run stop here
                 save({**(previous or {}), **out})
     return out
@@ -165,18 +183,24 @@ def plot(results: dict, path: str) -> None:
     colours = {}
     for ax, (setup, modality) in zip(axes[0], panels):
         lines: dict[str, list] = {}
+        presets: dict[str, tuple] = {}
         for name, r in settings_of(results[setup]).items():
             point = (r["evaluations"], r["distance"][modality][0])
             if name.startswith("preset "):
+                presets[name.split()[1].split("@")[0]] = point
                 ax.scatter(*point, s=110, facecolors="none", edgecolors="k", zorder=5)
-                ax.annotate(name.split()[1].split("@")[0], point, textcoords="offset points", xytext=(6, 6),
-                            fontsize=8, zorder=6)
                 if name.startswith("preset release"):          # what the release reaches, across the panel
                     ax.axhline(point[1], color="k", lw=0.7, ls="-.", zorder=1)
             elif " cache " in name:
                 ax.scatter(*point, marker="x", s=14, color="0.6", zorder=2)
             else:
                 lines.setdefault(name.split("@")[0], []).append(point)
+        for preset, point in presets.items():      # labelled on the side away from the nearest other preset
+            others = [p for n, p in presets.items() if n != preset]
+            nearest = min(others, default=(0, 0), key=lambda p: math.dist(np.log(p), np.log(point)))
+            left = nearest[0] > point[0]
+            ax.annotate(preset, point, textcoords="offset points", xytext=(-8, -3) if left else (6, 6),
+                        ha="right" if left else "left", fontsize=8, zorder=6)
         for family, points in sorted(lines.items()):
             solver, grid = (family.split(" ") + ["shifted" if family != "euler" else "release"])[:2]
             colour = colours.setdefault(solver, f"C{len(colours) % 10}")
