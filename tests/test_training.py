@@ -114,6 +114,20 @@ def test_timestep_jitter_moves_only_the_timestep_the_model_is_told():
     assert float(jittered.t.min()) >= 0 and float(jittered.t.max()) <= 1000
 
 
+def test_null_dropout_drops_prompt_and_interactions_together_and_nothing_else():
+    examples = [example(i) for i in range(12)]
+    draw = lambda mix: build_batch(examples, torch.Generator().manual_seed(3), mix, MICRO.text_len)
+    plain = draw(MixConfig(text_dropout=0.0, interaction_dropout=0.0))
+    null = draw(MixConfig(text_dropout=0.0, interaction_dropout=0.0, null_dropout=1.0))
+    for name in ("video", "audio", "t", "target_video", "target_audio", "video_weight", "audio_weight"):
+        assert torch.equal(getattr(plain, name), getattr(null, name)), name
+    assert plain.switches.a2v == (True,) * 12 and null.switches == Switches((False,) * 12, (False,) * 12, (-1,) * 12)
+    assert min(plain.cond.caption_lens) > 0 and null.cond.caption_lens == (0,) * 12
+    some = draw(MixConfig(text_dropout=0.0, interaction_dropout=0.0, null_dropout=0.5))
+    dropped = [not on for on in some.switches.a2v]
+    assert 0 < sum(dropped) < 12 and dropped == [n == 0 for n in some.cond.caption_lens]
+
+
 def test_a_uniform_fraction_draws_that_share_of_noise_levels_without_the_shift():
     """With uniform_fraction 1 every noise level is the uniform draw the shift would have bent (so bending it
     gives the plain batch's levels); with 0.5 some are bent and some not."""

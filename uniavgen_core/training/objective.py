@@ -57,6 +57,9 @@ class MixConfig:
     text_dropout: float = ranged(0.1, low=0, high=1)
     # both interactions off (MA-CFG's null pass is in distribution)
     interaction_dropout: float = ranged(0.1, low=0, high=1)
+    # caption, transcript and both interactions dropped together: MA-CFG's unconditional pass exactly, which the
+    # two dropouts above reach only as their product (1 % at 0.1 each). 0: only that product
+    null_dropout: float = ranged(0.0, low=0, high=1)
     # s = shift u / (1 + (shift - 1) u), u ~ U(0, 1): the inference shift
     shift: float = ranged(5.0, low=0, high=1000, above=True)
     # the fraction of samples whose noise level is drawn uniformly (s = u) instead: more training near the clean
@@ -129,6 +132,10 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     told = s * NUM_TIMESTEPS
     if mix.t_jitter:        # drawn last, so that a run without jitter draws exactly what it always did
         told = (told + (torch.rand(b, generator=gen) * 2 - 1) * mix.t_jitter).clamp(0, NUM_TIMESTEPS)
+    if mix.null_dropout:    # drawn after the jitter, for the same reason
+        null = (torch.rand(b, generator=gen) < mix.null_dropout).tolist()
+        drop_text = [d or n for d, n in zip(drop_text, null)]
+        drop_inter = [d or n for d, n in zip(drop_inter, null)]
 
     space = torch.tensor([mix.space_id])
     conds, video_cond_frames, audio_cond_frames = [], [], []
