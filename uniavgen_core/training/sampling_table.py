@@ -16,8 +16,6 @@ import json
 import math
 import time
 
-import numpy as np
-
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, Task, sample
 from ..sampling.presets import PRESETS, Preset
@@ -89,7 +87,8 @@ def copy_twins(entry: dict, settings: dict[str, Preset]) -> None:
     sampling is seeded, so measuring it again gives the same row."""
     for name, preset in settings.items():
         if name not in entry:
-            twin = next((row for row in settings_of(entry).values() if row["preset"] == as_json(preset)), None)
+            wanted = as_json(preset)
+            twin = next((row for row in settings_of(entry).values() if row["preset"] == wanted), None)
             if twin is not None:
                 entry[name] = twin
 
@@ -197,7 +196,8 @@ def plot(results: dict, path: str) -> None:
                 lines.setdefault(name.split("@")[0], []).append(point)
         for preset, point in presets.items():      # labelled on the side away from the nearest other preset
             others = [p for n, p in presets.items() if n != preset]
-            nearest = min(others, default=(0, 0), key=lambda p: math.dist(np.log(p), np.log(point)))
+            log_point = tuple(map(math.log, point))
+            nearest = min(others, default=(0, 0), key=lambda p: math.dist(tuple(map(math.log, p)), log_point))
             left = nearest[0] > point[0]
             ax.annotate(preset, point, textcoords="offset points", xytext=(-8, -3) if left else (6, 6),
                         ha="right" if left else "left", fontsize=8, zorder=6)
