@@ -3,10 +3,12 @@
     python benchmarks/preset_timing.py [MODEL CODEC] [--clips 16] [--repeats 3] [--threads 2]
 
 For AVG, A2V and V2A on held-out validation clips (the sampling table's), every preset in
-uniavgen_core.sampling.presets.PRESETS samples the same batch from the same noise; the presets take turns
-(release, fast, release, fast, ...) so that a change of the machine's load falls on all of them, and the
-median of the repeats is reported with each preset's model evaluations per clip and its time as a fraction of
-the release's. The sampling alone is timed (not the decoding). Run it on a machine doing nothing else.
+uniavgen_core.sampling.presets.PRESETS samples the same clips from the same noise, one clip at a time as the
+Sampler node does (a step cache decides for the batch it is given); the presets take turns (release, fast,
+release, fast, ...) so that a change of the machine's load falls on all of them, and the median of the repeats
+(each the time of all the clips) is reported with each preset's model evaluations per clip (their range where a
+step cache makes them differ) and its time as a fraction of the release's. The sampling alone is timed (not the
+decoding). Run it on a machine doing nothing else.
 """
 from __future__ import annotations
 
@@ -48,9 +50,10 @@ def main() -> int:
         for _ in range(args.repeats):
             for name, preset in PRESETS.items():
                 start = time.perf_counter()
-                result = sample(pipe.model, requests, preset.apply(MINI_SAMPLING), device=pipe.device)
+                counts = [sample(pipe.model, [r], preset.apply(MINI_SAMPLING), device=pipe.device).evaluations
+                          for r in requests]
                 seconds[name].append(time.perf_counter() - start)
-                evaluations[name] = result.evaluations
+                evaluations[name] = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
         release = statistics.median(seconds["release"])
         for name in PRESETS:
             median = statistics.median(seconds[name])

@@ -50,18 +50,37 @@ def test_each_task_reports_its_generated_modalities_evaluations_and_sync(results
 def test_a_resumed_run_keeps_its_rows_and_measures_only_the_missing_or_changed(pipe, clips, results):
     previous = json.loads(json.dumps(results))          # as --out stores it
     del previous["a2v"]["euler@4"]
+    del previous["avg"]["unipc-o2 cache 0.3@4"]["evaluations_range"]    # a cache row measured on the whole batch
     previous["v2a"]["euler@2"]["preset"]["steps"] = 3   # measured under an older definition of the setting
     previous["avg"]["gone@9"] = {"preset": {}, "distance": {}}   # a setting no longer listed is kept
     logged, saved = [], []
     again = sampling_table.measure(pipe, clips, SETTINGS, reference_steps=4, log=logged.append, previous=previous,
                                    save=lambda r: saved.append(json.loads(json.dumps(r))))
-    assert [m.split(":")[0] for m in logged if "evaluations" in m] == ["a2v euler@4", "v2a euler@2"]
-    assert len(saved) == 2 and saved[-1] == json.loads(json.dumps(again))
-    assert saved[0]["v2a"] == previous["v2a"]            # stopped after a2v, the file would still hold v2a's rows
-    assert again["avg"] == previous["avg"]
+    assert [m.split(":")[0] for m in logged if "evaluations" in m] == ["avg unipc-o2 cache 0.3@4", "a2v euler@4",
+                                                                        "v2a euler@2"]
+    assert len(saved) == 3 and saved[-1] == json.loads(json.dumps(again))
+    assert saved[1]["v2a"] == previous["v2a"]            # stopped after a2v, the file would still hold v2a's rows
+    assert {k: v for k, v in again["avg"].items() if " cache " not in k} == \
+        {k: v for k, v in previous["avg"].items() if " cache " not in k}
     fresh = json.loads(json.dumps(results))             # everything is seeded: the rerun rows are the same
-    for setup, name in (("a2v", "euler@4"), ("v2a", "euler@2")):
+    for setup, name in (("avg", "unipc-o2 cache 0.3@4"), ("a2v", "euler@4"), ("v2a", "euler@2")):
         assert json.loads(json.dumps(again[setup][name]))["distance"] == fresh[setup][name]["distance"]
+
+
+def test_step_cache_rows_are_each_clip_sampled_alone(pipe, clips, results):
+    """A step cache decides for the batch it is given, so its rows are measured one clip at a time, as a user
+    samples one clip: the row's evaluations per clip are those of each clip alone, and its distances theirs."""
+    preset = SETTINGS["unipc-o2 cache 0.3@4"]
+    for setup in ("avg", "v2a"):
+        jobs = [job(pipe, setup, c, seed=i) for i, c in enumerate(clips)]
+        alone = [sample(pipe.model, [j.request], preset.apply(MINI_SAMPLING)) for j in jobs]
+        counts = [a.evaluations for a in alone]
+        row = results[setup]["unipc-o2 cache 0.3@4"]
+        assert row["evaluations_range"] == [min(counts), max(counts)] and row["evaluations"] == max(counts)
+        together, per_clip = sampling_table.sample_clips(pipe, [j.request for j in jobs], preset.apply(MINI_SAMPLING))
+        assert per_clip == counts
+        assert all(together.audio[i].equal(a.audio[0]) and together.video[i].equal(a.video[0])
+                   for i, a in enumerate(alone))
 
 
 def test_a_setting_equal_to_one_measured_takes_its_row_without_a_run(pipe, clips, results):

@@ -7,7 +7,7 @@ and is measured by
         extrapolation 2 E(2M) - E(M) on a grid with MA-CFG's switch on it (smoothness.converged);
     the lip-sync metric of the decoded clip (median r0 with its bootstrap interval, training/lipsync.py);
     the model evaluations per clip (guidance passes run, SampleResult.evaluations) and the wall time of
-        the sampling, in the same run.
+        the sampling, in the same run; a step cache's settings sample one clip at a time (sample_clips).
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import json
 import math
 import time
 
+import torch
+
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
-from ..sampling import SamplingParams, Task, sample
+from ..sampling import SampleResult, SamplingParams, Task, sample
 from ..sampling.presets import PRESETS, Preset
 from ..synthetic.clips import Clip
 from . import lipsync
@@ -50,7 +52,7 @@ def candidates() -> dict[str, Preset]:
                 out[f"ab2{suffix} cache {threshold:g}@{n}"] = Preset(n, "ab2", {}, schedule, threshold)
     for n in (16, 20, 25):
         out[f"euler cache 0.1@{n}"] = Preset(n, cache=0.1)
-        for threshold in (0.05, 0.1, 0.2):
+        for threshold in (0.02, 0.05, 0.1, 0.2):
             out[f"abm2 beta cache {threshold:g}@{n}"] = Preset(n, "adams", {"order": 2, "corrector": True}, "beta",
                                                                threshold)
     out.update({f"preset {name}@{p.steps}": p for name, p in PRESETS.items()})
@@ -93,6 +95,32 @@ def copy_twins(entry: dict, settings: dict[str, Preset]) -> None:
                 entry[name] = twin
 
 
+def sample_clips(pipe: MiniPipeline, requests: list, params: SamplingParams) -> tuple[SampleResult, list[int]]:
+    """The batch sampled as a user meets it, and each clip's model evaluations. Without a step cache every clip
+    runs the same passes, so the batch runs at once. A step cache decides for the whole batch it is given (a pass
+    runs when any request needs it), so its settings run one clip at a time, each clip deciding for itself as it
+    does when sampled alone."""
+    if not params.cache:
+        result = sample(pipe.model, requests, params, device=pipe.device)
+        return result, [result.evaluations] * len(requests)
+    parts = [sample(pipe.model, [r], params, device=pipe.device) for r in requests]
+    result = SampleResult(torch.cat([p.video for p in parts]), torch.cat([p.audio for p in parts]),
+                          evaluations=max(p.evaluations for p in parts))
+    return result, [p.evaluations for p in parts]
+
+
+def per_clip(row: dict) -> bool:
+    """Whether a row was measured as sample_clips measures it (a step cache's rows used to be measured on the
+    whole batch at once)."""
+    return "evaluations_range" in row or not row["preset"].get("cache")
+
+
+def evaluations_cell(row: dict) -> str:
+    """A row's model evaluations per clip: the count, or its range where the clips differ (the step cache)."""
+    low, high = row.get("evaluations_range", (row["evaluations"],) * 2)
+    return f"{high}" if low == high else f"{low}-{high}"
+
+
 def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], params: SamplingParams = MINI_SAMPLING,
             reference_steps: int = 128, log=print, tag: str = "", previous: dict | None = None, save=None) -> dict:
     """{setup: {"reference_steps": M, "clips": n, "tag": tag, name: {"preset", "evaluations", "seconds", "distance":
@@ -110,7 +138,8 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
         kept = (previous or {}).get(setup, {})
         same = measured_with(kept, how)
         entry = out[setup] = {**how, **{k: v for k, v in settings_of(kept).items()
-                                        if same and (k not in settings or v["preset"] == as_json(settings[k]))}}
+                                        if same and per_clip(v) and (k not in settings or
+                                                                     v["preset"] == as_json(settings[k]))}}
         copy_twins(entry, settings)
         todo = [name for name in settings if name not in entry]
         if not todo:
@@ -126,7 +155,7 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
                 continue
             preset = settings[name]
             start = time.perf_counter()
-            result = sample(pipe.model, requests, preset.apply(params), device=pipe.device)
+            result, counts = sample_clips(pipe, requests, preset.apply(params))
             seconds = time.perf_counter() - start
             rows = {"video": [], "audio": []}
             for i in range(len(jobs)):
@@ -134,10 +163,10 @@ def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], 
                 rows["video"].append(relative(got[0], ref[0]))
                 rows["audio"].append(relative(got[1], ref[1]))
             distance = {m: mean_interval(v) for m, v in rows.items() if modalities[m]}
-            entry[name] = {"preset": as_json(preset), "evaluations": result.evaluations,
-                           "seconds": seconds, "distance": distance,
-                           "sync": sync_summary(setup, clips, pipe.decode(result))}
-            log(f"{setup} {name}: {result.evaluations} evaluations, {seconds:.1f} s, " +
+            entry[name] = {"preset": as_json(preset), "evaluations": max(counts),
+                           "evaluations_range": [min(counts), max(counts)], "seconds": seconds,
+                           "distance": distance, "sync": sync_summary(setup, clips, pipe.decode(result))}
+            log(f"{setup} {name}: {evaluations_cell(entry[name])} evaluations, {seconds:.1f} s, " +
                 ", ".join(f"{m} {d[0]:.4f}" for m, d in distance.items()))
             copy_twins(entry, settings)
             if save:        # the tasks not reached yet keep their earlier rows, should this run stop here
@@ -160,7 +189,7 @@ def markdown(results: dict) -> str:
                  "|---|---|---|" + "---|" * len(modalities) + "---|"]
         for name, r in sorted(rows.items(), key=lambda kv: (kv[1]["evaluations"], kv[0])):
             sync = r["sync"]
-            lines.append(f"| {name} | {r['evaluations']} | {r['seconds']:.1f} | " +
+            lines.append(f"| {name} | {evaluations_cell(r)} | {r['seconds']:.1f} | " +
                          " | ".join(cell(r["distance"][m]) for m in modalities) +
                          f" | {sync['median_r0']:.3f} [{sync['r0_ci'][0]:.3f}, {sync['r0_ci'][1]:.3f}] |")
         blocks.append("\n".join(lines))
