@@ -107,8 +107,8 @@ def test_tables_and_plot(results, tmp_path):
 
 
 def test_balanced_skips_guidance_passes_on_the_shipped_model(pipe, clips):
-    """The step cache in the `balanced` preset runs fewer passes than two a step on the small model (17-26 of 32
-    on the sampling table's clips), the conditional pass every step."""
+    """The step cache in the `balanced` preset runs fewer passes than two a step on the small model (19-29 of 32
+    on the sampling table's clips, one at a time), the conditional pass every step."""
     preset = PRESETS["balanced"]
     for setup in ("avg", "a2v", "v2a"):
         result = sample(pipe.model, [job(pipe, setup, clips[0], seed=0).request], preset.apply(MINI_SAMPLING))

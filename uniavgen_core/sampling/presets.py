@@ -41,7 +41,7 @@ PRESETS: dict[str, Preset] = {
     "release": Preset(steps=50),
     "fast": Preset(steps=12, solver="adams", solver_options={"order": 2, "corrector": True}, schedule="beta"),
     "balanced": Preset(steps=16, solver="adams", solver_options={"order": 2, "corrector": True}, schedule="beta",
-                       cache=0.05),
+                       cache=0.02),
 }
 CUSTOM = "custom"                     # no preset: the steps, solver, schedule and cache as chosen one by one
 
