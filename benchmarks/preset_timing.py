@@ -27,7 +27,7 @@ from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline  # noqa: E40
 from uniavgen_core.sampling import sample  # noqa: E402
 from uniavgen_core.sampling.presets import PRESETS  # noqa: E402
 from uniavgen_core.training.evaluate import held_out  # noqa: E402
-from uniavgen_core.training.sampling_table import SETUPS  # noqa: E402
+from uniavgen_core.training.sampling_table import SETUPS, count_range  # noqa: E402
 from uniavgen_core.training.smoothness import job  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def main() -> int:
                 counts = [sample(pipe.model, [r], preset.apply(MINI_SAMPLING), device=pipe.device).evaluations
                           for r in requests]
                 seconds[name].append(time.perf_counter() - start)
-                evaluations[name] = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+                evaluations[name] = count_range(counts)
         release = statistics.median(seconds["release"])
         for name in PRESETS:
             median = statistics.median(seconds[name])

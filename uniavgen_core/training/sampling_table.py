@@ -104,9 +104,9 @@ def sample_clips(pipe: MiniPipeline, requests: list, params: SamplingParams) -> 
         result = sample(pipe.model, requests, params, device=pipe.device)
         return result, [result.evaluations] * len(requests)
     parts = [sample(pipe.model, [r], params, device=pipe.device) for r in requests]
-    result = SampleResult(torch.cat([p.video for p in parts]), torch.cat([p.audio for p in parts]),
-                          evaluations=max(p.evaluations for p in parts))
-    return result, [p.evaluations for p in parts]
+    counts = [p.evaluations for p in parts]
+    return SampleResult(torch.cat([p.video for p in parts]), torch.cat([p.audio for p in parts]),
+                        evaluations=max(counts)), counts
 
 
 def per_clip(row: dict) -> bool:
@@ -115,10 +115,15 @@ def per_clip(row: dict) -> bool:
     return "evaluations_range" in row or not row["preset"].get("cache")
 
 
-def evaluations_cell(row: dict) -> str:
-    """A row's model evaluations per clip: the count, or its range where the clips differ (the step cache)."""
-    low, high = row.get("evaluations_range", (row["evaluations"],) * 2)
+def count_range(counts: list[int]) -> str:
+    """Model evaluations per clip in words: the count, or its range where the clips differ (the step cache)."""
+    low, high = min(counts), max(counts)
     return f"{high}" if low == high else f"{low}-{high}"
+
+
+def evaluations_cell(row: dict) -> str:
+    """A row's model evaluations per clip (count_range)."""
+    return count_range(row.get("evaluations_range", [row["evaluations"]]))
 
 
 def measure(pipe: MiniPipeline, clips: list[Clip], settings: dict[str, Preset], params: SamplingParams = MINI_SAMPLING,
