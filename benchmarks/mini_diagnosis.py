@@ -2,7 +2,7 @@
 generated pictures get wrong, on held-out validation clips.
 
     python benchmarks/mini_diagnosis.py MODEL CODEC [--clips 4] [--cfg 1 1.5 3] [--out diagnosis.json]
-                                        [--sections convergence channels grids profile roughness]
+                                        [--sections convergence channels grids profile roughness static]
                                         [--grids euler:shifted ab2:shifted euler:beta ab2:beta]
                                         [--guidance V A] [--shift S]
 
@@ -22,7 +22,14 @@ profile      along an Euler trajectory of AVG (--profile-steps, one clip), per b
 roughness    AVG's video at t = 200, 500, 800 on each clip's noisy state: the relative change of the guided
              velocity for a unit step of t in latents (the smoothness tool's figure), in pixels, and per
              latent channel (the codec's channels run from the most pixel variance to the least).
---guidance and --shift set the scales and the shift of grids, profile and roughness (default: the model's).
+static       A2V: the synthetic clips move only at the mouth and the eyes, and everywhere else each frame's latents
+             equal the first frame's (a static element; moving: off by more than 0.05). At 12 steps on `beta`,
+             Euler's, AB2's and Adams' (with its corrector) squared distance to the converged solution on the
+             static and the moving elements and per channel group, with each solver's gain over Euler; and the
+             clean estimate x - sigma v of each clip's real latents noised to sigma, its error on the static and
+             the moving elements and per channel group by noise level (a perfect model
+             knows every static element at any noise level: the first frame holds it).
+--guidance and --shift set the scales and the shift of grids, profile, roughness and static (default: the model's).
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uniavgen_core.checkpoint.loading import CheckpointError  # noqa: E402
 from uniavgen_core.mini.pipeline import MINI_SAMPLING, MiniPipeline  # noqa: E402
-from uniavgen_core.sampling import flow, sample  # noqa: E402
+from uniavgen_core.sampling import flow, sample, seeded_noise  # noqa: E402
 from uniavgen_core.sampling import schedule  # noqa: E402
 from uniavgen_core.sampling.params import MAX_STEPS  # noqa: E402
 from uniavgen_core.sampling.schedule import SCHEDULES  # noqa: E402
@@ -114,6 +121,45 @@ def channel_roughness(pipe: MiniPipeline, clips, params) -> dict:
     return out
 
 
+MOVING = 0.05                                   # a latent element moves when it leaves its first frame's value by more
+GROUPS = ((0, 8), (8, 20), (20, 32), (32, 48))  # channel groups, from the most pixel variance to the least
+LEVELS = (0.98, 0.9, 0.7, 0.5, 0.3, 0.1, 0.05, 0.02)     # noise levels of the clean estimates
+
+
+def static(pipe: MiniPipeline, clips, params, steps: int = 12, reference_steps: int = 128) -> dict:
+    """A2V's solver error and clean estimates on the clips' static and moving latent elements (module docstring)."""
+    jobs = [smoothness.job(pipe, "a2v", c, seed=i) for i, c in enumerate(clips)]
+    requests = [j.request for j in jobs]
+    truth = torch.stack([smoothness.clean_state(pipe, c)[0] for c in clips])
+    moves = (truth - truth[:, :, :1]).abs() > MOVING
+    generated = torch.zeros_like(moves)
+    for i, j in enumerate(jobs):
+        generated[i, :, j.request.condition.video_cond_frames:] = True
+    parts = {"static": generated & ~moves, "moving": generated & moves}
+    for lo, hi in GROUPS:
+        group = torch.zeros_like(moves)
+        group[:, lo:hi] = True
+        parts[f"channels {lo}-{hi - 1}"] = generated & group
+    ref = smoothness.converged(pipe.model, requests, params, reference_steps)[0]
+    solvers = {"euler": ("euler", {}), "ab2": ("ab2", {}), "adams": ("adams", {})}
+    error = {}
+    for name, (solver, options) in solvers.items():
+        made = sample(pipe.model, requests, dataclasses.replace(params, steps=steps, solver=solver,
+                                                                solver_options=options, schedule="beta")).video
+        error[name] = {part: float((made - ref)[mask].square().sum()) for part, mask in parts.items()}
+    velocity = smoothness.guided_velocity(pipe.model, requests, params)
+    audio = torch.stack([smoothness.clean_state(pipe, c)[1] for c in clips])
+    noise = torch.cat([seeded_noise(r)[0] for r in requests])
+    clean = {}
+    with torch.no_grad():
+        for level in LEVELS:
+            x = flow.noisy(truth, noise, level)
+            miss = (x - level * velocity(x, audio, float(flow.timestep(torch.tensor(level)))).video - truth).square()
+            clean[str(level)] = {part: float(miss[mask].mean().sqrt()) for part, mask in parts.items()}
+    return {"moving_share": float(parts["moving"].sum() / generated.sum()), "squared_error": error,
+            "clean_estimate_rms": clean}
+
+
 BANDS = (1.0, 0.97, 0.9, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0)      # noise levels, the profile's bands
 
 
@@ -159,14 +205,16 @@ def main(argv=None) -> int:
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 1.5, 3.0], help="video guidance scales")
     parser.add_argument("--max-steps", type=int, default=192, help="the most Euler steps of the convergence check")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--sections", nargs="+", choices=("convergence", "channels", "grids", "profile", "roughness"),
+    parser.add_argument("--sections", nargs="+", choices=("convergence", "channels", "grids", "profile", "roughness",
+                                                              "static"),
                         default=["convergence", "channels"])
     parser.add_argument("--grids", nargs="+", default=["euler:shifted", "ab2:shifted", "euler:beta", "ab2:beta"],
                         metavar="SOLVER:SCHEDULE", help="the solvers and grids of the grids section")
     parser.add_argument("--guidance", type=float, nargs=2, default=None, metavar=("VIDEO", "AUDIO"),
-                        help="guidance scales of the grids, profile and roughness sections (default: the model's)")
+                        help="guidance scales of the grids, profile, roughness and static sections (default: the "
+                             "model's)")
     parser.add_argument("--shift", type=float, default=MINI_SAMPLING.shift,
-                        help="the shift of the grids, profile and roughness sections (default: the model's)")
+                        help="the shift of the grids, profile, roughness and static sections (default: the model's)")
     parser.add_argument("--reference-steps", type=int, default=128, help="Euler steps M of the grids' reference")
     parser.add_argument("--profile-steps", type=int, default=256, help="Euler steps of the profile's trajectory")
     args = parser.parse_args(argv)
@@ -206,6 +254,8 @@ def main(argv=None) -> int:
         result["grids"] = grids(pipe, clips, guided, args.grids, reference_steps=args.reference_steps)
     if "roughness" in args.sections:
         result["roughness"] = channel_roughness(pipe, clips, guided)
+    if "static" in args.sections:
+        result["static"] = static(pipe, clips, guided, reference_steps=args.reference_steps)
     if "profile" in args.sections:
         result["profile"] = profile(pipe, clips[0], guided, args.profile_steps)
     for name, rows in result.get("convergence", {}).items():
@@ -230,6 +280,16 @@ def main(argv=None) -> int:
         print(f"noise {row['band'][0]:.2f}-{row['band'][1]:.2f} ({row['evaluations']} evaluations"
               f"{', MA-CFG switch left out' if row['switch'] else ''}): velocity change "
               + "; ".join(f"{m} total {row[m]['total']:.3f}, net {row[m]['net']:.3f}" for m in ("video", "audio")))
+    if "static" in result:
+        entry = result["static"]
+        error = entry["squared_error"]
+        print(f"A2V, {100 * entry['moving_share']:.1f} % of the generated latent elements move; at 12 steps on beta:")
+        for part in error["euler"]:
+            print(f"  {part}: squared distance euler {error['euler'][part]:.1f}, ab2 {error['ab2'][part]:.1f}, adams "
+                  f"{error['adams'][part]:.1f}; gain ab2 {(error['euler'][part] / error['ab2'][part]) ** 0.5:.2f}, "
+                  f"adams {(error['euler'][part] / error['adams'][part]) ** 0.5:.2f}")
+        for level, row in entry["clean_estimate_rms"].items():
+            print(f"  noise {level}: clean estimate's rms error " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

@@ -143,6 +143,30 @@ def test_a_uniform_fraction_draws_that_share_of_noise_levels_without_the_shift()
     assert torch.allclose(half[~bent], uniform[~bent] * 1000, atol=1e-3)
 
 
+def test_the_video_uniform_weight_reweighs_only_the_video_loss_as_uniform_noise_levels_would():
+    """At weight 1 a sample's video loss weighs p_uniform(s) / p_shifted(s) = ds/du (a finite difference of the
+    shift here), so over the shift's draws the video is trained as if its levels were uniform; nothing drawn
+    changes, the audio's weights included; at 0.5 the weight is halfway to 1."""
+    examples = [example(i) for i in range(12)]
+    draw = lambda mix: build_batch(examples, torch.Generator().manual_seed(3), mix, MICRO.text_len)
+    plain, full, half = draw(MixConfig()), draw(MixConfig(video_uniform_weight=1.0)), draw(
+        MixConfig(video_uniform_weight=0.5))
+    for name in ("video", "audio", "t", "target_video", "target_audio", "audio_weight"):
+        assert torch.equal(getattr(plain, name), getattr(full, name)), name
+    s = plain.t.double() / 1000
+    u = s / (5 - 4 * s)                                   # the uniform draw the shift of 5 bent into s
+    h = 1e-6
+    ds_du = (flow.shifted(u + h, 5.0) - flow.shifted(u - h, 5.0)) / (2 * h)
+    generated = plain.video_weight > 0
+    for batch, expect in ((full, ds_du), (half, 0.5 + 0.5 * ds_du)):
+        ratio = batch.video_weight / plain.video_weight.clamp(min=1e-12)
+        for i in range(len(examples)):
+            assert torch.allclose(ratio[i][generated[i]].double(), expect[i].expand(int(generated[i].sum())),
+                                  rtol=1e-4)
+            assert torch.equal(batch.video_weight[i][~generated[i]], plain.video_weight[i][~generated[i]])
+    assert float(ds_du.max()) > 1 > float(ds_du.min())   # the draw holds levels on both sides
+
+
 def test_the_time_code_penalty_smooths_the_velocity_in_t(grad_enabled):
     """The penalty is the relative change of the codes the forward pass itself uses (both branches' time embeddings
     and modulations) for a unit step of t; minimising it alone makes the velocity change less for a unit step of t

@@ -65,6 +65,10 @@ class MixConfig:
     # the fraction of samples whose noise level is drawn uniformly (s = u) instead: more training near the clean
     # end, where the shift leaves few samples and a coarse grid's last step lies (docs/mini_model.md)
     uniform_fraction: float = ranged(0.0, low=0, high=1)
+    # the video loss of a sample at noise level s weighs (1 - a) + a p_uniform(s) / p_shifted(s): at a = 1 the
+    # video is trained as if its levels were drawn uniformly (5 times the weight at the clean end, where its
+    # velocity turns late, 1/5 at pure noise for shift 5), while the audio keeps the shift's levels. 0: off
+    video_uniform_weight: float = ranged(0.0, low=0, high=1)
     fam_weight: float = ranged(0.1, low=0, high=1000)       # weight of the face-mask loss
     space_id: int = ranged(0, low=0, high=MAX_WIDTH)        # the vocabulary's space token: the null transcript
     # timesteps the model is told are moved by up to this many (of 1000) either way, the noise level and the
@@ -166,6 +170,9 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     frame = torch.arange(frames)
     video_weight = (frame[None] >= torch.tensor(video_cond_frames)[:, None]).float().view(b, 1, frames, 1, 1)
     audio_weight = (torch.arange(n_mel)[None] >= torch.tensor(audio_cond_frames)[:, None]).float()[..., None]
+    if mix.video_uniform_weight:    # ds/du of s = shifted(u): (shift - (shift - 1) s)^2 / shift
+        a, k = mix.video_uniform_weight, mix.shift
+        video_weight = video_weight * ((1 - a) + a * (k - (k - 1) * s) ** 2 / k).view(b, 1, 1, 1, 1)
     faces = torch.stack([e.face.float() if e.face is not None else torch.full((h // 2, w // 2), float("nan"))
                          for e in examples])
     on = tuple(not d for d in drop_inter)
