@@ -28,7 +28,9 @@ static       A2V: the synthetic clips move only at the mouth and the eyes, and e
              static and the moving elements and per channel group, with each solver's gain over Euler; and the
              clean estimate x - sigma v of each clip's real latents noised to sigma, its error on the static and
              the moving elements and per channel group by noise level (a perfect model
-             knows every static element at any noise level: the first frame holds it).
+             knows every static element at any noise level: the first frame holds it); and the unguided
+             velocity's mean squared error against the true target eps - x0 at the same noise levels, on the
+             validation clips and on as many clips of the training set (equal when the model does not memorise).
 --guidance and --shift set the scales and the shift of grids, profile, roughness and static (default: the model's).
 """
 from __future__ import annotations
@@ -51,6 +53,8 @@ from uniavgen_core.sampling.params import MAX_STEPS  # noqa: E402
 from uniavgen_core.sampling.schedule import SCHEDULES  # noqa: E402
 from uniavgen_core.sampling.solvers import SOLVERS  # noqa: E402
 from uniavgen_core.training import smoothness  # noqa: E402
+from uniavgen_core.synthetic.clips import make_clip  # noqa: E402
+from uniavgen_core.training.data import DataConfig  # noqa: E402
 from uniavgen_core.training.evaluate import held_out  # noqa: E402
 
 def step_counts(most: int) -> list[int]:
@@ -157,7 +161,31 @@ def static(pipe: MiniPipeline, clips, params, steps: int = 12, reference_steps: 
             miss = (x - level * velocity(x, audio, float(flow.timestep(torch.tensor(level)))).video - truth).square()
             clean[str(level)] = {part: float(miss[mask].mean().sqrt()) for part, mask in parts.items()}
     return {"moving_share": float(parts["moving"].sum() / generated.sum()), "squared_error": error,
-            "clean_estimate_rms": clean}
+            "clean_estimate_rms": clean,
+            "velocity_mse": {"validation": velocity_mse(pipe, clips, params),
+                             "training": velocity_mse(pipe, training_clips(len(clips)), params)}}
+
+
+def training_clips(count: int, data: DataConfig = DataConfig()) -> list:
+    """The first `count` clips of the training set the small model's recipe makes."""
+    return [make_clip(s, frames=data.frames, size=data.size) for s in data.seeds()[:count]]
+
+
+def velocity_mse(pipe: MiniPipeline, clips, params) -> dict:
+    """{noise level: mean squared error of A2V's unguided velocity against eps - x0} over the generated frames of
+    the clips' real latents noised to each level."""
+    jobs = [smoothness.job(pipe, "a2v", c, seed=i) for i, c in enumerate(clips)]
+    requests = [j.request for j in jobs]
+    velocity = smoothness.guided_velocity(pipe.model, requests, dataclasses.replace(params, video_cfg=1.0))
+    truth = torch.stack([smoothness.clean_state(pipe, c)[0] for c in clips])
+    audio = torch.stack([smoothness.clean_state(pipe, c)[1] for c in clips])
+    noise = torch.cat([seeded_noise(r)[0] for r in requests])
+    out = {}
+    with torch.no_grad():
+        for level in LEVELS:
+            made = velocity(flow.noisy(truth, noise, level), audio, float(flow.timestep(torch.tensor(level)))).video
+            out[str(level)] = float((made - (noise - truth))[:, :, 1:].square().mean())   # A2V: frame 0 given
+    return out
 
 
 BANDS = (1.0, 0.97, 0.9, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0)      # noise levels, the profile's bands
@@ -289,7 +317,9 @@ def main(argv=None) -> int:
                   f"{error['adams'][part]:.1f}; gain ab2 {(error['euler'][part] / error['ab2'][part]) ** 0.5:.2f}, "
                   f"adams {(error['euler'][part] / error['adams'][part]) ** 0.5:.2f}")
         for level, row in entry["clean_estimate_rms"].items():
-            print(f"  noise {level}: clean estimate's rms error " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
+            print(f"  noise {level}: clean estimate's rms error " + ", ".join(f"{k} {v:.3f}" for k, v in row.items())
+                  + "; unguided velocity's squared error, validation / training clips "
+                  + " / ".join(f"{entry['velocity_mse'][split][level]:.3f}" for split in ("validation", "training")))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

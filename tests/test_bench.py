@@ -206,7 +206,8 @@ def test_the_demo_sync_check_tells_a_mouth_that_follows_the_audio_from_one_that_
 def test_mini_diagnosis_splits_the_solver_error_into_static_and_moving_elements(tmp_path, capsys):
     """The static section on 1 clip with a short reference: the moving elements are a small share (the synthetic
     faces move at the mouth and the eyes); static and moving, and the channel groups, each split the same whole
-    error; the clean estimate of the real clip comes closer as the noise falls."""
+    error; the clean estimate of the real clip comes closer as the noise falls; the velocity's error on validation
+    and training clips at every noise level."""
     import json
 
     import mini_diagnosis
@@ -223,4 +224,7 @@ def test_mini_diagnosis_splits_the_solver_error_into_static_and_moving_elements(
         assert abs(parts["static"] + parts["moving"] - groups) <= 1e-6 * groups
     clean = entry["clean_estimate_rms"]
     assert clean["0.02"]["static"] < clean["0.5"]["static"] < clean["0.98"]["static"]
+    errors = entry["velocity_mse"]
+    assert set(errors) == {"validation", "training"} and errors["validation"] != errors["training"]
+    assert all(set(e) == set(clean) and all(0 < x < 10 for x in e.values()) for e in errors.values())
     assert "of the generated latent elements move" in capsys.readouterr().out
