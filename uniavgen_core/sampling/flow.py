@@ -24,6 +24,12 @@ def shifted(s, shift: float):
     return shift * s / (1 + (shift - 1) * s)
 
 
+def shifted_slope(level, shift: float):
+    """d shifted(u) / du at the u that `shifted` takes to `level`: (shift - (shift - 1) level)^2 / shift. It is
+    also the density of uniform levels over that of shifted ones at `level`."""
+    return (shift - (shift - 1) * level) ** 2 / shift
+
+
 def noisy(x0, noise, level):
     """The sample at noise level `level` between clean x0 and noise."""
     return (1 - level) * x0 + level * noise

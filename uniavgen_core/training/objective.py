@@ -170,9 +170,9 @@ def build_batch(examples: list[Example], gen: torch.Generator, mix: MixConfig, t
     frame = torch.arange(frames)
     video_weight = (frame[None] >= torch.tensor(video_cond_frames)[:, None]).float().view(b, 1, frames, 1, 1)
     audio_weight = (torch.arange(n_mel)[None] >= torch.tensor(audio_cond_frames)[:, None]).float()[..., None]
-    if mix.video_uniform_weight:    # ds/du of s = shifted(u): (shift - (shift - 1) s)^2 / shift
-        a, k = mix.video_uniform_weight, mix.shift
-        video_weight = video_weight * ((1 - a) + a * (k - (k - 1) * s) ** 2 / k).view(b, 1, 1, 1, 1)
+    if mix.video_uniform_weight:
+        a = mix.video_uniform_weight
+        video_weight = video_weight * ((1 - a) + a * flow.shifted_slope(s, mix.shift)).view(b, 1, 1, 1, 1)
     faces = torch.stack([e.face.float() if e.face is not None else torch.full((h // 2, w // 2), float("nan"))
                          for e in examples])
     on = tuple(not d for d in drop_inter)
