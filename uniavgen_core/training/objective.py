@@ -67,7 +67,8 @@ class MixConfig:
     uniform_fraction: float = ranged(0.0, low=0, high=1)
     # the video loss of a sample at noise level s weighs (1 - a) + a p_uniform(s) / p_shifted(s): at a = 1 the
     # video is trained as if its levels were drawn uniformly (5 times the weight at the clean end, where its
-    # velocity turns late, 1/5 at pure noise for shift 5), while the audio keeps the shift's levels. 0: off
+    # velocity turns late, 1/5 at pure noise for shift 5), while the audio keeps the shift's levels; p_shifted is
+    # the shift's density alone (uniform_fraction 0). 0: off. Tried on the small model: docs/mini_model.md
     video_uniform_weight: float = ranged(0.0, low=0, high=1)
     fam_weight: float = ranged(0.1, low=0, high=1000)       # weight of the face-mask loss
     space_id: int = ranged(0, low=0, high=MAX_WIDTH)        # the vocabulary's space token: the null transcript
