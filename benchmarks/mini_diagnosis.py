@@ -130,40 +130,56 @@ GROUPS = ((0, 8), (8, 20), (20, 32), (32, 48))  # channel groups, from the most 
 LEVELS = (0.98, 0.9, 0.7, 0.5, 0.3, 0.1, 0.05, 0.02)     # noise levels of the clean estimates
 
 
+@dataclasses.dataclass
+class A2VClips:
+    """A2V's requests for clips and what the static section compares against: the real latents and mel, each
+    request's seeded noise, and where frames are generated."""
+    requests: list
+    truth: torch.Tensor         # [N, 48, F, h, w]
+    audio: torch.Tensor         # [N, S, 80]
+    noise: torch.Tensor         # [N, 48, F, h, w]
+    generated: torch.Tensor     # [N, 48, F, h, w] bool
+
+    @classmethod
+    def of(cls, pipe: MiniPipeline, clips) -> A2VClips:
+        requests = [smoothness.job(pipe, "a2v", c, seed=i).request for i, c in enumerate(clips)]
+        truth, audio = (torch.stack(parts) for parts in zip(*(smoothness.clean_state(pipe, c) for c in clips)))
+        generated = torch.zeros(truth.shape, dtype=torch.bool)
+        for i, r in enumerate(requests):
+            generated[i, :, r.condition.video_cond_frames:] = True
+        return cls(requests, truth, audio, torch.cat([seeded_noise(r)[0] for r in requests]), generated)
+
+    def velocities(self, pipe: MiniPipeline, params):
+        """(level, noisy latents, velocity) at each of LEVELS, the real latents noised with the seeded noise."""
+        velocity = smoothness.guided_velocity(pipe.model, self.requests, params)
+        with torch.no_grad():
+            for level in LEVELS:
+                x = flow.noisy(self.truth, self.noise, level)
+                yield level, x, velocity(x, self.audio, float(flow.timestep(torch.tensor(level)))).video
+
+
 def static(pipe: MiniPipeline, clips, params, steps: int = 12, reference_steps: int = 128) -> dict:
     """A2V's solver error and clean estimates on the clips' static and moving latent elements (module docstring)."""
-    jobs = [smoothness.job(pipe, "a2v", c, seed=i) for i, c in enumerate(clips)]
-    requests = [j.request for j in jobs]
-    truth = torch.stack([smoothness.clean_state(pipe, c)[0] for c in clips])
-    moves = (truth - truth[:, :, :1]).abs() > MOVING
-    generated = torch.zeros_like(moves)
-    for i, j in enumerate(jobs):
-        generated[i, :, j.request.condition.video_cond_frames:] = True
-    parts = {"static": generated & ~moves, "moving": generated & moves}
+    a2v = A2VClips.of(pipe, clips)
+    moves = (a2v.truth - a2v.truth[:, :, :1]).abs() > MOVING
+    parts = {"static": a2v.generated & ~moves, "moving": a2v.generated & moves}
     for lo, hi in GROUPS:
         group = torch.zeros_like(moves)
         group[:, lo:hi] = True
-        parts[f"channels {lo}-{hi - 1}"] = generated & group
-    ref = smoothness.converged(pipe.model, requests, params, reference_steps)[0]
-    solvers = {"euler": ("euler", {}), "ab2": ("ab2", {}), "adams": ("adams", {})}
+        parts[f"channels {lo}-{hi - 1}"] = a2v.generated & group
+    ref = smoothness.converged(pipe.model, a2v.requests, params, reference_steps)[0]
     error = {}
-    for name, (solver, options) in solvers.items():
-        made = sample(pipe.model, requests, dataclasses.replace(params, steps=steps, solver=solver,
-                                                                solver_options=options, schedule="beta")).video
-        error[name] = {part: float((made - ref)[mask].square().sum()) for part, mask in parts.items()}
-    velocity = smoothness.guided_velocity(pipe.model, requests, params)
-    audio = torch.stack([smoothness.clean_state(pipe, c)[1] for c in clips])
-    noise = torch.cat([seeded_noise(r)[0] for r in requests])
-    clean = {}
-    with torch.no_grad():
-        for level in LEVELS:
-            x = flow.noisy(truth, noise, level)
-            miss = (x - level * velocity(x, audio, float(flow.timestep(torch.tensor(level)))).video - truth).square()
-            clean[str(level)] = {part: float(miss[mask].mean().sqrt()) for part, mask in parts.items()}
-    return {"moving_share": float(parts["moving"].sum() / generated.sum()), "squared_error": error,
+    for solver in ("euler", "ab2", "adams"):
+        made = sample(pipe.model, a2v.requests, dataclasses.replace(params, steps=steps, solver=solver,
+                                                                    schedule="beta")).video
+        error[solver] = {part: float((made - ref)[mask].square().sum()) for part, mask in parts.items()}
+    clean = {str(level): {part: float((flow.denoised(x, v, level) - a2v.truth)[mask].square().mean().sqrt())
+                          for part, mask in parts.items()}
+             for level, x, v in a2v.velocities(pipe, params)}
+    return {"moving_share": float(parts["moving"].sum() / a2v.generated.sum()), "squared_error": error,
             "clean_estimate_rms": clean,
-            "velocity_mse": {"validation": velocity_mse(pipe, clips, params),
-                             "training": velocity_mse(pipe, training_clips(len(clips)), params)}}
+            "velocity_mse": {"validation": velocity_mse(pipe, a2v, params),
+                             "training": velocity_mse(pipe, A2VClips.of(pipe, training_clips(len(clips))), params)}}
 
 
 def training_clips(count: int, data: DataConfig = DataConfig()) -> list:
@@ -171,21 +187,11 @@ def training_clips(count: int, data: DataConfig = DataConfig()) -> list:
     return [make_clip(s, frames=data.frames, size=data.size) for s in data.seeds()[:count]]
 
 
-def velocity_mse(pipe: MiniPipeline, clips, params) -> dict:
-    """{noise level: mean squared error of A2V's unguided velocity against eps - x0} over the generated frames of
-    the clips' real latents noised to each level."""
-    jobs = [smoothness.job(pipe, "a2v", c, seed=i) for i, c in enumerate(clips)]
-    requests = [j.request for j in jobs]
-    velocity = smoothness.guided_velocity(pipe.model, requests, dataclasses.replace(params, video_cfg=1.0))
-    truth = torch.stack([smoothness.clean_state(pipe, c)[0] for c in clips])
-    audio = torch.stack([smoothness.clean_state(pipe, c)[1] for c in clips])
-    noise = torch.cat([seeded_noise(r)[0] for r in requests])
-    out = {}
-    with torch.no_grad():
-        for level in LEVELS:
-            made = velocity(flow.noisy(truth, noise, level), audio, float(flow.timestep(torch.tensor(level)))).video
-            out[str(level)] = float((made - (noise - truth))[:, :, 1:].square().mean())   # A2V: frame 0 given
-    return out
+def velocity_mse(pipe: MiniPipeline, a2v: A2VClips, params) -> dict:
+    """{noise level: mean squared error of A2V's unguided velocity against eps - x0} over the generated frames."""
+    target = flow.velocity(a2v.truth, a2v.noise)
+    return {str(level): float((v - target)[a2v.generated].square().mean())
+            for level, _, v in a2v.velocities(pipe, dataclasses.replace(params, video_cfg=1.0))}
 
 
 BANDS = (1.0, 0.97, 0.9, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0)      # noise levels, the profile's bands
