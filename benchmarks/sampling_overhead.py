@@ -4,7 +4,8 @@
 
 The state is one clip at the release's shape (video [1, 48, 21, 46, 82], audio [1, 506, 80], float32);
 the model is replaced by fixed pass outputs, so what is timed is the solver's algebra per step (every
-registered solver, a 12-step run) and the step cache's decisions and bookkeeping per call. Compare with
+registered solver, a 12-step run; preset fast's solver also on a dubbing clip, whose audio takes UniPC's steps up
+to MA-CFG's switch beside Adams') and the step cache's decisions and bookkeeping per call. Compare with
 a model step in benchmarks/bench.py's table of the same run.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from uniavgen_core.sampling import SOLVERS, SamplingParams  # noqa: E402
+from uniavgen_core.sampling import SOLVERS, SamplingParams, solvers  # noqa: E402
 from uniavgen_core.sampling.cache import StepCache  # noqa: E402
 from uniavgen_core.sampling.guidance import GuidedVelocity, PassVelocities  # noqa: E402
 from uniavgen_core.sampling.schedule import build  # noqa: E402
@@ -67,12 +68,16 @@ def main() -> int:
     grid = build("shifted", STEPS, 5.0, 0.5)
     keys = grid.keys.to(device)
     rows = []
-    for name, cls in SOLVERS.items():
-        def run(cls=cls):
-            solver, x = cls(keys, breaks=grid.breaks), state
+    dubbed = torch.tensor([True], device=device)
+    runs = [(f"solver {name}", name, {}) for name in SOLVERS]
+    runs.append(("solver adams, dubbing_start unipc, a dubbing clip (preset fast's)", "adams",
+                 {"dubbing_start": "unipc"}))
+    for what, name, options in runs:
+        def run(name=name, options=options):
+            solver, x = solvers.build(name, keys, grid.breaks, dubbed, options), state
             for i in range(STEPS):
                 x = solver.step(i, x, velocity, lambda s, t, k: velocity)
-        rows.append((f"solver {name}", per_step(run, device, args.repeats)))
+        rows.append((what, per_step(run, device, args.repeats)))
     for threshold in (0.05, 0.2):
         def run(threshold=threshold):
             cache = StepCache(FixedPasses(device), threshold)

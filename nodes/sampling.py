@@ -38,7 +38,8 @@ def fraction_input(tooltip: str):
 
 STEPS_TIP = "Denoising steps (release: 50; UniAVGen-mini: 16); a named preset, or sigmas when connected, set them."
 SCHEDULE_TIP = ("release: the released timesteps. shifted: the same shape with MA-CFG's switch moved onto a step. "
-                "beta: denser at both ends (Beta(0.6, 0.6) quantiles), the switch on a step.")
+                "beta: denser at both ends (Beta(0.6, 0.6) quantiles), the switch on a step. beta_clean: Beta(0.55, "
+                "0.6), leaning to the clean end (preset fast's).")
 
 
 def comfy_sampling_inputs() -> dict:
@@ -78,9 +79,11 @@ def pack_sampling_inputs() -> dict:
         "solver": (solver_choices(), {"default": "euler", "tooltip": "The pack's own update from one step to the "
                    "next (preset custom). euler: the release's. ab2, dpmpp_2m and unipc (order 2, bh2, as Wan "
                    "samples): second order at the same cost, restarting at MA-CFG's switch (best on the shifted "
-                   "or beta schedule); unipc_bh1: UniPC's other variant; unipc_order3: third order. adams: "
+                   "or a beta schedule); unipc_bh1: UniPC's other variant; unipc_order3: third order. adams: "
                    "Adams-Bashforth 2 on the velocity with the Adams-Moulton corrector (no extra cost); "
-                   "adams_order3: its third order; ab3: third order without the corrector. heun: second "
+                   "adams_order3: its third order; ab3: third order without the corrector; adams_unipc_dubbing: "
+                   "adams, a given video's audio (dubbing) stepped by unipc up to MA-CFG's switch (preset fast's). "
+                   "heun: second "
                    "order, two model evaluations a step. A connected sampler replaces it."}),
         "schedule": (list(SCHEDULES), {"default": "release", "tooltip": "The timesteps the steps run through (preset "
                      f"custom). {SCHEDULE_TIP} Connected sigmas replace it."}),
@@ -261,8 +264,8 @@ def progress(device, steps: int):
 
 class UniAVGenSchedule:
     DESCRIPTION = ("The noise levels (SIGMAS, from 1 to 0) of a UniAVGen schedule, for the Sampler's sigmas input "
-                   "and ComfyUI's sigma tools. release: the released grid; shifted and beta put MA-CFG's switch on "
-                   "a step.")
+                   "and ComfyUI's sigma tools. release: the released grid; shifted, beta and beta_clean put MA-CFG's "
+                   "switch on a step.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("SIGMAS",)
     RETURN_NAMES = ("sigmas",)
@@ -274,8 +277,9 @@ class UniAVGenSchedule:
             "steps": steps_input("Steps: the list holds one more noise level (release: 50; UniAVGen-mini: 16)."),
             "shift": shift_input("Timestep shift (release: 5); set the Sampler's shift to the same value."),
             "schedule": (list(SCHEDULES), {"default": "release", "tooltip": SCHEDULE_TIP}),
-            "macfg_fraction": fraction_input("Where MA-CFG switches off, as on the Sampler (release: 0.5): shifted "
-                                             "and beta put a step there. Set the Sampler's to the same value."),
+            "macfg_fraction": fraction_input("Where MA-CFG switches off, as on the Sampler (release: 0.5): shifted, "
+                                             "beta and beta_clean put a step there. Set the Sampler's to the same "
+                                             "value."),
         }}
 
     def sigmas(self, steps, shift, schedule, macfg_fraction):

@@ -1,5 +1,7 @@
 """The audio-video-aware step cache (uniavgen_core/sampling/cache.py): off is exact, the passes it runs
 follow its estimates per modality and per pass, and the audio alone can demand a pass."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -126,8 +128,11 @@ def test_choices_by_name_map_onto_the_parameters():
     assert custom.video_cfg == 4.5 and custom.slg_layer == -1
     fast, notes = choose(mine, "fast", solver="heun", schedule="beta", cache=0.1)
     assert fast == PRESETS["fast"].apply(mine) and fast.video_cfg == 4.5
-    assert notes == ["preset fast: 12 steps of adams, order 2, with its corrector, on the beta schedule; it sets the "
-                     "steps, solver, schedule and cache (preset custom takes them as set)"]
+    assert notes == ["preset fast: 12 steps of adams, order 2, with its corrector, dubbing start unipc, on the "
+                     "beta_clean schedule; it sets the steps, solver, schedule and cache (preset custom takes them as "
+                     "set)"]
+    by_hand, _ = choose(dataclasses.replace(mine, steps=12), solver="adams_unipc_dubbing", schedule="beta_clean")
+    assert by_hand == fast
     assert choose(mine, "release")[0] == PRESETS["release"].apply(mine)
     assert choose(mine, "release")[1][0].startswith("preset release: 50 steps of euler on the release schedule")
 
@@ -140,7 +145,7 @@ def test_choices_say_what_a_sampler_or_sigmas_given_elsewhere_replace():
     assert notes == ["their sampler steps in place of the solver dpmpp_2m; disconnect it to use dpmpp_2m",
                      "the noise levels given (9 steps) replace the 7 steps on the shifted schedule"]
     _, notes = choose(mine, "fast", sigmas=9)
-    assert notes[1:] == ["the noise levels given (9 steps) replace the 12 steps on the beta schedule"]
+    assert notes[1:] == ["the noise levels given (9 steps) replace the 12 steps on the beta_clean schedule"]
     _, notes = choose(mine, cache=0.2, sampler="their sampler")
     assert notes == []                         # the cache wraps the guided velocity any sampler drives
 
@@ -150,7 +155,7 @@ def test_choices_say_what_a_sampler_or_sigmas_given_elsewhere_replace():
                            r"one of release, fast, balanced"),
     (dict(solver="unipc_order9"), "unknown solver 'unipc_order9': choose one of euler, adams, ab2, heun, dpmpp_2m, "
                                   "unipc, unipc_bh1, unipc_order3, adams_order3, ab3"),
-    (dict(schedule="karras"), r"unknown schedule 'karras' \(choose from release, shifted, beta\)"),
+    (dict(schedule="karras"), r"unknown schedule 'karras' \(choose from release, shifted, beta, beta_clean\)"),
     (dict(cache=-0.1), r"cache must be a number from 0 \(off\) to 1, got -0.1"),
     (dict(preset="fast", cache=float("inf")), r"cache must be a number from 0 \(off\) to 1, got inf"),
 ])

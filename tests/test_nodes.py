@@ -607,16 +607,17 @@ def test_the_default_choices_are_the_old_sampling_bit_for_bit(comfy, model):
 
 
 def test_a_preset_sets_steps_solver_schedule_and_cache(comfy, model):
-    """fast over the node's steps 2 is 12 steps of adams (order 2 with its corrector) on the beta schedule, as set
-    by hand, and says so."""
+    """fast over the node's steps 2 is 12 steps of adams (order 2 with its corrector, the dubbed audio by UniPC up to
+    MA-CFG's switch) on the beta_clean schedule, as set by hand, and says so."""
     comfy["utils"].updates.clear()
     (latent, mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
         comfy, model, preset="fast", solver="heun", schedule="beta", cache=0.5))
     assert comfy["utils"].updates[-1][:2] == (12, 12)
-    assert any(m.startswith("preset fast: 12 steps of adams, order 2, with its corrector, on the beta schedule")
+    assert any(m.startswith("preset fast: 12 steps of adams, order 2, with its corrector, dubbing start unipc, on "
+                            "the beta_clean schedule")
                for m in ui), ui
     (by_hand, by_hand_mel, _), ui = messages(comfy, "UniAVGenSampler", **sampler_args(
-        comfy, model, steps=12, solver="adams", schedule="beta"))
+        comfy, model, steps=12, solver="adams_unipc_dubbing", schedule="beta_clean"))
     assert torch.equal(latent["samples"], by_hand["samples"]) and torch.equal(mel["mel"], by_hand_mel["mel"])
     assert not any("preset" in m for m in ui)
 
@@ -650,7 +651,7 @@ def test_with_a_comfyui_sampler_the_choices_but_the_solver_apply(comfy, model, m
     (sigmas,) = run(comfy, "UniAVGenSchedule", steps=5, shift=5.0, schedule="release", macfg_fraction=0.5)
     _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler(), sigmas=sigmas,
                                                                preset="fast"))
-    assert "the noise levels given (5 steps) replace the 12 steps on the beta schedule" in ui
+    assert "the noise levels given (5 steps) replace the 12 steps on the beta_clean schedule" in ui
     assert "ComfyUI's sampler 'FakeSampler' steps in place of the solver adams; disconnect it to use adams" in ui
     _, ui = messages(comfy, "UniAVGenSampler", **sampler_args(comfy, model, sampler=FakeSampler(), sigmas=sigmas))
     assert not any("in place of" in m or "replace" in m for m in ui)       # the old inputs alone: as before

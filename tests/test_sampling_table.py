@@ -123,6 +123,9 @@ def test_the_candidates_include_the_presets_and_stay_within_the_budgets():
     for family in ("euler", "ab2", "dpmpp_2m", "unipc-o2", "unipc-o3", "heun"):     # each solver on both grids
         grids = {p.schedule for name, p in settings.items() if name.split("@")[0] in (family, f"{family} beta")}
         assert {"shifted", "beta"} <= grids or (family == "euler" and {"release", "beta"} <= grids), family
+    for family in ("euler", "ab2", "unipc-o2", "abm2", "abm2-dub"):       # on fast's grid, fast's solver on both
+        assert "beta_clean" in {p.schedule for name, p in settings.items() if name.startswith(f"{family} beta_clean@")}
+    assert settings["abm2-dub beta_clean@12"] == PRESETS["fast"]
 
 
 def test_the_tool_refuses_bad_arguments_before_any_work(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The solvers of the flow-matching ODE (uniavgen_core/sampling/solvers.py): their order of convergence on
 ODEs with known solutions, their restart at the guidance's jump (`breaks`), their options, and their
 runs through `sample` on the tiny model."""
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -171,6 +172,59 @@ def test_heun_evaluates_the_far_end_of_a_step_in_the_field_of_that_step():
     assert evaluated == [(float(keys[i + 1]), i) for i in range(5)]      # not at sigma = 0 (an Euler step)
 
 
+def separable(state, t, step=None):
+    """The cosine ODE for the video, the Gaussian flow for the audio: each modality's velocity its own."""
+    return cosine(state[:1], t)[0], gaussian(state[1:], t)[0]
+
+
+def test_adams_steps_the_dubbed_audio_with_unipc_up_to_the_switch():
+    """dubbing_start unipc: in a batch, the clip whose video is given takes for its audio UniPC's steps up to the
+    break and then a fresh Adams run's, for its video Adams' alone; the other clip is Adams' alone throughout."""
+    steps, k = 10, 4
+    keys = timesteps(steps, 5.0, torch.float64)
+    gen = torch.Generator().manual_seed(3)
+    start = tuple(torch.randn(2, n, generator=gen, dtype=torch.float64) for n in (3, 5))
+
+    def run(solver, state, first, last):
+        for i in range(first, last):
+            state = solver.step(i, state, separable(state, float(keys[i])), separable)
+        return state
+
+    dubbed = SOLVERS["adams"](keys, breaks=frozenset({k}), dubbing_start="unipc",
+                              video_given=torch.tensor([True, False]))
+    got = run(dubbed, start, 0, steps)
+    plain = run(SOLVERS["adams"](keys, breaks=frozenset({k})), start, 0, steps)
+    at_switch = run(SOLVERS["unipc"](keys), start, 0, k)
+    audio = run(SOLVERS["adams"](keys), at_switch, k, steps)[1]
+    assert torch.allclose(got[0], plain[0], rtol=1e-12, atol=0)              # every video: Adams'
+    assert torch.allclose(got[1][1], plain[1][1], rtol=1e-12, atol=0)        # the other clip's audio: Adams'
+    assert torch.allclose(got[1][0], audio[0], rtol=1e-12, atol=0)           # the dubbed audio: UniPC, then Adams
+    assert not torch.allclose(audio[0], plain[1][0], rtol=1e-6, atol=0)
+    for given, breaks in ((torch.tensor([False, False]), frozenset({k})), (torch.tensor([True, True]), frozenset())):
+        same = run(SOLVERS["adams"](keys, breaks=breaks, dubbing_start="unipc", video_given=given), start, 0, steps)
+        alone = run(SOLVERS["adams"](keys, breaks=breaks), start, 0, steps)
+        assert all(torch.equal(a, b) for a, b in zip(same, alone))           # no dubbed clip, or no switch: Adams
+
+
+def test_the_loop_tells_a_solver_which_clips_have_their_video_given(tiny_model, monkeypatch):
+    told = []
+
+    class Recording(solvers.Adams):
+        def __init__(self, timesteps, breaks=frozenset(), video_given=None, **options):
+            told.append(video_given)
+            super().__init__(timesteps, breaks, video_given=video_given, **options)
+
+    monkeypatch.setitem(solvers.SOLVERS, "recording", Recording)
+    requests = [random_request(Task.AVG, 1), random_request(Task.V2A, 2), random_request(Task.A2V, 3, cond_len=70)]
+    params = SamplingParams(steps=4, solver="recording", solver_options={"dubbing_start": "unipc"})
+    mixed = sample(tiny_model, requests, params)
+    assert told[-1].tolist() == [False, True, False]          # the first call is the parameters' check of the options
+    plain = sample(tiny_model, requests, dataclasses.replace(params, solver="adams", solver_options={}))
+    assert torch.allclose(mixed.video, plain.video, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(mixed.audio[[0, 2]], plain.audio[[0, 2]], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(mixed.audio[1], plain.audio[1], rtol=1e-3, atol=1e-4)
+
+
 def test_options_are_checked_when_the_parameters_are_made():
     with pytest.raises(ValueError, match="unipc: order must be 1, 2 or 3, got 4"):
         SamplingParams(solver="unipc", solver_options={"order": 4})
@@ -184,6 +238,10 @@ def test_options_are_checked_when_the_parameters_are_made():
         SamplingParams(solver="adams", solver_options={"order": 0})
     with pytest.raises(ValueError, match="adams: corrector must be true or false, got 'yes'"):
         SamplingParams(solver="adams", solver_options={"corrector": "yes"})
+    with pytest.raises(ValueError, match="adams: dubbing_start must be 'adams' or 'unipc', got 'heun'"):
+        SamplingParams(solver="adams", solver_options={"dubbing_start": "heun"})
+    with pytest.raises(ValueError, match="'video_given' is not an option; the sampling loop sets it from the tasks"):
+        SamplingParams(solver="adams", solver_options={"video_given": torch.tensor([True])})
     SamplingParams(solver="unipc", solver_options={"order": 3, "variant": "bh1"})
 
 

@@ -18,10 +18,11 @@ from .cache import StepCache
 from .presets import PRESETS, Preset
 from .guidance import GuidedVelocity, Velocity
 from .params import Request, SampleResult, SamplingParams, StepInfo
-from .tasks import TASKS
+from .tasks import TASKS, Given
 from . import flow
 from . import schedule
-from .solvers import SOLVERS, State
+from . import solvers
+from .solvers import State
 
 
 MAX_INPUT = 1e4      # normalised latents and mels and umT5 features stay within a few units; 1e4 is fp16-safe
@@ -200,7 +201,8 @@ def sample(model: UniAVGenModel, requests: list[Request], params: SamplingParams
 
     x_v, x_a = run.noise
     sched_host = keys.to(run.t_dtype)
-    solver = SOLVERS[params.solver](sched_host.to(x_v.device), breaks=grid.breaks, **params.solver_options)
+    video_given = torch.tensor([TASKS[r.task].video == Given.ALL for r in run.requests], device=x_v.device)
+    solver = solvers.build(params.solver, sched_host.to(x_v.device), grid.breaks, video_given, params.solver_options)
     masks = None
 
     try:

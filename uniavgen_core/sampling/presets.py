@@ -31,7 +31,8 @@ class Preset:
                                    cache=self.cache)
 
     def describe(self) -> str:
-        options = "".join(f", {'with' if v else 'without'} its {k}" if isinstance(v, bool) else f", {k} {v}"
+        options = "".join(f", {'with' if v else 'without'} its {k}" if isinstance(v, bool)
+                          else f", {k.replace('_', ' ')} {v}"
                           for k, v in self.solver_options.items()) + ("," if self.solver_options else "")
         cache = f", step cache {self.cache:g}" if self.cache else ""
         return f"{self.steps} steps of {self.solver}{options} on the {self.schedule} schedule{cache}"
@@ -39,19 +40,22 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "release": Preset(steps=50),
-    "fast": Preset(steps=12, solver="adams", solver_options={"order": 2, "corrector": True}, schedule="beta"),
+    "fast": Preset(steps=12, solver="adams", solver_options={"order": 2, "corrector": True, "dubbing_start": "unipc"},
+                   schedule="beta_clean"),
     "balanced": Preset(steps=16, solver="adams", solver_options={"order": 2, "corrector": True}, schedule="beta",
                        cache=0.02),
 }
 CUSTOM = "custom"                     # no preset: the steps, solver, schedule and cache as chosen one by one
 
 # Solvers by the names a user chooses from: every registered solver under its own name with its default
-# options (unipc: order 2, bh2; adams: order 2 with its corrector), and these variants with other options.
+# options (unipc: order 2, bh2; adams: order 2 with its corrector), and these variants with other options
+# (`adams_unipc_dubbing`: `fast`'s solver, the dubbed audio by UniPC up to MA-CFG's switch).
 SOLVER_VARIANTS: dict[str, tuple[str, dict]] = {
     "unipc_bh1": ("unipc", {"variant": "bh1"}),
     "unipc_order3": ("unipc", {"order": 3}),
     "adams_order3": ("adams", {"order": 3}),
     "ab3": ("adams", {"order": 3, "corrector": False}),
+    "adams_unipc_dubbing": ("adams", {"order": 2, "corrector": True, "dubbing_start": "unipc"}),
 }
 
 

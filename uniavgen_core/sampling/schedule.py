@@ -96,12 +96,15 @@ def _beta_ppf(q: np.ndarray, a: float, b: float) -> np.ndarray:
     return np.sin(np.interp(q, cdf / cdf[-1], theta)) ** 2
 
 
-def _beta(steps: int, shift: float, fraction: float) -> Schedule:
-    """Shifted levels at the quantiles of Beta(0.6, 0.6) over the base grid (denser at both ends), the
-    beta schedule of Lee et al. 2024 as ComfyUI offers it, on continuous levels."""
-    base = np.append(_beta_ppf(1 - np.arange(steps) / steps, 0.6, 0.6), 0.0)
-    base[0] = 1.0
-    return _on_the_switch(flow.shifted(base, shift), shift, fraction)
+def _beta(a: float, b: float) -> Callable[[int, float, float], Schedule]:
+    """Shifted levels at the quantiles of Beta(a, b) over the base grid. Beta(0.6, 0.6) (`beta`, denser at both
+    ends) is the beta schedule of Lee et al. 2024 as ComfyUI offers it, on continuous levels; a < b leans the
+    grid to the clean end."""
+    def build(steps: int, shift: float, fraction: float) -> Schedule:
+        base = np.append(_beta_ppf(1 - np.arange(steps) / steps, a, b), 0.0)
+        base[0] = 1.0
+        return _on_the_switch(flow.shifted(base, shift), shift, fraction)
+    return build
 
 
 FIRST_LEVEL_TOLERANCE = 1e-4       # how far from 1 (pure noise) a list of noise levels may start
@@ -159,7 +162,8 @@ def from_sigmas(sigmas, shift: float, fraction: float) -> Schedule:
 SCHEDULES: dict[str, Callable[[int, float, float], Schedule]] = {
     "release": _release,
     "shifted": _shifted,
-    "beta": _beta,
+    "beta": _beta(0.6, 0.6),
+    "beta_clean": _beta(0.55, 0.6),
 }
 
 

@@ -12,7 +12,9 @@ Register a new one with
 Every solver also takes `breaks`, from the loop, never from the user: the step indices k where the
 guided velocity jumps (MA-CFG's switch), i.e. the velocity at step k belongs to another field than the
 one at step k - 1. A multistep solver starts its history afresh there (a difference across a jump is no
-derivative); a solver that evaluates ahead names the field of the step it is in.
+derivative); a solver that evaluates ahead names the field of the step it is in. A solver whose signature
+names `video_given` also gets it from the loop: a bool tensor [N], the clips whose video is given whole
+(dubbing), so that it may step their audio otherwise (`build`).
 """
 from __future__ import annotations
 
@@ -57,13 +59,23 @@ def register(name: str) -> Callable[[type], type]:
 
 def check_options(name: str, options: dict) -> None:
     """A ValueError naming what a solver does not take, or an option value it refuses, before any work."""
-    if "breaks" in options:
-        raise ValueError(f"solver {name!r}: 'breaks' is not an option; the sampling loop sets it from the guidance")
+    for loop_set in ("breaks", "video_given"):
+        if loop_set in options:
+            raise ValueError(f"solver {name!r}: {loop_set!r} is not an option; the sampling loop sets it from "
+                             f"{'the guidance' if loop_set == 'breaks' else 'the tasks'}")
     try:
         inspect.signature(SOLVERS[name]).bind(torch.zeros(2), breaks=frozenset(), **options)
     except TypeError as err:
         raise ValueError(f"solver {name!r} does not take the options {sorted(options)}: {err}") from None
     SOLVERS[name](torch.tensor([1000.0, 0.0]), breaks=frozenset(), **options)    # its own checks of the values
+
+
+def build(name: str, timesteps: torch.Tensor, breaks: frozenset[int], video_given: torch.Tensor,
+          options: dict) -> Solver:
+    """The solver `name` for one run, with `video_given` ([N] bool) where its signature takes it."""
+    cls = SOLVERS[name]
+    extra = {"video_given": video_given} if "video_given" in inspect.signature(cls).parameters else {}
+    return cls(timesteps, breaks=breaks, **extra, **options)
 
 
 def _sigmas(timesteps: torch.Tensor) -> list[float]:
@@ -115,23 +127,42 @@ class Adams:
     velocity: one order more. The first step, and the first at each index in `breaks` (where the guided velocity
     jumps, e.g. MA-CFG's switch), is Euler's (a difference across a jump is no derivative; no correction across
     it either); the order then grows with the history. The step to sigma = 0 is not corrected (nothing is
-    evaluated there)."""
+    evaluated there).
+
+    `dubbing_start="unipc"`: the audio of the clips whose video is given whole (`video_given`, dubbing) takes
+    UniPC's steps (order 2, bh2) up to the first break, MA-CFG's switch, and Adams' from there (both restart
+    their history at the switch). Chosen by measurement (docs/sampling.md): in MA-CFG's field the dubbed audio
+    lands closer to the converged solution by UniPC's steps, the generated one (joint generation) by Adams'.
+    Without a switch on the grid it changes nothing."""
 
     def __init__(self, timesteps: torch.Tensor, breaks: frozenset[int] = frozenset(), order: int = 2,
-                 corrector: bool = True):
+                 corrector: bool = True, dubbing_start: str = "adams", video_given: torch.Tensor | None = None):
         if order not in (1, 2, 3):
             raise ValueError(f"adams: order must be 1, 2 or 3, got {order!r}")
         if not isinstance(corrector, bool):
             raise ValueError(f"adams: corrector must be true or false, got {corrector!r}")
+        if dubbing_start not in ("adams", "unipc"):
+            raise ValueError(f"adams: dubbing_start must be 'adams' or 'unipc', got {dubbing_start!r}")
         self.sigmas, self.breaks, self.order, self.corrector = _sigmas(timesteps), frozenset(breaks), order, corrector
         self.history: list[tuple[float, State]] = []       # (sigma, velocity) at the last `order` steps
         self.last = None                                   # the state the previous step started from
+        dubbed = dubbing_start == "unipc" and self.breaks and video_given is not None and bool(video_given.any())
+        self.start = UniPC(timesteps, self.breaks) if dubbed else None
+        self.switch, self.video_given = min(self.breaks, default=0), video_given
 
     def _integral(self, i: int, points: list[tuple[float, State]]) -> State:
         w = _adams_weights([s for s, _ in points], self.sigmas[i], self.sigmas[i + 1])
         return combine(*zip(w, (v for _, v in points)))
 
     def step(self, i, state, velocity_at_i, velocity):
+        if self.start is not None and i < self.switch:
+            audio = self.start.step(i, state, velocity_at_i, velocity)[1]
+            out = self._step(i, state, velocity_at_i)
+            rows = self.video_given.view(-1, *(1,) * (audio.dim() - 1))
+            return out[0], torch.where(rows, audio, out[1])
+        return self._step(i, state, velocity_at_i)
+
+    def _step(self, i, state, velocity_at_i):
         if i in self.breaks:
             self.history, self.last = [], None
         point = (self.sigmas[i], velocity_at_i)

@@ -33,7 +33,9 @@ def candidates() -> dict[str, Preset]:
     """The settings compared, named family[ grid]@steps: Euler on the release's schedule as the baseline, and
     Euler, the higher-order solvers (abm: Adams-Bashforth with the Adams-Moulton corrector) and the step cache
     on the two grids with MA-CFG's switch on them
-    (`shifted`, the release's shape; `beta`, denser at both ends)."""
+    (`shifted`, the release's shape; `beta`, denser at both ends); then Euler, AB2, UniPC and Adams with its corrector
+    on `beta_clean` (leaning to the clean end), and abm2-dub: Adams with its corrector, the dubbed audio by UniPC up
+    to MA-CFG's switch (`fast`'s solver), on `beta` and `beta_clean`."""
     out = {f"euler@{n}": Preset(n) for n in (8, 12, 16, 25, 50)}
     out.update({f"euler beta@{n}": Preset(n, schedule="beta") for n in (8, 12, 16, 25)})
     multistep = (("ab2", "ab2", {}), ("dpmpp_2m", "dpmpp_2m", {}), ("unipc-o2", "unipc", {"order": 2}),
@@ -55,6 +57,13 @@ def candidates() -> dict[str, Preset]:
         for threshold in (0.02, 0.05, 0.1, 0.2):
             out[f"abm2 beta cache {threshold:g}@{n}"] = Preset(n, "adams", {"order": 2, "corrector": True}, "beta",
                                                                threshold)
+    out["euler beta_clean@12"] = Preset(12, schedule="beta_clean")
+    dubbing = {"order": 2, "corrector": True, "dubbing_start": "unipc"}
+    for n in (10, 12, 16):
+        for family, solver, options in (m for m in multistep if m[0] in ("ab2", "unipc-o2", "abm2", "abm3")):
+            out[f"{family} beta_clean@{n}"] = Preset(n, solver, options, "beta_clean")
+        for schedule, suffix in (("beta", " beta"), ("beta_clean", " beta_clean")):
+            out[f"abm2-dub{suffix}@{n}"] = Preset(n, "adams", dubbing, schedule)
     out.update({f"preset {name}@{p.steps}": p for name, p in PRESETS.items()})
     return out
 
@@ -201,11 +210,14 @@ def markdown(results: dict) -> str:
     return "\n\n".join(blocks)
 
 
+GRID_STYLES = {"beta": "-", "beta_clean": (0, (6, 1.5, 1, 1.5, 1, 1.5)), "shifted": ":", "release": "--"}
+
+
 def plot(results: dict, path: str) -> None:
     """Distance to the converged solution against evaluations per clip (log-log), a panel per task and modality:
-    a line per solver without the cache (colour: the solver; solid: the `beta` grid, dotted: `shifted`, dashed:
-    the release's), the step-cache settings as grey crosses, the presets circled and the release's distance drawn
-    across."""
+    a line per solver without the cache (colour: the solver; the grid's line style: solid `beta`, dash-dot-dot
+    `beta_clean`, dotted `shifted`, dashed the release's), the step-cache settings as grey crosses, the presets
+    circled and the release's distance drawn across."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -238,8 +250,7 @@ def plot(results: dict, path: str) -> None:
         for family, points in sorted(lines.items()):
             solver, grid = (family.split(" ") + ["shifted" if family != "euler" else "release"])[:2]
             colour = colours.setdefault(solver, f"C{len(colours) % 10}")
-            style = {"beta": "-", "shifted": ":", "release": "--"}[grid]
-            ax.plot(*zip(*sorted(points)), style, marker="o", ms=3, color=colour, lw=1.3, zorder=3)
+            ax.plot(*zip(*sorted(points)), ls=GRID_STYLES[grid], marker="o", ms=3, color=colour, lw=1.3, zorder=3)
         ax.set(xscale="log", yscale="log", xlabel="model evaluations per clip", title=f"{setup.upper()} {modality}")
         ax.set_xticks([8, 12, 16, 24, 32, 50, 100])
         ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -247,8 +258,7 @@ def plot(results: dict, path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0, 0].set_ylabel("relative L2 to the converged solution")
     handles = [plt.Line2D([], [], color=c, marker="o", ms=3, label=s) for s, c in colours.items()]
-    handles += [plt.Line2D([], [], color="k", ls=ls, label=grid) for grid, ls in
-                (("beta grid", "-"), ("shifted grid", ":"), ("release grid", "--"))]
+    handles += [plt.Line2D([], [], color="k", ls=ls, label=f"{grid} grid") for grid, ls in GRID_STYLES.items()]
     handles += [plt.Line2D([], [], color="0.6", marker="x", ls="", label="step cache"),
                 plt.Line2D([], [], color="k", marker="o", mfc="none", ms=9, ls="", label="preset"),
                 plt.Line2D([], [], color="k", lw=0.7, ls="-.", label="the release's distance")]
