@@ -154,7 +154,7 @@ def test_choices_say_what_a_sampler_or_sigmas_given_elsewhere_replace():
     (dict(preset="quick"), r"unknown preset 'quick': choose custom \(steps, solver, schedule and cache as set\) or "
                            r"one of release, fast, balanced"),
     (dict(solver="unipc_order9"), "unknown solver 'unipc_order9': choose one of euler, adams, ab2, heun, dpmpp_2m, "
-                                  "unipc, unipc_bh1, unipc_order3, adams_order3, ab3"),
+                                  "unipc, unipc_bh1, unipc_order3, adams_order3, ab3, adams_unipc_dubbing$"),
     (dict(schedule="karras"), r"unknown schedule 'karras' \(choose from release, shifted, beta, beta_clean\)"),
     (dict(cache=-0.1), r"cache must be a number from 0 \(off\) to 1, got -0.1"),
     (dict(preset="fast", cache=float("inf")), r"cache must be a number from 0 \(off\) to 1, got inf"),

@@ -3,9 +3,10 @@ sampling a user chooses by name (a preset, or a solver, schedule and cache one b
 
 A preset leaves the guidance (scales, MA-CFG fraction, skip layer) to the model's parameters; applied to
 them it sets the rest. `release` is the release's sampling, exactly; `fast` the best combination measured
-at no more than 25 model evaluations per clip; `balanced` the fewest evaluations measured to come closer to the
-converged solution than the release in every task, dubbing's audio included (docs/sampling.md has the table
-both were chosen from).
+at no more than 25 model evaluations per clip, on the small model closer to the converged solution than the
+release in every task of the table; `balanced`, chosen before `fast` got there, the same with 16 steps on `beta`
+and the step cache, fewer evaluations than `fast` where the audio is given (docs/sampling.md has the table both
+were chosen from).
 """
 from __future__ import annotations
 

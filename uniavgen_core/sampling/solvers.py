@@ -129,7 +129,8 @@ class Adams:
     it either); the order then grows with the history. The step to sigma = 0 is not corrected (nothing is
     evaluated there).
 
-    `dubbing_start="unipc"`: the audio of the clips whose video is given whole (`video_given`, dubbing) takes
+    `dubbing_start="unipc"`: the audio of the clips whose video is given whole (`video_given`: dubbing and its
+    continuation) takes
     UniPC's steps (order 2, bh2) up to the first break, MA-CFG's switch, and Adams' from there (both restart
     their history at the switch). Chosen by measurement (docs/sampling.md): in MA-CFG's field the dubbed audio
     lands closer to the converged solution by UniPC's steps, the generated one (joint generation) by Adams'.
@@ -156,9 +157,9 @@ class Adams:
 
     def step(self, i, state, velocity_at_i, velocity):
         if self.start is not None and i < self.switch:
-            audio = self.start.step(i, state, velocity_at_i, velocity)[1]
+            audio = self.start.step(i, state[1:], velocity_at_i[1:], velocity)[0]     # UniPC on the audio alone
             out = self._step(i, state, velocity_at_i)
-            rows = self.video_given.view(-1, *(1,) * (audio.dim() - 1))
+            rows = self.video_given.to(audio.device).view(-1, *(1,) * (audio.dim() - 1))
             return out[0], torch.where(rows, audio, out[1])
         return self._step(i, state, velocity_at_i)
 
