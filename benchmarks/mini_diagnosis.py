@@ -53,7 +53,6 @@ from uniavgen_core.sampling.params import MAX_STEPS  # noqa: E402
 from uniavgen_core.sampling.schedule import SCHEDULES  # noqa: E402
 from uniavgen_core.sampling.solvers import SOLVERS  # noqa: E402
 from uniavgen_core.training import smoothness  # noqa: E402
-from uniavgen_core.synthetic.clips import make_clip  # noqa: E402
 from uniavgen_core.training.data import DataConfig  # noqa: E402
 from uniavgen_core.training.evaluate import held_out  # noqa: E402
 
@@ -184,7 +183,7 @@ def static(pipe: MiniPipeline, clips, params, steps: int = 12, reference_steps: 
 
 def training_clips(count: int, data: DataConfig = DataConfig()) -> list:
     """The first `count` clips of the training set the small model's recipe makes."""
-    return [make_clip(s, frames=data.frames, size=data.size) for s in data.seeds()[:count]]
+    return data.make_clips(data.seeds()[:count])
 
 
 def velocity_mse(pipe: MiniPipeline, a2v: A2VClips, params) -> dict:

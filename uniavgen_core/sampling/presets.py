@@ -39,15 +39,6 @@ class Preset:
         return f"{self.steps} steps of {self.solver}{options} on the {self.schedule} schedule{cache}"
 
 
-PRESETS: dict[str, Preset] = {
-    "release": Preset(steps=50),
-    "fast": Preset(steps=12, solver="adams", solver_options={"order": 2, "corrector": True, "dubbing_start": "unipc"},
-                   schedule="beta_clean"),
-    "balanced": Preset(steps=16, solver="adams", solver_options={"order": 2, "corrector": True}, schedule="beta",
-                       cache=0.02),
-}
-CUSTOM = "custom"                     # no preset: the steps, solver, schedule and cache as chosen one by one
-
 # Solvers by the names a user chooses from: every registered solver under its own name with its default
 # options (unipc: order 2, bh2; adams: order 2 with its corrector), and these variants with other options
 # (`adams_unipc_dubbing`: `fast`'s solver, the dubbed audio by UniPC up to MA-CFG's switch).
@@ -74,6 +65,15 @@ def named_solver(name: str) -> tuple[str, dict]:
         solver, options = SOLVER_VARIANTS[name]
         return solver, dict(options)
     raise ValueError(f"unknown solver {name!r}: choose one of {', '.join(solver_choices())}")
+
+
+PRESETS: dict[str, Preset] = {
+    "release": Preset(steps=50),
+    "fast": Preset(12, *named_solver("adams_unipc_dubbing"), schedule="beta_clean"),
+    "balanced": Preset(steps=16, solver="adams", solver_options={"order": 2, "corrector": True}, schedule="beta",
+                       cache=0.02),
+}
+CUSTOM = "custom"                     # no preset: the steps, solver, schedule and cache as chosen one by one
 
 
 def choose(params: SamplingParams, preset: str = CUSTOM, solver: str = "euler", schedule: str = "release",

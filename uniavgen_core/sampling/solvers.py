@@ -59,10 +59,9 @@ def register(name: str) -> Callable[[type], type]:
 
 def check_options(name: str, options: dict) -> None:
     """A ValueError naming what a solver does not take, or an option value it refuses, before any work."""
-    for loop_set in ("breaks", "video_given"):
+    for loop_set, source in (("breaks", "the guidance"), ("video_given", "the tasks")):
         if loop_set in options:
-            raise ValueError(f"solver {name!r}: {loop_set!r} is not an option; the sampling loop sets it from "
-                             f"{'the guidance' if loop_set == 'breaks' else 'the tasks'}")
+            raise ValueError(f"solver {name!r}: {loop_set!r} is not an option; the sampling loop sets it from {source}")
     try:
         inspect.signature(SOLVERS[name]).bind(torch.zeros(2), breaks=frozenset(), **options)
     except TypeError as err:

@@ -67,6 +67,10 @@ class DataConfig:
     def codec_seeds(self) -> list[int]:
         return [self.seed * 10_000_000 + 5_000_000 + i for i in range(self.codec_clips)]
 
+    def make_clips(self, seeds: list[int]) -> list:
+        """The synthetic clips of these seeds, at this set's frames and size."""
+        return [make_clip(s, frames=self.frames, size=self.size) for s in seeds]
+
     def held_out_seeds(self, count: int, split: str = "test") -> list[int]:
         """Seeds no training or codec clip uses: 'test' for the reported numbers, 'validation'
         for choosing sampling settings."""

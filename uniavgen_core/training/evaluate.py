@@ -25,7 +25,7 @@ import torch
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling import SamplingParams, Task
 from ..sampling import tasks as table
-from ..synthetic.clips import Clip, make_clip
+from ..synthetic.clips import Clip
 from ..units import SAMPLE_RATE
 from . import lipsync
 from .data import DataConfig
@@ -35,7 +35,7 @@ TASKS = {"avg": Task.AVG, "a2v": Task.A2V, "v2a": Task.V2A}
 
 
 def held_out(count: int, split: str = "test", data: DataConfig = DataConfig()) -> list[Clip]:
-    return [make_clip(s, frames=data.frames, size=data.size) for s in data.held_out_seeds(count, split)]
+    return data.make_clips(data.held_out_seeds(count, split))
 
 
 def generate(pipe: MiniPipeline, clips: list[Clip], task: Task, params: SamplingParams, chunk: int = 16):

@@ -20,7 +20,7 @@ import torch
 
 from ..mini.pipeline import MINI_SAMPLING, MiniPipeline
 from ..sampling import SampleResult, SamplingParams, Task, sample
-from ..sampling.presets import PRESETS, Preset
+from ..sampling.presets import PRESETS, Preset, named_solver
 from ..synthetic.clips import Clip
 from . import lipsync
 from .evaluate import signals
@@ -58,12 +58,12 @@ def candidates() -> dict[str, Preset]:
             out[f"abm2 beta cache {threshold:g}@{n}"] = Preset(n, "adams", {"order": 2, "corrector": True}, "beta",
                                                                threshold)
     out["euler beta_clean@12"] = Preset(12, schedule="beta_clean")
-    dubbing = {"order": 2, "corrector": True, "dubbing_start": "unipc"}
+    dubbing = named_solver("adams_unipc_dubbing")
     for n in (10, 12, 16):
         for family, solver, options in (m for m in multistep if m[0] in ("ab2", "unipc-o2", "abm2", "abm3")):
             out[f"{family} beta_clean@{n}"] = Preset(n, solver, options, "beta_clean")
         for schedule, suffix in (("beta", " beta"), ("beta_clean", " beta_clean")):
-            out[f"abm2-dub{suffix}@{n}"] = Preset(n, "adams", dubbing, schedule)
+            out[f"abm2-dub{suffix}@{n}"] = Preset(n, *dubbing, schedule)
     out.update({f"preset {name}@{p.steps}": p for name, p in PRESETS.items()})
     return out
 
